@@ -1,0 +1,233 @@
+/* Frame codec: the 16-byte header, and whole frames over a TLS connection. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "frep/v1/frep.pb-c.h"
+#include "tls.h"
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void frame_hdr_encode(const struct frep_frame_hdr *h, uint8_t out[FREP_FRAME_HDR_SIZE])
+{
+	put_be32(out, FREP_FRAME_MAGIC);
+	out[4] = h->version;
+	out[5] = h->type;
+	out[6] = (uint8_t)(h->flags >> 8);
+	out[7] = (uint8_t)h->flags;
+	put_be32(out + 8, h->body_len);
+	put_be32(out + 12, h->trailer_len);
+}
+
+int frame_hdr_decode(const uint8_t in[FREP_FRAME_HDR_SIZE], struct frep_frame_hdr *h,
+		     const char **why)
+{
+	if (get_be32(in) != FREP_FRAME_MAGIC) {
+		*why = "bad frame magic (expected \"FREP\")";
+		return -1;
+	}
+	h->version = in[4];
+	h->type = in[5];
+	h->flags = (uint16_t)(in[6] << 8 | in[7]);
+	h->body_len = get_be32(in + 8);
+	h->trailer_len = get_be32(in + 12);
+
+	if (h->version != FREP_PROTO_VERSION) {
+		*why = "unsupported frame version";
+		return -1;
+	}
+	if (h->type == 0 || h->type > FREP_MSG__MAX) {
+		*why = "unknown message type";
+		return -1;
+	}
+	if (h->flags != 0) {
+		*why = "reserved frame flags set";
+		return -1;
+	}
+	if (h->body_len > FREP_MAX_BODY) {
+		*why = "body length exceeds 65536";
+		return -1;
+	}
+	if (h->trailer_len > FREP_MAX_TRAILER) {
+		*why = "trailer length exceeds 33554432";
+		return -1;
+	}
+	if (h->trailer_len && !frep_msg_has_trailer(h->type)) {
+		*why = "trailer on a message type that takes none";
+		return -1;
+	}
+	return 0;
+}
+
+static const ProtobufCMessageDescriptor *const descriptors[] = {
+	[FREP_MSG_HELLO] = &frep__v1__hello__descriptor,
+	[FREP_MSG_WELCOME] = &frep__v1__welcome__descriptor,
+	[FREP_MSG_EXTENT_TABLE] = &frep__v1__extent_table__descriptor,
+	[FREP_MSG_PARTS_READY] = &frep__v1__parts_ready__descriptor,
+	[FREP_MSG_START_COPY] = &frep__v1__start_copy__descriptor,
+	[FREP_MSG_START_SYNC] = &frep__v1__start_sync__descriptor,
+	[FREP_MSG_COPY_DATA] = &frep__v1__copy_data__descriptor,
+	[FREP_MSG_COPY_HOLE] = &frep__v1__copy_hole__descriptor,
+	[FREP_MSG_COPY_ACK] = &frep__v1__copy_ack__descriptor,
+	[FREP_MSG_COPY_DONE] = &frep__v1__copy_done__descriptor,
+	[FREP_MSG_TX] = &frep__v1__tx__descriptor,
+	[FREP_MSG_TX_ACK] = &frep__v1__tx_ack__descriptor,
+	[FREP_MSG_RESEND] = &frep__v1__resend__descriptor,
+	[FREP_MSG_CONSISTENT] = &frep__v1__consistent__descriptor,
+	[FREP_MSG_HEARTBEAT] = &frep__v1__heartbeat__descriptor,
+	[FREP_MSG_PAUSE] = &frep__v1__pause__descriptor,
+	[FREP_MSG_RESUME] = &frep__v1__resume__descriptor,
+	[FREP_MSG_ERROR] = &frep__v1__error__descriptor,
+	[FREP_MSG_GOODBYE] = &frep__v1__goodbye__descriptor,
+};
+
+const ProtobufCMessageDescriptor *frame_msg_descriptor(unsigned type)
+{
+	if (type == 0 || type > FREP_MSG__MAX)
+		return NULL;
+	return descriptors[type];
+}
+
+void frame_reader_init(struct frame_reader *r)
+{
+	memset(r, 0, sizeof(*r));
+}
+
+static void reader_drop_msg(struct frame_reader *r)
+{
+	if (r->msg) {
+		protobuf_c_message_free_unpacked(r->msg, NULL);
+		r->msg = NULL;
+	}
+}
+
+void frame_reader_free(struct frame_reader *r)
+{
+	reader_drop_msg(r);
+	free(r->body);
+	free(r->trailer);
+	memset(r, 0, sizeof(*r));
+}
+
+enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
+			     uint32_t *wire_err, char *why, size_t why_len)
+{
+	uint8_t hdr[FREP_FRAME_HDR_SIZE];
+	const char *bad;
+
+	*wire_err = 0;
+	reader_drop_msg(r);
+	int rc = tls_read_full(c, hdr, sizeof(hdr));
+	if (rc == 0)
+		return FRAME_EOF;
+	if (rc < 0) {
+		snprintf(why, why_len, "reading frame header: %s", strerror(errno));
+		return FRAME_ERR;
+	}
+	if (frame_hdr_decode(hdr, &f->hdr, &bad) < 0) {
+		*wire_err = FREP_E_PROTOCOL;
+		snprintf(why, why_len, "%s", bad);
+		return FRAME_ERR;
+	}
+	/* Lengths are validated above, so these allocations are bounded. */
+	if (!r->body && !(r->body = malloc(FREP_MAX_BODY)))
+		goto nomem;
+	if (f->hdr.trailer_len > r->trailer_cap) {
+		free(r->trailer);
+		r->trailer_cap = 0;
+		if (!(r->trailer = malloc(f->hdr.trailer_len)))
+			goto nomem;
+		r->trailer_cap = f->hdr.trailer_len;
+	}
+	if (f->hdr.body_len && tls_read_full(c, r->body, f->hdr.body_len) != 1)
+		goto truncated;
+	if (f->hdr.trailer_len && tls_read_full(c, r->trailer, f->hdr.trailer_len) != 1)
+		goto truncated;
+
+	r->msg = protobuf_c_message_unpack(descriptors[f->hdr.type], NULL, f->hdr.body_len,
+					   r->body);
+	if (!r->msg) {
+		*wire_err = FREP_E_PROTOCOL;
+		snprintf(why, why_len, "malformed %s body (%u bytes)", frep_msg_name(f->hdr.type),
+			 f->hdr.body_len);
+		return FRAME_ERR;
+	}
+	f->msg = r->msg;
+	f->trailer = r->trailer;
+	return FRAME_OK;
+
+truncated:
+	/* EOF or failure inside a frame is an error, unlike EOF on a boundary. */
+	snprintf(why, why_len, "connection lost inside a %s frame: %s",
+		 frep_msg_name(f->hdr.type), errno ? strerror(errno) : "end of stream");
+	return FRAME_ERR;
+nomem:
+	*wire_err = FREP_E_INTERNAL;
+	snprintf(why, why_len, "out of memory for a %u-byte trailer", f->hdr.trailer_len);
+	return FRAME_ERR;
+}
+
+int frame_send(struct tls_conn *c, unsigned type, const ProtobufCMessage *msg,
+	       const void *trailer, uint32_t trailer_len)
+{
+	/* Header and body go out in one TLS write: one record for small frames. */
+	uint8_t buf[FREP_FRAME_HDR_SIZE + 1024];
+	uint8_t *out = buf;
+	size_t body_len = protobuf_c_message_get_packed_size(msg);
+	int rc = -1;
+
+	if (body_len > FREP_MAX_BODY || trailer_len > FREP_MAX_TRAILER) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	if (FREP_FRAME_HDR_SIZE + body_len > sizeof(buf) &&
+	    !(out = malloc(FREP_FRAME_HDR_SIZE + body_len)))
+		return -1;
+
+	struct frep_frame_hdr h = {
+		.version = FREP_PROTO_VERSION,
+		.type = (uint8_t)type,
+		.body_len = (uint32_t)body_len,
+		.trailer_len = trailer_len,
+	};
+	frame_hdr_encode(&h, out);
+	protobuf_c_message_pack(msg, out + FREP_FRAME_HDR_SIZE);
+	if (tls_write_full(c, out, FREP_FRAME_HDR_SIZE + body_len) < 0)
+		goto out;
+	if (trailer_len && tls_write_full(c, trailer, trailer_len) < 0)
+		goto out;
+	rc = 0;
+out:
+	if (out != buf)
+		free(out);
+	return rc;
+}
+
+int frame_send_error(struct tls_conn *c, uint32_t code, const char *fmt, ...)
+{
+	char text[FREP_MAX_MESSAGE];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+
+	Frep__V1__Error e = FREP__V1__ERROR__INIT;
+	e.code = code;
+	e.severe = frep_error_is_severe(code);
+	e.message = text;
+	return frame_send(c, FREP_MSG_ERROR, &e.base, NULL, 0);
+}

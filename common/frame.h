@@ -1,0 +1,66 @@
+/* Frame codec: the 16-byte header, and whole frames over a TLS connection. */
+#ifndef FREP_FRAME_H
+#define FREP_FRAME_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wire.h"
+
+struct tls_conn;
+
+void frame_hdr_encode(const struct frep_frame_hdr *h, uint8_t out[FREP_FRAME_HDR_SIZE]);
+
+/*
+ * Decodes and validates a header: magic, version, known type, flags zero,
+ * body_len <= FREP_MAX_BODY, trailer_len <= FREP_MAX_TRAILER and zero for
+ * types without a trailer. Returns 0, or -1 with *why set to a static string.
+ * Runs before anything is allocated for the frame.
+ */
+int frame_hdr_decode(const uint8_t in[FREP_FRAME_HDR_SIZE], struct frep_frame_hdr *h,
+		     const char **why);
+
+/* Protobuf descriptor of a message type, NULL if unknown. */
+const ProtobufCMessageDescriptor *frame_msg_descriptor(unsigned type);
+
+/*
+ * A received frame. The reader owns the buffers and reuses them for the next
+ * frame: msg and trailer are valid until the next frame_recv or frame_reader_free.
+ */
+struct frame {
+	struct frep_frame_hdr hdr;
+	ProtobufCMessage *msg; /* unpacked body; cast by hdr.type */
+	uint8_t *trailer;      /* hdr.trailer_len bytes */
+};
+
+struct frame_reader {
+	uint8_t *body;
+	uint8_t *trailer;
+	size_t trailer_cap;
+	ProtobufCMessage *msg;
+};
+
+void frame_reader_init(struct frame_reader *r);
+void frame_reader_free(struct frame_reader *r);
+
+enum frame_status { FRAME_OK = 1, FRAME_EOF = 0, FRAME_ERR = -1 };
+
+/*
+ * Reads one whole frame. FRAME_EOF: the peer closed on a frame boundary.
+ * FRAME_ERR: I/O error, EOF inside a frame, or an invalid header or body;
+ * *wire_err is then the Error.code to send back (0 when the link itself
+ * failed and nothing can be sent) and why says what was wrong.
+ */
+enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
+			     uint32_t *wire_err, char *why, size_t why_len);
+
+/* Sends header, packed msg and optional trailer. Returns 0 or -1 (link failed). */
+int frame_send(struct tls_conn *c, unsigned type, const ProtobufCMessage *msg,
+	       const void *trailer, uint32_t trailer_len);
+
+/* Sends an Error frame; the caller closes the connection afterwards. */
+int frame_send_error(struct tls_conn *c, uint32_t code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,53 @@
+/* Small shared helpers: CRC32C, size and address parsing, time, randomness. */
+#ifndef FREP_UTIL_H
+#define FREP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* CRC32C (Castagnoli), as iSCSI and ext4 use it; ISA-L does the work. */
+uint32_t frep_crc32c(const void *buf, size_t len);
+/* Continues a CRC32C: frep_crc32c_update(frep_crc32c(a), b) == frep_crc32c(a ++ b). */
+uint32_t frep_crc32c_update(uint32_t crc, const void *buf, size_t len);
+
+/* Parses "123", "64K", "100M", "2G" (powers of 1024). 0, or -1 if malformed/overflow. */
+int parse_size(const char *s, uint64_t *out);
+/* Formats bytes as "1.5G", "12M", "512K", "100" into buf. Returns buf. */
+char *format_size(uint64_t bytes, char *buf, size_t len);
+
+/*
+ * Splits "HOST:PORT" or "[V6]:PORT" into host and port (copied). default_port
+ * is used when ":PORT" is missing and default_port is non-NULL. 0 or -1.
+ */
+int split_host_port(const char *s, char *host, size_t host_len, char *port, size_t port_len,
+		    const char *default_port);
+/* True if host is an IPv4 or IPv6 literal. */
+bool is_ip_literal(const char *host);
+/* True if host is a loopback name or address (localhost, 127.0.0.0/8, ::1). */
+bool is_loopback_host(const char *host);
+
+/* Monotonic clock in ms / ns. */
+uint64_t now_ms(void);
+uint64_t now_ns(void);
+
+/* Fills buf with random bytes (getrandom). 0 or -1. */
+int random_bytes(void *buf, size_t len);
+/* Lower-case hex of len bytes into out (2*len+1 bytes). Returns out. */
+char *hex_encode(const void *buf, size_t len, char *out);
+/* Parses 2*len hex digits. 0 or -1. */
+int hex_decode(const char *hex, void *buf, size_t len);
+
+/* True if name is a valid volume name: [A-Za-z0-9._-]{1,64}, not "." or "..". */
+bool volume_name_valid(const char *name);
+
+/*
+ * Takes an exclusive non-blocking flock on path (created if missing, 0600).
+ * Returns the fd to keep open, or -1 (errno EWOULDBLOCK if held elsewhere).
+ */
+int lock_file(const char *path);
+
+/* fsync the directory holding path (after a rename or create). 0 or -1. */
+int fsync_parent_dir(const char *path);
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages frep needs to build, demo and test; the one
+# install list both README commands use. Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(
+	build-essential cmake pkg-config ragel graphviz
+	libmbedtls-dev libisal-dev
+	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+	libcmocka-dev
+	libgrpc-dev
+	openssl
+	libnbd-bin python3-libnbd qemu-utils nbd-client
+	python3
+	util-linux coreutils procps iproute2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: missing packages: ${missing[*]}; run as root or install them with apt-get" >&2
+	exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
