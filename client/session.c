@@ -1,0 +1,758 @@
+/* Master replication session: drives the master state machine over one TLS link to the mirror. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "frep/v1/frep.pb-c.h"
+#include "log.h"
+#include "session.h"
+#include "tls.h"
+#include "util.h"
+
+enum session_limits {
+	HANDSHAKE_TIMEOUT_MS = 15000,
+	READ_TIMEOUT_MS = 30000,   /* a frame that started must finish within this */
+	COPY_CHUNK = 4 << 20,	   /* bytes of data per COPY_DATA frame */
+	WINDOW_TX = 4096,	   /* TXIDs in flight before waiting for acknowledgements */
+	WINDOW_BYTES = 64 << 20,   /* data bytes in flight before waiting */
+	FREE_INTERVAL_MS = 1000,   /* how often acknowledged records are freed */
+	HEARTBEAT_MS = 2000,
+	PROGRESS_MS = 10000,
+	BACKOFF_MIN_MS = 1000,
+	BACKOFF_MAX_MS = 30000,
+};
+
+struct welcome_info {
+	bool known;
+	bool consistent;
+	uint64_t durable_txid;
+	uint64_t consistent_txid;
+	uint32_t phase;
+};
+
+/* Used only by the session thread, except `m` which is shared (see master.h). */
+struct session {
+	struct master *m;
+	struct session_options o;
+	pthread_t thread;
+	struct master_fsm fsm;
+	struct tls_conn *c;
+	struct frame_reader rd;
+	uint8_t session_id[FREP_SESSION_ID_SIZE];
+	struct welcome_info w;
+	uint8_t *buf; /* max(COPY_CHUNK, max_payload) bytes */
+	size_t buf_len;
+
+	/* Sequencing: next TXID to send; bytes of data in flight (estimate). */
+	uint64_t next_send;
+	uint64_t max_sent;	/* highest TXID ever sent this connection (RESEND moves next_send back) */
+	uint64_t inflight_since_ack;
+	uint64_t last_rx_ms;	/* last frame from the mirror: silence means a dead link */
+
+	/* Copy progress (REPLICATE / OUTOFSYNC). */
+	bool copying;
+	uint64_t copy_base, copy_tc, copy_off, copy_total, copy_bytes, copy_acked;
+	uint64_t copy_started_ms;
+
+	uint64_t backoff_ms;
+	uint64_t last_free_ms, last_heartbeat_ms, last_progress_ms, heartbeat_seq;
+	uint64_t rate_mark_ms, rate_mark_bytes;
+};
+
+static bool stopping(struct session *s)
+{
+	pthread_mutex_lock(&s->m->lock);
+	bool stop = s->m->stopping;
+	pthread_mutex_unlock(&s->m->lock);
+	return stop;
+}
+
+static void disconnect(struct session *s)
+{
+	tls_close(s->c);
+	s->c = NULL;
+	s->copying = false;
+}
+
+/*
+ * Failure paths. Before INIT succeeds every link failure is minor (RESET);
+ * after it, a lost link is LINKDOWN. Severe errors are told to the peer.
+ */
+static void fail(struct session *s, enum master_event ev, uint32_t wire_code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void fail(struct session *s, enum master_event ev, uint32_t wire_code, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+
+	if (wire_code && s->c)
+		frame_send_error(s->c, wire_code, "%s", why);
+	disconnect(s);
+	if (ev == ME_LINK_LOST && s->fsm.state == MS_INIT)
+		ev = ME_MINOR;
+	if (ev == ME_MINOR || ev == ME_LINK_LOST)
+		log_warn(s->m->name, "mirror %s:%s: %s", s->o.host, s->o.port, why);
+	else
+		log_error(s->m->name, "mirror %s:%s: %s", s->o.host, s->o.port, why);
+	if (master_fsm_feed(&s->fsm, ev, why) < 0 && ev != ME_SEVERE)
+		master_fsm_feed(&s->fsm, ME_SEVERE, why);
+}
+
+/* Feeds the event a received message stands for; an illegal one is a protocol error. */
+static int feed_msg(struct session *s, enum master_event ev, unsigned type)
+{
+	if (master_fsm_feed(&s->fsm, ev, NULL) == 0)
+		return 0;
+	fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "%s is illegal in state %s", frep_msg_name(type),
+	     master_state_name(s->fsm.state));
+	return -1;
+}
+
+static int send_msg(struct session *s, unsigned type, const ProtobufCMessage *msg,
+		    const void *trailer, uint32_t len)
+{
+	if (frame_send(s->c, type, msg, trailer, len) == 0)
+		return 0;
+	fail(s, ME_LINK_LOST, 0, "sending %s: %s", frep_msg_name(type), strerror(errno));
+	return -1;
+}
+
+/*
+ * Receives one frame. Error and Goodbye are handled here (state changed, -1).
+ * Returns the frame type, or -1 after the failure was handled.
+ */
+static int recv_msg(struct session *s, struct frame *f)
+{
+	uint32_t wire_err;
+	char why[256];
+
+	enum frame_status st = frame_recv(s->c, &s->rd, f, &wire_err, why, sizeof(why));
+	s->last_rx_ms = now_ms();
+	if (st == FRAME_EOF) {
+		fail(s, ME_LINK_LOST, 0, "connection closed by the mirror");
+		return -1;
+	}
+	if (st == FRAME_ERR) {
+		fail(s, wire_err ? ME_SEVERE : ME_LINK_LOST, wire_err, "%s", why);
+		return -1;
+	}
+	if (f->hdr.type == FREP_MSG_ERROR) {
+		Frep__V1__Error *e = (Frep__V1__Error *)f->msg;
+		bool severe = e->severe || frep_error_is_severe(e->code);
+		fail(s, severe ? ME_SEVERE : ME_MINOR, 0, "mirror reported %s: %s",
+		     frep_error_name(e->code), e->message);
+		return -1;
+	}
+	if (f->hdr.type == FREP_MSG_GOODBYE) {
+		Frep__V1__Goodbye *g = (Frep__V1__Goodbye *)f->msg;
+		fail(s, ME_LINK_LOST, 0, "mirror closed the session: %s", g->reason);
+		return -1;
+	}
+	return f->hdr.type;
+}
+
+/* TLS, HELLO, WELCOME. 0, or -1 with the failure handled (state changed). */
+static int connect_and_hello(struct session *s)
+{
+	struct master *m = s->m;
+	char err[256], hostname[FREP_MAX_NODE_NAME + 1] = "unknown";
+	struct frame f;
+
+	s->c = tls_client_connect(s->o.tls, s->o.host, s->o.port, s->o.server_name,
+				  HANDSHAKE_TIMEOUT_MS, err, sizeof(err));
+	if (!s->c) {
+		fail(s, ME_MINOR, 0, "connect: %s", err);
+		return -1;
+	}
+	s->last_rx_ms = now_ms();
+	tls_set_read_timeout(s->c, HANDSHAKE_TIMEOUT_MS);
+	gethostname(hostname, sizeof(hostname) - 1);
+	random_bytes(s->session_id, sizeof(s->session_id));
+
+	Frep__V1__Hello h = FREP__V1__HELLO__INIT;
+	h.proto_min = h.proto_max = FREP_PROTO_VERSION;
+	h.master_node = hostname;
+	h.volume = m->name;
+	h.volume_uuid = (ProtobufCBinaryData){ sizeof(m->uuid), m->uuid };
+	h.generation = m->generation;
+	h.session_id = (ProtobufCBinaryData){ sizeof(s->session_id), s->session_id };
+	h.lane = 0;
+	h.lane_count = 1;
+	pthread_mutex_lock(&m->lock);
+	h.committed_txid = m->committed_txid;
+	h.retained_first_txid = journal_first_txid(m->j) <= journal_last_txid(m->j) ?
+					journal_first_txid(m->j) : 0;
+	h.journal_size = journal_capacity(m->j);
+	pthread_mutex_unlock(&m->lock);
+	if (send_msg(s, FREP_MSG_HELLO, &h.base, NULL, 0) < 0)
+		return -1;
+
+	int type = recv_msg(s, &f);
+	if (type < 0)
+		return -1;
+	if (type != FREP_MSG_WELCOME) {
+		fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "expected WELCOME, got %s",
+		     frep_msg_name((unsigned)type));
+		return -1;
+	}
+	Frep__V1__Welcome *w = (Frep__V1__Welcome *)f.msg;
+	if (w->proto_version != FREP_PROTO_VERSION) {
+		fail(s, ME_SEVERE, FREP_E_VERSION, "mirror chose protocol version %u, we speak %u",
+		     w->proto_version, FREP_PROTO_VERSION);
+		return -1;
+	}
+	s->w = (struct welcome_info){
+		.known = w->known,
+		.consistent = w->consistent,
+		.durable_txid = w->durable_txid,
+		.consistent_txid = w->consistent_txid,
+		.phase = w->phase,
+	};
+	log_info(m->name, "connected to mirror %s:%s (%s): known=%d phase=%u durable_txid=%" PRIu64
+		 " consistent=%d@%" PRIu64,
+		 s->o.host, s->o.port, tls_cipher(s->c), w->known, w->phase, w->durable_txid,
+		 w->consistent, w->consistent_txid);
+	return 0;
+}
+
+/* INIT: TLS, identities, volume, protocol version. */
+static void step_init(struct session *s)
+{
+	if (connect_and_hello(s) == 0)
+		feed_msg(s, ME_MSG_WELCOME, FREP_MSG_WELCOME);
+}
+
+/* MAKEPARTS: the mirror builds (or validates) extents like ours. */
+static void step_makeparts(struct session *s)
+{
+	struct master *m = s->m;
+	struct frame f;
+	uint64_t sizes[FREP_MAX_EXTENTS];
+
+	/* A retry after RESET has no connection: every step revisits INIT's handshake. */
+	if (!s->c && connect_and_hello(s) < 0)
+		return;
+	for (unsigned i = 0; i < m->vol.n; i++)
+		sizes[i] = m->vol.ext[i].size;
+	Frep__V1__ExtentTable t = FREP__V1__EXTENT_TABLE__INIT;
+	t.n_extent_size = m->vol.n;
+	t.extent_size = sizes;
+	if (send_msg(s, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0) < 0)
+		return;
+	int type = recv_msg(s, &f);
+	if (type < 0)
+		return;
+	if (type != FREP_MSG_PARTS_READY) {
+		fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "expected PARTS_READY, got %s",
+		     frep_msg_name((unsigned)type));
+		return;
+	}
+	Frep__V1__PartsReady *p = (Frep__V1__PartsReady *)f.msg;
+	if (p->volume_size != m->vol.size) {
+		fail(s, ME_SEVERE, FREP_E_BAD_EXTENTS, "mirror volume is %" PRIu64 " bytes, master %" PRIu64,
+		     p->volume_size, m->vol.size);
+		return;
+	}
+	log_info(m->name, "mirror extents %s", p->created ? "created" : "validated");
+	feed_msg(s, ME_MSG_PARTS_READY, FREP_MSG_PARTS_READY);
+}
+
+/* READY: the decision table of spec/protocol.md section "READY decision". */
+static void step_ready(struct session *s)
+{
+	struct master *m = s->m;
+	pthread_mutex_lock(&m->lock);
+	uint64_t committed = m->committed_txid;
+	uint64_t first = journal_first_txid(m->j);
+	pthread_mutex_unlock(&m->lock);
+	const struct welcome_info *w = &s->w;
+
+	if (w->durable_txid > committed) {
+		fail(s, ME_SEVERE, FREP_E_AHEAD,
+		     "mirror holds TXID %" PRIu64 " but the master committed only up to %" PRIu64,
+		     w->durable_txid, committed);
+		return;
+	}
+	if (!w->known || w->phase == FREP__V1__PHASE__PHASE_NONE ||
+	    w->phase == FREP__V1__PHASE__PHASE_CREATED || w->phase == FREP__V1__PHASE__PHASE_REPLICATE) {
+		master_fsm_feed(&s->fsm, ME_DECIDE_COPY, NULL);
+	} else if (w->phase == FREP__V1__PHASE__PHASE_INSYNC && w->consistent &&
+		   w->durable_txid + 1 >= first) {
+		Frep__V1__StartSync ss = FREP__V1__START_SYNC__INIT;
+		ss.from_txid = w->durable_txid;
+		if (send_msg(s, FREP_MSG_START_SYNC, &ss.base, NULL, 0) < 0)
+			return;
+		s->next_send = w->durable_txid + 1;
+		pthread_mutex_lock(&m->lock);
+		if (m->acked_txid < w->durable_txid)
+			m->acked_txid = w->durable_txid;
+		pthread_mutex_unlock(&m->lock);
+		s->max_sent = w->durable_txid;
+		s->backoff_ms = 0;
+		log_info(m->name, "mirror consistent at TXID %" PRIu64 "; resending from %" PRIu64,
+			 w->durable_txid, s->next_send);
+		master_fsm_feed(&s->fsm, ME_DECIDE_SYNC, NULL);
+	} else {
+		master_fsm_feed(&s->fsm, ME_DECIDE_RESYNC, NULL);
+	}
+}
+
+static void log_progress(struct session *s, uint64_t now)
+{
+	struct master *m = s->m;
+	char a[16], b[16], c[16], d[16];
+
+	pthread_mutex_lock(&m->lock);
+	uint64_t committed = m->committed_txid, acked = m->acked_txid;
+	uint64_t used = journal_used(m->j), cap = journal_capacity(m->j);
+	pthread_mutex_unlock(&m->lock);
+
+	uint64_t dt = now - s->rate_mark_ms;
+	uint64_t rate = dt ? (s->copy_bytes - s->rate_mark_bytes) * 1000 / dt : 0;
+	char eta[24] = "-";
+	if (s->copying && rate)
+		snprintf(eta, sizeof(eta), "%" PRIu64 "s", (s->copy_total - s->copy_off) / rate);
+	log_info(m->name,
+		 "progress state=%s copied=%s total=%s rate=%s/s eta=%s lag_tx=%" PRIu64
+		 " lag_bytes=%s buffer_free=%" PRIu64 "%%",
+		 master_state_name(s->fsm.state), format_size(s->copy_off, a, sizeof(a)),
+		 format_size(s->copy_total, b, sizeof(b)), format_size(rate, c, sizeof(c)), eta,
+		 committed - acked, format_size(used, d, sizeof(d)),
+		 cap ? (cap - used) * 100 / cap : 0);
+	s->rate_mark_ms = now;
+	s->rate_mark_bytes = s->copy_bytes;
+	s->last_progress_ms = now;
+}
+
+/* Periodic duties of a connected session: free, heartbeat, progress. */
+static int housekeeping(struct session *s)
+{
+	uint64_t now = now_ms();
+	if (now - s->last_rx_ms >= READ_TIMEOUT_MS) {
+		/* The mirror answers every heartbeat: this much silence is a dead link. */
+		fail(s, ME_LINK_LOST, 0, "no frame from the mirror for %d ms", READ_TIMEOUT_MS);
+		return -1;
+	}
+	if (now - s->last_free_ms >= FREE_INTERVAL_MS) {
+		s->last_free_ms = now;
+		if (master_free_acked(s->m) < 0) {
+			fail(s, ME_SEVERE, 0, "cannot free the mirror buffer: %s", strerror(errno));
+			return -1;
+		}
+	}
+	if (now - s->last_heartbeat_ms >= HEARTBEAT_MS) {
+		Frep__V1__Heartbeat hb = FREP__V1__HEARTBEAT__INIT;
+		hb.seq = ++s->heartbeat_seq;
+		pthread_mutex_lock(&s->m->lock);
+		hb.txid = s->m->committed_txid;
+		pthread_mutex_unlock(&s->m->lock);
+		s->last_heartbeat_ms = now;
+		if (send_msg(s, FREP_MSG_HEARTBEAT, &hb.base, NULL, 0) < 0)
+			return -1;
+	}
+	if (now - s->last_progress_ms >= PROGRESS_MS) {
+		pthread_mutex_lock(&s->m->lock);
+		bool inflight = s->m->committed_txid != s->m->acked_txid;
+		pthread_mutex_unlock(&s->m->lock);
+		if (s->copying || inflight || s->fsm.state != MS_INSYNC)
+			log_progress(s, now);
+		else
+			s->last_progress_ms = now;
+	}
+	return 0;
+}
+
+/* Handles one frame from the mirror while copying or sequencing. 0 or -1 (state changed). */
+static int handle_incoming(struct session *s)
+{
+	struct master *m = s->m;
+	struct frame f;
+	int type = recv_msg(s, &f);
+	if (type < 0)
+		return -1;
+
+	switch (type) {
+	case FREP_MSG_TX_ACK: {
+		Frep__V1__TxAck *a = (Frep__V1__TxAck *)f.msg;
+		if (feed_msg(s, ME_MSG_TX_ACK, type) < 0)
+			return -1;
+		if (a->txid > s->max_sent) {
+			fail(s, ME_SEVERE, FREP_E_PROTOCOL,
+			     "TX_ACK for TXID %" PRIu64 " that was never sent (highest sent %" PRIu64 ")",
+			     a->txid, s->max_sent);
+			return -1;
+		}
+		pthread_mutex_lock(&m->lock);
+		if (a->txid > m->acked_txid)
+			m->acked_txid = a->txid;
+		pthread_mutex_unlock(&m->lock);
+		s->inflight_since_ack = 0;
+		return 0;
+	}
+	case FREP_MSG_RESEND: {
+		Frep__V1__Resend *r = (Frep__V1__Resend *)f.msg;
+		if (feed_msg(s, ME_MSG_RESEND, type) < 0)
+			return -1;
+		pthread_mutex_lock(&m->lock);
+		uint64_t first = journal_first_txid(m->j);
+		pthread_mutex_unlock(&m->lock);
+		if (r->from_txid < first || r->from_txid > r->to_txid || r->to_txid > s->max_sent) {
+			fail(s, ME_SEVERE, FREP_E_PROTOCOL,
+			     "RESEND %" PRIu64 "..%" PRIu64 " outside what was sent and retained (%" PRIu64 "..%" PRIu64 ")",
+			     r->from_txid, r->to_txid, first, s->max_sent);
+			return -1;
+		}
+		log_info(m->name, "mirror asked to resend TXIDs %" PRIu64 "..%" PRIu64, r->from_txid,
+			 r->to_txid);
+		s->next_send = r->from_txid;
+		return 0;
+	}
+	case FREP_MSG_COPY_ACK: {
+		Frep__V1__CopyAck *a = (Frep__V1__CopyAck *)f.msg;
+		if (feed_msg(s, ME_MSG_COPY_ACK, type) < 0)
+			return -1;
+		if (a->through > s->copy_off) {
+			fail(s, ME_SEVERE, FREP_E_PROTOCOL, "COPY_ACK beyond what was copied");
+			return -1;
+		}
+		s->copy_acked = a->through;
+		return 0;
+	}
+	case FREP_MSG_CONSISTENT: {
+		Frep__V1__Consistent *c = (Frep__V1__Consistent *)f.msg;
+		/* The mirror may have applied past t_c in the same batch: any sent TXID >= t_c. */
+		if (s->copying || c->txid < s->copy_tc || c->txid > s->max_sent) {
+			fail(s, ME_SEVERE, FREP_E_PROTOCOL,
+			     "CONSISTENT at TXID %" PRIu64 " outside %" PRIu64 "..%" PRIu64
+			     " (copy end .. highest sent)",
+			     c->txid, s->copy_tc, s->max_sent);
+			return -1;
+		}
+		if (feed_msg(s, ME_MSG_CONSISTENT, type) < 0)
+			return -1;
+		log_info(m->name, "mirror consistent at TXID %" PRIu64, c->txid);
+		s->backoff_ms = 0;
+		return 0;
+	}
+	case FREP_MSG_HEARTBEAT:
+		return feed_msg(s, ME_MSG_HEARTBEAT, type);
+	default:
+		fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "%s is not a message a mirror sends",
+		     frep_msg_name((unsigned)type));
+		return -1;
+	}
+}
+
+/* Drains frames already waiting, without blocking. 0 or -1 (state changed). */
+static int drain_incoming(struct session *s)
+{
+	while (s->c && tls_readable(s->c, 0))
+		if (handle_incoming(s) < 0)
+			return -1;
+	return 0;
+}
+
+/* Sends committed TXIDs from next_send, within the window. 0 or -1 (state changed). */
+static int send_committed(struct session *s)
+{
+	struct master *m = s->m;
+	for (;;) {
+		struct journal_rec r;
+		pthread_mutex_lock(&m->lock);
+		uint64_t committed = m->committed_txid, acked = m->acked_txid;
+		if (s->next_send > committed || s->next_send - acked > WINDOW_TX ||
+		    s->inflight_since_ack >= WINDOW_BYTES) {
+			pthread_mutex_unlock(&m->lock);
+			return 0;
+		}
+		int rc = journal_read(m->j, s->next_send, &r, s->buf, s->buf_len);
+		int e = errno;
+		pthread_mutex_unlock(&m->lock);
+		if (rc < 0) {
+			fail(s, ME_SEVERE, 0, "reading TXID %" PRIu64 " from the mirror buffer: %s",
+			     s->next_send, strerror(e));
+			return -1;
+		}
+		Frep__V1__Tx tx = FREP__V1__TX__INIT;
+		tx.generation = r.generation;
+		tx.txid = r.txid;
+		tx.op = (Frep__V1__TxOp)r.op;
+		tx.offset = r.offset;
+		tx.length = r.length;
+		tx.data_crc = r.data_crc;
+		uint32_t dlen = r.op == JOP_WRITE ? (uint32_t)r.length : 0;
+		if (send_msg(s, FREP_MSG_TX, &tx.base, s->buf, dlen) < 0)
+			return -1;
+		if (s->next_send > s->max_sent)
+			s->max_sent = s->next_send;
+		s->next_send++;
+		s->inflight_since_ack += dlen;
+		if (drain_incoming(s) < 0)
+			return -1;
+	}
+}
+
+/*
+ * Waits up to timeout_ms for a frame from the mirror or a new commit, and
+ * handles the frame. 0 or -1 (state changed).
+ */
+static int wait_event(struct session *s, int timeout_ms)
+{
+	if (tls_readable(s->c, 0))
+		return handle_incoming(s);
+	struct pollfd p[2] = {
+		{ .fd = tls_fd(s->c), .events = POLLIN },
+		{ .fd = s->m->notify_fd, .events = POLLIN },
+	};
+	if (poll(p, 2, timeout_ms) < 0 && errno != EINTR) {
+		fail(s, ME_SEVERE, 0, "poll: %s", strerror(errno));
+		return -1;
+	}
+	if (p[1].revents & POLLIN) {
+		uint64_t v;
+		ssize_t n = read(s->m->notify_fd, &v, sizeof(v));
+		(void)n;
+	}
+	if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+		return handle_incoming(s);
+	return 0;
+}
+
+/* Sequencing: send in TXID order with a window, until the state leaves `state`. */
+static void sequence(struct session *s, enum master_state state)
+{
+	while (s->fsm.state == state && !stopping(s)) {
+		if (send_committed(s) < 0 || housekeeping(s) < 0)
+			return;
+		if (s->fsm.state != state)
+			return;
+		if (wait_event(s, 200) < 0)
+			return;
+	}
+}
+
+/* Sends one copied range, data or hole. 0 or -1 (state changed). */
+static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
+{
+	struct master *m = s->m;
+	if (!data) {
+		Frep__V1__CopyHole h = FREP__V1__COPY_HOLE__INIT;
+		h.offset = off;
+		h.length = end - off;
+		s->copy_off = end;
+		return send_msg(s, FREP_MSG_COPY_HOLE, &h.base, NULL, 0);
+	}
+	while (off < end) {
+		uint32_t n = end - off > COPY_CHUNK ? COPY_CHUNK : (uint32_t)(end - off);
+		if (volume_pread(&m->vol, s->buf, n, off) < 0) {
+			fail(s, ME_SEVERE, 0, "reading master volume at %" PRIu64 ": %s", off,
+			     strerror(errno));
+			return -1;
+		}
+		Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+		d.offset = off;
+		d.data_crc = frep_crc32c(s->buf, n);
+		if (send_msg(s, FREP_MSG_COPY_DATA, &d.base, s->buf, n) < 0)
+			return -1;
+		off += n;
+		s->copy_off = off;
+		s->copy_bytes += n;
+		if (drain_incoming(s) < 0 || housekeeping(s) < 0 || stopping(s))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * REPLICATE / OUTOFSYNC: copy every allocated block straight to the mirror's
+ * extents (holes as hole records), then sequence base+1..t_c; the mirror says
+ * CONSISTENT once it applied t_c durably.
+ */
+static void step_copy(struct session *s)
+{
+	struct master *m = s->m;
+	enum master_state state = s->fsm.state;
+
+	/*
+	 * t_s must be applied to the volume, not only committed, or the copy could
+	 * read a block before TX t_s lands and replay would never bring it: take
+	 * write_lock, under which committed == applied.
+	 */
+	pthread_mutex_lock(&m->write_lock);
+	pthread_mutex_lock(&m->lock);
+	s->copy_base = m->applied_txid;
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_unlock(&m->write_lock);
+	s->copying = true;
+	s->copy_off = s->copy_bytes = s->copy_acked = 0;
+	s->copy_total = m->vol.size;
+	s->copy_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
+	s->rate_mark_bytes = 0;
+	s->next_send = s->copy_base + 1;
+	s->max_sent = s->copy_base;
+	s->inflight_since_ack = 0;
+	/*
+	 * Records up to the base are in the volume the copy reads, so the mirror
+	 * needs none of them; they are freed once the master's extents are synced.
+	 */
+	pthread_mutex_lock(&m->lock);
+	if (m->acked_txid < s->copy_base)
+		m->acked_txid = s->copy_base;
+	pthread_mutex_unlock(&m->lock);
+
+	Frep__V1__StartCopy sc = FREP__V1__START_COPY__INIT;
+	sc.kind = state == MS_REPLICATE ? FREP__V1__PHASE__PHASE_REPLICATE :
+					  FREP__V1__PHASE__PHASE_OUTOFSYNC;
+	sc.base_txid = s->copy_base;
+	sc.total_bytes = m->vol.size;
+	if (send_msg(s, FREP_MSG_START_COPY, &sc.base, NULL, 0) < 0)
+		return;
+	log_info(m->name, "%s: copying allocated blocks of %" PRIu64 " bytes, base TXID %" PRIu64,
+		 master_state_name(state), m->vol.size, s->copy_base);
+
+	uint64_t off = 0;
+	while (off < m->vol.size) {
+		uint64_t d, e;
+		int rc = volume_next_data(&m->vol, off, &d, &e);
+		if (rc < 0) {
+			fail(s, ME_SEVERE, 0, "SEEK_DATA on master volume at %" PRIu64 ": %s", off,
+			     strerror(errno));
+			return;
+		}
+		if (rc == 0)
+			d = e = m->vol.size;
+		if (d > off && copy_range(s, off, d, false) < 0)
+			return;
+		if (e > d && copy_range(s, d, e, true) < 0)
+			return;
+		off = e;
+	}
+
+	pthread_mutex_lock(&m->lock);
+	s->copy_tc = m->committed_txid;
+	pthread_mutex_unlock(&m->lock);
+	Frep__V1__CopyDone done = FREP__V1__COPY_DONE__INIT;
+	done.last_txid = s->copy_tc;
+	done.copied_bytes = s->copy_bytes;
+	if (send_msg(s, FREP_MSG_COPY_DONE, &done.base, NULL, 0) < 0)
+		return;
+	s->copying = false;
+	uint64_t ms = now_ms() - s->copy_started_ms;
+	log_info(m->name, "copy walked %" PRIu64 " bytes (%" PRIu64 " data) in %" PRIu64
+		 " ms; sequencing TXIDs %" PRIu64 "..%" PRIu64 " to reach consistency",
+		 m->vol.size, s->copy_bytes, ms, s->copy_base + 1, s->copy_tc);
+	sequence(s, state);
+}
+
+static void backoff_wait(struct session *s)
+{
+	if (s->backoff_ms == 0)
+		s->backoff_ms = BACKOFF_MIN_MS;
+	uint32_t jitter;
+	random_bytes(&jitter, sizeof(jitter));
+	uint64_t wait = s->backoff_ms / 2 + jitter % (s->backoff_ms / 2 + 1);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(wait / 1000);
+	until.tv_nsec += (long)(wait % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->m->lock);
+	while (!s->m->stopping && pthread_cond_timedwait(&s->m->cond, &s->m->lock, &until) == 0)
+		;
+	pthread_mutex_unlock(&s->m->lock);
+	s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+static void *session_main(void *arg)
+{
+	struct session *s = arg;
+	struct master *m = s->m;
+
+	master_fsm_feed(&s->fsm, ME_JOURNAL_OK, NULL);
+	while (!stopping(s)) {
+		switch (s->fsm.state) {
+		case MS_INIT:
+			step_init(s);
+			break;
+		case MS_MAKEPARTS:
+			step_makeparts(s);
+			break;
+		case MS_READY:
+			step_ready(s);
+			break;
+		case MS_REPLICATE:
+		case MS_OUTOFSYNC:
+			step_copy(s);
+			break;
+		case MS_INSYNC:
+		case MS_IDLE:
+			sequence(s, s->fsm.state);
+			break;
+		case MS_RESET:
+		case MS_LINKDOWN:
+			backoff_wait(s);
+			if (!stopping(s))
+				master_fsm_retry(&s->fsm);
+			break;
+		case MS_ERROR:
+			/* The operator fixes the cause and restarts; local I/O goes on meanwhile. */
+			pthread_mutex_lock(&m->lock);
+			while (!m->stopping)
+				pthread_cond_wait(&m->cond, &m->lock);
+			pthread_mutex_unlock(&m->lock);
+			break;
+		case MS_NEW:
+		case MS__COUNT:
+			fail(s, ME_SEVERE, 0, "session in state %s", master_state_name(s->fsm.state));
+			break;
+		}
+	}
+	if (s->c) {
+		Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
+		g.reason = "master shutting down";
+		frame_send(s->c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+		disconnect(s);
+	}
+	master_free_acked(m);
+	return NULL;
+}
+
+struct session *session_start(struct master *m, const struct session_options *o)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->m = m;
+	s->o = *o;
+	s->buf_len = m->max_payload > COPY_CHUNK ? m->max_payload : COPY_CHUNK;
+	s->buf = malloc(s->buf_len);
+	frame_reader_init(&s->rd);
+	master_fsm_init(&s->fsm, m->name);
+	if (!s->buf || pthread_create(&s->thread, NULL, session_main, s) != 0) {
+		free(s->buf);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void session_join(struct session *s)
+{
+	pthread_join(s->thread, NULL);
+	frame_reader_free(&s->rd);
+	free(s->buf);
+	free(s);
+}
