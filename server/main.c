@@ -1,0 +1,346 @@
+/* frep-server: the mirror daemon. Accepts authenticated masters and keeps their mirror volumes. */
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "authz.h"
+#include "log.h"
+#include "session.h"
+#include "tls.h"
+#include "util.h"
+#include "wire.h"
+
+#define PROG "frep-server"
+
+enum {
+	HANDSHAKE_TIMEOUT_MS = 10000,
+	SHUTDOWN_WAIT_MS = 10000,
+	MAX_CONNECTIONS = 256, /* beyond this, new connections are refused at once */
+};
+
+static const char usage[] =
+	"Usage: " PROG " --listen HOST[:PORT] --data-dir DIR --cert FILE --key FILE --ca FILE\n"
+	"                   [--allow FILE] [--keylog FILE] [--log-level error|warn|info|debug]\n"
+	"\n"
+	"Accepts masters (frep-client) that present a certificate signed by --ca, and\n"
+	"keeps their mirror volumes under DIR.\n"
+	"\n"
+	"  --listen HOST[:PORT]    address to listen on (default port 7460; port 0 = any)\n"
+	"  --data-dir DIR          mirror volumes live in DIR/NAME/ (created if missing)\n"
+	"  --cert FILE, --key FILE this mirror's certificate and key (PEM)\n"
+	"  --ca FILE               CA that signs master certificates\n"
+	"  --allow FILE            lines \"VOLUME-GLOB IDENTITY\": which masters (certificate\n"
+	"                          CN) may create or own which volumes; without it any\n"
+	"                          master from the CA may create a volume, and the volume\n"
+	"                          is pinned to that master\n"
+	"  --keylog FILE           append TLS key-log lines for Wireshark (debug only)\n"
+	"  --log-level LEVEL       error, warn, info (default) or debug\n"
+	"  --help, --version\n";
+
+static void bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void bad_arg(const char *fmt, ...)
+{
+	va_list ap;
+	fputs(PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs(" (see " PROG " --help)\n", stderr);
+	exit(2);
+}
+
+struct args {
+	char host[256], port[8];
+	const char *data_dir, *cert, *key, *ca, *allow, *keylog;
+	int log_level;
+};
+
+static void parse_args(struct args *a, int argc, char **argv)
+{
+	enum { OPT_KEYLOG = 256, OPT_LOG_LEVEL };
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "ca", required_argument, NULL, 'a' },
+		{ "allow", required_argument, NULL, 'A' },
+		{ "keylog", required_argument, NULL, OPT_KEYLOG },
+		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	const char *listen_spec = NULL;
+	char dport[8];
+
+	memset(a, 0, sizeof(*a));
+	a->log_level = LOG_INFO;
+	opterr = 0;
+	for (;;) {
+		int o = getopt_long(argc, argv, "", opts, NULL);
+		if (o == -1)
+			break;
+		switch (o) {
+		case 'l': listen_spec = optarg; break;
+		case 'd': a->data_dir = optarg; break;
+		case 'c': a->cert = optarg; break;
+		case 'k': a->key = optarg; break;
+		case 'a': a->ca = optarg; break;
+		case 'A': a->allow = optarg; break;
+		case OPT_KEYLOG: a->keylog = optarg; break;
+		case OPT_LOG_LEVEL:
+			if ((a->log_level = log_level_parse(optarg)) < 0)
+				bad_arg("--log-level: expected error, warn, info or debug, got '%s'", optarg);
+			break;
+		case 'h': fputs(usage, stdout); exit(0);
+		case 'V': printf(PROG " %s\n", FREP_VERSION); exit(0);
+		case ':': bad_arg("%s needs a value", argv[optind - 1]);
+		default: bad_arg("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		bad_arg("unexpected argument '%s'", argv[optind]);
+	if (!listen_spec)
+		bad_arg("--listen is required (HOST[:PORT] to accept masters on)");
+	if (!a->data_dir)
+		bad_arg("--data-dir is required (directory of the mirror volumes)");
+	if (!a->cert || !a->key || !a->ca)
+		bad_arg("--cert, --key and --ca are required (PEM files)");
+	snprintf(dport, sizeof(dport), "%d", FREP_DEFAULT_PORT);
+	if (split_host_port(listen_spec, a->host, sizeof(a->host), a->port, sizeof(a->port),
+			    dport) < 0)
+		bad_arg("--listen: expected HOST[:PORT], got '%s'", listen_spec);
+}
+
+static int listen_on(const char *host, const char *port, char *bound, size_t bound_len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	int fd = -1, one = 1;
+
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		log_error(NULL, "--listen %s:%s: %s", host, port, gai_strerror(rc));
+		return -1;
+	}
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 64) == 0)
+			break;
+		log_error(NULL, "--listen %s:%s: %s", host, port, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return -1;
+
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char h[NI_MAXHOST], p[NI_MAXSERV];
+	getsockname(fd, (struct sockaddr *)&ss, &len);
+	getnameinfo((struct sockaddr *)&ss, len, h, sizeof(h), p, sizeof(p),
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(bound, bound_len, "%s:%s", h, p);
+	return fd;
+}
+
+/* Connection threads. `conns` counts them, so shutdown can wait for all. */
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conns_done = PTHREAD_COND_INITIALIZER;
+static unsigned conns;
+
+struct conn_job {
+	struct mirror_server *srv;
+	struct tls_config *tls;
+	int fd;
+	char peer[NI_MAXHOST + NI_MAXSERV + 2];
+};
+
+static void *conn_main(void *arg)
+{
+	struct conn_job *job = arg;
+	char err[256];
+
+	struct tls_conn *c = tls_server_handshake(job->tls, job->fd, job->peer, HANDSHAKE_TIMEOUT_MS,
+						  err, sizeof(err));
+	if (!c)
+		log_warn(NULL, "rejected peer=%s: %s", job->peer, err);
+	else
+		mirror_session_run(job->srv, c);
+
+	free(job);
+	pthread_mutex_lock(&conns_lock);
+	conns--;
+	pthread_cond_broadcast(&conns_done);
+	pthread_mutex_unlock(&conns_lock);
+	return NULL;
+}
+
+static void accept_one(struct mirror_server *srv, struct tls_config *tls, int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char h[NI_MAXHOST], p[NI_MAXSERV];
+	int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn(NULL, "accept: %s", strerror(errno));
+		return;
+	}
+	getnameinfo((struct sockaddr *)&ss, len, h, sizeof(h), p, sizeof(p),
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+
+	pthread_mutex_lock(&conns_lock);
+	bool full = conns >= MAX_CONNECTIONS;
+	if (!full)
+		conns++;
+	pthread_mutex_unlock(&conns_lock);
+	if (full) {
+		log_warn(NULL, "rejected peer=%s:%s: %d connections already open", h, p,
+			 MAX_CONNECTIONS);
+		close(fd);
+		return;
+	}
+
+	struct conn_job *job = calloc(1, sizeof(*job));
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (job) {
+		job->srv = srv;
+		job->tls = tls;
+		job->fd = fd;
+		snprintf(job->peer, sizeof(job->peer), "%s:%s", h, p);
+	}
+	if (!job || pthread_create(&t, &attr, conn_main, job) != 0) {
+		log_error(NULL, "peer %s:%s: cannot start a connection thread", h, p);
+		close(fd);
+		free(job);
+		pthread_mutex_lock(&conns_lock);
+		conns--;
+		pthread_mutex_unlock(&conns_lock);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	struct mirror_server srv = { 0 };
+	struct authz *allow = NULL;
+	struct tls_config *tls = NULL;
+	char err[512], path[4096], bound[NI_MAXHOST + NI_MAXSERV + 2];
+	int lfd = -1, sfd = -1, lock_fd = -1, rc = 1;
+	sigset_t sigs;
+
+	parse_args(&a, argc, argv);
+	log_init(PROG, (enum log_level)a.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	if (mkdir(a.data_dir, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, PROG ": --data-dir %s: %s\n", a.data_dir, strerror(errno));
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/.lock", a.data_dir);
+	if ((lock_fd = lock_file(path)) < 0) {
+		fprintf(stderr, PROG ": --data-dir %s is in use by another frep-server (%s: %s)\n",
+			a.data_dir, path, strerror(errno));
+		return 2;
+	}
+	if (a.allow && !(allow = authz_load(a.allow, err, sizeof(err)))) {
+		fprintf(stderr, PROG ": %s\n", err);
+		close(lock_fd);
+		return 2;
+	}
+	tls = tls_config_new(TLS_ROLE_SERVER, a.cert, a.key, a.ca, a.keylog, err, sizeof(err));
+	if (!tls) {
+		fprintf(stderr, PROG ": %s\n", err);
+		authz_free(allow);
+		close(lock_fd);
+		return 2;
+	}
+	if ((lfd = listen_on(a.host, a.port, bound, sizeof(bound))) < 0) {
+		authz_free(allow);
+		tls_config_free(tls);
+		close(lock_fd);
+		return 2;
+	}
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	srv.data_dir = a.data_dir;
+	srv.allow = allow;
+	atomic_init(&srv.stopping, false);
+	log_info(NULL, "listening on %s, data dir %s%s", bound, a.data_dir,
+		 allow ? ", --allow rules in force" : "");
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error(NULL, "poll: %s", strerror(errno));
+			break;
+		}
+		if (p[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si))
+				log_info(NULL, "%s: shutting down", strsignal((int)si.ssi_signo));
+			break;
+		}
+		if (p[0].revents & POLLIN)
+			accept_one(&srv, tls, lfd);
+	}
+
+	/* Sessions notice within their poll interval, say Goodbye and save state. */
+	close(lfd);
+	lfd = -1;
+	atomic_store(&srv.stopping, true);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SHUTDOWN_WAIT_MS / 1000;
+	pthread_mutex_lock(&conns_lock);
+	while (conns > 0 && pthread_cond_timedwait(&conns_done, &conns_lock, &until) == 0)
+		;
+	unsigned left = conns;
+	pthread_mutex_unlock(&conns_lock);
+	if (left) {
+		log_error(NULL, "%u session(s) did not end within %d ms", left, SHUTDOWN_WAIT_MS);
+		rc = 1;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (lfd >= 0)
+		close(lfd);
+	if (sfd >= 0)
+		close(sfd);
+	if (rc == 0) {
+		/* Only once no connection thread can still be using them. */
+		authz_free(allow);
+		tls_config_free(tls);
+	}
+	close(lock_fd);
+	return rc;
+}

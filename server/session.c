@@ -1,0 +1,724 @@
+/* Mirror session: one authenticated master connection, driven by the mirror state machine. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "authz.h"
+#include "frame.h"
+#include "frep/v1/frep.pb-c.h"
+#include "fsm.h"
+#include "log.h"
+#include "session.h"
+#include "store.h"
+#include "tls.h"
+#include "util.h"
+
+enum mirror_session_limits {
+	HELLO_TIMEOUT_MS = 15000,
+	IDLE_TIMEOUT_MS = 60000,	   /* no frame for this long: the master is gone */
+	POLL_MS = 250,			   /* how often a waiting session checks for shutdown */
+	COPY_ACK_BYTES = 64 << 20,	   /* copied bytes between durable COPY_ACKs */
+	TX_BATCH = 256,			   /* TXs journaled per fdatasync at most */
+	HOLD_MAX = 1024,		   /* TXs held back past a gap */
+	HOLD_MAX_BYTES = 256 << 20,
+	CHECKPOINT_MS = 1000,
+};
+
+/* A TX that arrived past a gap, kept until the gap is filled. Owns data. */
+struct held_tx {
+	struct journal_rec r;
+	void *data;
+};
+
+/* Everything here belongs to the session's thread. */
+struct msession {
+	struct mirror_server *srv;
+	struct tls_conn *c;
+	struct frame_reader rd;
+	struct mirror_fsm fsm;
+	struct mirror_volume mv;
+	bool have_volume;
+	char volume[FREP_MAX_VOLUME_NAME + 1];
+	uint64_t journal_size; /* from Hello, used at creation */
+	uint8_t uuid[FREP_UUID_SIZE]; /* from Hello: pinned at creation */
+	uint64_t generation;	      /* highest master generation seen in a TX */
+
+	uint64_t expected;     /* next TXID to journal; 0 until START_COPY/START_SYNC */
+	uint64_t acked;	       /* last TXID acknowledged to the master */
+	uint64_t resend_asked; /* highest gap end already asked for, 0 if none */
+	struct held_tx held[HOLD_MAX];
+	unsigned n_held;
+	uint64_t held_bytes;
+
+	bool copy_done;
+	uint64_t copy_tc;
+	uint64_t copy_unsynced;
+	uint64_t copy_through;
+	uint64_t last_checkpoint_ms;
+	bool done;	       /* session over: close */
+	void *apply_buf;
+	size_t apply_len;
+};
+
+static const char *vol(const struct msession *s)
+{
+	return s->volume[0] ? s->volume : NULL;
+}
+
+/* Ends the session with an Error to the master; severe ones also move the FSM to ERROR. */
+static void session_error(struct msession *s, uint32_t code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void session_error(struct msession *s, uint32_t code, const char *fmt, ...)
+{
+	char why[FREP_MAX_MESSAGE];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+
+	bool severe = frep_error_is_severe(code);
+	if (severe) {
+		log_error(vol(s), "master %s (%s): %s: %s", tls_peer_cn(s->c), tls_peer_addr(s->c),
+			  frep_error_name(code), why);
+		mirror_fsm_feed(&s->fsm, MV_SEVERE, why);
+	} else {
+		log_warn(vol(s), "master %s (%s): %s: %s", tls_peer_cn(s->c), tls_peer_addr(s->c),
+			 frep_error_name(code), why);
+	}
+	frame_send_error(s->c, code, "%s", why);
+	s->done = true;
+}
+
+/* Feeds the event a message stands for; illegal ones end the session. */
+static int feed(struct msession *s, enum mirror_event ev, unsigned type)
+{
+	if (mirror_fsm_feed(&s->fsm, ev, NULL) == 0)
+		return 0;
+	session_error(s, FREP_E_UNEXPECTED, "%s is illegal in state %s", frep_msg_name(type),
+		      mirror_state_name(s->fsm.state));
+	return -1;
+}
+
+static int send_msg(struct msession *s, unsigned type, const ProtobufCMessage *m)
+{
+	if (frame_send(s->c, type, m, NULL, 0) == 0)
+		return 0;
+	log_warn(vol(s), "master %s: sending %s: %s", tls_peer_addr(s->c), frep_msg_name(type),
+		 strerror(errno));
+	s->done = true;
+	return -1;
+}
+
+static bool range_ok(const struct msession *s, uint64_t off, uint64_t len)
+{
+	return off <= s->mv.vol.size && len <= s->mv.vol.size - off;
+}
+
+/*
+ * With --allow, any listed identity may own a volume; without it, only the one
+ * pinned at creation. The volume UUID must match either way.
+ */
+static bool owner_ok(struct msession *s, const Frep__V1__Hello *h)
+{
+	if (!s->mv.exists)
+		return true;
+	bool who_ok = s->srv->allow ? true : strcmp(s->mv.owner, tls_peer_cn(s->c)) == 0;
+	if (who_ok && memcmp(s->mv.uuid, h->volume_uuid.data, FREP_UUID_SIZE) == 0)
+		return true;
+	session_error(s, FREP_E_NAME_CLASH,
+		      "volume %s belongs to master %s with another volume UUID or identity; "
+		      "pick another name or remove %s/%s on the mirror",
+		      h->volume, s->mv.owner, s->srv->data_dir, h->volume);
+	return false;
+}
+
+/* INIT: who is it, which volume, may it? */
+static void on_hello(struct msession *s, Frep__V1__Hello *h)
+{
+	const char *who = tls_peer_cn(s->c);
+	uint32_t code;
+	char err[512];
+
+	if (!volume_name_valid(h->volume)) {
+		session_error(s, FREP_E_PROTOCOL,
+			      "volume name \"%.64s\" is invalid: use 1-64 of [A-Za-z0-9._-]", h->volume);
+		return;
+	}
+	snprintf(s->volume, sizeof(s->volume), "%s", h->volume);
+	s->fsm.volume = s->volume;
+	if (h->proto_min > FREP_PROTO_VERSION || h->proto_max < FREP_PROTO_VERSION) {
+		session_error(s, FREP_E_VERSION, "master speaks versions %u..%u, mirror speaks %u",
+			      h->proto_min, h->proto_max, FREP_PROTO_VERSION);
+		return;
+	}
+	if (h->volume_uuid.len != FREP_UUID_SIZE || h->session_id.len != FREP_SESSION_ID_SIZE ||
+	    strlen(h->master_node) > FREP_MAX_NODE_NAME) {
+		session_error(s, FREP_E_PROTOCOL, "HELLO with a malformed uuid, session id or node name");
+		return;
+	}
+	if (h->lane_count != 1 || h->lane != 0) {
+		session_error(s, FREP_E_LANES, "lane %u of %u: this mirror supports 1 lane", h->lane,
+			      h->lane_count);
+		return;
+	}
+	if (!authz_allows(s->srv->allow, h->volume, who)) {
+		session_error(s, FREP_E_UNAUTHORISED,
+			      "master %s is not allowed for volume %s by the --allow file", who,
+			      h->volume);
+		return;
+	}
+	if (store_open(&s->mv, s->srv->data_dir, h->volume, &code, err, sizeof(err)) < 0) {
+		session_error(s, code, "%s", err);
+		return;
+	}
+	s->have_volume = true;
+	/* Ownership first: a clash is severe even while the owner is connected (not BUSY). */
+	if (!owner_ok(s, h))
+		return;
+	if (store_attach(&s->mv, &code, err, sizeof(err)) < 0) {
+		session_error(s, code, "%s", err);
+		return;
+	}
+	if (!owner_ok(s, h))
+		return;
+	s->journal_size = h->journal_size;
+	memcpy(s->uuid, h->volume_uuid.data, FREP_UUID_SIZE);
+	s->generation = h->generation;
+	if (feed(s, MV_MSG_HELLO, FREP_MSG_HELLO) < 0)
+		return;
+
+	uint64_t durable = s->mv.exists ? journal_last_txid(s->mv.j) : 0;
+	Frep__V1__Welcome w = FREP__V1__WELCOME__INIT;
+	w.proto_version = FREP_PROTO_VERSION;
+	w.known = s->mv.exists;
+	w.durable_txid = durable;
+	w.consistent = s->mv.consistent;
+	w.consistent_txid = s->mv.consistent_txid;
+	w.phase = s->mv.exists ? s->mv.phase : FREP__V1__PHASE__PHASE_NONE;
+	w.copy_cursor = 0;
+	log_info(vol(s), "master %s (%s, node %s, generation %" PRIu64 ") connected: known=%d durable_txid=%" PRIu64,
+		 who, tls_peer_addr(s->c), h->master_node, h->generation, w.known, durable);
+	send_msg(s, FREP_MSG_WELCOME, &w.base);
+}
+
+/* MAKEPARTS: build the extents like the master's, or check the existing ones. */
+static void on_extent_table(struct msession *s, Frep__V1__ExtentTable *t)
+{
+	char err[512];
+	uint32_t code;
+	bool created = false;
+	uint64_t total = 0;
+
+	if (t->n_extent_size == 0 || t->n_extent_size > FREP_MAX_EXTENTS) {
+		session_error(s, FREP_E_BAD_EXTENTS, "extent table malformed: %zu extents (1..%d allowed)",
+			      t->n_extent_size, FREP_MAX_EXTENTS);
+		return;
+	}
+	for (size_t i = 0; i < t->n_extent_size; i++) {
+		uint64_t sz = t->extent_size[i];
+		if (sz == 0 || sz % FREP_EXTENT_ALIGN || sz > UINT64_MAX - total) {
+			session_error(s, FREP_E_BAD_EXTENTS,
+				      "extent table malformed: extent %zu size %" PRIu64
+				      " is not a non-zero multiple of 4096",
+				      i, sz);
+			return;
+		}
+		total += sz;
+	}
+	if (s->mv.exists) {
+		bool same = s->mv.vol.n == t->n_extent_size;
+		for (unsigned i = 0; same && i < s->mv.vol.n; i++)
+			same = s->mv.vol.ext[i].size == t->extent_size[i];
+		if (!same) {
+			session_error(s, FREP_E_BAD_EXTENTS,
+				      "extent table does not match the mirror's %u extent(s) of %" PRIu64
+				      " bytes in all",
+				      s->mv.vol.n, s->mv.vol.size);
+			return;
+		}
+	} else {
+		if (store_create(&s->mv, tls_peer_cn(s->c), s->uuid, t->extent_size,
+				 (unsigned)t->n_extent_size, s->journal_size, &created, &code, err,
+				 sizeof(err)) < 0) {
+			session_error(s, code, "%s", err);
+			return;
+		}
+	}
+	if (feed(s, MV_MSG_EXTENT_TABLE, FREP_MSG_EXTENT_TABLE) < 0)
+		return;
+	log_info(vol(s), "extents %s: %zu extent(s), %" PRIu64 " bytes",
+		 created ? "created" : "validated", t->n_extent_size, total);
+	Frep__V1__PartsReady p = FREP__V1__PARTS_READY__INIT;
+	p.created = created;
+	p.volume_size = total;
+	send_msg(s, FREP_MSG_PARTS_READY, &p.base);
+}
+
+static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
+{
+	enum mirror_event ev;
+	if (sc->kind == FREP__V1__PHASE__PHASE_REPLICATE)
+		ev = MV_MSG_START_REPLICATE;
+	else if (sc->kind == FREP__V1__PHASE__PHASE_OUTOFSYNC)
+		ev = MV_MSG_START_OUTOFSYNC;
+	else {
+		session_error(s, FREP_E_PROTOCOL, "START_COPY of kind %d", sc->kind);
+		return;
+	}
+	if (feed(s, ev, FREP_MSG_START_COPY) < 0)
+		return;
+	/* Inconsistent from the first copied byte on: say so durably before writing any. */
+	s->mv.phase = sc->kind;
+	s->mv.consistent = false;
+	if (store_save(&s->mv) < 0 || journal_reset(s->mv.j, sc->base_txid) < 0) {
+		session_error(s, FREP_E_IO, "cannot start the copy: %s", strerror(errno));
+		return;
+	}
+	s->mv.applied_txid = sc->base_txid;
+	s->expected = sc->base_txid + 1;
+	s->acked = sc->base_txid;
+	s->resend_asked = 0;
+	s->copy_done = false;
+	s->copy_unsynced = s->copy_through = 0;
+	log_info(vol(s), "%s copy started: %" PRIu64 " bytes, base TXID %" PRIu64,
+		 mirror_state_name(s->fsm.state), sc->total_bytes, sc->base_txid);
+}
+
+static void on_start_sync(struct msession *s, Frep__V1__StartSync *ss)
+{
+	/* Legal only in READY, where the volume and its journal exist. */
+	if (feed(s, MV_MSG_START_SYNC, FREP_MSG_START_SYNC) < 0)
+		return;
+	uint64_t durable = journal_last_txid(s->mv.j);
+	if (!s->mv.consistent || ss->from_txid != durable) {
+		session_error(s, FREP_E_PROTOCOL,
+			      "START_SYNC from TXID %" PRIu64 " but the mirror is %s at TXID %" PRIu64,
+			      ss->from_txid, s->mv.consistent ? "consistent" : "inconsistent", durable);
+		return;
+	}
+	s->expected = durable + 1;
+	s->acked = durable;
+	log_info(vol(s), "sequencing resumes after TXID %" PRIu64, durable);
+}
+
+static int copy_ack(struct msession *s, uint64_t through)
+{
+	if (volume_sync(&s->mv.vol) < 0) {
+		session_error(s, FREP_E_IO, "fdatasync of extents: %s", strerror(errno));
+		return -1;
+	}
+	s->copy_unsynced = 0;
+	Frep__V1__CopyAck a = FREP__V1__COPY_ACK__INIT;
+	a.through = through;
+	return send_msg(s, FREP_MSG_COPY_ACK, &a.base);
+}
+
+static void on_copy_data(struct msession *s, Frep__V1__CopyData *d, const struct frame *f)
+{
+	uint32_t len = f->hdr.trailer_len;
+	if (feed(s, MV_MSG_COPY_DATA, FREP_MSG_COPY_DATA) < 0)
+		return;
+	if (s->copy_done || !range_ok(s, d->offset, len) || len == 0) {
+		session_error(s, s->copy_done ? FREP_E_UNEXPECTED : FREP_E_RANGE,
+			      "COPY_DATA of %u bytes at offset %" PRIu64 " %s", len, d->offset,
+			      s->copy_done ? "after COPY_DONE" : "outside the volume");
+		return;
+	}
+	if (frep_crc32c(f->trailer, len) != d->data_crc) {
+		session_error(s, FREP_E_CHECKSUM, "COPY_DATA at offset %" PRIu64 ": CRC32C mismatch",
+			      d->offset);
+		return;
+	}
+	if (volume_pwrite(&s->mv.vol, f->trailer, len, d->offset) < 0) {
+		session_error(s, errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO,
+			      "writing %u bytes at offset %" PRIu64 ": %s", len, d->offset,
+			      strerror(errno));
+		return;
+	}
+	s->copy_through = d->offset + len;
+	s->copy_unsynced += len;
+	if (s->copy_unsynced >= COPY_ACK_BYTES)
+		copy_ack(s, s->copy_through);
+}
+
+static void on_copy_hole(struct msession *s, Frep__V1__CopyHole *h)
+{
+	if (feed(s, MV_MSG_COPY_HOLE, FREP_MSG_COPY_HOLE) < 0)
+		return;
+	if (s->copy_done || !range_ok(s, h->offset, h->length) || h->length == 0) {
+		session_error(s, s->copy_done ? FREP_E_UNEXPECTED : FREP_E_RANGE,
+			      "COPY_HOLE of %" PRIu64 " bytes at offset %" PRIu64 " %s", h->length,
+			      h->offset, s->copy_done ? "after COPY_DONE" : "outside the volume");
+		return;
+	}
+	if (volume_punch(&s->mv.vol, h->offset, h->length) < 0) {
+		session_error(s, FREP_E_IO, "punching %" PRIu64 " bytes at %" PRIu64 ": %s", h->length,
+			      h->offset, strerror(errno));
+		return;
+	}
+	s->copy_through = h->offset + h->length;
+}
+
+/* Copy complete and every TXID up to t_c applied durably: the mirror is consistent. */
+static void check_consistent(struct msession *s)
+{
+	if (!s->copy_done || s->mv.applied_txid < s->copy_tc ||
+	    (s->fsm.state != MR_REPLICATE && s->fsm.state != MR_OUTOFSYNC))
+		return;
+	if (volume_sync(&s->mv.vol) < 0) {
+		session_error(s, FREP_E_IO, "fdatasync of extents: %s", strerror(errno));
+		return;
+	}
+	s->mv.phase = FREP__V1__PHASE__PHASE_INSYNC;
+	s->mv.consistent = true;
+	s->mv.consistent_txid = s->mv.applied_txid;
+	if (store_save(&s->mv) < 0) {
+		session_error(s, FREP_E_IO, "saving metadata: %s", strerror(errno));
+		return;
+	}
+	mirror_fsm_feed(&s->fsm, MV_APPLIED_CONSISTENT, NULL);
+	log_info(vol(s), "mirror consistent at TXID %" PRIu64, s->mv.consistent_txid);
+	Frep__V1__Consistent c = FREP__V1__CONSISTENT__INIT;
+	c.txid = s->mv.consistent_txid;
+	send_msg(s, FREP_MSG_CONSISTENT, &c.base);
+}
+
+static void on_copy_done(struct msession *s, Frep__V1__CopyDone *d)
+{
+	if (feed(s, MV_MSG_COPY_DONE, FREP_MSG_COPY_DONE) < 0)
+		return;
+	if (s->copy_done || d->last_txid < s->mv.applied_txid) {
+		session_error(s, FREP_E_PROTOCOL, "COPY_DONE at TXID %" PRIu64 " below the copy base %" PRIu64,
+			      d->last_txid, s->mv.applied_txid);
+		return;
+	}
+	if (copy_ack(s, s->mv.vol.size) < 0)
+		return;
+	s->copy_done = true;
+	s->copy_tc = d->last_txid;
+	log_info(vol(s), "copy done (%" PRIu64 " data bytes); applying up to TXID %" PRIu64,
+		 d->copied_bytes, d->last_txid);
+	check_consistent(s);
+}
+
+static void commit_batch(struct msession *s);
+
+static int journal_tx(struct msession *s, const struct journal_rec *r, const void *data)
+{
+	if (journal_append(s->mv.j, r, data) < 0) {
+		/* Full: commit and apply what the batch holds, checkpoint, reuse the space. */
+		if (errno != ENOSPC)
+			goto fail;
+		commit_batch(s);
+		if (s->done || store_checkpoint(&s->mv) < 0 || journal_append(s->mv.j, r, data) < 0)
+			goto fail;
+	}
+	s->expected = r->txid + 1;
+	return 0;
+fail:
+	if (!s->done)
+		session_error(s, errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO,
+			      "journaling TXID %" PRIu64 ": %s", r->txid, strerror(errno));
+	return -1;
+}
+
+/* Journals held-back TXs the gap has now reached. */
+static int drain_held(struct msession *s)
+{
+	bool progress = true;
+	while (progress && s->n_held) {
+		progress = false;
+		for (unsigned i = 0; i < s->n_held; i++) {
+			struct held_tx *h = &s->held[i];
+			if (h->r.txid < s->expected) {
+				/* duplicate of something journaled meanwhile */
+			} else if (h->r.txid == s->expected) {
+				if (journal_tx(s, &h->r, h->data) < 0)
+					return -1;
+			} else {
+				continue;
+			}
+			s->held_bytes -= h->r.op == JOP_WRITE ? h->r.length : 0;
+			free(h->data);
+			s->held[i] = s->held[--s->n_held];
+			progress = true;
+			break;
+		}
+	}
+	return 0;
+}
+
+static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
+{
+	uint32_t len = f->hdr.trailer_len;
+	if (feed(s, MV_MSG_TX, FREP_MSG_TX) < 0)
+		return;
+	if ((s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC) && !s->copy_done) {
+		session_error(s, FREP_E_UNEXPECTED, "TX %" PRIu64 " before COPY_DONE", tx->txid);
+		return;
+	}
+	bool is_write = tx->op == FREP__V1__TX_OP__TX_WRITE;
+	if (tx->op < FREP__V1__TX_OP__TX_WRITE || tx->op > FREP__V1__TX_OP__TX_ZERO ||
+	    (is_write ? tx->length != len : len != 0) || tx->length == 0 ||
+	    tx->length > UINT32_MAX) {
+		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 ": op %d, length %" PRIu64
+			      " and %u data bytes do not agree", tx->txid, tx->op, tx->length, len);
+		return;
+	}
+	if (!range_ok(s, tx->offset, tx->length)) {
+		session_error(s, FREP_E_RANGE, "TX %" PRIu64 ": %" PRIu64 " bytes at offset %" PRIu64
+			      " leave the %" PRIu64 "-byte volume", tx->txid, tx->length, tx->offset,
+			      s->mv.vol.size);
+		return;
+	}
+	if (is_write && frep_crc32c(f->trailer, len) != tx->data_crc) {
+		session_error(s, FREP_E_CHECKSUM, "TX %" PRIu64 ": CRC32C mismatch", tx->txid);
+		return;
+	}
+	if (tx->generation < s->generation) {
+		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
+			      " after generation %" PRIu64, tx->txid, tx->generation, s->generation);
+		return;
+	}
+	s->generation = tx->generation;
+	struct journal_rec r = {
+		.generation = tx->generation,
+		.txid = tx->txid,
+		.offset = tx->offset,
+		.length = tx->length,
+		.op = (uint32_t)tx->op,
+		.data_crc = is_write ? tx->data_crc : 0,
+	};
+	if (tx->txid < s->expected)
+		return; /* a resend of something already journaled: the next ack covers it */
+	if (tx->txid > s->expected) {
+		/* Past a gap: hold it and ask for the gap, once per gap. */
+		if (s->n_held < HOLD_MAX && s->held_bytes + len <= HOLD_MAX_BYTES) {
+			struct held_tx *h = &s->held[s->n_held];
+			h->r = r;
+			h->data = NULL;
+			if (len && !(h->data = malloc(len))) {
+				session_error(s, FREP_E_INTERNAL, "out of memory holding TX %" PRIu64,
+					      tx->txid);
+				return;
+			}
+			if (len)
+				memcpy(h->data, f->trailer, len);
+			s->n_held++;
+			s->held_bytes += len;
+		}
+		if (s->resend_asked < s->expected) {
+			Frep__V1__Resend rs = FREP__V1__RESEND__INIT;
+			rs.from_txid = s->expected;
+			rs.to_txid = tx->txid - 1;
+			log_info(vol(s), "TX %" PRIu64 " arrived past a gap: asking for %" PRIu64 "..%" PRIu64,
+				 tx->txid, rs.from_txid, rs.to_txid);
+			s->resend_asked = rs.to_txid;
+			send_msg(s, FREP_MSG_RESEND, &rs.base);
+		}
+		return;
+	}
+	if (journal_tx(s, &r, is_write ? f->trailer : NULL) == 0)
+		drain_held(s);
+}
+
+/*
+ * After a batch: make the journal durable, acknowledge, then apply in TXID
+ * order. Applying only durable TXs keeps the extents a prefix of the journal.
+ */
+static void commit_batch(struct msession *s)
+{
+	if (s->expected == 0)
+		return; /* not sequencing yet */
+	uint64_t last = s->expected - 1;
+	if (last <= s->acked)
+		return;
+	if (journal_sync(s->mv.j) < 0) {
+		session_error(s, FREP_E_IO, "journal fdatasync: %s", strerror(errno));
+		return;
+	}
+	Frep__V1__TxAck a = FREP__V1__TX_ACK__INIT;
+	a.txid = last;
+	if (send_msg(s, FREP_MSG_TX_ACK, &a.base) < 0)
+		return;
+	s->acked = last;
+
+	for (uint64_t t = s->mv.applied_txid + 1; t <= last; t++) {
+		struct journal_rec r;
+		if (journal_read(s->mv.j, t, &r, s->apply_buf, s->apply_len) < 0) {
+			session_error(s, FREP_E_IO, "reading TX %" PRIu64 " back from the journal: %s", t,
+				      strerror(errno));
+			return;
+		}
+		int io = r.op == JOP_WRITE ? volume_pwrite(&s->mv.vol, s->apply_buf, r.length, r.offset) :
+			 r.op == JOP_TRIM  ? volume_punch(&s->mv.vol, r.offset, r.length) :
+					     volume_zero(&s->mv.vol, r.offset, r.length);
+		if (io < 0) {
+			session_error(s, errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO,
+				      "applying TX %" PRIu64 ": %s", t, strerror(errno));
+			return;
+		}
+		s->mv.applied_txid = t;
+	}
+	check_consistent(s);
+}
+
+static void dispatch(struct msession *s, struct frame *f)
+{
+	switch (f->hdr.type) {
+	case FREP_MSG_HELLO:
+		if (s->fsm.state != MR_INIT) {
+			feed(s, MV_MSG_HELLO, f->hdr.type);
+			return;
+		}
+		on_hello(s, (Frep__V1__Hello *)f->msg);
+		return;
+	case FREP_MSG_EXTENT_TABLE:
+		if (s->fsm.state != MR_MAKEPARTS) {
+			feed(s, MV_MSG_EXTENT_TABLE, f->hdr.type);
+			return;
+		}
+		on_extent_table(s, (Frep__V1__ExtentTable *)f->msg);
+		return;
+	case FREP_MSG_START_COPY:
+		on_start_copy(s, (Frep__V1__StartCopy *)f->msg);
+		return;
+	case FREP_MSG_START_SYNC:
+		on_start_sync(s, (Frep__V1__StartSync *)f->msg);
+		return;
+	case FREP_MSG_COPY_DATA:
+		on_copy_data(s, (Frep__V1__CopyData *)f->msg, f);
+		return;
+	case FREP_MSG_COPY_HOLE:
+		on_copy_hole(s, (Frep__V1__CopyHole *)f->msg);
+		return;
+	case FREP_MSG_COPY_DONE:
+		on_copy_done(s, (Frep__V1__CopyDone *)f->msg);
+		return;
+	case FREP_MSG_TX:
+		on_tx(s, (Frep__V1__Tx *)f->msg, f);
+		return;
+	case FREP_MSG_HEARTBEAT:
+		if (feed(s, MV_MSG_HEARTBEAT, f->hdr.type) == 0) {
+			Frep__V1__Heartbeat hb = *(Frep__V1__Heartbeat *)f->msg;
+			hb.txid = s->acked;
+			send_msg(s, FREP_MSG_HEARTBEAT, &hb.base);
+		}
+		return;
+	case FREP_MSG_PAUSE:
+		feed(s, MV_MSG_PAUSE, f->hdr.type);
+		return;
+	case FREP_MSG_RESUME:
+		feed(s, MV_MSG_RESUME, f->hdr.type);
+		return;
+	case FREP_MSG_GOODBYE:
+		log_info(vol(s), "master %s said goodbye: %s", tls_peer_addr(s->c),
+			 ((Frep__V1__Goodbye *)f->msg)->reason);
+		s->done = true;
+		return;
+	case FREP_MSG_ERROR: {
+		Frep__V1__Error *e = (Frep__V1__Error *)f->msg;
+		log_warn(vol(s), "master %s reported %s: %s", tls_peer_addr(s->c),
+			 frep_error_name(e->code), e->message);
+		if (e->severe || frep_error_is_severe(e->code))
+			mirror_fsm_feed(&s->fsm, MV_SEVERE, e->message);
+		s->done = true;
+		return;
+	}
+	default:
+		session_error(s, FREP_E_UNEXPECTED, "%s is not a message a master sends",
+			      frep_msg_name(f->hdr.type));
+		return;
+	}
+}
+
+/* Reads one frame; false when the session is over. */
+static bool read_frame(struct msession *s, struct frame *f)
+{
+	uint32_t wire_err;
+	char why[256];
+	enum frame_status st = frame_recv(s->c, &s->rd, f, &wire_err, why, sizeof(why));
+	if (st == FRAME_OK)
+		return true;
+	if (st == FRAME_EOF)
+		log_info(vol(s), "master %s closed the connection", tls_peer_addr(s->c));
+	else if (wire_err)
+		session_error(s, wire_err, "%s", why);
+	else
+		log_warn(vol(s), "master %s: %s", tls_peer_addr(s->c), why);
+	s->done = true;
+	return false;
+}
+
+void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
+{
+	struct msession *s = calloc(1, sizeof(*s));
+	if (!s) {
+		tls_close(c);
+		return;
+	}
+	s->srv = srv;
+	s->c = c;
+	s->mv.lock_fd = -1;
+	frame_reader_init(&s->rd);
+	mirror_fsm_init(&s->fsm, NULL);
+	s->apply_len = FREP_MAX_TRAILER;
+	s->apply_buf = malloc(s->apply_len);
+	if (!s->apply_buf)
+		goto out;
+
+	uint64_t last_frame_ms = now_ms();
+	tls_set_read_timeout(c, HELLO_TIMEOUT_MS);
+	while (!s->done) {
+		struct frame f;
+		if (atomic_load(&srv->stopping)) {
+			Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
+			g.reason = "mirror shutting down";
+			frame_send(c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+			break;
+		}
+		if (!tls_readable(c, s->fsm.state == MR_INIT ? HELLO_TIMEOUT_MS : POLL_MS)) {
+			if (s->fsm.state == MR_INIT) {
+				log_warn(NULL, "peer %s sent no HELLO within %d ms", tls_peer_addr(c),
+					 HELLO_TIMEOUT_MS);
+				break;
+			}
+			if (now_ms() - last_frame_ms > IDLE_TIMEOUT_MS) {
+				log_warn(vol(s), "master %s silent for %d ms: closing", tls_peer_addr(c),
+					 IDLE_TIMEOUT_MS);
+				break;
+			}
+			continue;
+		}
+		/* A batch: everything already readable, then one fdatasync and one ack. */
+		for (unsigned n = 0; n < TX_BATCH && !s->done; n++) {
+			if (!read_frame(s, &f))
+				break;
+			dispatch(s, &f);
+			if (!tls_readable(c, 0))
+				break;
+		}
+		last_frame_ms = now_ms();
+		if (!s->done && s->have_volume && s->mv.j)
+			commit_batch(s);
+		if (!s->done && s->have_volume && s->mv.exists &&
+		    last_frame_ms - s->last_checkpoint_ms >= CHECKPOINT_MS) {
+			s->last_checkpoint_ms = last_frame_ms;
+			if (store_checkpoint(&s->mv) < 0)
+				session_error(s, FREP_E_IO, "checkpoint failed: %s", strerror(errno));
+		}
+	}
+out:
+	for (unsigned i = 0; i < s->n_held; i++)
+		free(s->held[i].data);
+	if (s->have_volume)
+		store_close(&s->mv);
+	frame_reader_free(&s->rd);
+	free(s->apply_buf);
+	tls_close(c);
+	free(s);
+}

@@ -1,0 +1,276 @@
+/* Mirror volume store: the data-dir layout, per-volume metadata, extents and journal. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "frep/v1/frep.pb-c.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+enum {
+	MIRROR_JOURNAL_MIN = 16 << 20,
+	MIRROR_JOURNAL_MAX = 1u << 30,
+};
+
+static int path_in(char *out, size_t len, const struct mirror_volume *mv, const char *leaf)
+{
+	if (snprintf(out, len, "%s/%s", mv->dir, leaf) >= (int)len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+static int open_extents(struct mirror_volume *mv, char *err, size_t err_len)
+{
+	char *paths[FREP_MAX_EXTENTS];
+	int rc = -1;
+	unsigned i;
+
+	for (i = 0; i < mv->n_extents; i++) {
+		char leaf[32];
+		snprintf(leaf, sizeof(leaf), "extent.%u", i);
+		paths[i] = malloc(4096);
+		if (!paths[i] || path_in(paths[i], 4096, mv, leaf) < 0) {
+			i++;
+			goto out;
+		}
+	}
+	if (volume_open(&mv->vol, mv->name, paths, mv->n_extents, err, err_len) < 0)
+		goto out;
+	mv->vol_open = true;
+	rc = 0;
+out:
+	while (i-- > 0)
+		free(paths[i]);
+	return rc;
+}
+
+/* Replays the journal onto the extents: after a crash they may lack its tail. */
+static int replay_journal(struct mirror_volume *mv, char *err, size_t err_len)
+{
+	uint64_t first = journal_first_txid(mv->j), last = journal_last_txid(mv->j);
+	uint64_t cap = journal_max_record_data(mv->j);
+	void *buf = NULL;
+	int rc = -1;
+
+	mv->applied_txid = last;
+	if (first > last)
+		return 0;
+	if (!(buf = malloc(cap))) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	for (uint64_t t = first; t <= last; t++) {
+		struct journal_rec r;
+		if (journal_read(mv->j, t, &r, buf, cap) < 0) {
+			snprintf(err, err_len, "journal replay: TXID %" PRIu64 ": %s", t, strerror(errno));
+			goto out;
+		}
+		int io = r.op == JOP_WRITE ? volume_pwrite(&mv->vol, buf, r.length, r.offset) :
+			 r.op == JOP_TRIM  ? volume_punch(&mv->vol, r.offset, r.length) :
+					     volume_zero(&mv->vol, r.offset, r.length);
+		if (io < 0) {
+			snprintf(err, err_len, "journal replay: applying TXID %" PRIu64 ": %s", t,
+				 strerror(errno));
+			goto out;
+		}
+	}
+	log_info(mv->name, "journal replay: re-applied TXIDs %" PRIu64 "..%" PRIu64, first, last);
+	rc = store_checkpoint(mv);
+	if (rc < 0)
+		snprintf(err, err_len, "journal replay: checkpoint: %s", strerror(errno));
+out:
+	free(buf);
+	return rc;
+}
+
+static int load_meta(struct mirror_volume *mv, char *err, size_t err_len)
+{
+	char path[4096];
+	struct meta md;
+	uint64_t v, n;
+
+	if (path_in(path, sizeof(path), mv, "meta") < 0)
+		return -1;
+	if (meta_load(path, &md) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, err_len, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	const char *owner = meta_get(&md, "owner"), *uuid = meta_get(&md, "uuid");
+	if (!owner || !uuid || hex_decode(uuid, mv->uuid, sizeof(mv->uuid)) < 0 ||
+	    meta_get_u64(&md, "extents", &n) < 0 || n == 0 || n > FREP_MAX_EXTENTS ||
+	    meta_get_u64(&md, "phase", &v) < 0) {
+		snprintf(err, err_len, "%s: incomplete metadata", path);
+		return -1;
+	}
+	snprintf(mv->owner, sizeof(mv->owner), "%s", owner);
+	mv->phase = (uint32_t)v;
+	mv->consistent = meta_get_u64(&md, "consistent", &v) == 0 && v == 1;
+	if (meta_get_u64(&md, "consistent_txid", &mv->consistent_txid) < 0)
+		mv->consistent_txid = 0;
+	/* Extent sizes are the files' own; MAKEPARTS compares them with the master's. */
+	mv->n_extents = (unsigned)n;
+	mv->exists = true;
+	return 0;
+}
+
+int store_save(struct mirror_volume *mv)
+{
+	char path[4096], hex[2 * FREP_UUID_SIZE + 1];
+	struct meta md;
+
+	meta_init(&md);
+	meta_set(&md, "format", "frep-mirror-1");
+	meta_set(&md, "volume", mv->name);
+	meta_set(&md, "owner", mv->owner);
+	meta_set(&md, "uuid", hex_encode(mv->uuid, sizeof(mv->uuid), hex));
+	meta_set_u64(&md, "phase", mv->phase);
+	meta_set_u64(&md, "consistent", mv->consistent);
+	meta_set_u64(&md, "consistent_txid", mv->consistent_txid);
+	meta_set_u64(&md, "applied_txid", mv->applied_txid);
+	meta_set_u64(&md, "extents", mv->n_extents);
+	if (path_in(path, sizeof(path), mv, "meta") < 0 || meta_save(path, &md) < 0) {
+		log_error(mv->name, "saving %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int open_journal(struct mirror_volume *mv, uint64_t size, char *err, size_t err_len)
+{
+	char path[4096];
+	if (size < MIRROR_JOURNAL_MIN)
+		size = MIRROR_JOURNAL_MIN;
+	if (size > MIRROR_JOURNAL_MAX)
+		size = MIRROR_JOURNAL_MAX;
+	if (path_in(path, sizeof(path), mv, "journal") < 0) {
+		snprintf(err, err_len, "journal path too long");
+		return -1;
+	}
+	mv->j = journal_open(path, size, mv->name, err, err_len);
+	return mv->j ? 0 : -1;
+}
+
+int store_open(struct mirror_volume *mv, const char *data_dir, const char *name,
+	       uint32_t *wire_err, char *err, size_t err_len)
+{
+	memset(mv, 0, sizeof(*mv));
+	mv->lock_fd = -1;
+	*wire_err = FREP_E_IO;
+	mv->name = strdup(name);
+	if (asprintf(&mv->dir, "%s/%s", data_dir, name) < 0 || !mv->name) {
+		mv->dir = NULL;
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	/* Metadata is replaced atomically (rename), so reading it unlocked is safe. */
+	return load_meta(mv, err, err_len);
+}
+
+int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t err_len)
+{
+	char path[4096];
+
+	*wire_err = FREP_E_IO;
+	if (mkdir(mv->dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, err_len, "mkdir %s: %s", mv->dir, strerror(errno));
+		return -1;
+	}
+	if (path_in(path, sizeof(path), mv, "lock") < 0 || (mv->lock_fd = lock_file(path)) < 0) {
+		if (errno == EWOULDBLOCK)
+			*wire_err = FREP_E_BUSY;
+		snprintf(err, err_len, "volume %s is in use by another session (%s)", mv->name,
+			 strerror(errno));
+		return -1;
+	}
+	/* The previous holder may have changed it before releasing the lock. */
+	mv->exists = false;
+	if (load_meta(mv, err, err_len) < 0)
+		return -1;
+	if (!mv->exists)
+		return 0;
+	/* A journal exists whenever metadata does: store_create makes both. */
+	if (open_extents(mv, err, err_len) < 0 || open_journal(mv, 0, err, err_len) < 0 ||
+	    replay_journal(mv, err, err_len) < 0)
+		return -1;
+	if (mv->phase == FREP__V1__PHASE__PHASE_INSYNC && mv->consistent)
+		mv->consistent_txid = mv->applied_txid;
+	return 0;
+}
+
+int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uuid,
+		 const uint64_t *sizes, unsigned n, uint64_t journal_size, bool *created,
+		 uint32_t *wire_err, char *err, size_t err_len)
+{
+	bool no_space = false;
+
+	if (volume_create_or_validate(&mv->vol, mv->name, mv->dir, sizes, n, created, &no_space,
+				      err, err_len) < 0) {
+		*wire_err = no_space ? FREP_E_NO_SPACE : FREP_E_BAD_EXTENTS;
+		return -1;
+	}
+	mv->vol_open = true;
+	mv->n_extents = n;
+	snprintf(mv->owner, sizeof(mv->owner), "%s", owner);
+	memcpy(mv->uuid, uuid, FREP_UUID_SIZE);
+	mv->phase = FREP__V1__PHASE__PHASE_CREATED;
+	mv->consistent = false;
+	mv->consistent_txid = 0;
+	if (open_journal(mv, journal_size, err, err_len) < 0) {
+		*wire_err = errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO;
+		return -1;
+	}
+	mv->applied_txid = journal_last_txid(mv->j);
+	if (store_save(mv) < 0) {
+		*wire_err = FREP_E_IO;
+		snprintf(err, err_len, "saving metadata: %s", strerror(errno));
+		return -1;
+	}
+	mv->exists = true;
+	return 0;
+}
+
+int store_checkpoint(struct mirror_volume *mv)
+{
+	if (!mv->vol_open || !mv->j)
+		return 0;
+	if (volume_sync(&mv->vol) < 0) {
+		log_error(mv->name, "fdatasync of mirror extents: %s", strerror(errno));
+		return -1;
+	}
+	if (mv->applied_txid >= journal_first_txid(mv->j) &&
+	    journal_free_through(mv->j, mv->applied_txid) < 0) {
+		log_error(mv->name, "freeing journal through TXID %" PRIu64 ": %s", mv->applied_txid,
+			  strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void store_close(struct mirror_volume *mv)
+{
+	if (mv->exists && mv->vol_open && mv->j) {
+		store_checkpoint(mv);
+		if (mv->phase == FREP__V1__PHASE__PHASE_INSYNC && mv->consistent)
+			mv->consistent_txid = mv->applied_txid;
+		store_save(mv);
+	}
+	if (mv->j)
+		journal_close(mv->j);
+	if (mv->vol_open)
+		volume_close(&mv->vol);
+	if (mv->lock_fd >= 0)
+		close(mv->lock_fd);
+	free(mv->name);
+	free(mv->dir);
+	memset(mv, 0, sizeof(*mv));
+	mv->lock_fd = -1;
+}

@@ -1,0 +1,73 @@
+/* Mirror volume store: the data-dir layout, per-volume metadata, extents and journal. */
+#ifndef FREP_STORE_H
+#define FREP_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "journal.h"
+#include "meta.h"
+#include "volume.h"
+#include "wire.h"
+
+/*
+ * Data-dir layout (README "Data directory"):
+ *
+ *   DIR/.lock               flock: one frep-server per data dir
+ *   DIR/NAME/lock           flock: one session per volume
+ *   DIR/NAME/meta           owner, uuid, phase, consistent flag and TXID, extent count
+ *   DIR/NAME/journal        the mirror's own journal of received transactions
+ *   DIR/NAME/extent.0 ...   the extents, same count and sizes as the master's
+ */
+struct mirror_volume {
+	char *name;
+	char *dir;
+	int lock_fd;
+	bool exists;		/* metadata present: the volume was created before */
+	char owner[256];	/* master identity (certificate CN) pinned at creation */
+	uint8_t uuid[FREP_UUID_SIZE];
+	uint32_t phase;		/* frep.v1.Phase */
+	bool consistent;
+	uint64_t consistent_txid;
+	unsigned n_extents;
+
+	struct volume vol;	/* open once extents exist */
+	bool vol_open;
+	struct journal *j;
+	uint64_t applied_txid;	/* last TXID applied to the extents */
+};
+
+/*
+ * Reads what is known of volume NAME of data_dir (owner, uuid, phase), without
+ * locking it, so a name clash is reported even while the owner is connected.
+ * 0, or -1 with *wire_err and err.
+ */
+int store_open(struct mirror_volume *mv, const char *data_dir, const char *name,
+	       uint32_t *wire_err, char *err, size_t err_len);
+
+/*
+ * Takes the volume for this session: locks it (FREP_E_BUSY if another session
+ * holds it), reloads the metadata and, if the volume exists, opens its extents
+ * and journal and replays the journal onto the extents, so applied == durable.
+ * 0, or -1 with *wire_err and err.
+ */
+int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t err_len);
+
+/*
+ * MAKEPARTS for a new volume: creates the extents (or validates leftovers from an
+ * interrupted creation; *created says which) and the journal, pins owner and uuid.
+ */
+int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uuid,
+		 const uint64_t *sizes, unsigned n, uint64_t journal_size, bool *created,
+		 uint32_t *wire_err, char *err, size_t err_len);
+
+/* Persists owner, uuid, phase, consistent flag and TXID atomically. 0 or -1. */
+int store_save(struct mirror_volume *mv);
+
+/* Makes the extents durable and frees journal records already applied. 0 or -1. */
+int store_checkpoint(struct mirror_volume *mv);
+
+/* Checkpoints, saves and releases everything, including the lock. */
+void store_close(struct mirror_volume *mv);
+
+#endif
