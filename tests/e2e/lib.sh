@@ -1,0 +1,147 @@
+# Shared harness for end-to-end tests: temp dir, certificates, daemons, waits, cleanup.
+# Source it from a test script; every helper is bounded in time.
+set -euo pipefail
+
+: "${FREP_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+: "${FREP_BUILD:=$FREP_SRC/build}"
+BIN=$FREP_BUILD
+T=$(mktemp -d /tmp/frep-e2e.XXXXXX)
+PKI=$T/pki
+PIDS=()
+TEST_NAME=$(basename "$0" .sh)
+export LIBNBD_DEBUG=0
+# nbdsh needs the python3 that has Debian's nbd module, not one earlier on PATH (pyenv).
+export PATH=/usr/bin:$PATH
+# Sanitizer builds: fail on any report, including leaks at exit.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+
+cleanup() {
+	local rc=$?
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	if [ $rc -ne 0 ]; then
+		echo "--- $TEST_NAME failed; logs in $T:" >&2
+		for f in "$T"/*.log; do [ -f "$f" ] && { echo "=== $f" >&2; tail -n 40 "$f" >&2; }; done
+		[ -n "${KEEP_LOGS:-}" ] || rm -rf "$T"
+	else
+		rm -rf "$T"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $TEST_NAME: $*" >&2
+	exit 1
+}
+
+pass() {
+	echo "ok: $TEST_NAME: $*"
+}
+
+# certs [CLIENT_CN...]: throwaway CA, server cert (CN frep-mirror) and client certs.
+certs() {
+	bash "$FREP_SRC/scripts/gen-certs.sh" "$PKI" "$@"
+}
+
+# wait_for TIMEOUT_S DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+	local timeout=$1 what=$2
+	shift 2
+	local deadline=$((SECONDS + timeout))
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || fail "timed out after ${timeout}s waiting for $what"
+		sleep 0.1
+	done
+}
+
+# wait_log FILE REGEX [TIMEOUT_S]
+wait_log() {
+	wait_for "${3:-30}" "'$2' in $(basename "$1")" grep -Eq "$2" "$1"
+}
+
+# start_server [EXTRA ARGS...]: frep-server on an ephemeral loopback port.
+# Sets SERVER_PID, SERVER_PORT, SERVER_LOG; data dir $T/mirror.
+start_server() {
+	SERVER_LOG=$T/server.log
+	: >"$SERVER_LOG"
+	"$BIN/frep-server" --listen 127.0.0.1:0 --data-dir "${SERVER_DATA:-$T/mirror}" \
+		--cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" "$@" \
+		>>"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	wait_log "$SERVER_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
+	SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | tail -n1 | cut -d: -f2)
+}
+
+# start_client NAME EXTENTS [CN] [EXTRA ARGS...]: frep-client for volume NAME
+# (EXTENTS comma-separated) with certificate CN (default master-1), NBD on
+# $T/NAME.sock, journal $T/NAME.journal. Sets CLIENT_PID; log $T/client-NAME.log.
+start_client() {
+	local name=$1 extents=$2 cn=${3:-master-1}
+	shift 3 || shift $#
+	"$BIN/frep-client" --volume "$name=$extents" --mirror "127.0.0.1:$SERVER_PORT" \
+		--server-name frep-mirror --journal "${JOURNAL:-$T/$name.journal}" \
+		--cert "$PKI/$cn.crt" --key "$PKI/$cn.key" --ca "$PKI/ca.crt" \
+		--nbd "unix:$T/$name.sock" "$@" >>"$T/client-$name.log" 2>&1 &
+	CLIENT_PID=$!
+	PIDS+=("$CLIENT_PID")
+	wait_for 20 "NBD socket of $name" test -S "$T/$name.sock"
+}
+
+# stop PID: SIGTERM and wait (bounded); fails if it does not exit 0.
+stop() {
+	local pid=$1 rc=0
+	kill -TERM "$pid"
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$pid" 2>/dev/null && fail "process $pid ignored SIGTERM for 10s"
+	wait "$pid" || rc=$?
+	[ $rc -eq 0 ] || fail "process $pid exited $rc after SIGTERM"
+}
+
+# alive PID WHAT: asserts the daemon is still running.
+alive() {
+	kill -0 "$1" 2>/dev/null || fail "$2 (pid $1) is not running"
+}
+
+# nbd_uri NAME: the NBD URI of volume NAME's export.
+nbd_uri() {
+	echo "nbd+unix:///$1?socket=$T/$1.sock"
+}
+
+# mirror_extents NAME N: mirror extent paths of volume NAME, comma-separated.
+mirror_extents() {
+	local d=${SERVER_DATA:-$T/mirror}/$1 out="" i
+	for ((i = 0; i < $2; i++)); do out+="${out:+,}$d/extent.$i"; done
+	echo "$out"
+}
+
+# same_bytes "A1,A2,..." "B1,B2,...": the concatenations are byte-identical.
+same_bytes() {
+	local a b
+	a=$(IFS=,; cat $1 | sha256sum) || return 1
+	b=$(IFS=,; cat $2 2>/dev/null | sha256sum) || return 1
+	[ "$a" = "$b" ]
+}
+
+# wait_converged MASTER_EXTENTS MIRROR_EXTENTS [TIMEOUT_S]
+wait_converged() {
+	wait_for "${3:-30}" "mirror byte-identical to master" same_bytes "$1" "$2"
+}
+
+# mkvol PATH SIZE: sparse extent file.
+mkvol() {
+	truncate -s "$2" "$1"
+}
+
+# fill PATH OFFSET_MIB LEN_MIB SEED: deterministic pseudo-random data.
+# (head closing the pipe kills openssl with SIGPIPE: that is not a failure.)
+fill() {
+	(set +o pipefail
+	openssl enc -aes-128-ctr -pass "pass:$4" -nosalt -pbkdf2 </dev/zero 2>/dev/null |
+		head -c $(($3 << 20)) | dd of="$1" bs=1M seek="$2" conv=notrunc status=none)
+}
