@@ -89,14 +89,19 @@ static void fail(struct session *s, enum master_event ev, uint32_t wire_code, co
 
 static void fail(struct session *s, enum master_event ev, uint32_t wire_code, const char *fmt, ...)
 {
-	char why[512];
+	char text[448], why[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 
+	/* The code name leads the reason, as the mirror logs it: "AHEAD: ...". */
+	if (wire_code)
+		snprintf(why, sizeof(why), "%s: %s", frep_error_name(wire_code), text);
+	else
+		snprintf(why, sizeof(why), "%s", text);
 	if (wire_code && s->c)
-		frame_send_error(s->c, wire_code, "%s", why);
+		frame_send_error(s->c, wire_code, "%s", text);
 	disconnect(s);
 	if (ev == ME_LINK_LOST && s->fsm.state == MS_INIT)
 		ev = ME_MINOR;
@@ -619,6 +624,7 @@ static void step_copy(struct session *s)
 		return;
 	log_info(m->name, "%s: copying allocated blocks of %" PRIu64 " bytes, base TXID %" PRIu64,
 		 master_state_name(state), m->vol.size, s->copy_base);
+	log_progress(s, now_ms());
 
 	uint64_t off = 0;
 	while (off < m->vol.size) {
@@ -646,6 +652,7 @@ static void step_copy(struct session *s)
 	done.copied_bytes = s->copy_bytes;
 	if (send_msg(s, FREP_MSG_COPY_DONE, &done.base, NULL, 0) < 0)
 		return;
+	log_progress(s, now_ms());
 	s->copying = false;
 	uint64_t ms = now_ms() - s->copy_started_ms;
 	log_info(m->name, "copy walked %" PRIu64 " bytes (%" PRIu64 " data) in %" PRIu64

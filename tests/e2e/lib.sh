@@ -64,12 +64,13 @@ wait_log() {
 	wait_for "${3:-30}" "'$2' in $(basename "$1")" grep -Eq "$2" "$1"
 }
 
-# start_server [EXTRA ARGS...]: frep-server on an ephemeral loopback port.
-# Sets SERVER_PID, SERVER_PORT, SERVER_LOG; data dir $T/mirror.
+# start_server [EXTRA ARGS...]: frep-server on an ephemeral loopback port (or on
+# $SERVER_PORT_WANTED, to restart on the same one). Sets SERVER_PID, SERVER_PORT,
+# SERVER_LOG; data dir $T/mirror.
 start_server() {
 	SERVER_LOG=$T/server.log
 	: >"$SERVER_LOG"
-	"$BIN/frep-server" --listen 127.0.0.1:0 --data-dir "${SERVER_DATA:-$T/mirror}" \
+	"$BIN/frep-server" --listen "127.0.0.1:${SERVER_PORT_WANTED:-0}" --data-dir "${SERVER_DATA:-$T/mirror}" \
 		--cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" "$@" \
 		>>"$SERVER_LOG" 2>&1 &
 	SERVER_PID=$!

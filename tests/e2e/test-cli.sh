@@ -53,6 +53,9 @@ stop "$CLIENT_PID"
 mkvol "$T/w0" 8M
 JOURNAL=$T/w.journal start_client w "$T/w0" master-1 --journal-size 2M
 wait_log "$T/client-w.log" 'WARN .*--journal-size 2.0M is below the default 100M' 10
+# The advertised maximum payload is at most journal size / 8.
+max=$(nbdinfo --json "$(nbd_uri w)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["exports"][0]["block_size_maximum"])')
+[ "$max" -le $((2 * 1048576 / 8)) ] && [ "$max" -ge 4096 ] || fail "block_size_maximum $max with a 2M journal"
 stop "$CLIENT_PID"
 "$BIN/frep-client" --volume "w=$T/w0" --mirror "127.0.0.1:$SERVER_PORT" --server-name frep-mirror \
 	--journal "$T/w.journal" --cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
@@ -60,5 +63,17 @@ stop "$CLIENT_PID"
 PIDS+=($!)
 wait_log "$T/client-w2.log" 'WARN .*NBD.*no authentication' 10
 stop $!
+# NEW: a mirror buffer that cannot be reserved is ERROR, exit 1, with the reason.
+mkdir -p "$T/tiny"
+rc=0
+unshare -m bash -c "mount -t tmpfs -o size=1M tmpfs '$T/tiny' && exec '$BIN/frep-client' \
+	--volume 'v=$T/v0' --mirror localhost:1 --journal '$T/tiny/j' --journal-size 8M \
+	--cert '$PKI/master-1.crt' --key '$PKI/master-1.key' --ca '$PKI/ca.crt' --nbd 'unix:$T/n.sock'" \
+	2>"$T/new.err" || rc=$?
+[ $rc -eq 1 ] || fail "unreservable journal: exit $rc, expected 1 ($(cat "$T/new.err"))"
+grep -Eq 'state NEW -> ERROR \(event JOURNAL_FAIL\) reason: .*(No space left|space)' "$T/new.err" ||
+	fail "unreservable journal: $(cat "$T/new.err")"
+[ ! -S "$T/n.sock" ] || fail "NBD served without a mirror buffer"
+
 alive "$SERVER_PID" frep-server
 pass "help, version, 13 bad-argument cases, exclusive use, warnings"
