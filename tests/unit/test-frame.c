@@ -19,6 +19,7 @@ static void encode(uint8_t out[FREP_FRAME_HDR_SIZE], uint8_t type, uint32_t body
 	frame_hdr_encode(&h, out);
 }
 
+/* spec: FRAME-1 */
 static void test_layout_is_big_endian(void **state)
 {
 	uint8_t b[FREP_FRAME_HDR_SIZE];
@@ -58,12 +59,14 @@ static void check_lengths(uint8_t type, bool body, uint32_t max, bool trailer_al
 	}
 }
 
+/* spec: FRAME-6, FRAME-8 */
 static void test_body_len_boundaries(void **state)
 {
 	check_lengths(FREP_MSG_HELLO, true, FREP_MAX_BODY, false);
 	check_lengths(FREP_MSG_TX, true, FREP_MAX_BODY, true);
 }
 
+/* spec: FRAME-7, FRAME-8 */
 static void test_trailer_len_boundaries(void **state)
 {
 	check_lengths(FREP_MSG_TX, false, FREP_MAX_TRAILER, true);
@@ -73,6 +76,7 @@ static void test_trailer_len_boundaries(void **state)
 	check_lengths(FREP_MSG_HELLO, false, FREP_MAX_TRAILER, false);
 }
 
+/* spec: FRAME-2, FRAME-3, FRAME-4, FRAME-5 */
 static void test_bad_headers(void **state)
 {
 	uint8_t b[FREP_FRAME_HDR_SIZE];
