@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "control.h"
 #include "log.h"
 #include "master.h"
 #include "nbd.h"
@@ -20,7 +21,10 @@ static const char usage[] =
 	"Usage: " PROG " --volume NAME=PATH[,PATH...] --mirror HOST[:PORT] --journal PATH\n"
 	"                   [--journal-size SIZE] --cert FILE --key FILE --ca FILE\n"
 	"                   [--server-name NAME] --nbd unix:PATH|HOST:PORT [--keylog FILE]\n"
-	"                   [--log-level error|warn|info|debug]\n"
+	"                   [--on-buffer-full=crack|block] [--resync=dirty|full]\n"
+	"                   [--mode async|sync] [--degrade-after SECS] [--sync-fallback=degrade|fail]\n"
+	"                   [--max-rate RATE] [--backoff MIN:MAX] [--heartbeat-timeout SECS]\n"
+	"                   [--control unix:PATH] [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"Owns the master volume NAME (its extents PATH,... concatenated), serves it to\n"
 	"local users over NBD (export name NAME), and replicates every write to the\n"
@@ -40,6 +44,20 @@ static const char usage[] =
 	"  --nbd unix:PATH|HOST:PORT     where local NBD clients connect (no authentication:\n"
 	"                                keep it on a unix socket or loopback)\n"
 	"  --keylog FILE                 append TLS key-log lines for Wireshark (debug only)\n"
+	"  --on-buffer-full=crack|block  a full mirror buffer cracks the mirror (default: the\n"
+	"                                dirty bitmap records what to resync) or makes writers\n"
+	"                                wait while the mirror is reachable\n"
+	"  --resync=dirty|full           after a crack, copy the dirty regions (default) or\n"
+	"                                every allocated block\n"
+	"  --mode async|sync             sync: a write completes once the mirror has it\n"
+	"  --degrade-after SECS          mirror unreachable this long: sync runs async and\n"
+	"                                block cracks, until the next INSYNC (default 10)\n"
+	"  --sync-fallback=degrade|fail  fail: sync writes get EIO instead of degrading\n"
+	"  --max-rate RATE               bandwidth of bulk copies, e.g. 50M (per second)\n"
+	"  --backoff MIN:MAX             retry delay bounds in seconds (default 1:30)\n"
+	"  --heartbeat-timeout SECS      mirror silent this long: link down (default 30)\n"
+	"  --control unix:PATH           control socket: status, pause, resume, resync-full\n"
+	"  --trace-tx FILE               append a line per committed transaction (tests)\n"
 	"  --log-level LEVEL             error, warn, info (default) or debug\n"
 	"  --help, --version\n";
 
@@ -61,10 +79,39 @@ struct args {
 	char *paths[1024];
 	unsigned n_paths;
 	char host[256], port[8];
-	const char *journal, *cert, *key, *ca, *server_name, *nbd, *keylog;
-	uint64_t journal_size;
+	const char *journal, *cert, *key, *ca, *server_name, *nbd, *keylog, *control, *trace;
+	uint64_t journal_size, max_rate;
 	int log_level;
+	enum buffer_full_policy on_full;
+	bool resync_full, sync_mode, sync_fail;
+	unsigned degrade_after_s;
+	uint64_t backoff_min_ms, backoff_max_ms, heartbeat_timeout_ms;
 };
+
+/* Parses seconds with an optional fraction ("0.5", "30") into ms. 0 or -1. */
+static int parse_seconds(const char *s, uint64_t *ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0.001) || v > 86400)
+		return -1;
+	*ms = (uint64_t)(v * 1000 + 0.5);
+	return 0;
+}
+
+/* One of the words of choices ("crack|block"), as an index. Exits 2 otherwise. */
+static int parse_choice(const char *opt, const char *val, const char *const *choices, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (strcmp(val, choices[i]) == 0)
+			return (int)i;
+	char want[64] = "";
+	for (unsigned i = 0; i < n; i++)
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%s", i ? " or " : "",
+			 choices[i]);
+	bad_arg("%s: expected %s, got '%s'", opt, want, val);
+}
 
 static void parse_volume(struct args *a, char *spec)
 {
@@ -86,7 +133,15 @@ static void parse_volume(struct args *a, char *spec)
 
 static void parse_args(struct args *a, int argc, char **argv)
 {
-	enum { OPT_JOURNAL_SIZE = 256, OPT_SERVER_NAME, OPT_KEYLOG, OPT_LOG_LEVEL };
+	enum {
+		OPT_JOURNAL_SIZE = 256, OPT_SERVER_NAME, OPT_KEYLOG, OPT_LOG_LEVEL, OPT_ON_FULL,
+		OPT_RESYNC, OPT_MODE, OPT_DEGRADE_AFTER, OPT_SYNC_FALLBACK, OPT_MAX_RATE,
+		OPT_BACKOFF, OPT_HEARTBEAT_TIMEOUT, OPT_CONTROL, OPT_TRACE_TX,
+	};
+	static const char *const on_full_words[] = { "crack", "block" };
+	static const char *const resync_words[] = { "dirty", "full" };
+	static const char *const mode_words[] = { "async", "sync" };
+	static const char *const fallback_words[] = { "degrade", "fail" };
 	static const struct option opts[] = {
 		{ "volume", required_argument, NULL, 'v' },
 		{ "mirror", required_argument, NULL, 'm' },
@@ -99,6 +154,16 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "nbd", required_argument, NULL, 'n' },
 		{ "keylog", required_argument, NULL, OPT_KEYLOG },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "on-buffer-full", required_argument, NULL, OPT_ON_FULL },
+		{ "resync", required_argument, NULL, OPT_RESYNC },
+		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "degrade-after", required_argument, NULL, OPT_DEGRADE_AFTER },
+		{ "sync-fallback", required_argument, NULL, OPT_SYNC_FALLBACK },
+		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
+		{ "backoff", required_argument, NULL, OPT_BACKOFF },
+		{ "heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT_TIMEOUT },
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "trace-tx", required_argument, NULL, OPT_TRACE_TX },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -108,12 +173,65 @@ static void parse_args(struct args *a, int argc, char **argv)
 
 	memset(a, 0, sizeof(*a));
 	a->log_level = LOG_INFO;
+	a->degrade_after_s = 10;
+	a->backoff_min_ms = 1000;
+	a->backoff_max_ms = 30000;
+	a->heartbeat_timeout_ms = 30000;
 	opterr = 0;
 	for (;;) {
 		int o = getopt_long(argc, argv, "", opts, NULL);
 		if (o == -1)
 			break;
 		switch (o) {
+		case OPT_ON_FULL:
+			a->on_full = (enum buffer_full_policy)parse_choice("--on-buffer-full", optarg, on_full_words, 2);
+			break;
+		case OPT_RESYNC: a->resync_full = parse_choice("--resync", optarg, resync_words, 2); break;
+		case OPT_MODE: a->sync_mode = parse_choice("--mode", optarg, mode_words, 2); break;
+		case OPT_SYNC_FALLBACK:
+			a->sync_fail = parse_choice("--sync-fallback", optarg, fallback_words, 2);
+			break;
+		case OPT_DEGRADE_AFTER: {
+			uint64_t ms;
+			if (parse_seconds(optarg, &ms) < 0 || ms % 1000)
+				bad_arg("--degrade-after: expected whole seconds (1-86400), got '%s'", optarg);
+			a->degrade_after_s = (unsigned)(ms / 1000);
+			break;
+		}
+		case OPT_MAX_RATE: {
+			char v[32];
+			snprintf(v, sizeof(v), "%s", optarg);
+			size_t l = strlen(v);
+			if (l > 2 && strcmp(v + l - 2, "/s") == 0)
+				v[l - 2] = '\0';
+			if (parse_size(v, &a->max_rate) < 0 || a->max_rate < 4096)
+				bad_arg("--max-rate: expected bytes per second like 50M or 1G (at least 4K), got '%s'",
+					optarg);
+			break;
+		}
+		case OPT_BACKOFF: {
+			char v[64], *colon;
+			snprintf(v, sizeof(v), "%s", optarg);
+			if (!(colon = strchr(v, ':')))
+				bad_arg("--backoff: expected MIN:MAX in seconds like 1:30, got '%s'", optarg);
+			*colon = '\0';
+			if (parse_seconds(v, &a->backoff_min_ms) < 0 ||
+			    parse_seconds(colon + 1, &a->backoff_max_ms) < 0 ||
+			    a->backoff_min_ms > a->backoff_max_ms)
+				bad_arg("--backoff: expected MIN:MAX in seconds with MIN <= MAX, like 1:30, got '%s'",
+					optarg);
+			break;
+		}
+		case OPT_HEARTBEAT_TIMEOUT:
+			if (parse_seconds(optarg, &a->heartbeat_timeout_ms) < 0 || a->heartbeat_timeout_ms < 300)
+				bad_arg("--heartbeat-timeout: expected seconds (at least 0.3), got '%s'", optarg);
+			break;
+		case OPT_CONTROL:
+			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5])
+				bad_arg("--control: expected unix:PATH, got '%s'", optarg);
+			a->control = optarg;
+			break;
+		case OPT_TRACE_TX: a->trace = optarg; break;
 		case 'v': parse_volume(a, optarg); break;
 		case 'm': mirror = optarg; break;
 		case 'j': a->journal = optarg; break;
@@ -209,6 +327,7 @@ int main(int argc, char **argv)
 	struct tls_config *tls = NULL;
 	struct nbd_server *nbd = NULL;
 	struct session *s = NULL;
+	struct control *ctl = NULL;
 	sigset_t sigs;
 
 	parse_args(&a, argc, argv);
@@ -233,6 +352,11 @@ int main(int argc, char **argv)
 		.n_paths = a.n_paths,
 		.journal_path = a.journal,
 		.journal_size = a.journal_size,
+		.on_full = a.on_full,
+		.sync_mode = a.sync_mode,
+		.sync_fail = a.sync_fail,
+		.degrade_after_s = a.degrade_after_s,
+		.trace_path = a.trace,
 	};
 	if (master_open(&m, &mo, err, sizeof(err), &exit_code) < 0) {
 		if (exit_code == 2) {
@@ -267,6 +391,11 @@ int main(int argc, char **argv)
 		.port = a.port,
 		.server_name = a.server_name,
 		.tls = tls,
+		.resync_full = a.resync_full,
+		.max_rate = a.max_rate,
+		.backoff_min_ms = a.backoff_min_ms,
+		.backoff_max_ms = a.backoff_max_ms,
+		.heartbeat_timeout_ms = a.heartbeat_timeout_ms,
 	};
 	s = session_start(&m, &so);
 	if (!s) {
@@ -279,6 +408,11 @@ int main(int argc, char **argv)
 		exit_code = 2;
 		goto out;
 	}
+	if (a.control && !(ctl = control_start(a.control, &m, err, sizeof(err)))) {
+		log_error(m.name, "%s", err);
+		exit_code = 2;
+		goto out;
+	}
 
 	int sig;
 	sigwait(&sigs, &sig);
@@ -286,6 +420,7 @@ int main(int argc, char **argv)
 	exit_code = 0;
 out:
 	/* Writers blocked on a full buffer must wake before NBD can join them. */
+	control_stop(ctl);
 	master_stop(&m);
 	if (nbd)
 		nbd_server_stop(nbd);

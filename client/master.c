@@ -1,5 +1,6 @@
 /* The master volume at runtime: extents, mirror buffer, transaction path, replication bookkeeping. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,8 @@
 #include "log.h"
 #include "master.h"
 #include "meta.h"
+#include "bitmap.h"
+#include "crashpoint.h"
 #include "util.h"
 
 enum {
@@ -120,7 +123,7 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	char a[16], b[16];
 
 	memset(m, 0, sizeof(*m));
-	m->lock_fd = m->notify_fd = -1;
+	m->lock_fd = m->notify_fd = m->trace_fd = -1;
 	pthread_mutex_init(&m->write_lock, NULL);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
@@ -180,6 +183,25 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	if (master_redo(m, err, err_len) < 0)
 		return -1;
 
+	snprintf(path, sizeof(path), "%s.bitmap", o->journal_path);
+	m->bm = bitmap_open(path, m->vol.size, BITMAP_DEFAULT_REGION, o->name, err, err_len);
+	if (!m->bm)
+		return -1;
+	if (o->trace_path) {
+		m->trace_fd = open(o->trace_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (m->trace_fd < 0) {
+			*exit_code = 2;
+			snprintf(err, err_len, "--trace-tx %s: %s", o->trace_path, strerror(errno));
+			return -1;
+		}
+	}
+	m->on_full = o->on_full;
+	m->sync_mode = o->sync_mode;
+	m->sync_fail = o->sync_fail;
+	m->degrade_after_ms = (uint64_t)o->degrade_after_s * 1000;
+	m->state = MS_NEW;
+	m->unreachable_since_ms = now_ms();
+
 	m->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->notify_fd < 0) {
 		snprintf(err, err_len, "eventfd: %s", strerror(errno));
@@ -208,6 +230,10 @@ void master_close(struct master *m)
 		close(m->lock_fd);
 	if (m->notify_fd >= 0)
 		close(m->notify_fd);
+	if (m->trace_fd >= 0)
+		close(m->trace_fd);
+	if (m->bm)
+		bitmap_close(m->bm);
 	free(m->name);
 	free(m->journal_path);
 	free(m->meta_path);
@@ -215,7 +241,75 @@ void master_close(struct master *m)
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
 	memset(m, 0, sizeof(*m));
-	m->lock_fd = m->notify_fd = -1;
+	m->lock_fd = m->notify_fd = m->trace_fd = -1;
+}
+
+/*
+ * Called with m->lock held. After degrade_after of the mirror being
+ * unreachable, sync mode and the block policy are suspended until the next
+ * INSYNC (the session clears m->degraded there).
+ */
+static bool degraded_locked(struct master *m)
+{
+	if (!m->degraded && !m->insync && m->unreachable_since_ms &&
+	    now_ms() - m->unreachable_since_ms >= m->degrade_after_ms) {
+		m->degraded = true;
+		log_warn(m->name, "mirror unreachable for %" PRIu64 " s: %s", m->degrade_after_ms / 1000,
+			 m->sync_mode && m->sync_fail ? "sync writes now fail with EIO" :
+			 m->sync_mode ? "sync mode degraded to async until the next INSYNC" :
+					"block policy degraded to crack until the next INSYNC");
+	}
+	return m->degraded;
+}
+
+/* One line per committed transaction (--trace-tx), for tests and audits. */
+static void trace_tx(struct master *m, const struct journal_rec *r)
+{
+	char line[160];
+	int n = journal_rec_format(r, line, sizeof(line));
+	if (write(m->trace_fd, line, (size_t)n) != n)
+		log_warn(m->name, "--trace-tx: %s", strerror(errno));
+}
+
+/* Waits for room in the journal. Called and returns with m->lock held. 0 or an errno. */
+static int wait_for_room(struct master *m, uint64_t txid, bool *warned)
+{
+	for (;;) {
+		if (m->stopping)
+			return ESHUTDOWN;
+		bool block = m->on_full == ON_FULL_BLOCK && !degraded_locked(m);
+		if (!block) {
+			if (master_crack_locked(m) < 0)
+				return EIO;
+			return 0;
+		}
+		if (!*warned) {
+			log_warn(m->name, "mirror buffer full at TXID %" PRIu64
+				 ": writers wait for the mirror (--on-buffer-full=block)", txid);
+			*warned = true;
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1; /* re-check the degrade deadline every second */
+		pthread_cond_timedwait(&m->cond, &m->lock, &until);
+		return 0;
+	}
+}
+
+/* Sync mode: waits until the mirror acknowledged txid. Called with m->lock held. */
+static int wait_for_mirror(struct master *m, uint64_t txid)
+{
+	while (m->acked_txid < txid) {
+		if (m->stopping)
+			return ESHUTDOWN;
+		if (degraded_locked(m))
+			return m->sync_fail ? EIO : 0;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_cond_timedwait(&m->cond, &m->lock, &until);
+	}
+	return 0;
 }
 
 int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data)
@@ -237,32 +331,35 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 
 	pthread_mutex_lock(&m->write_lock);
 	pthread_mutex_lock(&m->lock);
+	if (m->sync_mode && m->sync_fail && degraded_locked(m)) {
+		/* --sync-fallback=fail: no write the mirror cannot get. */
+		e = EIO;
+		goto unlock;
+	}
 	for (;;) {
 		r.txid = m->committed_txid + 1;
 		if (journal_append(m->j, &r, data) == 0)
 			break;
-		if (errno != ENOSPC || m->stopping) {
-			e = m->stopping ? ESHUTDOWN : errno;
+		if (errno != ENOSPC) {
+			e = errno;
 			log_error(m->name, "mirror buffer append of TXID %" PRIu64 ": %s", r.txid,
 				  strerror(e));
 			goto unlock;
 		}
-		/* Full: hold writers until the mirror acknowledges and space is freed. */
-		if (!warned) {
-			log_warn(m->name, "mirror buffer full: writers wait for the mirror to acknowledge");
-			warned = true;
-		}
-		pthread_cond_wait(&m->cond, &m->lock);
+		if ((e = wait_for_room(m, r.txid, &warned)) != 0)
+			goto unlock;
 	}
+	frep_crash_point("journal-append");
 	if (journal_sync(m->j) < 0) {
 		e = errno;
 		log_error(m->name, "mirror buffer fdatasync for TXID %" PRIu64 ": %s", r.txid,
 			  strerror(e));
 		goto unlock;
 	}
+	frep_crash_point("journal-synced");
 	m->committed_txid = r.txid;
-	if (op == JOP_WRITE)
-		m->committed_bytes += len;
+	if (m->trace_fd >= 0)
+		trace_tx(m, &r);
 	pthread_mutex_unlock(&m->lock);
 
 	uint64_t one = 1;
@@ -284,10 +381,68 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 	}
 	pthread_mutex_lock(&m->lock);
 	m->applied_txid = r.txid;
+	pthread_mutex_unlock(&m->write_lock);
+	/* Sync mode waits outside write_lock, so writers behind this one are not held. */
+	if (!e && m->sync_mode)
+		e = wait_for_mirror(m, r.txid);
+	pthread_mutex_unlock(&m->lock);
+	return e;
 unlock:
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_unlock(&m->write_lock);
 	return e;
+}
+
+int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto)
+{
+	uint64_t first = journal_first_txid(m->j);
+	if (after + 1 < first)
+		after = first - 1; /* older records are gone: covered by an earlier crack */
+	for (uint64_t t = after + 1; t <= upto; t++) {
+		struct journal_rec r;
+		if (journal_read(m->j, t, &r, NULL, 0) < 0) {
+			log_error(m->name, "marking TXID %" PRIu64 " dirty: %s", t, strerror(errno));
+			return -1;
+		}
+		bitmap_set_range(m->bm, r.offset, r.length);
+	}
+	if (bitmap_sync(m->bm) < 0) {
+		log_error(m->name, "dirty bitmap fdatasync: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int master_crack_locked(struct master *m)
+{
+	uint64_t last = m->committed_txid;
+	uint64_t acked = m->acked_txid;
+
+	/*
+	 * The journal is the only durable copy of applied-but-unsynced writes, and
+	 * the bitmap must name every region the mirror lacks, both before a single
+	 * record is dropped.
+	 */
+	if (volume_sync(&m->vol) < 0) {
+		log_error(m->name, "crack: fdatasync of master extents: %s", strerror(errno));
+		return -1;
+	}
+	if (master_mark_dirty_locked(m, acked, last) < 0)
+		return -1;
+	frep_crash_point("crack");
+	if (last >= journal_first_txid(m->j) && journal_free_through(m->j, last) < 0) {
+		log_error(m->name, "crack: freeing the mirror buffer: %s", strerror(errno));
+		return -1;
+	}
+	m->cracks++;
+	log_warn(m->name, "mirror buffer full: mirror cracked; %" PRIu64 " unacknowledged transaction(s) "
+		 "(TXIDs %" PRIu64 "..%" PRIu64 ") moved to the dirty bitmap (%" PRIu64 " dirty regions)",
+		 last > acked ? last - acked : 0, acked + 1, last, bitmap_dirty_regions(m->bm));
+	pthread_cond_broadcast(&m->cond);
+	uint64_t one = 1;
+	ssize_t w = write(m->notify_fd, &one, sizeof(one));
+	(void)w;
+	return 0;
 }
 
 int master_free_acked(struct master *m)

@@ -11,12 +11,23 @@
 #include "volume.h"
 #include "wire.h"
 
+/* What a full mirror buffer does (--on-buffer-full). */
+enum buffer_full_policy {
+	ON_FULL_CRACK, /* drop unacknowledged records into the dirty bitmap: OUTOFSYNC */
+	ON_FULL_BLOCK, /* writers wait for space while the mirror is reachable */
+};
+
 struct master_options {
 	const char *name;	  /* volume name */
 	char **paths;		  /* extent paths, n_paths of them */
 	unsigned n_paths;
 	const char *journal_path;
 	uint64_t journal_size;	  /* 0 = default: max(100 MiB, 10% of the volume) */
+	enum buffer_full_policy on_full;
+	bool sync_mode;		  /* --mode sync: a write returns once the mirror has it */
+	bool sync_fail;		  /* --sync-fallback=fail: EIO instead of degrading */
+	unsigned degrade_after_s; /* unreachable this long: sync -> async, block -> crack */
+	const char *trace_path;	  /* --trace-tx, or NULL */
 };
 
 /*
@@ -39,6 +50,10 @@ struct master {
 	uint32_t max_payload;	/* largest NBD request = largest transaction */
 	int lock_fd;		/* flock on JOURNAL.lock: one daemon per journal */
 	int notify_fd;		/* eventfd: written after each commit, read by the session */
+	int trace_fd;		/* --trace-tx, or -1 */
+	enum buffer_full_policy on_full;
+	bool sync_mode, sync_fail;
+	uint64_t degrade_after_ms;
 
 	pthread_mutex_t write_lock;
 
@@ -48,9 +63,24 @@ struct master {
 	uint64_t committed_txid; /* last durable TXID; == journal_last_txid(j) */
 	uint64_t applied_txid;	 /* last TXID applied to the master volume */
 	uint64_t acked_txid;	 /* mirror's cumulative acknowledgement */
-	uint64_t committed_bytes; /* data bytes committed, for lag figures */
-	uint64_t acked_bytes;
 	bool stopping;
+
+	/* Replication status, written by the session thread, read by writers and control. */
+	enum master_state state;
+	char error[512];	 /* "CODE: message" while in ERROR */
+	bool insync;		 /* INSYNC or IDLE: the mirror is reachable and consistent */
+	uint64_t unreachable_since_ms; /* when INSYNC was last left, 0 while INSYNC */
+	bool degraded;		 /* sync/block policies suspended after degrade_after */
+
+	/*
+	 * Dirty-region bitmap beside the journal: regions whose writes the mirror
+	 * may lack and the journal no longer holds (after a crack). Protected by lock.
+	 */
+	struct bitmap *bm;
+	uint64_t cracks;	 /* cracks so far; the session compares to notice new ones */
+
+	/* Operator requests (control socket), taken by the session thread. */
+	bool pause_req, resume_req, resync_full_req;
 };
 
 /*
@@ -75,6 +105,20 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
  * holding them are durable (fdatasync of the volume first). Called by the session.
  */
 int master_free_acked(struct master *m);
+
+/*
+ * Cracks the mirror: durably marks in the bitmap every record the mirror has
+ * not acknowledged, then frees every record. Called with lock (and write_lock,
+ * so nothing is being applied) held. 0 or -1.
+ */
+int master_crack_locked(struct master *m);
+
+/*
+ * Marks the regions of TXIDs in (after, upto] dirty and makes the bitmap
+ * durable: they must be copied because the mirror will not get them as TXs.
+ * Called with lock held. 0 or -1.
+ */
+int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto);
 
 /* Wakes every waiter (writers blocked on a full buffer, the session). */
 void master_stop(struct master *m);

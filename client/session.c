@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bitmap.h"
+#include "crashpoint.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "log.h"
@@ -17,15 +19,18 @@
 
 enum session_limits {
 	HANDSHAKE_TIMEOUT_MS = 15000,
-	READ_TIMEOUT_MS = 30000,   /* a frame that started must finish within this */
 	COPY_CHUNK = 4 << 20,	   /* bytes of data per COPY_DATA frame */
 	WINDOW_TX = 4096,	   /* TXIDs in flight before waiting for acknowledgements */
 	WINDOW_BYTES = 64 << 20,   /* data bytes in flight before waiting */
 	FREE_INTERVAL_MS = 1000,   /* how often acknowledged records are freed */
-	HEARTBEAT_MS = 2000,
+	HEARTBEAT_MAX_MS = 2000,   /* heartbeat interval: this, or a third of the timeout */
 	PROGRESS_MS = 10000,
-	BACKOFF_MIN_MS = 1000,
-	BACKOFF_MAX_MS = 30000,
+	MAX_DIRTY_RUNS = 1 << 20,  /* dirty runs remembered per pass for clearing */
+};
+
+/* A region range copied by a dirty pass, cleared from the bitmap once consistent. */
+struct run {
+	uint64_t start, end;
 };
 
 struct welcome_info {
@@ -57,8 +62,12 @@ struct session {
 
 	/* Copy progress (REPLICATE / OUTOFSYNC). */
 	bool copying;
+	bool need_full;	/* next pass walks every allocated block (else the bitmap) */
 	uint64_t copy_base, copy_tc, copy_off, copy_total, copy_bytes, copy_acked;
-	uint64_t copy_started_ms;
+	uint64_t copy_started_ms, pass_bytes, pass_started_ms;
+	uint64_t cracks_seen;	/* m->cracks when last looked at */
+	struct run *runs;	/* dirty pass: what it copies, to clear when consistent */
+	size_t n_runs;
 
 	uint64_t backoff_ms;
 	uint64_t last_free_ms, last_heartbeat_ms, last_progress_ms, heartbeat_seq;
@@ -111,6 +120,11 @@ static void fail(struct session *s, enum master_event ev, uint32_t wire_code, co
 		log_error(s->m->name, "mirror %s:%s: %s", s->o.host, s->o.port, why);
 	if (master_fsm_feed(&s->fsm, ev, why) < 0 && ev != ME_SEVERE)
 		master_fsm_feed(&s->fsm, ME_SEVERE, why);
+	if (s->fsm.state == MS_ERROR) {
+		pthread_mutex_lock(&s->m->lock);
+		snprintf(s->m->error, sizeof(s->m->error), "%s", why);
+		pthread_mutex_unlock(&s->m->lock);
+	}
 }
 
 /* Feeds the event a received message stands for; an illegal one is a protocol error. */
@@ -279,6 +293,7 @@ static void step_ready(struct session *s)
 	pthread_mutex_lock(&m->lock);
 	uint64_t committed = m->committed_txid;
 	uint64_t first = journal_first_txid(m->j);
+	s->cracks_seen = m->cracks;
 	pthread_mutex_unlock(&m->lock);
 	const struct welcome_info *w = &s->w;
 
@@ -308,6 +323,11 @@ static void step_ready(struct session *s)
 			 w->durable_txid, s->next_send);
 		master_fsm_feed(&s->fsm, ME_DECIDE_SYNC, NULL);
 	} else {
+		/* Everything up to the mirror's durable TXID is there; the rest is resynced. */
+		pthread_mutex_lock(&m->lock);
+		if (w->consistent && m->acked_txid < w->durable_txid)
+			m->acked_txid = w->durable_txid;
+		pthread_mutex_unlock(&m->lock);
 		master_fsm_feed(&s->fsm, ME_DECIDE_RESYNC, NULL);
 	}
 }
@@ -343,9 +363,10 @@ static void log_progress(struct session *s, uint64_t now)
 static int housekeeping(struct session *s)
 {
 	uint64_t now = now_ms();
-	if (now - s->last_rx_ms >= READ_TIMEOUT_MS) {
+	if (now - s->last_rx_ms >= s->o.heartbeat_timeout_ms) {
 		/* The mirror answers every heartbeat: this much silence is a dead link. */
-		fail(s, ME_LINK_LOST, 0, "no frame from the mirror for %d ms", READ_TIMEOUT_MS);
+		fail(s, ME_LINK_LOST, 0, "no frame from the mirror for %" PRIu64 " ms (--heartbeat-timeout)",
+		     now - s->last_rx_ms);
 		return -1;
 	}
 	if (now - s->last_free_ms >= FREE_INTERVAL_MS) {
@@ -355,7 +376,9 @@ static int housekeeping(struct session *s)
 			return -1;
 		}
 	}
-	if (now - s->last_heartbeat_ms >= HEARTBEAT_MS) {
+	uint64_t hb_every = s->o.heartbeat_timeout_ms / 3 < HEARTBEAT_MAX_MS ?
+				    s->o.heartbeat_timeout_ms / 3 : HEARTBEAT_MAX_MS;
+	if (now - s->last_heartbeat_ms >= hb_every) {
 		Frep__V1__Heartbeat hb = FREP__V1__HEARTBEAT__INIT;
 		hb.seq = ++s->heartbeat_seq;
 		pthread_mutex_lock(&s->m->lock);
@@ -400,6 +423,7 @@ static int handle_incoming(struct session *s)
 		pthread_mutex_lock(&m->lock);
 		if (a->txid > m->acked_txid)
 			m->acked_txid = a->txid;
+		pthread_cond_broadcast(&m->cond); /* sync-mode writers wait for this */
 		pthread_mutex_unlock(&m->lock);
 		s->inflight_since_ack = 0;
 		return 0;
@@ -426,8 +450,10 @@ static int handle_incoming(struct session *s)
 		Frep__V1__CopyAck *a = (Frep__V1__CopyAck *)f.msg;
 		if (feed_msg(s, ME_MSG_COPY_ACK, type) < 0)
 			return -1;
-		if (a->through > s->copy_off) {
-			fail(s, ME_SEVERE, FREP_E_PROTOCOL, "COPY_ACK beyond what was copied");
+		/* After COPY_DONE the mirror acknowledges the whole volume (COPY-8). */
+		if (a->through > (s->copying ? s->copy_off : m->vol.size)) {
+			fail(s, ME_SEVERE, FREP_E_PROTOCOL, "COPY_ACK through %" PRIu64
+			     " beyond what was copied (%" PRIu64 ")", a->through, s->copy_off);
 			return -1;
 		}
 		s->copy_acked = a->through;
@@ -467,12 +493,54 @@ static int drain_incoming(struct session *s)
 	return 0;
 }
 
+/*
+ * A crack dropped records the session may still have to send. In a copy the
+ * FSM stays put and step_copy starts another pass; in INSYNC or IDLE it goes
+ * OUTOFSYNC. Returns true if there was one (the caller returns to the loop).
+ */
+static bool cracked(struct session *s)
+{
+	pthread_mutex_lock(&s->m->lock);
+	uint64_t cracks = s->m->cracks;
+	pthread_mutex_unlock(&s->m->lock);
+	if (cracks == s->cracks_seen)
+		return false;
+	s->cracks_seen = cracks;
+	master_fsm_feed(&s->fsm, ME_CRACK, "mirror buffer overflowed");
+	return true;
+}
+
+/* Publishes the state for writers (sync, block, degrade) and the control socket. */
+static void publish_state(struct session *s)
+{
+	struct master *m = s->m;
+	bool insync = s->fsm.state == MS_INSYNC || s->fsm.state == MS_IDLE;
+	pthread_mutex_lock(&m->lock);
+	m->state = s->fsm.state;
+	if (insync && !m->insync) {
+		m->unreachable_since_ms = 0;
+		if (m->degraded)
+			log_info(m->name, "mirror in sync again: %s restored",
+				 m->sync_mode ? "sync mode" : "--on-buffer-full=block");
+		m->degraded = false;
+		pthread_cond_broadcast(&m->cond);
+	} else if (!insync && m->unreachable_since_ms == 0) {
+		m->unreachable_since_ms = now_ms();
+	}
+	m->insync = insync;
+	if (s->fsm.state != MS_ERROR)
+		m->error[0] = '\0';
+	pthread_mutex_unlock(&m->lock);
+}
+
 /* Sends committed TXIDs from next_send, within the window. 0 or -1 (state changed). */
 static int send_committed(struct session *s)
 {
 	struct master *m = s->m;
-	for (;;) {
+	while (s->fsm.state != MS_IDLE) { /* IDLE: the operator paused sequencing */
 		struct journal_rec r;
+		if (cracked(s))
+			return -1;
 		pthread_mutex_lock(&m->lock);
 		uint64_t committed = m->committed_txid, acked = m->acked_txid;
 		if (s->next_send > committed || s->next_send - acked > WINDOW_TX ||
@@ -505,8 +573,8 @@ static int send_committed(struct session *s)
 		if (drain_incoming(s) < 0)
 			return -1;
 	}
+	return 0;
 }
-
 /*
  * Waits up to timeout_ms for a frame from the mirror or a new commit, and
  * handles the frame. 0 or -1 (state changed).
@@ -534,10 +602,48 @@ static int wait_event(struct session *s, int timeout_ms)
 }
 
 /* Sequencing: send in TXID order with a window, until the state leaves `state`. */
+/* Operator requests from the control socket. 0, or -1 if the state changed. */
+static int take_requests(struct session *s)
+{
+	struct master *m = s->m;
+	pthread_mutex_lock(&m->lock);
+	bool pause = m->pause_req, resume = m->resume_req, full = m->resync_full_req;
+	m->pause_req = m->resume_req = false;
+	if (full && (s->fsm.state == MS_INSYNC || s->fsm.state == MS_IDLE))
+		m->resync_full_req = false;
+	pthread_mutex_unlock(&m->lock);
+
+	if (pause && s->fsm.state == MS_INSYNC) {
+		Frep__V1__Pause p = FREP__V1__PAUSE__INIT;
+		if (send_msg(s, FREP_MSG_PAUSE, &p.base, NULL, 0) < 0)
+			return -1;
+		master_fsm_feed(&s->fsm, ME_PAUSE, "operator");
+		return -1;
+	}
+	if (resume && s->fsm.state == MS_IDLE) {
+		Frep__V1__Resume r = FREP__V1__RESUME__INIT;
+		if (send_msg(s, FREP_MSG_RESUME, &r.base, NULL, 0) < 0)
+			return -1;
+		master_fsm_feed(&s->fsm, ME_RESUME, "operator");
+		return -1;
+	}
+	if (full && (s->fsm.state == MS_INSYNC || s->fsm.state == MS_IDLE)) {
+		/* The operator's full re-copy: out of sync by decision, not by overflow. */
+		log_info(m->name, "operator asked for a full resync");
+		s->need_full = true;
+		master_fsm_feed(&s->fsm, ME_CRACK, "operator asked for a full resync");
+		return -1;
+	}
+	return 0;
+}
+
+/* Sequencing: send in TXID order with a window, until the state leaves `state`. */
 static void sequence(struct session *s, enum master_state state)
 {
 	while (s->fsm.state == state && !stopping(s)) {
-		if (send_committed(s) < 0 || housekeeping(s) < 0)
+		publish_state(s);
+		if (cracked(s) || take_requests(s) < 0 || send_committed(s) < 0 ||
+		    housekeeping(s) < 0)
 			return;
 		if (s->fsm.state != state)
 			return;
@@ -545,7 +651,6 @@ static void sequence(struct session *s, enum master_state state)
 			return;
 	}
 }
-
 /* Sends one copied range, data or hole. 0 or -1 (state changed). */
 static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 {
@@ -569,80 +674,159 @@ static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 		d.data_crc = frep_crc32c(s->buf, n);
 		if (send_msg(s, FREP_MSG_COPY_DATA, &d.base, s->buf, n) < 0)
 			return -1;
+		frep_crash_point("copy");
 		off += n;
 		s->copy_off = off;
 		s->copy_bytes += n;
+		s->pass_bytes += n;
 		if (drain_incoming(s) < 0 || housekeeping(s) < 0 || stopping(s))
 			return -1;
+		/* --max-rate: a shared DR link; wait until this pass is back on its budget. */
+		while (s->o.max_rate && !stopping(s)) {
+			uint64_t due_ms = s->pass_bytes * 1000 / s->o.max_rate;
+			uint64_t spent = now_ms() - s->pass_started_ms;
+			if (spent >= due_ms)
+				break;
+			uint64_t nap = due_ms - spent < 100 ? due_ms - spent : 100;
+			if (wait_event(s, (int)nap) < 0 || housekeeping(s) < 0)
+				return -1;
+		}
 	}
 	return 0;
 }
-
 /*
  * REPLICATE / OUTOFSYNC: copy every allocated block straight to the mirror's
  * extents (holes as hole records), then sequence base+1..t_c; the mirror says
  * CONSISTENT once it applied t_c durably.
  */
+/* Walks [start, end) sending data and holes as the master volume has them. 0 or -1. */
+static int copy_span(struct session *s, uint64_t start, uint64_t end)
+{
+	uint64_t off = start;
+	while (off < end) {
+		uint64_t d, e;
+		int rc = volume_next_data(&s->m->vol, off, &d, &e);
+		if (rc < 0) {
+			fail(s, ME_SEVERE, 0, "SEEK_DATA on master volume at %" PRIu64 ": %s", off,
+			     strerror(errno));
+			return -1;
+		}
+		if (rc == 0 || d > end)
+			d = e = end;
+		if (e > end)
+			e = end;
+		if (d > off && copy_range(s, off, d, false) < 0)
+			return -1;
+		if (e > d && copy_range(s, d, e, true) < 0)
+			return -1;
+		off = e;
+	}
+	return 0;
+}
+
+/*
+ * Snapshots the dirty runs a pass will copy, so exactly those are cleared when
+ * the mirror is consistent. Called with m->lock held. 0 or -1.
+ */
+static int snapshot_runs(struct session *s, uint64_t *bytes)
+{
+	uint64_t off = 0, a, b;
+	s->n_runs = 0;
+	*bytes = 0;
+	while (bitmap_next_dirty(s->m->bm, off, &a, &b) == 1) {
+		if (s->n_runs == MAX_DIRTY_RUNS) {
+			/* Too fragmented to track: copy it all. */
+			s->need_full = true;
+			s->n_runs = 0;
+			*bytes = s->m->vol.size;
+			return 0;
+		}
+		if (!s->runs && !(s->runs = malloc(MAX_DIRTY_RUNS * sizeof(*s->runs))))
+			return -1;
+		s->runs[s->n_runs++] = (struct run){ a, b };
+		*bytes += b - a;
+		off = b;
+	}
+	return 0;
+}
+
+/*
+ * REPLICATE / OUTOFSYNC, one pass at a time. A full pass copies every
+ * allocated block (the first copy, --resync=full, an operator's resync-full);
+ * a dirty pass copies the regions of the bitmap. Then CopyDone(t_c) and
+ * sequencing t_s+1..t_c; the mirror says CONSISTENT once it applied t_c
+ * durably. A crack during the pass means another (dirty) pass.
+ */
 static void step_copy(struct session *s)
 {
 	struct master *m = s->m;
 	enum master_state state = s->fsm.state;
+	bool full = s->need_full || state == MS_REPLICATE ||
+		    (state == MS_OUTOFSYNC && s->o.resync_full);
+	uint64_t total;
 
+	s->need_full = false;
 	/*
 	 * t_s must be applied to the volume, not only committed, or the copy could
 	 * read a block before TX t_s lands and replay would never bring it: take
-	 * write_lock, under which committed == applied.
+	 * write_lock, under which committed == applied. Records up to t_s the
+	 * mirror lacks are marked dirty (a dirty pass copies their regions), so
+	 * they, and everything acknowledged, can be freed.
 	 */
 	pthread_mutex_lock(&m->write_lock);
 	pthread_mutex_lock(&m->lock);
 	s->copy_base = m->applied_txid;
+	s->cracks_seen = m->cracks;
+	int rc = full ? 0 : master_mark_dirty_locked(m, m->acked_txid, s->copy_base);
+	if (rc == 0 && !full)
+		rc = snapshot_runs(s, &total);
+	if (s->need_full) {
+		full = true;
+		s->need_full = false;
+	}
+	if (full)
+		total = m->vol.size;
+	if (m->acked_txid < s->copy_base)
+		m->acked_txid = s->copy_base;
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_unlock(&m->write_lock);
+	if (rc < 0) {
+		fail(s, ME_SEVERE, 0, "cannot prepare the %s pass: %s", full ? "full" : "dirty",
+		     strerror(errno));
+		return;
+	}
+
 	s->copying = true;
-	s->copy_off = s->copy_bytes = s->copy_acked = 0;
-	s->copy_total = m->vol.size;
-	s->copy_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
+	s->copy_off = s->copy_bytes = s->copy_acked = s->pass_bytes = 0;
+	s->copy_total = total;
+	s->copy_started_ms = s->pass_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
 	s->rate_mark_bytes = 0;
 	s->next_send = s->copy_base + 1;
 	s->max_sent = s->copy_base;
 	s->inflight_since_ack = 0;
-	/*
-	 * Records up to the base are in the volume the copy reads, so the mirror
-	 * needs none of them; they are freed once the master's extents are synced.
-	 */
-	pthread_mutex_lock(&m->lock);
-	if (m->acked_txid < s->copy_base)
-		m->acked_txid = s->copy_base;
-	pthread_mutex_unlock(&m->lock);
 
 	Frep__V1__StartCopy sc = FREP__V1__START_COPY__INIT;
 	sc.kind = state == MS_REPLICATE ? FREP__V1__PHASE__PHASE_REPLICATE :
 					  FREP__V1__PHASE__PHASE_OUTOFSYNC;
 	sc.base_txid = s->copy_base;
-	sc.total_bytes = m->vol.size;
+	sc.total_bytes = total;
 	if (send_msg(s, FREP_MSG_START_COPY, &sc.base, NULL, 0) < 0)
 		return;
-	log_info(m->name, "%s: copying allocated blocks of %" PRIu64 " bytes, base TXID %" PRIu64,
-		 master_state_name(state), m->vol.size, s->copy_base);
+	log_info(m->name, "%s: %s pass over %" PRIu64 " bytes (%zu dirty runs), base TXID %" PRIu64,
+		 master_state_name(state), full ? "full" : "dirty", total, full ? (size_t)0 : s->n_runs,
+		 s->copy_base);
 	log_progress(s, now_ms());
 
-	uint64_t off = 0;
-	while (off < m->vol.size) {
-		uint64_t d, e;
-		int rc = volume_next_data(&m->vol, off, &d, &e);
-		if (rc < 0) {
-			fail(s, ME_SEVERE, 0, "SEEK_DATA on master volume at %" PRIu64 ": %s", off,
-			     strerror(errno));
+	if (full) {
+		if (copy_span(s, 0, m->vol.size) < 0)
 			return;
-		}
-		if (rc == 0)
-			d = e = m->vol.size;
-		if (d > off && copy_range(s, off, d, false) < 0)
-			return;
-		if (e > d && copy_range(s, d, e, true) < 0)
-			return;
-		off = e;
+	} else {
+		for (size_t i = 0; i < s->n_runs; i++)
+			if (copy_span(s, s->runs[i].start, s->runs[i].end) < 0)
+				return;
 	}
+	if (cracked(s))
+		return; /* the FSM stayed in this state: the loop starts another pass */
 
 	pthread_mutex_lock(&m->lock);
 	s->copy_tc = m->committed_txid;
@@ -657,14 +841,30 @@ static void step_copy(struct session *s)
 	uint64_t ms = now_ms() - s->copy_started_ms;
 	log_info(m->name, "copy walked %" PRIu64 " bytes (%" PRIu64 " data) in %" PRIu64
 		 " ms; sequencing TXIDs %" PRIu64 "..%" PRIu64 " to reach consistency",
-		 m->vol.size, s->copy_bytes, ms, s->copy_base + 1, s->copy_tc);
+		 total, s->copy_bytes, ms, s->copy_base + 1, s->copy_tc);
 	sequence(s, state);
-}
+	if (s->fsm.state != MS_INSYNC)
+		return;
 
+	/* Consistent: what this pass copied is on the mirror; unless a crack re-dirtied it. */
+	pthread_mutex_lock(&m->lock);
+	if (m->cracks == s->cracks_seen) {
+		if (full)
+			bitmap_clear_all(m->bm);
+		else
+			for (size_t i = 0; i < s->n_runs; i++)
+				bitmap_clear_range(m->bm, s->runs[i].start, s->runs[i].end - s->runs[i].start);
+		if (bitmap_sync(m->bm) < 0)
+			log_warn(m->name, "dirty bitmap fdatasync after resync: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&m->lock);
+	log_info(m->name, "%s done: %" PRIu64 " data bytes copied, %" PRIu64 " ms",
+		 full ? "full pass" : "dirty resync", s->copy_bytes, now_ms() - s->copy_started_ms);
+}
 static void backoff_wait(struct session *s)
 {
 	if (s->backoff_ms == 0)
-		s->backoff_ms = BACKOFF_MIN_MS;
+		s->backoff_ms = s->o.backoff_min_ms;
 	uint32_t jitter;
 	random_bytes(&jitter, sizeof(jitter));
 	uint64_t wait = s->backoff_ms / 2 + jitter % (s->backoff_ms / 2 + 1);
@@ -680,7 +880,7 @@ static void backoff_wait(struct session *s)
 	while (!s->m->stopping && pthread_cond_timedwait(&s->m->cond, &s->m->lock, &until) == 0)
 		;
 	pthread_mutex_unlock(&s->m->lock);
-	s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+	s->backoff_ms = s->backoff_ms * 2 > s->o.backoff_max_ms ? s->o.backoff_max_ms : s->backoff_ms * 2;
 }
 
 static void *session_main(void *arg)
@@ -690,6 +890,7 @@ static void *session_main(void *arg)
 
 	master_fsm_feed(&s->fsm, ME_JOURNAL_OK, NULL);
 	while (!stopping(s)) {
+		publish_state(s);
 		switch (s->fsm.state) {
 		case MS_INIT:
 			step_init(s);
@@ -715,7 +916,11 @@ static void *session_main(void *arg)
 				master_fsm_retry(&s->fsm);
 			break;
 		case MS_ERROR:
-			/* The operator fixes the cause and restarts; local I/O goes on meanwhile. */
+			/*
+			 * The operator fixes the cause and restarts; local I/O goes on
+			 * meanwhile, and a full buffer cracks into the bitmap, so the
+			 * later resync is incremental.
+			 */
 			pthread_mutex_lock(&m->lock);
 			while (!m->stopping)
 				pthread_cond_wait(&m->cond, &m->lock);
@@ -760,6 +965,7 @@ void session_join(struct session *s)
 {
 	pthread_join(s->thread, NULL);
 	frame_reader_free(&s->rd);
+	free(s->runs);
 	free(s->buf);
 	free(s);
 }

@@ -957,15 +957,16 @@ int journal_read(struct journal *j, uint64_t txid, struct journal_rec *r, void *
 		errno = EBADMSG;
 		return -1;
 	}
-	if (d.data_len > buf_len) {
+	if (buf && d.data_len > buf_len) {
 		log_error(j->volume, "journal %s: record TXID %" PRIu64 " holds %" PRIu32
 			  " bytes, buffer has %zu", j->path, txid, d.data_len, buf_len);
 		errno = EINVAL;
 		return -1;
 	}
-	if (d.data_len && pread_full(j->fd, buf, d.data_len, JOURNAL_HDR_AREA + ro + JOURNAL_REC_HDR) < 0)
+	if (buf && d.data_len &&
+	    pread_full(j->fd, buf, d.data_len, JOURNAL_HDR_AREA + ro + JOURNAL_REC_HDR) < 0)
 		goto io_fail;
-	if (d.data_len && frep_crc32c(buf, d.data_len) != d.data_crc) {
+	if (buf && d.data_len && frep_crc32c(buf, d.data_len) != d.data_crc) {
 		log_error(j->volume, "journal %s: record TXID %" PRIu64 " at ring offset %" PRIu64
 			  ": data checksum mismatch", j->path, txid, ro);
 		errno = EBADMSG;
@@ -985,6 +986,17 @@ io_fail:;
 		  strerror(err));
 	errno = err;
 	return -1;
+}
+
+int journal_rec_format(const struct journal_rec *r, char *buf, size_t len)
+{
+	static const char *const ops[] = { [JOP_WRITE] = "write", [JOP_TRIM] = "trim", [JOP_ZERO] = "zero" };
+	int n = snprintf(buf, len,
+			 "gen=%" PRIu64 " txid=%" PRIu64 " op=%s off=%" PRIu64 " len=%" PRIu64
+			 " crc=%08" PRIx32 "\n",
+			 r->generation, r->txid, op_valid(r->op) ? ops[r->op] : "?", r->offset,
+			 r->length, r->data_crc);
+	return n < 0 ? 0 : (size_t)n >= len ? (int)len - 1 : n;
 }
 
 int journal_free_through(struct journal *j, uint64_t upto)

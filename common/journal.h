@@ -22,6 +22,12 @@ struct journal_rec {
 struct journal;
 
 /*
+ * Formats r as one trace line (--trace-tx), newline included:
+ * "gen=G txid=T op=write|trim|zero off=O len=L crc=XXXXXXXX\n". Returns its length.
+ */
+int journal_rec_format(const struct journal_rec *r, char *buf, size_t len);
+
+/*
  * Opens the journal at path, creating it with `size` bytes (space reserved with
  * posix_fallocate) if it does not exist. size is ignored for an existing file.
  * Recovery runs here: records from the persisted tail are scanned and checked
@@ -55,6 +61,7 @@ int journal_sync(struct journal *j);
 /*
  * Reads record txid (first <= txid <= last) into *r and its data into buf
  * (buf_len must hold r->length for JOP_WRITE). Verifies the data CRC.
+ * buf NULL reads the record header only (its header CRC is still checked).
  * 0, or -1 with errno (ENOENT: not held; EBADMSG: checksum mismatch).
  */
 int journal_read(struct journal *j, uint64_t txid, struct journal_rec *r, void *buf,

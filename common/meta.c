@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "meta.h"
 #include "util.h"
 
@@ -138,6 +139,7 @@ int meta_save(const char *path, const struct meta *m)
 		e = errno ? errno : EIO;
 		goto out;
 	}
+	frep_crash_point("meta-write");
 	if (fsync(fd) < 0 || rename(tmp, path) < 0 || fsync_parent_dir(path) < 0) {
 		e = errno;
 		goto out;

@@ -1,5 +1,6 @@
 /* frep-server: the mirror daemon. Accepts authenticated masters and keeps their mirror volumes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -18,6 +19,7 @@
 #include "authz.h"
 #include "log.h"
 #include "session.h"
+#include "store.h"
 #include "tls.h"
 #include "util.h"
 #include "wire.h"
@@ -32,7 +34,8 @@ enum {
 
 static const char usage[] =
 	"Usage: " PROG " --listen HOST[:PORT] --data-dir DIR --cert FILE --key FILE --ca FILE\n"
-	"                   [--allow FILE] [--keylog FILE] [--log-level error|warn|info|debug]\n"
+	"                   [--allow FILE] [--keylog FILE] [--heartbeat-timeout SECS]\n"
+	"                   [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"Accepts masters (frep-client) that present a certificate signed by --ca, and\n"
 	"keeps their mirror volumes under DIR.\n"
@@ -46,6 +49,8 @@ static const char usage[] =
 	"                          master from the CA may create a volume, and the volume\n"
 	"                          is pinned to that master\n"
 	"  --keylog FILE           append TLS key-log lines for Wireshark (debug only)\n"
+	"  --heartbeat-timeout SECS  a master silent this long is gone (default 30)\n"
+	"  --trace-tx FILE         append a line per applied transaction (tests)\n"
 	"  --log-level LEVEL       error, warn, info (default) or debug\n"
 	"  --help, --version\n";
 
@@ -64,13 +69,14 @@ static void bad_arg(const char *fmt, ...)
 
 struct args {
 	char host[256], port[8];
-	const char *data_dir, *cert, *key, *ca, *allow, *keylog;
+	const char *data_dir, *cert, *key, *ca, *allow, *keylog, *trace;
 	int log_level;
+	uint64_t heartbeat_timeout_ms;
 };
 
 static void parse_args(struct args *a, int argc, char **argv)
 {
-	enum { OPT_KEYLOG = 256, OPT_LOG_LEVEL };
+	enum { OPT_KEYLOG = 256, OPT_LOG_LEVEL, OPT_HEARTBEAT_TIMEOUT, OPT_TRACE_TX };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "data-dir", required_argument, NULL, 'd' },
@@ -80,6 +86,8 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "allow", required_argument, NULL, 'A' },
 		{ "keylog", required_argument, NULL, OPT_KEYLOG },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT_TIMEOUT },
+		{ "trace-tx", required_argument, NULL, OPT_TRACE_TX },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -89,6 +97,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 
 	memset(a, 0, sizeof(*a));
 	a->log_level = LOG_INFO;
+	a->heartbeat_timeout_ms = 30000;
 	opterr = 0;
 	for (;;) {
 		int o = getopt_long(argc, argv, "", opts, NULL);
@@ -102,6 +111,16 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case 'a': a->ca = optarg; break;
 		case 'A': a->allow = optarg; break;
 		case OPT_KEYLOG: a->keylog = optarg; break;
+		case OPT_TRACE_TX: a->trace = optarg; break;
+		case OPT_HEARTBEAT_TIMEOUT: {
+			char *end;
+			errno = 0;
+			double v = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(v >= 0.3) || v > 86400)
+				bad_arg("--heartbeat-timeout: expected seconds (at least 0.3), got '%s'", optarg);
+			a->heartbeat_timeout_ms = (uint64_t)(v * 1000 + 0.5);
+			break;
+		}
 		case OPT_LOG_LEVEL:
 			if ((a->log_level = log_level_parse(optarg)) < 0)
 				bad_arg("--log-level: expected error, warn, info or debug, got '%s'", optarg);
@@ -289,6 +308,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	srv.trace_fd = -1;
+	if (a.trace && (srv.trace_fd = open(a.trace, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		fprintf(stderr, PROG ": --trace-tx %s: %s\n", a.trace, strerror(errno));
+		rc = 2;
+		goto out;
+	}
+	srv.heartbeat_timeout_ms = a.heartbeat_timeout_ms;
+	/* A mirror that crashed replays its journals before anyone can see it. */
+	if (store_recover_all(a.data_dir) > 0)
+		log_error(NULL, "some volumes could not be recovered; their masters will get an error");
 	srv.data_dir = a.data_dir;
 	srv.allow = allow;
 	atomic_init(&srv.stopping, false);
@@ -341,6 +370,8 @@ out:
 		authz_free(allow);
 		tls_config_free(tls);
 	}
+	if (srv.trace_fd > 0)
+		close(srv.trace_fd);
 	close(lock_fd);
 	return rc;
 }

@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "authz.h"
+#include "crashpoint.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "fsm.h"
@@ -18,7 +20,6 @@
 
 enum mirror_session_limits {
 	HELLO_TIMEOUT_MS = 15000,
-	IDLE_TIMEOUT_MS = 60000,	   /* no frame for this long: the master is gone */
 	POLL_MS = 250,			   /* how often a waiting session checks for shutdown */
 	COPY_ACK_BYTES = 64 << 20,	   /* copied bytes between durable COPY_ACKs */
 	TX_BATCH = 256,			   /* TXs journaled per fdatasync at most */
@@ -339,6 +340,7 @@ static void on_copy_data(struct msession *s, Frep__V1__CopyData *d, const struct
 			      strerror(errno));
 		return;
 	}
+	frep_crash_point("copy");
 	s->copy_through = d->offset + len;
 	s->copy_unsynced += len;
 	if (s->copy_unsynced >= COPY_ACK_BYTES)
@@ -526,6 +528,16 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 		drain_held(s);
 }
 
+/* One line per applied transaction (--trace-tx), for tests and audits. */
+static void trace_applied(struct msession *s, const struct journal_rec *r)
+{
+	char line[256];
+	int n = snprintf(line, sizeof(line), "volume=%s ", s->volume);
+	n += journal_rec_format(r, line + n, sizeof(line) - (size_t)n);
+	if (write(s->srv->trace_fd, line, (size_t)n) != n)
+		log_warn(vol(s), "--trace-tx: %s", strerror(errno));
+}
+
 /*
  * After a batch: make the journal durable, acknowledge, then apply in TXID
  * order. Applying only durable TXs keeps the extents a prefix of the journal.
@@ -541,11 +553,13 @@ static void commit_batch(struct msession *s)
 		session_error(s, FREP_E_IO, "journal fdatasync: %s", strerror(errno));
 		return;
 	}
+	frep_crash_point("journal-synced");
 	Frep__V1__TxAck a = FREP__V1__TX_ACK__INIT;
 	a.txid = last;
 	if (send_msg(s, FREP_MSG_TX_ACK, &a.base) < 0)
 		return;
 	s->acked = last;
+	frep_crash_point("ack-sent");
 
 	for (uint64_t t = s->mv.applied_txid + 1; t <= last; t++) {
 		struct journal_rec r;
@@ -563,6 +577,9 @@ static void commit_batch(struct msession *s)
 			return;
 		}
 		s->mv.applied_txid = t;
+		if (s->srv->trace_fd >= 0)
+			trace_applied(s, &r);
+		frep_crash_point("apply");
 	}
 	check_consistent(s);
 }
@@ -687,9 +704,9 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 					 HELLO_TIMEOUT_MS);
 				break;
 			}
-			if (now_ms() - last_frame_ms > IDLE_TIMEOUT_MS) {
-				log_warn(vol(s), "master %s silent for %d ms: closing", tls_peer_addr(c),
-					 IDLE_TIMEOUT_MS);
+			if (now_ms() - last_frame_ms > srv->heartbeat_timeout_ms) {
+				log_warn(vol(s), "master %s silent for %" PRIu64 " ms (--heartbeat-timeout): closing",
+					 tls_peer_addr(c), now_ms() - last_frame_ms);
 				break;
 			}
 			continue;

@@ -12,6 +12,8 @@ struct mirror_server {
 	const char *data_dir;
 	const struct authz *allow; /* NULL: any master from the CA may create a volume */
 	atomic_bool stopping;	   /* set on SIGTERM/SIGINT: sessions say Goodbye and end */
+	int trace_fd;		   /* --trace-tx: a line per applied transaction, or -1 */
+	uint64_t heartbeat_timeout_ms; /* a master silent this long is gone */
 };
 
 /*

@@ -1,4 +1,5 @@
 /* Mirror volume store: the data-dir layout, per-volume metadata, extents and journal. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -253,6 +254,38 @@ int store_checkpoint(struct mirror_volume *mv)
 		return -1;
 	}
 	return 0;
+}
+
+int store_recover_all(const char *data_dir)
+{
+	DIR *d = opendir(data_dir);
+	int failed = 0;
+	struct dirent *e;
+
+	if (!d) {
+		log_error(NULL, "--data-dir %s: %s", data_dir, strerror(errno));
+		return 1;
+	}
+	while ((e = readdir(d))) {
+		struct mirror_volume mv;
+		char err[512];
+		uint32_t code;
+		if (!volume_name_valid(e->d_name) || e->d_name[0] == '.')
+			continue;
+		if (store_open(&mv, data_dir, e->d_name, &code, err, sizeof(err)) < 0 ||
+		    (mv.exists && store_attach(&mv, &code, err, sizeof(err)) < 0)) {
+			log_error(e->d_name, "recovery failed: %s", err);
+			failed++;
+		} else if (mv.exists) {
+			log_info(e->d_name, "recovered: durable TXID %" PRIu64 ", phase %u, %s at TXID %" PRIu64,
+				 journal_last_txid(mv.j), mv.phase,
+				 mv.consistent ? "consistent" : "inconsistent, last consistent",
+				 mv.consistent_txid);
+		}
+		store_close(&mv);
+	}
+	closedir(d);
+	return failed;
 }
 
 void store_close(struct mirror_volume *mv)

@@ -67,6 +67,14 @@ int store_save(struct mirror_volume *mv);
 /* Makes the extents durable and frees journal records already applied. 0 or -1. */
 int store_checkpoint(struct mirror_volume *mv);
 
+/*
+ * At startup: replays the journal of every volume in data_dir onto its extents
+ * and saves its metadata, so a mirror that crashed is consistent on disk
+ * before any master connects. Logs each volume. Returns the number that
+ * failed (each logged), 0 if all recovered.
+ */
+int store_recover_all(const char *data_dir);
+
 /* Checkpoints, saves and releases everything, including the lock. */
 void store_close(struct mirror_volume *mv);
 

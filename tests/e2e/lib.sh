@@ -94,6 +94,41 @@ start_client() {
 	wait_for 20 "NBD socket of $name" test -S "$T/$name.sock"
 }
 
+# ctl NAME COMMAND: one command on volume NAME's control socket ($T/NAME.ctl; start the
+# client with --control unix:$T/NAME.ctl); prints the one-line answer.
+ctl() {
+	/usr/bin/python3 - "$T/$1.ctl" "$2" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+buf = b""
+while not buf.endswith(b"\n"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    buf += chunk
+print(buf.decode().strip())
+PY
+}
+
+# ctl_field NAME KEY: one key=value of the status line.
+ctl_field() {
+	ctl "$1" status | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+# wait_status NAME KEY VALUE [TIMEOUT_S]: polls the control socket's status line.
+status_is() {
+	[ "$(ctl_field "$1" "$2")" = "$3" ]
+}
+status_not() {
+	[ "$(ctl_field "$1" "$2")" != "$3" ]
+}
+wait_status() {
+	wait_for "${4:-30}" "$2=$3 in $1's status" status_is "$1" "$2" "$3"
+}
+
 # stop PID: SIGTERM and wait (bounded); fails if it does not exit 0.
 stop() {
 	local pid=$1 rc=0
