@@ -94,6 +94,25 @@ start_client() {
 	wait_for 20 "NBD socket of $name" test -S "$T/$name.sock"
 }
 
+# start_proxy [SEED]: tests/tools/fault-proxy in front of the server (start_server
+# first). Sets PROXY_PID, PROXY_PORT; pctl drives it. Clients reach the mirror through
+# it with SERVER_PORT=$PROXY_PORT start_client ...
+start_proxy() {
+	PROXY_CTL=$T/proxy.ctl
+	"$BIN/tests/fault-proxy" --listen 127.0.0.1:0 --target "127.0.0.1:$SERVER_PORT" \
+		--control "unix:$PROXY_CTL" --seed "${1:-1}" >>"$T/proxy.log" 2>&1 &
+	PROXY_PID=$!
+	PIDS+=("$PROXY_PID")
+	wait_log "$T/proxy.log" 'listening on 127\.0\.0\.1:[0-9]+' 10
+	PROXY_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$T/proxy.log" | tail -n1 | cut -d: -f2)
+}
+
+# pctl COMMAND...: one proxy command (drop-after, drop-now, stall, unstall, delay,
+# refuse, stats); prints the answer, and an "error" answer fails the test.
+pctl() {
+	"$BIN/tests/fault-proxy" --control "unix:$PROXY_CTL" --cmd "$*" || fail "proxy command '$*' failed"
+}
+
 # ctl NAME COMMAND: one command on volume NAME's control socket ($T/NAME.ctl; start the
 # client with --control unix:$T/NAME.ctl); prints the one-line answer.
 ctl() {

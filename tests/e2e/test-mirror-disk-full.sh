@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Mirror disk full while sequencing: the mirror answers NO_SPACE (severe), the master
+# goes to ERROR with the reason and keeps serving local writes; once space is freed and
+# the master restarted, the mirror replays what it acknowledged and converges.
+source "$(dirname "$0")/lib.sh"
+certs master-1
+
+mkvol "$T/e0" 24M; fill "$T/e0" 0 2 d
+LOG=$T/client-vol.log
+mkdir -p "$T/small"
+# The mirror's data dir on a 48 MiB tmpfs in its own mount namespace.
+SERVER_LOG=$T/server.log
+unshare -m bash -c "mount -t tmpfs -o size=48M tmpfs '$T/small' && exec '$BIN/frep-server' \
+	--listen 127.0.0.1:0 --data-dir '$T/small/data' --cert '$PKI/server.crt' \
+	--key '$PKI/server.key' --ca '$PKI/ca.crt'" >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+PIDS+=("$SERVER_PID")
+wait_log "$SERVER_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
+SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | cut -d: -f2)
+MNT=/proc/$SERVER_PID/root$T/small   # the tmpfs as the server sees it
+start_client vol "$T/e0" master-1 --journal-size 2M --control "unix:$T/vol.ctl"
+wait_status vol state INSYNC 20
+
+# Fill the mirror's file system, then write into a range that is a hole on the mirror.
+dd if=/dev/zero of="$MNT/filler" bs=1M status=none 2>/dev/null || true
+qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x66 12M 4M' >/dev/null || fail "local write failed"
+wait_log "$LOG" 'state INSYNC -> ERROR .*NO_SPACE' 20
+wait_log "$SERVER_LOG" 'NO_SPACE' 5
+ctl vol status | grep -q 'state=ERROR .*error=.*NO_SPACE' || fail "status: $(ctl vol status)"
+# The master keeps serving and loses nothing.
+qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x67 20M 1M' >/dev/null || fail "local write in ERROR"
+qemu-io -f raw -r "$(nbd_uri vol)" -c 'read -P 0x66 12M 4M' -c 'read -P 0x67 20M 1M' |
+	grep -q 'Pattern verification failed' && fail "master lost a write"
+alive "$SERVER_PID" frep-server
+
+# The operator frees space and restarts the master: replication resumes and converges.
+rm -f "$MNT/filler"
+stop "$CLIENT_PID"
+: >"$LOG"
+start_client vol "$T/e0" master-1 --journal-size 2M --control "unix:$T/vol.ctl"
+wait_status vol state INSYNC 30
+wait_converged "$T/e0" "$MNT/data/vol/extent.0" 20
+pass "mirror disk full -> NO_SPACE -> master ERROR (local I/O kept); after freeing space, converged"
