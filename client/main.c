@@ -61,18 +61,7 @@ static const char usage[] =
 	"  --log-level LEVEL             error, warn, info (default) or debug\n"
 	"  --help, --version\n";
 
-static void bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void bad_arg(const char *fmt, ...)
-{
-	va_list ap;
-	fputs(PROG ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see " PROG " --help)\n", stderr);
-	exit(2);
-}
+#define bad_arg(...) usage_error(PROG, __VA_ARGS__)
 
 struct args {
 	char *volume_name;
@@ -87,18 +76,6 @@ struct args {
 	unsigned degrade_after_s;
 	uint64_t backoff_min_ms, backoff_max_ms, heartbeat_timeout_ms;
 };
-
-/* Parses seconds with an optional fraction ("0.5", "30") into ms. 0 or -1. */
-static int parse_seconds(const char *s, uint64_t *ms)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= 0.001) || v > 86400)
-		return -1;
-	*ms = (uint64_t)(v * 1000 + 0.5);
-	return 0;
-}
 
 /* One of the words of choices ("crack|block"), as an index. Exits 2 otherwise. */
 static int parse_choice(const char *opt, const char *val, const char *const *choices, unsigned n)
@@ -193,7 +170,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 			break;
 		case OPT_DEGRADE_AFTER: {
 			uint64_t ms;
-			if (parse_seconds(optarg, &ms) < 0 || ms % 1000)
+			if (parse_seconds(optarg, 1000, &ms) < 0 || ms % 1000)
 				bad_arg("--degrade-after: expected whole seconds (1-86400), got '%s'", optarg);
 			a->degrade_after_s = (unsigned)(ms / 1000);
 			break;
@@ -215,15 +192,15 @@ static void parse_args(struct args *a, int argc, char **argv)
 			if (!(colon = strchr(v, ':')))
 				bad_arg("--backoff: expected MIN:MAX in seconds like 1:30, got '%s'", optarg);
 			*colon = '\0';
-			if (parse_seconds(v, &a->backoff_min_ms) < 0 ||
-			    parse_seconds(colon + 1, &a->backoff_max_ms) < 0 ||
+			if (parse_seconds(v, 1, &a->backoff_min_ms) < 0 ||
+			    parse_seconds(colon + 1, 1, &a->backoff_max_ms) < 0 ||
 			    a->backoff_min_ms > a->backoff_max_ms)
 				bad_arg("--backoff: expected MIN:MAX in seconds with MIN <= MAX, like 1:30, got '%s'",
 					optarg);
 			break;
 		}
 		case OPT_HEARTBEAT_TIMEOUT:
-			if (parse_seconds(optarg, &a->heartbeat_timeout_ms) < 0 || a->heartbeat_timeout_ms < 300)
+			if (parse_seconds(optarg, 300, &a->heartbeat_timeout_ms) < 0)
 				bad_arg("--heartbeat-timeout: expected seconds (at least 0.3), got '%s'", optarg);
 			break;
 		case OPT_CONTROL:

@@ -6,6 +6,7 @@
 #include <isa-l/crc.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,28 @@ uint32_t frep_crc32c_update(uint32_t crc, const void *buf, size_t len)
 uint32_t frep_crc32c(const void *buf, size_t len)
 {
 	return frep_crc32c_update(0, buf, len);
+}
+
+void usage_error(const char *prog, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see %s --help)\n", prog);
+	exit(2);
+}
+
+int parse_seconds(const char *s, uint64_t min_ms, uint64_t *ms)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v * 1000 >= (double)min_ms) || v > 86400)
+		return -1;
+	*ms = (uint64_t)(v * 1000 + 0.5);
+	return 0;
 }
 
 int parse_size(const char *s, uint64_t *out)

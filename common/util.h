@@ -11,6 +11,16 @@ uint32_t frep_crc32c(const void *buf, size_t len);
 /* Continues a CRC32C: frep_crc32c_update(frep_crc32c(a), b) == frep_crc32c(a ++ b). */
 uint32_t frep_crc32c_update(uint32_t crc, const void *buf, size_t len);
 
+/*
+ * A bad command-line argument: prints "PROG: MESSAGE (see PROG --help)" as one
+ * line on stderr and exits with status 2.
+ */
+void usage_error(const char *prog, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+/* Parses seconds with an optional fraction ("0.5", "30") into ms, within [min_ms, 1 day]. 0 or -1. */
+int parse_seconds(const char *s, uint64_t min_ms, uint64_t *ms);
+
 /* Parses "123", "64K", "100M", "2G" (powers of 1024). 0, or -1 if malformed/overflow. */
 int parse_size(const char *s, uint64_t *out);
 /* Formats bytes as "1.5G", "12M", "512K", "100" into buf. Returns buf. */

@@ -54,18 +54,7 @@ static const char usage[] =
 	"  --log-level LEVEL       error, warn, info (default) or debug\n"
 	"  --help, --version\n";
 
-static void bad_arg(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void bad_arg(const char *fmt, ...)
-{
-	va_list ap;
-	fputs(PROG ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputs(" (see " PROG " --help)\n", stderr);
-	exit(2);
-}
+#define bad_arg(...) usage_error(PROG, __VA_ARGS__)
 
 struct args {
 	char host[256], port[8];
@@ -112,15 +101,10 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case 'A': a->allow = optarg; break;
 		case OPT_KEYLOG: a->keylog = optarg; break;
 		case OPT_TRACE_TX: a->trace = optarg; break;
-		case OPT_HEARTBEAT_TIMEOUT: {
-			char *end;
-			errno = 0;
-			double v = strtod(optarg, &end);
-			if (errno || end == optarg || *end || !(v >= 0.3) || v > 86400)
+		case OPT_HEARTBEAT_TIMEOUT:
+			if (parse_seconds(optarg, 300, &a->heartbeat_timeout_ms) < 0)
 				bad_arg("--heartbeat-timeout: expected seconds (at least 0.3), got '%s'", optarg);
-			a->heartbeat_timeout_ms = (uint64_t)(v * 1000 + 0.5);
 			break;
-		}
 		case OPT_LOG_LEVEL:
 			if ((a->log_level = log_level_parse(optarg)) < 0)
 				bad_arg("--log-level: expected error, warn, info or debug, got '%s'", optarg);
