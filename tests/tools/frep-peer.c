@@ -36,6 +36,10 @@
  *        The server must close (EOF or reset) within the timeout, sending
  *        no further frame.
  *   close       closes the connection now (mid-frame after a partial raw)
+ *   cork        buffers what later send and raw commands would write
+ *   uncork [N]  writes the buffered bytes in one write and stops buffering;
+ *               with N, only the first N bytes, with -N all but the last N
+ *               (a frame cut short anywhere, even inside its trailer)
  *
  * TYPE is a message name (HELLO, TX...) or a number. Every received frame is
  * printed on stdout as "recv NAME body=N trailer=M".
@@ -49,6 +53,8 @@ enum peer_limits {
 	MAX_RAW = MAX_LINE / 2,
 	DEFAULT_TIMEOUT_S = 10,
 	MAX_TIMEOUT_S = 300,
+	/* A few whole frames: enough to batch or cut any frame the tool can send. */
+	MAX_CORK = 4 * (FREP_FRAME_HDR_SIZE + FREP_MAX_BODY + FREP_MAX_TRAILER),
 };
 
 enum peer_exit { EXIT_OK = 0, EXIT_MISBEHAVED = 1, EXIT_USAGE = 2 };
@@ -58,6 +64,9 @@ struct peer {
 	struct frame_reader rd;
 	int timeout_ms;
 	unsigned line;
+	bool corked;
+	uint8_t *cork; /* owned; bytes held back while corked */
+	size_t cork_len, cork_cap;
 	char why[512]; /* reason of the first failure */
 };
 
@@ -180,6 +189,61 @@ static int need_conn(struct peer *p, const char *cmd)
 	return failf(p, EXIT_USAGE, "%s after close", cmd);
 }
 
+/* Writes to the server, or appends to the cork buffer; what names the bytes for errors. */
+static int peer_write(struct peer *p, const char *what, const void *buf, size_t len)
+{
+	if (!len)
+		return 0;
+	if (!p->corked) {
+		/* A server that already rejected us may have closed: that is a finding, not a usage error. */
+		if (tls_write_full(p->c, buf, len) < 0)
+			return failf(p, EXIT_MISBEHAVED, "sending %s: %s", what, strerror(errno));
+		return 0;
+	}
+	if (len > MAX_CORK - p->cork_len)
+		return failf(p, EXIT_USAGE, "cork: more than %d bytes buffered", MAX_CORK);
+	if (p->cork_len + len > p->cork_cap) {
+		size_t cap = p->cork_cap ? p->cork_cap : 4096;
+		while (cap < p->cork_len + len)
+			cap *= 2;
+		uint8_t *n = realloc(p->cork, cap);
+		if (!n)
+			return failf(p, EXIT_USAGE, "cork: out of memory for %zu bytes", cap);
+		p->cork = n;
+		p->cork_cap = cap;
+	}
+	memcpy(p->cork + p->cork_len, buf, len);
+	p->cork_len += len;
+	return 0;
+}
+
+static int do_uncork(struct peer *p, char **argv, int argc)
+{
+	size_t n;
+	int rc;
+
+	if (argc > 2)
+		return failf(p, EXIT_USAGE, "usage: uncork [N|-N]");
+	if (!p->corked)
+		return failf(p, EXIT_USAGE, "uncork without cork");
+	if ((rc = need_conn(p, "uncork")))
+		return rc;
+	n = p->cork_len;
+	if (argc == 2) {
+		const char *num = argv[1] + (argv[1][0] == '-');
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(num, &end, 0);
+		if (errno || *end || end == num || !isdigit((unsigned char)*num) || v > p->cork_len)
+			return failf(p, EXIT_USAGE, "uncork %s: 0..%zu bytes are buffered", argv[1],
+				     p->cork_len);
+		n = argv[1][0] == '-' ? p->cork_len - (size_t)v : (size_t)v;
+	}
+	p->corked = false;
+	p->cork_len = 0;
+	return peer_write(p, "the corked bytes", p->cork, n);
+}
+
 static int do_send(struct peer *p, char **argv, int argc)
 {
 	uint8_t *body = NULL, *trailer = NULL;
@@ -213,15 +277,10 @@ static int do_send(struct peer *p, char **argv, int argc)
 	};
 	uint8_t hdr[FREP_FRAME_HDR_SIZE];
 	frame_hdr_encode(&h, hdr);
-	/* A server that already rejected us may have closed: that is a finding, not a usage error. */
-	if (tls_write_full(p->c, hdr, sizeof(hdr)) < 0 ||
-	    (body_len && tls_write_full(p->c, body, body_len) < 0) ||
-	    (trailer_len && tls_write_full(p->c, trailer, trailer_len) < 0)) {
-		rc = failf(p, EXIT_MISBEHAVED, "sending %s: %s", frep_msg_name((unsigned)type),
-			   strerror(errno));
+	const char *what = frep_msg_name((unsigned)type);
+	if ((rc = peer_write(p, what, hdr, sizeof(hdr))) || (rc = peer_write(p, what, body, body_len)))
 		goto out;
-	}
-	rc = 0;
+	rc = peer_write(p, what, trailer, trailer_len);
 out:
 	free(body);
 	free(trailer);
@@ -256,9 +315,7 @@ static int do_raw(struct peer *p, const char *hex)
 	}
 	if (hi >= 0 || n == 0)
 		return failf(p, EXIT_USAGE, "raw: need a non-empty, even number of hex digits");
-	if (tls_write_full(p->c, buf, n) < 0)
-		return failf(p, EXIT_MISBEHAVED, "raw: sending %zu bytes: %s", n, strerror(errno));
-	return 0;
+	return peer_write(p, "raw bytes", buf, n);
 }
 
 static int write_file(const char *path, const void *buf, size_t len)
@@ -381,6 +438,16 @@ static int run_line(struct peer *p, char *line)
 		return do_expect(p, argv, argc);
 	if (!strcmp(argv[0], "expect-close") && argc == 1)
 		return do_expect_close(p);
+	if (!strcmp(argv[0], "cork") && argc == 1) {
+		if (p->corked)
+			return failf(p, EXIT_USAGE, "cork while corked");
+		p->corked = true;
+		return 0;
+	}
+	if (!strcmp(argv[0], "uncork"))
+		return do_uncork(p, argv, argc);
+	if (p->corked && strcmp(argv[0], "send"))
+		return failf(p, EXIT_USAGE, "%s while corked: uncork first", argv[0]);
 	if (!strcmp(argv[0], "close") && argc == 1) {
 		tls_close(p->c);
 		p->c = NULL;
@@ -471,10 +538,13 @@ int main(int argc, char **argv)
 		rc = run_line(&p, line);
 		fflush(stdout);
 	}
+	if (rc == EXIT_OK && p.corked)
+		rc = failf(&p, EXIT_USAGE, "the script ended with bytes still corked");
 	if (rc != EXIT_OK)
 		fprintf(stderr, "frep-peer: %s\n", p.why[0] ? p.why : "failed");
 out:
 	tls_close(p.c);
+	free(p.cork);
 	frame_reader_free(&p.rd);
 	tls_config_free(cfg);
 	if (script && script != stdin)
