@@ -79,7 +79,7 @@ static void command(struct control *c, char *line, char *out, size_t len)
 	} else if (strcmp(cmd, "resync-full") == 0) {
 		m->resync_full_req = true;
 		snprintf(out, len, "ok a full resync of every allocated block starts %s",
-			 st == MS_INSYNC || st == MS_IDLE ? "now" : "at the next copy");
+			 st == MS_INSYNC || st == MS_IDLE ? "now" : "once the mirror is next in sync");
 	} else {
 		snprintf(out, len, "error unknown command '%.64s': use status, pause, resume or resync-full",
 			 cmd);

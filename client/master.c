@@ -303,10 +303,10 @@ static int wait_for_room(struct master *m, uint64_t txid, bool *warned)
 	}
 }
 
-/* Sync mode: waits until the mirror acknowledged txid. Called with m->lock held. */
+/* Sync mode: waits until the mirror holds txid durably. Called with m->lock held. */
 static int wait_for_mirror(struct master *m, uint64_t txid)
 {
-	while (m->acked_txid < txid) {
+	while (m->synced_txid < txid) {
 		if (m->stopping)
 			return ESHUTDOWN;
 		if (degraded_locked(m))

@@ -62,7 +62,9 @@ struct master {
 	struct journal *j;
 	uint64_t committed_txid; /* last durable TXID; == journal_last_txid(j) */
 	uint64_t applied_txid;	 /* last TXID applied to the master volume */
-	uint64_t acked_txid;	 /* mirror's cumulative acknowledgement */
+	uint64_t acked_txid;	 /* records the mirror no longer needs from the buffer */
+	uint64_t synced_txid;	 /* TXIDs durable on the mirror (TX_ACK, CONSISTENT): sync mode
+				  * waits for this, never for a copy base */
 	bool stopping;
 
 	/* Replication status, written by the session thread, read by writers and control. */

@@ -39,6 +39,8 @@ struct welcome_info {
 	uint64_t durable_txid;
 	uint64_t consistent_txid;
 	uint32_t phase;
+	uint64_t copy_cursor; /* an interrupted full pass: durable below this */
+	uint64_t copy_base;   /* and its base TXID */
 };
 
 /* Used only by the session thread, except `m` which is shared (see master.h). */
@@ -236,6 +238,8 @@ static int connect_and_hello(struct session *s)
 		.durable_txid = w->durable_txid,
 		.consistent_txid = w->consistent_txid,
 		.phase = w->phase,
+		.copy_cursor = w->copy_cursor,
+		.copy_base = w->copy_base,
 	};
 	log_info(m->name, "connected to mirror %s:%s (%s): known=%d phase=%u durable_txid=%" PRIu64
 		 " consistent=%d@%" PRIu64,
@@ -316,6 +320,9 @@ static void step_ready(struct session *s)
 		pthread_mutex_lock(&m->lock);
 		if (m->acked_txid < w->durable_txid)
 			m->acked_txid = w->durable_txid;
+		if (m->synced_txid < w->durable_txid)
+			m->synced_txid = w->durable_txid;
+		pthread_cond_broadcast(&m->cond);
 		pthread_mutex_unlock(&m->lock);
 		s->max_sent = w->durable_txid;
 		s->backoff_ms = 0;
@@ -423,6 +430,8 @@ static int handle_incoming(struct session *s)
 		pthread_mutex_lock(&m->lock);
 		if (a->txid > m->acked_txid)
 			m->acked_txid = a->txid;
+		if (a->txid > m->synced_txid)
+			m->synced_txid = a->txid;
 		pthread_cond_broadcast(&m->cond); /* sync-mode writers wait for this */
 		pthread_mutex_unlock(&m->lock);
 		s->inflight_since_ack = 0;
@@ -450,8 +459,12 @@ static int handle_incoming(struct session *s)
 		Frep__V1__CopyAck *a = (Frep__V1__CopyAck *)f.msg;
 		if (feed_msg(s, ME_MSG_COPY_ACK, type) < 0)
 			return -1;
-		/* After COPY_DONE the mirror acknowledges the whole volume (COPY-8). */
-		if (a->through > (s->copying ? s->copy_off : m->vol.size)) {
+		/*
+		 * Informational: the mirror's cursor is what resumes a pass. It is
+		 * bounded by the volume (after COPY_DONE the mirror acknowledges the
+		 * whole volume, COPY-8).
+		 */
+		if (a->through > m->vol.size) {
 			fail(s, ME_SEVERE, FREP_E_PROTOCOL, "COPY_ACK through %" PRIu64
 			     " beyond what was copied (%" PRIu64 ")", a->through, s->copy_off);
 			return -1;
@@ -471,6 +484,11 @@ static int handle_incoming(struct session *s)
 		}
 		if (feed_msg(s, ME_MSG_CONSISTENT, type) < 0)
 			return -1;
+		pthread_mutex_lock(&m->lock);
+		if (m->synced_txid < c->txid)
+			m->synced_txid = c->txid;
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
 		log_info(m->name, "mirror consistent at TXID %" PRIu64, c->txid);
 		s->backoff_ms = 0;
 		return 0;
@@ -507,6 +525,17 @@ static bool cracked(struct session *s)
 		return false;
 	s->cracks_seen = cracks;
 	master_fsm_feed(&s->fsm, ME_CRACK, "mirror buffer overflowed");
+	if (s->fsm.state == MS_REPLICATE || s->fsm.state == MS_OUTOFSYNC) {
+		/*
+		 * Passes carry no ID on the wire, so acknowledgements of the abandoned
+		 * pass could be taken for the next one's: the next pass starts on a
+		 * fresh connection (RESET, then INIT and READY decide it).
+		 */
+		Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
+		g.reason = "mirror buffer overflowed during the copy: starting another pass";
+		frame_send(s->c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+		fail(s, ME_MINOR, 0, "mirror buffer overflowed during the copy: another pass follows");
+	}
 	return true;
 }
 
@@ -514,7 +543,8 @@ static bool cracked(struct session *s)
 static void publish_state(struct session *s)
 {
 	struct master *m = s->m;
-	bool insync = s->fsm.state == MS_INSYNC || s->fsm.state == MS_IDLE;
+	/* A paused mirror acknowledges nothing: IDLE runs the degrade clock too. */
+	bool insync = s->fsm.state == MS_INSYNC;
 	pthread_mutex_lock(&m->lock);
 	m->state = s->fsm.state;
 	if (insync && !m->insync) {
@@ -777,7 +807,28 @@ static void step_copy(struct session *s)
 	pthread_mutex_lock(&m->lock);
 	s->copy_base = m->applied_txid;
 	s->cracks_seen = m->cracks;
-	int rc = full ? 0 : master_mark_dirty_locked(m, m->acked_txid, s->copy_base);
+	/*
+	 * An interrupted full pass resumes at the mirror's cursor with its old
+	 * base, if every TXID after that base is still here to be replayed.
+	 */
+	uint64_t resume = 0;
+	if (full && s->w.copy_cursor && s->w.copy_base <= m->committed_txid &&
+	    journal_first_txid(m->j) <= s->w.copy_base + 1 &&
+	    ((state == MS_REPLICATE && s->w.phase == FREP__V1__PHASE__PHASE_REPLICATE) ||
+	     (state == MS_OUTOFSYNC && s->w.phase == FREP__V1__PHASE__PHASE_OUTOFSYNC))) {
+		resume = s->w.copy_cursor < m->vol.size ? s->w.copy_cursor : m->vol.size;
+		s->copy_base = s->w.copy_base;
+	}
+	s->w.copy_cursor = 0; /* once: a later pass of this session starts afresh */
+	/*
+	 * A full OUTOFSYNC pass marks the whole volume dirty first: if it is cut
+	 * short, the next pass (dirty, by default) still copies everything it
+	 * did not finish. The first copy (REPLICATE) resumes from the mirror's
+	 * cursor instead.
+	 */
+	if (full && state == MS_OUTOFSYNC)
+		bitmap_set_all(m->bm);
+	int rc = master_mark_dirty_locked(m, m->acked_txid, s->copy_base);
 	if (rc == 0 && !full)
 		rc = snapshot_runs(s, &total);
 	if (s->need_full) {
@@ -810,15 +861,23 @@ static void step_copy(struct session *s)
 					  FREP__V1__PHASE__PHASE_OUTOFSYNC;
 	sc.base_txid = s->copy_base;
 	sc.total_bytes = total;
+	sc.has_full = true;
+	sc.full = full;
+	sc.has_start_offset = resume != 0;
+	sc.start_offset = resume;
 	if (send_msg(s, FREP_MSG_START_COPY, &sc.base, NULL, 0) < 0)
 		return;
 	log_info(m->name, "%s: %s pass over %" PRIu64 " bytes (%zu dirty runs), base TXID %" PRIu64,
 		 master_state_name(state), full ? "full" : "dirty", total, full ? (size_t)0 : s->n_runs,
 		 s->copy_base);
+	if (resume)
+		log_info(m->name, "resuming the interrupted copy at offset %" PRIu64
+			 " (mirror cursor), replaying from TXID %" PRIu64, resume, s->copy_base + 1);
+	s->copy_off = resume;
 	log_progress(s, now_ms());
 
 	if (full) {
-		if (copy_span(s, 0, m->vol.size) < 0)
+		if (copy_span(s, resume, m->vol.size) < 0)
 			return;
 	} else {
 		for (size_t i = 0; i < s->n_runs; i++)

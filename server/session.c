@@ -45,7 +45,8 @@ struct msession {
 	char volume[FREP_MAX_VOLUME_NAME + 1];
 	uint64_t journal_size; /* from Hello, used at creation */
 	uint8_t uuid[FREP_UUID_SIZE]; /* from Hello: pinned at creation */
-	uint64_t generation;	      /* highest master generation seen in a TX */
+	uint64_t generation;	      /* generation of the last TX journaled in order */
+	uint64_t hello_generation;    /* the master's current generation */
 
 	uint64_t expected;     /* next TXID to journal; 0 until START_COPY/START_SYNC */
 	uint64_t acked;	       /* last TXID acknowledged to the master */
@@ -188,7 +189,7 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 		return;
 	s->journal_size = h->journal_size;
 	memcpy(s->uuid, h->volume_uuid.data, FREP_UUID_SIZE);
-	s->generation = h->generation;
+	s->hello_generation = h->generation;
 	if (feed(s, MV_MSG_HELLO, FREP_MSG_HELLO) < 0)
 		return;
 
@@ -200,7 +201,12 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	w.consistent = s->mv.consistent;
 	w.consistent_txid = s->mv.consistent_txid;
 	w.phase = s->mv.exists ? s->mv.phase : FREP__V1__PHASE__PHASE_NONE;
-	w.copy_cursor = 0;
+	bool copying = s->mv.exists && s->mv.copy_full &&
+		       (s->mv.phase == FREP__V1__PHASE__PHASE_REPLICATE ||
+			s->mv.phase == FREP__V1__PHASE__PHASE_OUTOFSYNC);
+	w.copy_cursor = copying ? s->mv.copy_cursor : 0;
+	w.has_copy_base = copying;
+	w.copy_base = copying ? s->mv.copy_base : 0;
 	log_info(vol(s), "master %s (%s, node %s, generation %" PRIu64 ") connected: known=%d durable_txid=%" PRIu64,
 		 who, tls_peer_addr(s->c), h->master_node, h->generation, w.known, durable);
 	send_msg(s, FREP_MSG_WELCOME, &w.base);
@@ -270,11 +276,27 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 		session_error(s, FREP_E_PROTOCOL, "START_COPY of kind %d", sc->kind);
 		return;
 	}
+	uint32_t prev_phase = s->mv.phase;
 	if (feed(s, ev, FREP_MSG_START_COPY) < 0)
 		return;
+	/* A resumed pass may skip only what this mirror holds durably from the same pass. */
+	if (sc->start_offset &&
+	    (!sc->full || prev_phase != (uint32_t)sc->kind || !s->mv.copy_full ||
+	     sc->start_offset > s->mv.copy_cursor || sc->base_txid != s->mv.copy_base ||
+	     sc->start_offset > s->mv.vol.size)) {
+		session_error(s, FREP_E_PROTOCOL,
+			      "START_COPY resuming at %" PRIu64 " (base TXID %" PRIu64
+			      ") but this mirror holds a full pass only below %" PRIu64 " (base %" PRIu64 ")",
+			      sc->start_offset, sc->base_txid, s->mv.copy_full ? s->mv.copy_cursor : 0,
+			      s->mv.copy_base);
+		return;
+	}
 	/* Inconsistent from the first copied byte on: say so durably before writing any. */
 	s->mv.phase = sc->kind;
 	s->mv.consistent = false;
+	s->mv.copy_full = sc->full;
+	s->mv.copy_base = sc->base_txid;
+	s->mv.copy_cursor = sc->start_offset;
 	if (store_save(&s->mv) < 0 || journal_reset(s->mv.j, sc->base_txid) < 0) {
 		session_error(s, FREP_E_IO, "cannot start the copy: %s", strerror(errno));
 		return;
@@ -284,9 +306,13 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	s->acked = sc->base_txid;
 	s->resend_asked = 0;
 	s->copy_done = false;
-	s->copy_unsynced = s->copy_through = 0;
-	log_info(vol(s), "%s copy started: %" PRIu64 " bytes, base TXID %" PRIu64,
-		 mirror_state_name(s->fsm.state), sc->total_bytes, sc->base_txid);
+	s->copy_unsynced = 0;
+	s->copy_through = sc->start_offset;
+	log_info(vol(s), "%s %s pass %s: %" PRIu64 " bytes, base TXID %" PRIu64,
+		 mirror_state_name(s->fsm.state), sc->full ? "full" : "dirty",
+		 sc->start_offset ? "resumed" : "started", sc->total_bytes, sc->base_txid);
+	if (sc->start_offset)
+		log_info(vol(s), "copy resumes at offset %" PRIu64, sc->start_offset);
 }
 
 static void on_start_sync(struct msession *s, Frep__V1__StartSync *ss)
@@ -313,6 +339,14 @@ static int copy_ack(struct msession *s, uint64_t through)
 		return -1;
 	}
 	s->copy_unsynced = 0;
+	if (s->mv.copy_full && through > s->mv.copy_cursor) {
+		/* The resume point of a full pass: everything below is durable. */
+		s->mv.copy_cursor = through;
+		if (store_save(&s->mv) < 0) {
+			session_error(s, FREP_E_IO, "saving the copy cursor: %s", strerror(errno));
+			return -1;
+		}
+	}
 	Frep__V1__CopyAck a = FREP__V1__COPY_ACK__INIT;
 	a.through = through;
 	return send_msg(s, FREP_MSG_COPY_ACK, &a.base);
@@ -378,6 +412,8 @@ static void check_consistent(struct msession *s)
 	s->mv.phase = FREP__V1__PHASE__PHASE_INSYNC;
 	s->mv.consistent = true;
 	s->mv.consistent_txid = s->mv.applied_txid;
+	s->mv.copy_cursor = s->mv.copy_base = 0;
+	s->mv.copy_full = false;
 	if (store_save(&s->mv) < 0) {
 		session_error(s, FREP_E_IO, "saving metadata: %s", strerror(errno));
 		return;
@@ -481,12 +517,6 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 		session_error(s, FREP_E_CHECKSUM, "TX %" PRIu64 ": CRC32C mismatch", tx->txid);
 		return;
 	}
-	if (tx->generation < s->generation) {
-		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
-			      " after generation %" PRIu64, tx->txid, tx->generation, s->generation);
-		return;
-	}
-	s->generation = tx->generation;
 	struct journal_rec r = {
 		.generation = tx->generation,
 		.txid = tx->txid,
@@ -497,6 +527,19 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 	};
 	if (tx->txid < s->expected)
 		return; /* a resend of something already journaled: the next ack covers it */
+	/*
+	 * Generations never go down in TXID order and never exceed the session's:
+	 * a TX committed by an older generation is resent after a master restart.
+	 */
+	if (tx->generation > s->hello_generation ||
+	    (tx->txid == s->expected && tx->generation < s->generation)) {
+		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
+			      " (previous TX generation %" PRIu64 ", session generation %" PRIu64 ")",
+			      tx->txid, tx->generation, s->generation, s->hello_generation);
+		return;
+	}
+	if (tx->txid == s->expected)
+		s->generation = tx->generation;
 	if (tx->txid > s->expected) {
 		/* Past a gap: hold it and ask for the gap, once per gap. */
 		if (s->n_held < HOLD_MAX && s->held_bytes + len <= HOLD_MAX_BYTES) {

@@ -117,6 +117,11 @@ static int load_meta(struct mirror_volume *mv, char *err, size_t err_len)
 	mv->consistent = meta_get_u64(&md, "consistent", &v) == 0 && v == 1;
 	if (meta_get_u64(&md, "consistent_txid", &mv->consistent_txid) < 0)
 		mv->consistent_txid = 0;
+	if (meta_get_u64(&md, "copy_cursor", &mv->copy_cursor) < 0)
+		mv->copy_cursor = 0;
+	if (meta_get_u64(&md, "copy_base", &mv->copy_base) < 0)
+		mv->copy_base = 0;
+	mv->copy_full = meta_get_u64(&md, "copy_full", &v) == 0 && v == 1;
 	/* Extent sizes are the files' own; MAKEPARTS compares them with the master's. */
 	mv->n_extents = (unsigned)n;
 	mv->exists = true;
@@ -137,6 +142,9 @@ int store_save(struct mirror_volume *mv)
 	meta_set_u64(&md, "consistent", mv->consistent);
 	meta_set_u64(&md, "consistent_txid", mv->consistent_txid);
 	meta_set_u64(&md, "applied_txid", mv->applied_txid);
+	meta_set_u64(&md, "copy_cursor", mv->copy_cursor);
+	meta_set_u64(&md, "copy_base", mv->copy_base);
+	meta_set_u64(&md, "copy_full", mv->copy_full);
 	meta_set_u64(&md, "extents", mv->n_extents);
 	if (path_in(path, sizeof(path), mv, "meta") < 0 || meta_save(path, &md) < 0) {
 		log_error(mv->name, "saving %s: %s", path, strerror(errno));
@@ -173,7 +181,12 @@ int store_open(struct mirror_volume *mv, const char *data_dir, const char *name,
 		return -1;
 	}
 	/* Metadata is replaced atomically (rename), so reading it unlocked is safe. */
-	return load_meta(mv, err, err_len);
+	if (load_meta(mv, err, err_len) < 0) {
+		if (errno == EBADMSG)
+			*wire_err = FREP_E_CHECKSUM; /* corruption is severe, never retried */
+		return -1;
+	}
+	return 0;
 }
 
 int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t err_len)
@@ -194,14 +207,21 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 	}
 	/* The previous holder may have changed it before releasing the lock. */
 	mv->exists = false;
-	if (load_meta(mv, err, err_len) < 0)
+	if (load_meta(mv, err, err_len) < 0) {
+		if (errno == EBADMSG)
+			*wire_err = FREP_E_CHECKSUM;
 		return -1;
+	}
 	if (!mv->exists)
 		return 0;
 	/* A journal exists whenever metadata does: store_create makes both. */
 	if (open_extents(mv, err, err_len) < 0 || open_journal(mv, 0, err, err_len) < 0 ||
-	    replay_journal(mv, err, err_len) < 0)
+	    replay_journal(mv, err, err_len) < 0) {
+		/* A torn tail is dropped silently; corruption elsewhere stops here, unapplied. */
+		if (errno == EBADMSG)
+			*wire_err = FREP_E_CHECKSUM;
 		return -1;
+	}
 	if (mv->phase == FREP__V1__PHASE__PHASE_INSYNC && mv->consistent)
 		mv->consistent_txid = mv->applied_txid;
 	return 0;

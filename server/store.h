@@ -29,6 +29,10 @@ struct mirror_volume {
 	uint32_t phase;		/* frep.v1.Phase */
 	bool consistent;
 	uint64_t consistent_txid;
+	/* A full copy pass in progress: bytes below copy_cursor are durable, base TXID. */
+	uint64_t copy_cursor;
+	uint64_t copy_base;
+	bool copy_full;
 	unsigned n_extents;
 
 	struct volume vol;	/* open once extents exist */

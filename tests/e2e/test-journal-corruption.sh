@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Corruption of the mirror's journal in the middle (not a torn tail) is never applied:
+# the volume is refused with the severe CHECKSUM error, the master goes to ERROR with
+# the reason, and the server keeps serving other volumes.
+source "$(dirname "$0")/lib.sh"
+certs master-1
+
+mkvol "$T/e0" 8M; fill "$T/e0" 0 1 c
+mkvol "$T/o0" 4M; fill "$T/o0" 0 1 o
+start_server
+start_client vol "$T/e0" master-1 --mode sync --control "unix:$T/vol.ctl" --backoff 0.2:1
+wait_status vol state INSYNC 20
+# Sync mode: each write is its own mirror batch, fdatasync'd before the next one.
+for i in 1 2 3 4 5 6; do
+	qemu-io -f raw "$(nbd_uri vol)" -c "write -P $((0x40 + i)) $((i << 20)) 64k" >/dev/null
+done
+kill -KILL "$SERVER_PID"
+stop "$CLIENT_PID"
+
+# Flip one data byte of the third-newest record of the mirror journal.
+/usr/bin/python3 - "$T/mirror/vol/journal" <<'PY'
+import struct, sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+recs = []
+for off in range(4096, len(data) - 64, 64):
+    if data[off:off + 4] == b"FRJR":
+        txid = struct.unpack_from("<Q", data, off + 40)[0]
+        dlen = struct.unpack_from("<I", data, off + 12)[0]
+        recs.append((txid, off, dlen))
+recs.sort()
+txid, off, dlen = recs[-3]
+assert dlen > 100, recs[-3]
+data[off + 64 + 100] ^= 0xFF
+open(path, "r+b").write(data)
+print("corrupted TXID", txid)
+PY
+SERVER_PORT_WANTED=$SERVER_PORT start_server
+wait_log "$SERVER_LOG" 'volume=vol recovery failed: .*corrupt record TXID [0-9]+' 10
+: >"$T/client-vol.log"
+start_client vol "$T/e0" master-1 --control "unix:$T/vol.ctl" --backoff 0.2:1
+wait_log "$T/client-vol.log" 'state INIT -> ERROR .*CHECKSUM.*corrupt record' 20
+ctl vol status | grep -q 'state=ERROR .*CHECKSUM' || fail "status: $(ctl vol status)"
+
+# The server still serves another master's volume.
+JOURNAL=$T/o.journal start_client other "$T/o0" master-1
+wait_log "$SERVER_LOG" 'volume=other .*state REPLICATE -> INSYNC' 20
+alive "$SERVER_PID" frep-server
+pass "a corrupt record inside the mirror journal is refused (CHECKSUM, severe), never applied"
