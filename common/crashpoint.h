@@ -37,6 +37,8 @@
  *   copy            during a bulk copy: after a chunk is written on the
  *                   mirror, after a chunk is sent on the master
  *   ack-sent        right after an acknowledgement was sent
+ *   crack           on the master, when the buffer overflows and the mirror is
+ *                   cracked (dirty bits set, records about to be dropped)
  *
  * site is borrowed for the call; it must be a string literal-like constant.
  */
