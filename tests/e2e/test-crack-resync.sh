@@ -39,6 +39,25 @@ limit=$((dirty * 11 / 10 + 1048576))
 [ "$copied" -le "$limit" ] || fail "resync copied $copied bytes for $dirty dirty bytes (limit $limit)"
 [ "$dirty" -lt $((32 << 20)) ] || fail "dirty set is $dirty bytes: not incremental"
 [ "$(ctl_field vol dirty_regions)" = 0 ] || fail "bitmap not cleared after the resync"
+# The operator's full resync re-copies every allocated block, then INSYNC again.
+ctl vol resync-full | grep -q '^ok a full resync of every allocated block starts now' || fail "resync-full"
+wait_log "$LOG" 'OUTOFSYNC: full pass over 134217728 bytes' 20
+wait_log "$LOG" 'full pass done: 134217728 data bytes copied' 30
+wait_status vol state INSYNC 20
+wait_converged "$EXT" "$M" 20
+stop "$CLIENT_PID"
+
+# --resync=full: a crack is repaired by a full pass instead of a dirty one.
+: >"$LOG"
+start_client vol "$EXT" master-1 --journal-size 2M --resync=full --control "unix:$T/vol.ctl"
+wait_status vol state INSYNC 30
+ctl vol pause | grep -q '^ok' || fail "pause"
+wait_status vol state IDLE 10
+qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x21 0 3M' >/dev/null || fail "writes while paused"
+wait_log "$LOG" 'mirror cracked' 20
+wait_log "$LOG" 'OUTOFSYNC: full pass over 134217728 bytes' 20
+wait_status vol state INSYNC 30
+wait_converged "$EXT" "$M" 20
 alive "$SERVER_PID" frep-server
 echo "resync: dirty=$dirty bytes copied=$copied bytes (limit $limit)"
-pass "crack -> OUTOFSYNC -> dirty resync ($copied of $dirty dirty bytes) -> INSYNC, converged"
+pass "crack -> OUTOFSYNC -> dirty resync ($copied of $dirty dirty bytes) -> INSYNC; resync-full and --resync=full copy everything; converged"
