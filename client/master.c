@@ -28,7 +28,7 @@ static uint64_t default_journal_size(uint64_t volume_size)
 }
 
 /* Loads or creates the metadata beside the journal and bumps the generation. */
-static int master_load_meta(struct master *m, bool journal_existed, char *err, size_t err_len)
+static int master_load_meta(struct master *m, bool journal_empty, char *err, size_t err_len)
 {
 	struct meta md;
 	char hex[2 * FREP_UUID_SIZE + 1];
@@ -48,7 +48,12 @@ static int master_load_meta(struct master *m, bool journal_existed, char *err, s
 				 name, m->name);
 			return -1;
 		}
-	} else if (errno == ENOENT && !journal_existed) {
+	} else if (errno == ENOENT && journal_empty) {
+		/*
+		 * First start, or a crash during it between creating the journal and
+		 * saving the metadata: no record was ever committed, so a new UUID
+		 * loses nothing. A journal with records is never trusted without it.
+		 */
 		meta_init(&md);
 		if (random_bytes(m->uuid, sizeof(m->uuid)) < 0) {
 			snprintf(err, err_len, "getrandom: %s", strerror(errno));
@@ -178,11 +183,10 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 		log_warn(o->name, "--journal-size %s is below the default %s (max of 100M and 10%% of the volume): a burst of writes may fill it",
 			 format_size(size, a, sizeof(a)), format_size(def, b, sizeof(b)));
 
-	bool existed = access(o->journal_path, F_OK) == 0;
 	m->j = journal_open(o->journal_path, size, o->name, err, err_len);
 	if (!m->j)
 		return -1;
-	if (master_load_meta(m, existed, err, err_len) < 0)
+	if (master_load_meta(m, journal_last_txid(m->j) == 0, err, err_len) < 0)
 		return -1;
 
 	uint64_t max = journal_capacity(m->j) / 8;

@@ -299,6 +299,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	srv.heartbeat_timeout_ms = a.heartbeat_timeout_ms;
+	store_set_trace_fd(srv.trace_fd);
 	/* A mirror that crashed replays its journals before anyone can see it. */
 	if (store_recover_all(a.data_dir) > 0)
 		log_error(NULL, "some volumes could not be recovered; their masters will get an error");

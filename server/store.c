@@ -18,6 +18,13 @@ enum {
 	MIRROR_JOURNAL_MAX = 1u << 30,
 };
 
+static int trace_fd = -1;
+
+void store_set_trace_fd(int fd)
+{
+	trace_fd = fd;
+}
+
 static int path_in(char *out, size_t len, const struct mirror_volume *mv, const char *leaf)
 {
 	if (snprintf(out, len, "%s/%s", mv->dir, leaf) >= (int)len) {
@@ -80,6 +87,13 @@ static int replay_journal(struct mirror_volume *mv, char *err, size_t err_len)
 			snprintf(err, err_len, "journal replay: applying TXID %" PRIu64 ": %s", t,
 				 strerror(errno));
 			goto out;
+		}
+		if (trace_fd >= 0) {
+			char line[256];
+			int n = snprintf(line, sizeof(line), "volume=%s ", mv->name);
+			n += journal_rec_format(&r, line + n, sizeof(line) - (size_t)n);
+			if (write(trace_fd, line, (size_t)n) != n)
+				log_warn(mv->name, "--trace-tx: %s", strerror(errno));
 		}
 	}
 	log_info(mv->name, "journal replay: re-applied TXIDs %" PRIu64 "..%" PRIu64, first, last);

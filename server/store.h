@@ -65,6 +65,9 @@ int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uui
 		 const uint64_t *sizes, unsigned n, uint64_t journal_size, bool *created,
 		 uint32_t *wire_err, char *err, size_t err_len);
 
+/* --trace-tx: records replayed from journals are traced there too (fd, or -1). */
+void store_set_trace_fd(int fd);
+
 /* Persists owner, uuid, phase, consistent flag and TXID atomically. 0 or -1. */
 int store_save(struct mirror_volume *mv);
 

@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# kill -9 of frep-client or frep-server at seeded random points under a sequential writer; after each restart: INSYNC, convergence, durability, in-order application and prefix consistency (tests/tools/frep-check.py).
+#
+# Environment (defaults are the CI run; tests/crash-soak.sh sets them for long runs):
+#   CRASH_SEED=N          base seed; every per-iteration draw derives from it (printed first)
+#   CRASH_SIDES=LIST      which daemons to kill, in turn: master,mirror (default master;
+#                         test-crash-kill9-mirror.sh runs the mirror side)
+#   CRASH_ITERS=N         iterations per side (default 25)
+#   CRASH_BUDGET=SECS     fail if the loop would run past this (default 50; 0 = no bound)
+#   CRASH_CHECK_EVERY=N   prefix and trace checks every N-th iteration of a side (default 5)
+#   CRASH_KEEP_GOING=1    (soak) report a failed check and go on with the next iteration
+#                         instead of failing at once; the run still fails at the end
+# Each iteration prints one line "iter I side S seed X delay_ms D acked A durable U
+# recovery_ms R result OK|FAIL"; the last line is a tally.
+
+# Helpers, shared with test-crash-power.sh (it sources this file with
+# CRASH_HELPERS_ONLY=1 after lib.sh). They read VOL, INITIAL, WSEED, MAXLEN, VOLSIZE,
+# SEED, the traces MTRACE and RTRACE, the mirror's data dir (lib.sh's SERVER_DATA)
+# and the server logs: SERVER_LOG and the earlier ones appended to SALL.
+PY=/usr/bin/python3
+W=("$PY" "${FREP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/tests/tools/frep-write.py")
+C=("$PY" "${FREP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/tests/tools/frep-check.py")
+FAILURES=0 PREFIX_OK=0 TRACE_OK=0
+
+# rnd I TAG MOD: a number in [0, MOD) drawn from (seed, iteration, tag).
+rnd() {
+	local h
+	h=$(printf '%s/%s/%s' "$SEED" "$1" "$2" | sha256sum | cut -c1-8)
+	echo $((16#$h % $3))
+}
+
+# wait_fast TIMEOUT_S WHAT COMMAND...: wait_for with a finer poll; the loop's waits
+# add up over many iterations.
+wait_fast() {
+	local deadline=$((SECONDS + $1)) what=$2
+	shift 2
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $deadline ] || fail "timed out waiting for $what"
+		sleep 0.02
+	done
+}
+
+now_ms() {
+	echo $(($(date +%s%N) / 1000000))
+}
+
+# status_of KEY: one key of the status line fetched last by get_status.
+get_status() {
+	STATUS=$(ctl "$VOL" status 2>/dev/null) || STATUS=""
+}
+status_of() {
+	tr ' ' '\n' <<<"$STATUS" | sed -n "s/^$1=//p"
+}
+
+# in_sync_drained: INSYNC with every committed TXID acknowledged by the mirror.
+in_sync_drained() {
+	get_status
+	[ "$(status_of state)" = INSYNC ] && [ "$(status_of acked_txid)" = "$(status_of committed_txid)" ]
+}
+
+# committed_past TXID: the master committed past TXID.
+committed_past() {
+	get_status
+	local c
+	c=$(status_of committed_txid)
+	[ -n "$c" ] && [ "$c" -gt "$1" ]
+}
+
+# recovered_txid: durable TXID the last server start reported for vol ("" if none).
+recovered_txid() {
+	grep -Eo "volume=$VOL recovered: durable TXID [0-9]+" "$SERVER_LOG" | tail -n1 | grep -Eo '[0-9]+$' || true
+}
+
+# next_index FROM: 1 + the writer index (>= FROM - 1) of the last write in the master
+# trace. The writer is killed or dies mid-request: the trace, not the writer, knows
+# how far the master got.
+next_index() {
+	"$PY" - "$(dirname "${W[1]}")" "$MTRACE" "$WSEED" "$1" "$VOLSIZE" "$MAXLEN" <<'EOF'
+import importlib.util, sys
+tools, trace, seed, start, size, max_len = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+def load(name, f):
+	sys.dont_write_bytecode = True
+	spec = importlib.util.spec_from_file_location(name, tools + "/" + f)
+	m = importlib.util.module_from_spec(spec)
+	spec.loader.exec_module(m)
+	return m
+w, c = load("w", "frep-write.py"), load("c", "frep-check.py")
+last = None
+for line in open(trace):
+	if line.endswith("\n") and " op=write " in line:
+		last = line
+if last is None:
+	sys.exit("no write in the master trace")
+kv = dict(t.split("=", 1) for t in last.split())
+off, length, crc = int(kv["off"]), int(kv["len"]), int(kv["crc"], 16)
+for i in range(max(start - 1, 0), start + 1000000):
+	_, o, l = w.op_at(seed, i, size, max_len, ("write",))
+	if (o, l) == (off, length) and c.crc32c(w.data_at(seed, i, l)) == crc:
+		print(i + 1)
+		sys.exit(0)
+sys.exit("last traced write %s is no writer index >= %d" % (last.strip(), start - 1))
+EOF
+}
+
+# check_fail ITER MESSAGE: fatal unless CRASH_KEEP_GOING.
+check_fail() {
+	FAILURES=$((FAILURES + 1))
+	ITER_RESULT=FAIL
+	echo "FAIL: iteration $1 (seed $SEED): $2" >&2
+	[ -n "${CRASH_KEEP_GOING:-}" ] || fail "iteration $1 (seed $SEED): $2"
+}
+
+# check_prefix ITER MIN_TXID: prefix consistency of the stopped, replayed mirror.
+check_prefix() {
+	local out rc=0 t=$(now_ms)
+	out=$("${C[@]}" prefix --initial "$INITIAL" --master-trace "$MTRACE" \
+		--mirror-dir "${SERVER_DATA:-$T/mirror}/$VOL" --seed "$WSEED" --max-len $MAXLEN --min-txid "$2" 2>&1) || rc=$?
+	echo "  prefix check $1: $(($(now_ms) - t)) ms: $out"
+	case $rc in
+	0) PREFIX_OK=$((PREFIX_OK + 1)) ;;
+	3) ;; # not consistent (a copy or resync in progress): only --min-txid was checked
+	*) check_fail "$1" "prefix check: $out" ;;
+	esac
+}
+
+# fix_traces: writes MTRACE.dedup and RTRACE.fixed for frep-check.py trace.
+#  - A restarted frep-client traces its held journal records again (redo), which the
+#    checker reads as a step back in commit order: keep each TXID's first line; a
+#    repeated TXID must repeat the same line.
+#  - frep-server traces what a session applies, not what a journal replay re-applies
+#    (at start, or when a session ended between journal fdatasync and apply). A gap
+#    in the mirror trace is filled with the master's lines only if a logged replay
+#    ("journal replay: re-applied TXIDs A..B") covers all of it; any other gap stays
+#    and fails the check.
+fix_traces() {
+	cat "$SALL" "$SERVER_LOG" 2>/dev/null >"$T/server.cat.log" || true
+	"$PY" - "$MTRACE" "$MTRACE.dedup" "$RTRACE" "$RTRACE.fixed" "$T/server.cat.log" "$VOL" <<'EOF'
+import re, sys
+def lines(path):
+	return open(path).read().split("\n")[:-1]	# a last line without newline was cut
+def txid(line):
+	m = re.search(r"(?:^| )txid=(\d+)(?: |$)", line)
+	return int(m.group(1)) if m else None
+seen, out = {}, []
+for n, line in enumerate(lines(sys.argv[1]), 1):
+	t = txid(line)
+	if t is None:
+		out.append(line)
+	elif t in seen:
+		if seen[t] != line:
+			sys.exit("master trace line %d: txid=%d re-traced as %r, first %r" % (n, t, line, seen[t]))
+	else:
+		seen[t] = line
+		out.append(line)
+open(sys.argv[2], "w").write("".join(l + "\n" for l in out))
+replayed = set()
+for m in re.finditer(r"volume=" + re.escape(sys.argv[6]) + r" journal replay: re-applied TXIDs (\d+)\.\.(\d+)", open(sys.argv[5]).read()):
+	replayed.update(range(int(m.group(1)), int(m.group(2)) + 1))
+out, prev, filled = [], None, 0
+for line in lines(sys.argv[3]):
+	t = txid(line)
+	if t is not None and prev is not None and t > prev + 1 and all(x in replayed and x in seen for x in range(prev + 1, t)):
+		out += ["volume=%s %s" % (sys.argv[6], seen[x]) for x in range(prev + 1, t)]
+		filled += t - prev - 1
+	out.append(line)
+	prev = t
+open(sys.argv[4], "w").write("".join(l + "\n" for l in out))
+print("filled %d replayed TXID(s)" % filled)
+EOF
+}
+
+check_trace() {
+	local out
+	out=$(fix_traces 2>&1) || check_fail "$1" "$out"
+	out=$("${C[@]}" trace --master-trace "$MTRACE.dedup" --mirror-trace "$RTRACE.fixed" 2>&1) ||
+		check_fail "$1" "trace check: $out"
+	TRACE_OK=$((TRACE_OK + 1))
+}
+
+[ -z "${CRASH_HELPERS_ONLY:-}" ] || return 0
+
+source "$(dirname "$0")/lib.sh"
+# A command failing under set -e would end the run without a word: name it.
+set -o errtrace
+trap 'echo "$TEST_NAME: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
+VOL=vol
+MTRACE=$T/master.trace
+RTRACE=$T/mirror.trace
+SALL=$T/server.all.log
+
+SEED=${CRASH_SEED:-$((RANDOM * 32768 + RANDOM))}
+IFS=, read -r -a SIDES <<<"${CRASH_SIDES:-master}"
+ITERS=${CRASH_ITERS:-25}
+BUDGET=${CRASH_BUDGET:-50}
+CHECK_EVERY=${CRASH_CHECK_EVERY:-5}
+TEST_NAME=$TEST_NAME-${CRASH_SIDES:-master}
+WSEED=w$SEED
+MAXLEN=16384
+echo "crash seed $SEED, sides ${SIDES[*]}, $ITERS iteration(s) per side (replay: CRASH_SEED=$SEED)"
+
+for s in "${SIDES[@]}"; do
+	[ "$s" = master ] || [ "$s" = mirror ] || fail "CRASH_SIDES: unknown side '$s'"
+done
+
+# Small volume, two extents of 8 MiB. (Not larger: frep-write.py places one request
+# in 8 across each 16 MiB multiple, and frep-check.py's matcher is quadratic in
+# those few same-place requests, e.g. 15 s for 20000 transactions.)
+mkvol "$T/e0" 8M; mkvol "$T/e1" 8M
+fill "$T/e0" 2 4 "a$SEED"; fill "$T/e1" 1 3 "b$SEED"
+cp "$T/e0" "$T/i0"; cp "$T/e1" "$T/i1"
+MASTER="$T/e0,$T/e1"
+VOLSIZE=$((16 << 20))
+INITIAL="$T/i0,$T/i1"
+MIRROR=$(mirror_extents vol 2)
+certs master-1
+
+SERVER_ARGS=(--trace-tx "$RTRACE" --heartbeat-timeout 3)
+CLIENT_ARGS=(--control "unix:$T/vol.ctl" --trace-tx "$MTRACE" --backoff 0.1:0.5
+	--heartbeat-timeout 3)
+
+start_server "${SERVER_ARGS[@]}"
+PORT=$SERVER_PORT
+start_client vol "$MASTER" master-1 "${CLIENT_ARGS[@]}"
+wait_fast 30 "INSYNC" status_is vol state INSYNC
+URI=$(nbd_uri vol)
+
+# restart_client: after a kill -9; the stale sockets go first so the waits see the new ones.
+restart_client() {
+	rm -f "$T/vol.sock" "$T/vol.ctl"
+	start_client vol "$MASTER" master-1 "${CLIENT_ARGS[@]}"
+}
+
+# restart_server [PORT]: keeps the previous log as server.prev.log, and all in server.all.log.
+restart_server() {
+	[ -f "$SERVER_LOG" ] && cp "$SERVER_LOG" "$T/server.prev.log" && cat "$SERVER_LOG" >>"$SALL"
+	SERVER_PORT_WANTED=${1:-$PORT} start_server "${SERVER_ARGS[@]}"
+}
+
+NEXT=0 # next writer index
+START=$SECONDS
+declare -A KILLS=([master]=0 [mirror]=0)
+declare -A REC_SUM=([master]=0 [mirror]=0) REC_MAX=([master]=0 [mirror]=0)
+total=$((ITERS * ${#SIDES[@]}))
+for ((i = 0; i < total; i++)); do
+	if [ "$BUDGET" -gt 0 ] && [ $((SECONDS - START)) -ge "$BUDGET" ]; then
+		fail "only $i of $total iterations fit in ${BUDGET}s (seed $SEED): the machine is too slow for the CI bound"
+	fi
+	side=${SIDES[i % ${#SIDES[@]}]}
+	n=$((KILLS[$side] + 1))
+	delay=$((20 + $(rnd "$i" delay 300)))
+	ITER_RESULT=OK
+	alive "$SERVER_PID" frep-server
+	alive "$CLIENT_PID" frep-client
+
+	# Writer: sequential, from the next index, until killed (its --duration is only a
+	# safety bound); a master kill stops it at once with an error.
+	get_status
+	c0=$(status_of committed_txid)
+	"${W[@]}" --uri "$URI" --seed "$WSEED" --first-index "$NEXT" --max-len $MAXLEN --tolerate-errors \
+		--duration 60 >"$T/writer.out" 2>"$T/writer.err" &
+	WPID=$!
+	wait_fast 10 "the writer's first commits" committed_past "$c0"
+	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))" # the seeded crash point itself
+	get_status
+	acked=$(status_of acked_txid)
+	[ -n "$acked" ] || fail "iteration $i: no status before the kill: '$STATUS'"
+	[ "$(status_of state)" = INSYNC ] || fail "iteration $i: not INSYNC before the kill: $STATUS"
+
+	durable=-
+	if [ "$side" = master ]; then
+		kill -KILL "$CLIENT_PID"
+		wait "$CLIENT_PID" 2>/dev/null || true
+		t0=$(now_ms)
+		wait "$WPID" || fail "iteration $i: writer failed: $(cat "$T/writer.err")"
+		grep -q 'stopped=error' "$T/writer.out" || fail "iteration $i: the writer did not see the master die: $(cat "$T/writer.out")"
+		restart_client
+		wait_fast 30 "INSYNC" status_is vol state INSYNC
+	else
+		kill -KILL "$SERVER_PID"
+		wait "$SERVER_PID" 2>/dev/null || true
+		# The trace has no line for what the journal replay re-applies: mark the restart.
+		echo "volume=$VOL event=restart iteration=$i" >>"$RTRACE"
+		t0=$(now_ms)
+		if [ $((n % CHECK_EVERY)) -eq 0 ]; then
+			# Replay on a port the master does not know, stop, check the stopped mirror.
+			# The writer stops first: the checker needs the CPU more than the load.
+			kill -KILL "$WPID"
+			wait "$WPID" 2>/dev/null || true
+			restart_server 0
+			durable=$(recovered_txid)
+			stop "$SERVER_PID"
+			check_prefix "$i" "$acked"
+			t0=$(now_ms)
+		fi
+		restart_server
+		durable=$(recovered_txid)
+		[ -n "$durable" ] || fail "iteration $i: no 'recovered' line in the server log"
+		[ "$durable" -ge "$acked" ] ||
+			check_fail "$i" "mirror recovered durable TXID $durable < TXID $acked the master saw acknowledged"
+		# Catch-up runs under the writer's load.
+		wait_fast 30 "INSYNC" status_is vol state INSYNC
+		if [ $((n % CHECK_EVERY)) -ne 0 ]; then
+			kill -0 "$WPID" 2>/dev/null ||
+				fail "iteration $i: the writer stopped while only the mirror died: $(cat "$T/writer.out" "$T/writer.err")"
+			kill -KILL "$WPID"
+			wait "$WPID" 2>/dev/null || true
+		fi
+	fi
+	rec=$(($(now_ms) - t0))
+	KILLS[$side]=$n
+	# The writer's position: the index of the last write the master traced.
+	prev=$NEXT
+	NEXT=$(next_index "$NEXT") || fail "iteration $i: cannot place the last traced write in the writer's sequence"
+	[ "$NEXT" -gt "$prev" ] || [ "$side" = master ] || fail "iteration $i: the writer made no progress"
+
+	REC_SUM[$side]=$((REC_SUM[$side] + rec))
+	[ "$rec" -gt "${REC_MAX[$side]}" ] && REC_MAX[$side]=$rec
+	# The writer is stopped: everything committed reaches the mirror, bytes converge.
+	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
+	if [ "$side" = master ]; then
+		a2=$(status_of acked_txid)
+		[ "$a2" -ge "$acked" ] || check_fail "$i" "after the restart acked_txid $a2 < $acked before the kill"
+	fi
+	wait_fast 30 "mirror byte-identical to master" same_bytes "$MASTER" "$MIRROR"
+	out=$("${C[@]}" converge --master "$MASTER" --mirror "$MIRROR" 2>&1) || check_fail "$i" "$out"
+	[ $((n % CHECK_EVERY)) -eq 0 ] && check_trace "$i"
+	alive "$SERVER_PID" frep-server
+	alive "$CLIENT_PID" frep-client
+	echo "iter $i side $side seed $SEED delay_ms $delay acked $acked durable $durable next_index $NEXT recovery_ms $rec result $ITER_RESULT"
+done
+
+# Final: both stopped cleanly; the mirror, replayed and closed, is consistent at the
+# master's last TXID, and the whole trace is in order.
+get_status
+final=$(status_of committed_txid)
+stop "$CLIENT_PID"
+stop "$SERVER_PID"
+check_prefix final "$final"
+check_trace final
+for s in master mirror; do
+	k=${KILLS[$s]}
+	[ "$k" -gt 0 ] && echo "tally side $s kills $k recovery_ms_mean $((REC_SUM[$s] / k)) recovery_ms_max ${REC_MAX[$s]}"
+done
+echo "tally iterations $total failures $FAILURES prefix_checks_ok $PREFIX_OK trace_checks_ok $TRACE_OK last_txid $final seconds $((SECONDS - START))"
+[ "$FAILURES" -eq 0 ] || fail "$FAILURES failed check(s) (seed $SEED)"
+pass "seed $SEED: $total kill -9 iterations (${SIDES[*]}), each back to INSYNC and converged; prefix and trace checks held; last TXID $final"
