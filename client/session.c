@@ -793,7 +793,7 @@ static void step_copy(struct session *s)
 	enum master_state state = s->fsm.state;
 	bool full = s->need_full || state == MS_REPLICATE ||
 		    (state == MS_OUTOFSYNC && s->o.resync_full);
-	uint64_t total;
+	uint64_t total = 0;
 
 	s->need_full = false;
 	/*

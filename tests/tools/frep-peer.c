@@ -422,7 +422,7 @@ static int split(char *s, char **argv, int max)
 
 static int run_line(struct peer *p, char *line)
 {
-	char *argv[8];
+	char *argv[8] = { 0 };
 	char *s = line;
 
 	while (isspace((unsigned char)*s))

@@ -59,7 +59,7 @@ static int setup(void **state)
 		assert_int_equal(ftruncate(fd, (off_t)sizes3[i]), 0); /* sparse */
 		close(fd);
 	}
-	char err[256] = "";
+	char err[8192] = "";
 	if (volume_open(&f->v, "vol", f->paths, 3, err, sizeof(err)) < 0)
 		fail_msg("volume_open: %s", err);
 	*state = f;
@@ -272,7 +272,7 @@ static void test_open_errors(void **state)
 {
 	struct fixture *f = *state;
 	struct volume v;
-	char err[256], p[128], *paths[1] = { p };
+	char err[8192], p[128], *paths[1] = { p };
 
 	snprintf(p, sizeof(p), "%s/missing", f->dir);
 	assert_int_equal(volume_open(&v, "vol", paths, 1, err, sizeof(err)), -1);
@@ -300,7 +300,7 @@ static void test_create_validate(void **state)
 {
 	struct fixture *f = *state;
 	struct volume v;
-	char dir[128], err[512], p[320];
+	char dir[128], err[8192], p[320];
 	bool created, no_space;
 	struct stat st;
 
@@ -361,7 +361,7 @@ static void test_table_malformed(void **state)
 {
 	struct fixture *f = *state;
 	struct volume v;
-	char dir[128], err[256];
+	char dir[128], err[8192];
 	bool created, no_space;
 	static uint64_t many[FREP_MAX_EXTENTS + 1];
 	const struct {
@@ -413,7 +413,7 @@ static void test_no_space(void **state)
 		bool no_space;
 	} t[] = { { ENOSPC, true }, { EDQUOT, true }, { EIO, false } };
 	struct volume v;
-	char dir[128], err[512], p[320];
+	char dir[128], err[8192], p[320];
 	bool created, no_space;
 
 	snprintf(dir, sizeof(dir), "%s/full", f->dir);
@@ -450,7 +450,7 @@ static void test_interrupted_creation(void **state)
 {
 	struct fixture *f = *state;
 	struct volume v;
-	char dir[128], err[512], p[320];
+	char dir[128], err[8192], p[320];
 	bool created, no_space;
 
 	snprintf(dir, sizeof(dir), "%s/half", f->dir);
