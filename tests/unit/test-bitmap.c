@@ -5,6 +5,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -34,37 +36,14 @@
 #define NREG (2 * BITS_PER_PAGE + 100)
 #define VOL ((uint64_t)(NREG - 1) * RS + 1000)
 
-struct fixture {
-	char dir[64];
-	char path[128];
-	char errlog[128];
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	strcpy(f->dir, "/tmp/frep-test-bitmap-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/bitmap", f->dir);
-	snprintf(f->errlog, sizeof(f->errlog), "%s/stderr", f->dir);
-	*state = f;
-	return 0;
+	return tmpdir_setup(state, "bitmap", "bitmap");
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	char p[192];
-	const char *names[] = { "bitmap", "bitmap.new", "stderr" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->dir, names[i]);
-		unlink(p);
-	}
-	assert_int_equal(rmdir(f->dir), 0);
-	free(f);
-	return 0;
+	return tmpdir_teardown(state);
 }
 
 /* ------------------------------------------------------------------ helpers */

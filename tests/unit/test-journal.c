@@ -5,42 +5,21 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include "../../common/journal.c"
 
 #define MIB (1024u * 1024u)
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-struct fixture {
-	char dir[64];
-	char path[128];
-	char errlog[128];
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	assert_non_null(f);
-	strcpy(f->dir, "/tmp/frep-test-journal-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/journal", f->dir);
-	snprintf(f->errlog, sizeof(f->errlog), "%s/stderr", f->dir);
-	*state = f;
-	return 0;
+	return tmpdir_setup(state, "journal", "journal");
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	char p[192];
-	const char *names[] = { "journal", "journal.new", "stderr" };
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->dir, names[i]);
-		unlink(p);
-	}
-	assert_int_equal(rmdir(f->dir), 0);
-	free(f);
-	return 0;
+	return tmpdir_teardown(state);
 }
 
 /* ------------------------------------------------------------------ helpers */
