@@ -9,97 +9,22 @@
 # independent of the project's protobuf-c code, encodes and decodes the bodies.
 source "$(dirname "$0")/lib.sh"
 certs master-1
-command -v protoc >/dev/null || fail "protoc (protobuf-compiler) is not installed"
-
-W=$T/w
-mkdir -p "$W"
-PROTO_DIR=$FREP_SRC/proto
-UUID='\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017\020'
-SID='\100\101\102\103\104\105\106\107\110\111\112\113\114\115\116\117'
-EXT=1048576
-
-# enc MESSAGE OUTFILE: protobuf text on stdin -> binary body.
-enc() {
-	protoc --proto_path="$PROTO_DIR" --encode="frep.v1.$1" frep/v1/frep.proto >"$2" 2>"$2.warn" ||
-		fail "protoc could not encode $1: $(cat "$2.warn")"
-}
-
-# dec MESSAGE FILE: binary body -> protobuf text on stdout.
-dec() {
-	protoc --proto_path="$PROTO_DIR" --decode="frep.v1.$1" frep/v1/frep.proto <"$2" ||
-		fail "protoc could not decode $2 as $1"
-}
-
-# hello VOLUME: writes $W/hello-VOLUME.bin, one lane, generation 1.
-hello() {
-	enc Hello "$W/hello-$1.bin" <<EOF
-proto_min: 1 proto_max: 1 master_node: "bad-peer" volume: "$1" volume_uuid: "$UUID"
-generation: 1 session_id: "$SID" lane: 0 lane_count: 1 retained_first_txid: 0
-committed_txid: 0 journal_size: 16777216
-EOF
-}
-
-# peer NAME: runs frep-peer on the script from stdin in $W; fails the test unless
-# the script ran as written (which also means the server accepted the connection).
-peer() {
-	local rc=0
-	(cd "$W" && timeout 20 "$BIN/tests/frep-peer" --connect "127.0.0.1:$SERVER_PORT" \
-		--server-name frep-mirror --cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
-		--ca "$PKI/ca.crt" --timeout 10) >"$W/$1.out" 2>"$T/peer-$1.log" || rc=$?
-	[ $rc -eq 0 ] || fail "case $1: frep-peer exit $rc: $(cat "$T/peer-$1.log")"
-}
-
-# has NAME MESSAGE FILE FIELD...: the decoded body has each "field: value" line.
-has() {
-	local name=$1 what=$2 txt f
-	txt=$(dec "$2" "$3")
-	shift 3
-	for f in "$@"; do
-		grep -qx "$f" <<<"$txt" || fail "case $name: $what lacks '$f': $txt"
-	done
-}
+source "$(dirname "$0")/peer.sh"
 
 # illegal NAME VOLUME STATE MSG EVENT: runs the script on stdin (it must leave the
 # mirror in STATE), then expects Error UNEXPECTED for MSG and the close; checks the
 # server's log for the illegal EVENT and the move to ERROR, and that it is still up.
 illegal() {
-	local name=$1 vol=$2 state=$3 msg=$4 ev=$5 txt
-	{ cat; printf 'expect ERROR %s.error\nexpect-close\n' "$name"; } | peer "$name"
-	txt=$(dec Error "$W/$name.error")
-	grep -qx 'code: 2' <<<"$txt" || fail "case $name: expected Error UNEXPECTED (2), got: $txt"
-	grep -qx 'severe: true' <<<"$txt" || fail "case $name: Error not severe: $txt"
-	grep -qx "message: \"$msg is illegal in state $state\"" <<<"$txt" ||
-		fail "case $name: message does not name $msg and $state: $txt"
+	local name=$1 vol=$2 state=$3 msg=$4 ev=$5
+	refused "$name" 2 "^$msg is illegal in state $state\$"
 	wait_log "$SERVER_LOG" "WARN volume=$vol state $state: illegal event $ev\$" 5
 	wait_log "$SERVER_LOG" "volume=$vol state $state -> ERROR \(event SEVERE\) reason: $msg is illegal" 5
 	alive "$SERVER_PID" frep-server
 }
 
-# insync VOLUME: script lines that take a new 1 MiB volume to INSYNC at TXID 0.
-insync() {
-	hello "$1"
-	cat <<EOF
-send HELLO hello-$1.bin
-expect WELCOME
-send EXTENT_TABLE ext1m.bin
-expect PARTS_READY
-send START_COPY startrep.bin
-send COPY_DONE copydone.bin
-expect COPY_ACK
-expect CONSISTENT
-EOF
-}
-
 # tx TXID OP OFFSET: writes $W/txTXID.bin, 4096 bytes long.
 tx() {
 	enc Tx "$W/tx$1.bin" <<<"generation: 1 txid: $1 op: $2 offset: $3 length: 4096 data_crc: 0"
-}
-
-# released VOLUME: waits until the last session let go of VOLUME. A session
-# still closing (checkpoint, fsyncs) holds its lock (spec Appendix A) and a
-# reconnect would get BUSY, which a real master retries; the script cannot.
-released() {
-	wait_for 10 "session lock of $1 released" flock -n "$T/mirror/$1/lock" true
 }
 
 # block FILE INDEX: the INDEXth 4 KiB block of FILE.
@@ -109,19 +34,13 @@ block() {
 
 start_server
 
-enc ExtentTable "$W/ext1m.bin" <<<"extent_size: $EXT"
-enc StartCopy "$W/startrep.bin" <<<"kind: PHASE_REPLICATE base_txid: 0 total_bytes: $EXT"
 enc StartCopy "$W/startoos.bin" <<<"kind: PHASE_OUTOFSYNC base_txid: 0 total_bytes: $EXT"
 enc CopyData "$W/copydata.bin" <<<'offset: 0 data_crc: 0'
-enc CopyDone "$W/copydone.bin" <<<'last_txid: 0 copied_bytes: 0'
-enc StartSync "$W/sync0.bin" <<<'from_txid: 0'
 enc StartSync "$W/sync1.bin" <<<'from_txid: 1'
 enc StartSync "$W/sync2.bin" <<<'from_txid: 2'
 enc Heartbeat "$W/hb.bin" <<<'seq: 1 txid: 0'
-enc Goodbye "$W/bye.bin" <<<'reason: "test done"'
 : | enc Pause "$W/pause.bin"
 : | enc Resume "$W/resume.bin"
-for c in A B C D; do head -c 4096 /dev/zero | tr '\0' "$c" >"$W/$c"; done
 tx 1 TX_WRITE 0
 tx 2 TX_WRITE 8192
 tx 3 TX_WRITE 24576
@@ -139,39 +58,18 @@ send START_COPY startrep.bin
 EOF
 
 # 3. READY: a TX before the master chose copy or sync.
-hello s-ready
-illegal ready s-ready READY TX MSG_TX <<'EOF'
-send HELLO hello-s-ready.bin
-expect WELCOME
-send EXTENT_TABLE ext1m.bin
-expect PARTS_READY
-send TX tx1.bin A crc
-EOF
+{ ready s-ready; echo 'send TX tx1.bin A crc'; } | illegal ready s-ready READY TX MSG_TX
 
 # 4. REPLICATE: START_SYNC in the middle of the first copy.
-hello s-rep
-illegal replicate s-rep REPLICATE START_SYNC MSG_START_SYNC <<'EOF'
-send HELLO hello-s-rep.bin
-expect WELCOME
-send EXTENT_TABLE ext1m.bin
-expect PARTS_READY
-send START_COPY startrep.bin
-send COPY_DATA copydata.bin A crc
-send START_SYNC sync0.bin
-EOF
+{ ready s-rep; printf 'send START_COPY startrep.bin\nsend COPY_DATA copydata.bin A crc\nsend START_SYNC sync0.bin\n'; } |
+	illegal replicate s-rep REPLICATE START_SYNC MSG_START_SYNC
 
 # 5. OUTOFSYNC (spec IDLE-1): PAUSE during a resync of an existing, consistent volume.
 { insync s-oos; printf 'send GOODBYE bye.bin\nexpect-close\n'; } | peer oos-setup
 wait_log "$SERVER_LOG" 'volume=s-oos master .* said goodbye' 5
 released s-oos
-illegal outofsync s-oos OUTOFSYNC PAUSE MSG_PAUSE <<'EOF'
-send HELLO hello-s-oos.bin
-expect WELCOME welcome-oos.out
-send EXTENT_TABLE ext1m.bin
-expect PARTS_READY
-send START_COPY startoos.bin
-send PAUSE pause.bin
-EOF
+{ ready s-oos welcome-oos.out; printf 'send START_COPY startoos.bin\nsend PAUSE pause.bin\n'; } |
+	illegal outofsync s-oos OUTOFSYNC PAUSE MSG_PAUSE
 has outofsync Welcome "$W/welcome-oos.out" 'known: true' 'consistent: true' 'phase: 4'
 grep -Eq 'volume=s-oos state READY -> OUTOFSYNC \(event MSG_START_OUTOFSYNC\)' "$SERVER_LOG" ||
 	fail "case outofsync: the mirror did not log READY -> OUTOFSYNC"
@@ -217,18 +115,14 @@ send TX tx2.bin B crc
 uncork -2048
 close
 EOF
-[ "$(dec TxAck "$W/txack-trunc.out")" = 'txid: 1' ] || fail "trunc: TX 1 not acknowledged"
+body_is trunc TxAck "$W/txack-trunc.out" 'txid: 1'
 wait_log "$SERVER_LOG" 'WARN volume=vtrunc master 127\.0\.0\.1:[0-9]+: connection lost inside a TX frame' 10
 alive "$SERVER_PID" frep-server
 MX=$T/mirror/vtrunc/extent.0
 cmp -s <(block "$MX" 0) "$W/A" || fail "trunc: TX 1 was not applied"
 cmp -s <(block "$MX" 2) <(head -c 4096 /dev/zero) || fail "trunc: part of the cut TX 2 was applied"
 released vtrunc
-peer trunc-back <<'EOF'
-send HELLO hello-vtrunc.bin
-expect WELCOME welcome-trunc.out
-send EXTENT_TABLE ext1m.bin
-expect PARTS_READY
+{ ready vtrunc welcome-trunc.out; cat <<'EOF'; } | peer trunc-back
 send START_SYNC sync1.bin
 send TX tx2.bin B crc
 expect TX_ACK txack-trunc2.out
@@ -236,7 +130,7 @@ send GOODBYE bye.bin
 expect-close
 EOF
 has trunc-back Welcome "$W/welcome-trunc.out" 'known: true' 'durable_txid: 1' 'consistent: true'
-[ "$(dec TxAck "$W/txack-trunc2.out")" = 'txid: 2' ] || fail "trunc-back: resent TX 2 not acknowledged"
+body_is trunc-back TxAck "$W/txack-trunc2.out" 'txid: 2'
 wait_log "$SERVER_LOG" 'volume=vtrunc master .* said goodbye' 5
 cmp -s <(block "$MX" 2) "$W/B" || fail "trunc-back: resent TX 2 not applied"
 released vtrunc
@@ -244,26 +138,17 @@ released vtrunc
 # 10. spec: SEQ-6. TX 7 while 3 is expected: RESEND 3..6, and when the master
 # leaves without filling the gap, TX 7 was never journaled (durable TXID still
 # 2 on reconnect) nor applied; the next honest TX 3 is.
-peer gap <<'EOF'
-send HELLO hello-vtrunc.bin
-expect WELCOME
-send EXTENT_TABLE ext1m.bin
-expect PARTS_READY
+{ ready vtrunc; cat <<'EOF'; } | peer gap
 send START_SYNC sync2.bin
 send TX tx7.bin C crc
 expect RESEND resend-gap.out
 close
 EOF
-r=$(dec Resend "$W/resend-gap.out")
-[ "$r" = $'from_txid: 3\nto_txid: 6' ] || fail "gap: expected RESEND 3..6, got: $r"
+body_is gap Resend "$W/resend-gap.out" $'from_txid: 3\nto_txid: 6'
 wait_log "$SERVER_LOG" 'volume=vtrunc .*TX 7 arrived past a gap: asking for 3\.\.6' 5
 wait_log "$SERVER_LOG" 'volume=vtrunc master 127\.0\.0\.1:[0-9]+ closed the connection' 5
 released vtrunc
-peer gap-back <<'EOF'
-send HELLO hello-vtrunc.bin
-expect WELCOME welcome-gap.out
-send EXTENT_TABLE ext1m.bin
-expect PARTS_READY
+{ ready vtrunc welcome-gap.out; cat <<'EOF'; } | peer gap-back
 send START_SYNC sync2.bin
 send TX tx3.bin D crc
 expect TX_ACK txack-gap.out
@@ -271,7 +156,7 @@ send GOODBYE bye.bin
 expect-close
 EOF
 has gap-back Welcome "$W/welcome-gap.out" 'known: true' 'durable_txid: 2' 'consistent: true'
-[ "$(dec TxAck "$W/txack-gap.out")" = 'txid: 3' ] || fail "gap-back: TX 3 not acknowledged"
+body_is gap-back TxAck "$W/txack-gap.out" 'txid: 3'
 wait_log "$SERVER_LOG" 'volume=vtrunc master .* said goodbye' 5
 truncate -s $EXT "$W/expect-vtrunc"
 dd if="$W/A" of="$W/expect-vtrunc" bs=4096 seek=0 conv=notrunc status=none
@@ -279,11 +164,5 @@ dd if="$W/B" of="$W/expect-vtrunc" bs=4096 seek=2 conv=notrunc status=none
 dd if="$W/D" of="$W/expect-vtrunc" bs=4096 seek=6 conv=notrunc status=none
 cmp -s "$W/expect-vtrunc" "$MX" || fail "gap-back: mirror differs from TX 1, 2, 3 applied (held-back TX 7 applied?)"
 
-# The server is up, stops cleanly (so sanitizer builds check every path above
-# for leaks), and nothing was reported.
-alive "$SERVER_PID" frep-server
-stop "$SERVER_PID"
-if grep -Eq 'ASan|AddressSanitizer|LeakSanitizer|runtime error' "$SERVER_LOG"; then
-	fail "sanitizer report in the server log"
-fi
+stop_server_clean
 pass "illegal event answered UNEXPECTED in INIT, MAKEPARTS, READY, REPLICATE, OUTOFSYNC, INSYNC, IDLE; nothing handled after ERROR; cut TX and held-back TX never journaled; server kept serving"
