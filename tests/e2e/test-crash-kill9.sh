@@ -278,7 +278,9 @@ for ((i = 0; i < total; i++)); do
 	else
 		kill -KILL "$SERVER_PID"
 		wait "$SERVER_PID" 2>/dev/null || true
-		# The trace has no line for what the journal replay re-applies: mark the restart.
+		# Mark the restart. kill -9 can cut a trace write short where it crosses a page
+		# of the file, so end the torn line first: the marker must be a line of its own.
+		[ ! -s "$RTRACE" ] || [ -z "$(tail -c1 "$RTRACE")" ] || echo >>"$RTRACE"
 		echo "volume=$VOL event=restart iteration=$i" >>"$RTRACE"
 		t0=$(now_ms)
 		if [ $((n % CHECK_EVERY)) -eq 0 ]; then

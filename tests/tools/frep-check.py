@@ -10,7 +10,7 @@
 # mirror the same with "volume=NAME " in front. A final line without its
 # newline was cut by a crash and is ignored. A line torn in the middle of the
 # file (a crash, then appends after a restart) is recovered from its last
-# parseable record and counts as a restart marker. In a mirror trace, any
+# parseable record, if any, and counts as a restart marker. In a mirror trace, any
 # line without txid= (e.g. "volume=v event=start") is an explicit restart or
 # resync marker.
 
@@ -220,7 +220,12 @@ def read_trace(path, mirror):
 		while pos > 0 and not parse_record(line[pos:], mirror):
 			pos = line.rfind(anchor, 0, pos)
 		if pos <= 0:
-			raise InputError("%s:%d: not a trace line: %r" % (path, n, line[:120]))
+			# A torn line with no whole record after it (a marker or nothing was
+			# appended): the crash is a restart marker; anything else is garbage.
+			if not line.startswith(anchor):
+				raise InputError("%s:%d: not a trace line: %r" % (path, n, line[:120]))
+			out.append((n, None))
+			continue
 		out.append((n, None))
 		out.append((n, parse_record(line[pos:], mirror)))
 	return out
