@@ -282,29 +282,27 @@ static bool degraded_locked(struct master *m)
 }
 
 
-/* Waits for room in the journal. Called and returns with m->lock held. 0 or an errno. */
+/*
+ * The journal is full. Crack (default), or under the block policy wait up to a
+ * second for records to be freed (the caller retries; the degrade deadline is
+ * re-checked each time). Called and returns with m->lock held. 0 or an errno.
+ */
 static int wait_for_room(struct master *m, uint64_t txid, bool *warned)
 {
-	for (;;) {
-		if (m->stopping)
-			return ESHUTDOWN;
-		bool block = m->on_full == ON_FULL_BLOCK && !degraded_locked(m);
-		if (!block) {
-			if (master_crack_locked(m) < 0)
-				return EIO;
-			return 0;
-		}
-		if (!*warned) {
-			log_warn(m->name, "mirror buffer full at TXID %" PRIu64
-				 ": writers wait for the mirror (--on-buffer-full=block)", txid);
-			*warned = true;
-		}
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 1; /* re-check the degrade deadline every second */
-		pthread_cond_timedwait(&m->cond, &m->lock, &until);
-		return 0;
+	if (m->stopping)
+		return ESHUTDOWN;
+	if (m->on_full != ON_FULL_BLOCK || degraded_locked(m))
+		return master_crack_locked(m) < 0 ? EIO : 0;
+	if (!*warned) {
+		log_warn(m->name, "mirror buffer full at TXID %" PRIu64
+			 ": writers wait for the mirror (--on-buffer-full=block)", txid);
+		*warned = true;
 	}
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	pthread_cond_timedwait(&m->cond, &m->lock, &until);
+	return 0;
 }
 
 /* Sync mode: waits until the mirror holds txid durably. Called with m->lock held. */

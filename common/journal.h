@@ -49,7 +49,8 @@ uint64_t journal_used(const struct journal *j);	    /* ring bytes held by record
 uint64_t journal_max_record_data(const struct journal *j);
 
 /*
- * Appends a record; r->txid must be journal_last_txid() + 1. Not durable until
+ * Appends a record; r->txid must be journal_last_txid() + 1. r->data_crc must
+ * be the CRC32C of data (not recomputed here; journal_read checks it). Not durable until
  * journal_sync. Returns 0, or -1 with errno ENOSPC when the ring has no room
  * (nothing written), EINVAL for a bad txid or oversize record, or an I/O errno.
  */
