@@ -334,6 +334,7 @@ int main(int argc, char **argv)
 		.sync_fail = a.sync_fail,
 		.degrade_after_s = a.degrade_after_s,
 		.trace_path = a.trace,
+		.lock_fd = -1,
 	};
 	if (master_open(&m, &mo, err, sizeof(err), &exit_code) < 0) {
 		if (exit_code == 2) {

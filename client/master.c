@@ -159,7 +159,7 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	}
 
 	snprintf(path, sizeof(path), "%s.lock", o->journal_path);
-	m->lock_fd = lock_file(path);
+	m->lock_fd = o->lock_fd >= 0 ? o->lock_fd : lock_file(path);
 	if (m->lock_fd < 0) {
 		*exit_code = 2;
 		snprintf(err, err_len, "--journal %s is in use by another frep-client (%s: %s)",

@@ -28,6 +28,8 @@ struct master_options {
 	bool sync_fail;		  /* --sync-fallback=fail: EIO instead of degrading */
 	unsigned degrade_after_s; /* unreachable this long: sync -> async, block -> crack */
 	const char *trace_path;	  /* --trace-tx, or NULL */
+	int lock_fd;		  /* >= 0: the journal lock, already taken (frep-client takes it
+				   * before exec'ing nbdkit); master_open adopts it. -1: take it. */
 };
 
 /*
