@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages frep needs to build, demo and test; the one
 # install list both README commands use. Idempotent: installs only what is missing.
+# --bench adds what bench/run.sh compares against (rsync over ssh).
 set -euo pipefail
 
 packages=(
@@ -10,10 +11,15 @@ packages=(
 	libcmocka-dev
 	libgrpc-dev
 	openssl
-	libnbd-bin python3-libnbd qemu-utils nbd-client
+	nbdkit nbdkit-plugin-dev
+	libnbd-bin python3-libnbd qemu-utils nbd-client fio
 	python3
 	util-linux coreutils procps iproute2
 )
+
+if [ "${1:-}" = --bench ]; then
+	packages+=(rsync openssh-client openssh-server)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
