@@ -35,11 +35,12 @@ static void status_line(struct master *m, char *out, size_t len)
 	snprintf(out, len,
 		 "ok state=%s committed_txid=%" PRIu64 " acked_txid=%" PRIu64 " lag_tx=%" PRIu64
 		 " lag_bytes=%s buffer_free=%" PRIu64 "%% dirty_regions=%" PRIu64
+		 " journal_appends=%" PRIu64 " journal_syncs=%" PRIu64
 		 " mode=%s%s on_buffer_full=%s error=%s",
 		 master_state_name(m->state), m->committed_txid, m->acked_txid,
 		 m->committed_txid - m->acked_txid, format_size(used, a, sizeof(a)),
 		 cap ? (cap - used) * 100 / cap : 0, bitmap_dirty_regions(m->bm),
-		 m->sync_mode ? "sync" : "async", m->degraded ? "(degraded)" : "",
+		 m->journal_appends, m->journal_syncs, m->sync_mode ? "sync" : "async", m->degraded ? "(degraded)" : "",
 		 m->on_full == ON_FULL_BLOCK ? "block" : "crack", m->error[0] ? m->error : "-");
 	pthread_mutex_unlock(&m->lock);
 	for (char *p = out; *p; p++)

@@ -358,7 +358,9 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		if ((e = wait_for_room(m, r.txid, &warned)) != 0)
 			goto unlock;
 	}
+	m->journal_appends++;
 	frep_crash_point("journal-append");
+	m->journal_syncs++;
 	if (journal_sync(m->j) < 0) {
 		e = errno;
 		log_error(m->name, "mirror buffer fdatasync for TXID %" PRIu64 ": %s", r.txid,

@@ -68,6 +68,8 @@ struct master {
 	uint64_t synced_txid;	 /* TXIDs durable on the mirror (TX_ACK, CONSISTENT): sync mode
 				  * waits for this, never for a copy base */
 	bool stopping;
+	uint64_t journal_appends; /* records appended since start (status) */
+	uint64_t journal_syncs;	  /* journal fdatasyncs since start (status: group commit) */
 
 	/* Replication status, written by the session thread, read by writers and control. */
 	enum master_state state;
