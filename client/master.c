@@ -144,16 +144,17 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 
 	memset(m, 0, sizeof(*m));
 	m->lock_fd = m->notify_fd = m->trace_fd = -1;
-	pthread_mutex_init(&m->write_lock, NULL);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
+	pthread_cond_init(&m->pipe_cond, NULL);
 	*exit_code = 1;
 
 	m->name = strdup(o->name);
 	m->journal_path = strdup(o->journal_path);
 	snprintf(path, sizeof(path), "%s.meta", o->journal_path);
 	m->meta_path = strdup(path);
-	if (!m->name || !m->journal_path || !m->meta_path) {
+	m->slots = calloc(MASTER_INFLIGHT, sizeof(*m->slots));
+	if (!m->name || !m->journal_path || !m->meta_path || !m->slots) {
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
@@ -196,7 +197,7 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 		max = journal_max_record_data(m->j);
 	m->max_payload = (uint32_t)(max & ~(uint64_t)4095);
 
-	m->committed_txid = m->applied_txid = journal_last_txid(m->j);
+	m->written_txid = m->committed_txid = m->applied_txid = journal_last_txid(m->j);
 	/* Unfreed records are not known to be on the mirror. */
 	m->acked_txid = journal_first_txid(m->j) - 1;
 	if (o->trace_path) {
@@ -256,9 +257,10 @@ void master_close(struct master *m)
 	free(m->name);
 	free(m->journal_path);
 	free(m->meta_path);
-	pthread_mutex_destroy(&m->write_lock);
+	free(m->slots);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
+	pthread_cond_destroy(&m->pipe_cond);
 	memset(m, 0, sizeof(*m));
 	m->lock_fd = m->notify_fd = m->trace_fd = -1;
 }
@@ -281,6 +283,8 @@ static bool degraded_locked(struct master *m)
 	return m->degraded;
 }
 
+
+static int master_crack_locked(struct master *m);
 
 /*
  * The journal is full. Crack (default), or under the block policy wait up to a
@@ -321,6 +325,190 @@ static int wait_for_mirror(struct master *m, uint64_t txid)
 	return 0;
 }
 
+static struct inflight *slot(struct master *m, uint64_t txid)
+{
+	return &m->slots[txid % MASTER_INFLIGHT];
+}
+
+static void notify_session(struct master *m)
+{
+	uint64_t one = 1;
+	ssize_t w = write(m->notify_fd, &one, sizeof(one));
+	(void)w;
+}
+
+/* The journal cannot be trusted any more: every write in flight and to come fails. */
+static void journal_failed_locked(struct master *m, int e, const char *what)
+{
+	if (!m->journal_failed) {
+		m->journal_failed = e;
+		log_error(m->name, "mirror buffer %s: %s: every write fails with EIO from now on; "
+			  "restart frep-client once the disk is fixed (redo keeps every committed write)",
+			  what, strerror(e));
+	}
+	pthread_cond_broadcast(&m->pipe_cond);
+}
+
+/*
+ * Step 1, under m->lock: the next TXID and its ring space. Waits while the
+ * pipeline window is full or a crack drains it; a full journal cracks or
+ * blocks (wait_for_room). 0 or an errno.
+ */
+static int reserve(struct master *m, struct journal_rec *r, struct journal_resv *v)
+{
+	bool warned = false;
+	int e;
+
+	for (;;) {
+		if (m->journal_failed)
+			return EIO;
+		if (m->cracking || journal_last_txid(m->j) - m->applied_txid >= MASTER_INFLIGHT) {
+			pthread_cond_wait(&m->pipe_cond, &m->lock);
+			continue;
+		}
+		r->txid = journal_last_txid(m->j) + 1;
+		if (journal_reserve(m->j, r, v) == 0)
+			break;
+		if (errno != ENOSPC) {
+			e = errno;
+			log_error(m->name, "mirror buffer: reserving TXID %" PRIu64 ": %s", r->txid,
+				  strerror(e));
+			return e;
+		}
+		if ((e = wait_for_room(m, r->txid, &warned)) != 0)
+			return e;
+	}
+	*slot(m, r->txid) = (struct inflight){ .r = *r };
+	m->journal_appends++;
+	return 0;
+}
+
+/* One line per committed transaction (--trace-tx), in TXID order. */
+static void trace_committed(struct master *m, uint64_t from, uint64_t to)
+{
+	char buf[8192];
+	size_t n = 0;
+	for (uint64_t t = from; t <= to; t++) {
+		n += (size_t)journal_rec_format(&slot(m, t)->r, buf + n, sizeof(buf) - n);
+		if (sizeof(buf) - n < 160 || t == to) {
+			if (write(m->trace_fd, buf, n) != (ssize_t)n)
+				log_warn(m->name, "--trace-tx: %s", strerror(errno));
+			n = 0;
+		}
+	}
+}
+
+/*
+ * Step 2, under m->lock: records that txid is written (write_err 0) and waits
+ * until it is durable. Group commit: whoever finds no fdatasync running
+ * becomes the leader and, without the lock, fdatasyncs for every record
+ * written so far (the contiguous prefix: an fdatasync covers a record only
+ * if its write returned before the fdatasync started). The others wait for
+ * it. 0 or an errno.
+ */
+static int commit(struct master *m, uint64_t txid, int write_err)
+{
+	if (write_err) {
+		journal_failed_locked(m, write_err, "write");
+		return EIO;
+	}
+	slot(m, txid)->written = true;
+	uint64_t was = m->written_txid;
+	while (m->written_txid < journal_last_txid(m->j) && slot(m, m->written_txid + 1)->written)
+		m->written_txid++;
+	if (m->written_txid != was)
+		pthread_cond_broadcast(&m->pipe_cond);
+
+	while (m->committed_txid < txid) {
+		if (m->journal_failed)
+			return EIO;
+		if (m->syncing || m->written_txid < txid) {
+			pthread_cond_wait(&m->pipe_cond, &m->lock);
+			continue;
+		}
+		uint64_t from = m->committed_txid + 1, to = m->written_txid;
+		m->syncing = true;
+		pthread_mutex_unlock(&m->lock);
+
+		frep_crash_point("journal-append");
+		int rc = journal_flush(m->j), e = errno;
+		if (rc == 0) {
+			frep_crash_point("journal-synced");
+			if (m->trace_fd >= 0)
+				trace_committed(m, from, to);
+		}
+
+		pthread_mutex_lock(&m->lock);
+		m->syncing = false;
+		m->journal_syncs++;
+		if (rc < 0) {
+			journal_failed_locked(m, e, "fdatasync");
+			return EIO;
+		}
+		journal_mark_synced(m->j, to);
+		m->committed_txid = to;
+		pthread_cond_broadcast(&m->pipe_cond);
+		notify_session(m);
+	}
+	return 0;
+}
+
+static bool overlap(const struct journal_rec *a, const struct journal_rec *b)
+{
+	return a->offset < b->offset + b->length && b->offset < a->offset + a->length;
+}
+
+/*
+ * Step 3, under m->lock: waits until no transaction with a lower TXID that
+ * overlaps r is still unapplied, so overlapping writes reach the volume in
+ * TXID order (DUR-4). O(transactions in flight).
+ */
+static void wait_turn(struct master *m, const struct journal_rec *r)
+{
+	for (;;) {
+		bool blocked = false;
+		for (uint64_t t = m->applied_txid + 1; t < r->txid && !blocked; t++) {
+			const struct inflight *in = slot(m, t);
+			blocked = !in->applied && overlap(&in->r, r);
+		}
+		if (!blocked)
+			return;
+		pthread_cond_wait(&m->pipe_cond, &m->lock);
+	}
+}
+
+/* Step 4, under m->lock: txid is on the volume (or given up); advances applied_txid. */
+static void applied(struct master *m, uint64_t txid)
+{
+	slot(m, txid)->applied = true;
+	while (m->applied_txid < journal_last_txid(m->j) && slot(m, m->applied_txid + 1)->applied)
+		m->applied_txid++;
+	pthread_cond_broadcast(&m->pipe_cond);
+}
+
+static int apply(struct master *m, const struct journal_rec *r, const void *data)
+{
+	int io;
+	if (r->op == JOP_WRITE)
+		io = volume_pwrite(&m->vol, data, r->length, r->offset);
+	else if (r->op == JOP_TRIM)
+		io = volume_punch(&m->vol, r->offset, r->length);
+	else
+		io = volume_zero(&m->vol, r->offset, r->length);
+	if (io == 0)
+		return 0;
+	int e = errno;
+	log_error(m->name, "applying TXID %" PRIu64 " at offset %" PRIu64 ": %s", r->txid, r->offset,
+		  strerror(e));
+	return e;
+}
+
+/*
+ * The pipeline: reserve (locked), write the record (unlocked, in parallel with
+ * other writers), commit (one fdatasync for a group), apply (unlocked; in TXID
+ * order only where ranges overlap), reply. A crash after commit is repaired by
+ * redo at start; before it, the write was never replied to.
+ */
 int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data)
 {
 	struct journal_rec r = {
@@ -330,78 +518,51 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		.op = op,
 		.data_crc = op == JOP_WRITE ? frep_crc32c(data, len) : 0,
 	};
-	bool warned = false;
-	int e = 0;
+	struct journal_resv v;
+	int e;
 
 	if (len == 0)
 		return 0;
-	if (off > m->vol.size || len > m->vol.size - off)
+	if (off > m->vol.size || len > m->vol.size - off || len > m->max_payload)
 		return EINVAL;
 
-	pthread_mutex_lock(&m->write_lock);
 	pthread_mutex_lock(&m->lock);
 	if (m->sync_mode && m->sync_fail && degraded_locked(m)) {
 		/* --sync-fallback=fail: no write the mirror cannot get. */
-		e = EIO;
-		goto unlock;
+		pthread_mutex_unlock(&m->lock);
+		return EIO;
 	}
-	for (;;) {
-		r.txid = m->committed_txid + 1;
-		if (journal_append(m->j, &r, data) == 0)
-			break;
-		if (errno != ENOSPC) {
-			e = errno;
-			log_error(m->name, "mirror buffer append of TXID %" PRIu64 ": %s", r.txid,
-				  strerror(e));
-			goto unlock;
-		}
-		if ((e = wait_for_room(m, r.txid, &warned)) != 0)
-			goto unlock;
+	if ((e = reserve(m, &r, &v)) != 0) {
+		pthread_mutex_unlock(&m->lock);
+		return e;
 	}
-	m->journal_appends++;
-	frep_crash_point("journal-append");
-	m->journal_syncs++;
-	if (journal_sync(m->j) < 0) {
-		e = errno;
-		log_error(m->name, "mirror buffer fdatasync for TXID %" PRIu64 ": %s", r.txid,
-			  strerror(e));
-		goto unlock;
-	}
-	frep_crash_point("journal-synced");
-	m->committed_txid = r.txid;
-	if (m->trace_fd >= 0)
-		trace_tx(m, &r);
 	pthread_mutex_unlock(&m->lock);
 
-	uint64_t one = 1;
-	ssize_t w = write(m->notify_fd, &one, sizeof(one));
-	(void)w;
+	int write_err = journal_write(m->j, &v, data) < 0 ? errno : 0;
 
-	/* The record is durable: a crash from here on is repaired by redo at start. */
-	int io;
-	if (op == JOP_WRITE)
-		io = volume_pwrite(&m->vol, data, len, off);
-	else if (op == JOP_TRIM)
-		io = volume_punch(&m->vol, off, len);
-	else
-		io = volume_zero(&m->vol, off, len);
-	if (io < 0) {
-		e = errno;
-		log_error(m->name, "applying TXID %" PRIu64 " at offset %" PRIu64 ": %s", r.txid,
-			  off, strerror(e));
-	}
 	pthread_mutex_lock(&m->lock);
-	m->applied_txid = r.txid;
-	pthread_mutex_unlock(&m->write_lock);
-	/* Sync mode waits outside write_lock, so writers behind this one are not held. */
+	e = commit(m, r.txid, write_err);
+	if (!e) {
+		wait_turn(m, &r);
+		pthread_mutex_unlock(&m->lock);
+		e = apply(m, &r, data);
+		pthread_mutex_lock(&m->lock);
+	}
+	applied(m, r.txid);
+	/* Sync mode waits after the apply, so writers behind this one are not held. */
 	if (!e && m->sync_mode)
 		e = wait_for_mirror(m, r.txid);
 	pthread_mutex_unlock(&m->lock);
 	return e;
-unlock:
-	pthread_mutex_unlock(&m->lock);
-	pthread_mutex_unlock(&m->write_lock);
-	return e;
+}
+
+uint64_t master_quiesce_locked(struct master *m)
+{
+	uint64_t base = m->committed_txid;
+	/* Every TXID up to base is committed, so its writer is applying it now. */
+	while (m->applied_txid < base && !m->journal_failed)
+		pthread_cond_wait(&m->pipe_cond, &m->lock);
+	return base;
 }
 
 int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto)
@@ -410,12 +571,12 @@ int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto)
 	if (after + 1 < first)
 		after = first - 1; /* older records are gone: covered by an earlier crack */
 	for (uint64_t t = after + 1; t <= upto; t++) {
-		struct journal_rec r;
-		if (journal_read(m->j, t, &r, NULL, 0) < 0) {
+		struct journal_loc l;
+		if (journal_locate(m->j, t, &l) < 0) {
 			log_error(m->name, "marking TXID %" PRIu64 " dirty: %s", t, strerror(errno));
 			return -1;
 		}
-		bitmap_set_range(m->bm, r.offset, r.length);
+		bitmap_set_range(m->bm, l.offset, l.length);
 	}
 	if (bitmap_sync(m->bm) < 0) {
 		log_error(m->name, "dirty bitmap fdatasync: %s", strerror(errno));
@@ -424,36 +585,54 @@ int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto)
 	return 0;
 }
 
-int master_crack_locked(struct master *m)
+/*
+ * Cracks the mirror: durably marks in the bitmap every record the mirror has
+ * not acknowledged, then frees every record. New reservations wait, and the
+ * crack first waits for every reserved transaction to be applied, so the
+ * volume sync below covers them all. Called and returns with m->lock held.
+ */
+static int master_crack_locked(struct master *m)
 {
+	int rc = -1;
+
+	m->cracking = true;
+	while (m->applied_txid < journal_last_txid(m->j) && !m->journal_failed)
+		pthread_cond_wait(&m->pipe_cond, &m->lock);
+	if (m->journal_failed)
+		goto out;
 	uint64_t last = m->committed_txid;
-	uint64_t acked = m->acked_txid;
 
 	/*
 	 * The journal is the only durable copy of applied-but-unsynced writes, and
 	 * the bitmap must name every region the mirror lacks, both before a single
 	 * record is dropped.
 	 */
-	if (volume_sync(&m->vol) < 0) {
-		log_error(m->name, "crack: fdatasync of master extents: %s", strerror(errno));
-		return -1;
+	pthread_mutex_unlock(&m->lock);
+	int sync_rc = volume_sync(&m->vol), e = errno;
+	pthread_mutex_lock(&m->lock);
+	if (sync_rc < 0) {
+		log_error(m->name, "crack: fdatasync of master extents: %s", strerror(e));
+		goto out;
 	}
+	uint64_t acked = m->acked_txid;
 	if (master_mark_dirty_locked(m, acked, last) < 0)
-		return -1;
+		goto out;
 	frep_crash_point("crack");
 	if (last >= journal_first_txid(m->j) && journal_free_through(m->j, last) < 0) {
 		log_error(m->name, "crack: freeing the mirror buffer: %s", strerror(errno));
-		return -1;
+		goto out;
 	}
 	m->cracks++;
 	log_warn(m->name, "mirror buffer full: mirror cracked; %" PRIu64 " unacknowledged transaction(s) "
 		 "(TXIDs %" PRIu64 "..%" PRIu64 ") moved to the dirty bitmap (%" PRIu64 " dirty regions)",
 		 last > acked ? last - acked : 0, acked + 1, last, bitmap_dirty_regions(m->bm));
+	notify_session(m);
+	rc = 0;
+out:
+	m->cracking = false;
 	pthread_cond_broadcast(&m->cond);
-	uint64_t one = 1;
-	ssize_t w = write(m->notify_fd, &one, sizeof(one));
-	(void)w;
-	return 0;
+	pthread_cond_broadcast(&m->pipe_cond);
+	return rc;
 }
 
 int master_free_acked(struct master *m)
@@ -471,7 +650,10 @@ int master_free_acked(struct master *m)
 		return -1;
 	}
 	pthread_mutex_lock(&m->lock);
-	int rc = journal_free_through(m->j, upto);
+	int rc = 0;
+	/* A crack meanwhile may have freed them already. */
+	if (upto >= journal_first_txid(m->j))
+		rc = journal_free_through(m->j, upto);
 	if (rc < 0)
 		log_error(m->name, "freeing mirror buffer through TXID %" PRIu64 ": %s", upto,
 			  strerror(errno));

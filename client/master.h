@@ -32,15 +32,27 @@ struct master_options {
 				   * before exec'ing nbdkit); master_open adopts it. -1: take it. */
 };
 
+/* Transactions between TXID reservation and their apply: the pipeline's window. */
+enum { MASTER_INFLIGHT = 1024 };
+
+/* One transaction in the pipeline, in slot txid % MASTER_INFLIGHT. */
+struct inflight {
+	struct journal_rec r;
+	bool written;	/* its journal_write returned */
+	bool applied;	/* on the master volume, or given up (the journal failed) */
+};
+
 /*
- * Shared between NBD connection threads (writers) and the replication session
- * thread. Locking:
- *   - write_lock orders transactions: a writer holds it from TXID assignment
- *     until its data is applied to the volume, so the volume sees writes in
- *     TXID order (the copy-then-replay argument in spec/protocol.md needs it).
- *   - lock protects the journal and every counter below it; it is never held
- *     across volume I/O, only across journal I/O.
- * Fields above write_lock are immutable after master_open.
+ * Shared between NBD threads (writers) and the replication session thread.
+ *
+ * Locking: `lock` protects the journal's index and every field below it. It is
+ * held only for bookkeeping, never across volume, journal-data or network I/O:
+ * a writer reserves its TXID and ring space under it, writes the record and
+ * fdatasyncs and applies without it (master_submit explains the pipeline).
+ * The one exception is a crack (a full buffer), which marks and syncs the
+ * dirty bitmap under it.
+ *
+ * Fields above `lock` are immutable after master_open.
  */
 struct master {
 	char *name;
@@ -49,21 +61,29 @@ struct master {
 	char *meta_path;
 	uint8_t uuid[FREP_UUID_SIZE];
 	uint64_t generation;
-	uint32_t max_payload;	/* largest NBD request = largest transaction */
+	uint32_t max_payload;	/* largest transaction; larger requests are split */
 	int lock_fd;		/* flock on JOURNAL.lock: one daemon per journal */
-	int notify_fd;		/* eventfd: written after each commit, read by the session */
+	int notify_fd;		/* eventfd: written after each group commit, read by the session */
 	int trace_fd;		/* --trace-tx, or -1 */
 	enum buffer_full_policy on_full;
 	bool sync_mode, sync_fail;
 	uint64_t degrade_after_ms;
 
-	pthread_mutex_t write_lock;
-
 	pthread_mutex_t lock;
-	pthread_cond_t cond;	/* broadcast on commit, free and stop */
-	struct journal *j;
-	uint64_t committed_txid; /* last durable TXID; == journal_last_txid(j) */
-	uint64_t applied_txid;	 /* last TXID applied to the master volume */
+	pthread_cond_t cond;	  /* broadcast on mirror progress, free, crack and stop */
+	pthread_cond_t pipe_cond; /* broadcast as the pipeline advances: written, committed, applied */
+	struct journal *j;	  /* journal_last_txid(j) is the last TXID reserved */
+
+	/* The pipeline. TXIDs <= applied_txid <= committed_txid <= written_txid <= last reserved. */
+	struct inflight *slots;	 /* MASTER_INFLIGHT of them */
+	uint64_t written_txid;	 /* every TXID up to here is written (not yet durable) */
+	uint64_t committed_txid; /* every TXID up to here is durable in the journal */
+	uint64_t applied_txid;	 /* every TXID up to here is on the master volume */
+	bool syncing;		 /* a writer runs the group's fdatasync */
+	bool cracking;		 /* a crack waits for in-flight applies: no reservations */
+	int journal_failed;	 /* errno of a failed journal write or fdatasync; every write
+				  * fails with EIO from then on (the page cache cannot be trusted) */
+
 	uint64_t acked_txid;	 /* records the mirror no longer needs from the buffer */
 	uint64_t synced_txid;	 /* TXIDs durable on the mirror (TX_ACK, CONSISTENT): sync mode
 				  * waits for this, never for a copy base */
@@ -101,8 +121,11 @@ void master_close(struct master *m);
 
 /*
  * One transaction: assigns the next TXID, commits the record to the journal
- * (durable), applies it to the volume. op is enum journal_op; data is the
- * payload of JOP_WRITE (len bytes). Returns 0 or an errno value for NBD.
+ * (durable; concurrent callers share fdatasyncs), applies it to the volume
+ * (after every overlapping transaction with a lower TXID), and in sync mode
+ * waits for the mirror. op is enum journal_op; data is the payload of
+ * JOP_WRITE (len <= max_payload bytes). Thread-safe. Returns 0 or an errno
+ * value for NBD.
  */
 int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data);
 
@@ -113,16 +136,16 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 int master_free_acked(struct master *m);
 
 /*
- * Cracks the mirror: durably marks in the bitmap every record the mirror has
- * not acknowledged, then frees every record. Called with lock (and write_lock,
- * so nothing is being applied) held. 0 or -1.
+ * Waits until every committed TXID is applied to the volume and returns that
+ * TXID: a copy pass's base (a block read after this holds every write up to
+ * it). Called with lock held; returns with it held.
  */
-int master_crack_locked(struct master *m);
+uint64_t master_quiesce_locked(struct master *m);
 
 /*
  * Marks the regions of TXIDs in (after, upto] dirty and makes the bitmap
  * durable: they must be copied because the mirror will not get them as TXs.
- * Called with lock held. 0 or -1.
+ * Reads only the journal's in-memory index. Called with lock held. 0 or -1.
  */
 int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto);
 

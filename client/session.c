@@ -571,6 +571,7 @@ static int send_committed(struct session *s)
 		struct journal_rec r;
 		if (cracked(s))
 			return -1;
+		struct journal_loc loc;
 		pthread_mutex_lock(&m->lock);
 		uint64_t committed = m->committed_txid, acked = m->acked_txid;
 		if (s->next_send > committed || s->next_send - acked > WINDOW_TX ||
@@ -578,10 +579,18 @@ static int send_committed(struct session *s)
 			pthread_mutex_unlock(&m->lock);
 			return 0;
 		}
-		int rc = journal_read(m->j, s->next_send, &r, s->buf, s->buf_len);
+		int rc = journal_locate(m->j, s->next_send, &loc);
 		int e = errno;
 		pthread_mutex_unlock(&m->lock);
+		/* The read itself runs unlocked, so writers never wait for it. */
+		if (rc == 0) {
+			rc = journal_read_at(m->j, &loc, &r, s->buf, s->buf_len);
+			e = errno;
+		}
 		if (rc < 0) {
+			/* Only a crack frees unacknowledged records; then this is no error. */
+			if (cracked(s))
+				return -1;
 			fail(s, ME_SEVERE, 0, "reading TXID %" PRIu64 " from the mirror buffer: %s",
 			     s->next_send, strerror(e));
 			return -1;
@@ -798,14 +807,14 @@ static void step_copy(struct session *s)
 	s->need_full = false;
 	/*
 	 * t_s must be applied to the volume, not only committed, or the copy could
-	 * read a block before TX t_s lands and replay would never bring it: take
-	 * write_lock, under which committed == applied. Records up to t_s the
-	 * mirror lacks are marked dirty (a dirty pass copies their regions), so
-	 * they, and everything acknowledged, can be freed.
+	 * read a block before TX t_s lands and replay would never bring it: wait
+	 * until every committed TXID is applied. Later TXIDs are replayed after
+	 * the copy. Records up to t_s the mirror lacks are marked dirty (a dirty
+	 * pass copies their regions), so they, and everything acknowledged, can
+	 * be freed.
 	 */
-	pthread_mutex_lock(&m->write_lock);
 	pthread_mutex_lock(&m->lock);
-	s->copy_base = m->applied_txid;
+	s->copy_base = master_quiesce_locked(m);
 	s->cracks_seen = m->cracks;
 	/*
 	 * An interrupted full pass resumes at the mirror's cursor with its old
@@ -840,7 +849,6 @@ static void step_copy(struct session *s)
 	if (m->acked_txid < s->copy_base)
 		m->acked_txid = s->copy_base;
 	pthread_mutex_unlock(&m->lock);
-	pthread_mutex_unlock(&m->write_lock);
 	if (rc < 0) {
 		fail(s, ME_SEVERE, 0, "cannot prepare the %s pass: %s", full ? "full" : "dirty",
 		     strerror(errno));

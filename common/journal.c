@@ -135,11 +135,16 @@ struct disk_rec {
 };
 _Static_assert(sizeof(struct disk_rec) == JOURNAL_REC_HDR, "record header layout");
 
-/* One held record: the FIFO index that makes journal_read O(1). */
+/*
+ * One held record: the FIFO index that makes journal_read O(1). It keeps the
+ * record's volume range too, so marking unacknowledged records dirty (a crack)
+ * reads nothing from disk.
+ */
 struct jent {
 	uint64_t lpos;
 	uint32_t size;
 	uint32_t hdr_crc;
+	uint64_t offset, length;
 };
 
 struct journal {
@@ -465,7 +470,8 @@ static int index_reserve(struct journal *j)
 }
 
 /* Appends an entry for TXID last + 1 (the caller then bumps last). */
-static int index_push(struct journal *j, uint64_t lpos, uint64_t size, uint32_t hdr_crc)
+static int index_push(struct journal *j, uint64_t lpos, uint64_t size, uint32_t hdr_crc,
+		      uint64_t offset, uint64_t length)
 {
 	if (index_reserve(j) < 0)
 		return -1;
@@ -473,6 +479,8 @@ static int index_push(struct journal *j, uint64_t lpos, uint64_t size, uint32_t 
 	e->lpos = lpos;
 	e->size = (uint32_t)size;
 	e->hdr_crc = hdr_crc;
+	e->offset = offset;
+	e->length = length;
 	return 0;
 }
 
@@ -591,7 +599,7 @@ static int recover(struct journal *j, char *err, size_t err_len)
 		uint64_t size = rec_size(d.data_len);
 		if (at + size - start > j->ring)
 			break; /* would overlap the tail: stale, not ours */
-		if (index_push(j, at, size, d.hdr_crc) < 0) {
+		if (index_push(j, at, size, d.hdr_crc, d.offset, d.length) < 0) {
 			snprintf(err, err_len, "journal %s: out of memory for the index", j->path);
 			goto out;
 		}
@@ -853,7 +861,7 @@ uint64_t journal_max_record_data(const struct journal *j)
 
 /* ------------------------------------------------------------ operations */
 
-int journal_append(struct journal *j, const struct journal_rec *r, const void *data)
+int journal_reserve(struct journal *j, const struct journal_rec *r, struct journal_resv *v)
 {
 	uint64_t data_len = r->op == JOP_WRITE ? r->length : 0;
 	const char *why = NULL;
@@ -864,8 +872,6 @@ int journal_append(struct journal *j, const struct journal_rec *r, const void *d
 		why = "unknown op";
 	else if (data_len > j->max_data)
 		why = "data larger than a record holds";
-	else if (data_len && !data)
-		why = "no data";
 	else if (r->offset > UINT64_MAX - r->length)
 		why = "offset + length overflows";
 	if (why) {
@@ -876,11 +882,6 @@ int journal_append(struct journal *j, const struct journal_rec *r, const void *d
 		errno = EINVAL;
 		return -1;
 	}
-	/*
-	 * r->data_crc is trusted: both callers computed it from this very buffer
-	 * (the master to commit, the mirror to check the wire), and a second pass
-	 * here would sit on every write's path. journal_read verifies it.
-	 */
 	uint64_t size = rec_size(data_len);
 	uint64_t start = j->head_lpos, ro = start % j->ring;
 	if (size > j->ring - ro)
@@ -895,58 +896,121 @@ int journal_append(struct journal *j, const struct journal_rec *r, const void *d
 		errno = ENOMEM;
 		return -1;
 	}
+	/*
+	 * Never overwrite what recovery from the persisted tail would read. This
+	 * header write (fdatasync included) is the one I/O a reservation may do;
+	 * it happens only when the ring is nearly full, since journal_free_through
+	 * persists the tail every quarter ring.
+	 */
+	v->prev_head_lpos = j->head_lpos;
 	if (!held(j))
 		j->tail_lpos = j->head_lpos = start;
-	/* Never overwrite what recovery from the persisted tail would read. */
 	if (start + size - j->ptail_lpos > j->ring && persist_tail(j) < 0)
 		return -1;
 
-	struct disk_rec d;
-	rec_encode(j, r, (uint32_t)data_len, &d);
-	struct iovec iov[2] = { { &d, sizeof(d) }, { (void *)data, (size_t)data_len } };
-	if (pwritev_full(j->fd, iov, data_len ? 2 : 1, JOURNAL_HDR_AREA + start % j->ring) < 0) {
-		int e = errno;
-		log_error(j->volume, "journal %s: writing TXID %" PRIu64 " at ring offset %" PRIu64
-			  ": %s", j->path, r->txid, start % j->ring, strerror(e));
-		errno = e;
-		return -1;
-	}
-	index_push(j, start, size, le32toh(d.hdr_crc)); /* cannot fail: reserved */
+	v->txid = r->txid;
+	v->lpos = start;
+	v->data_len = (uint32_t)data_len;
+	v->prev_head_crc = j->head_prev_crc;
+	rec_encode(j, r, (uint32_t)data_len, (struct disk_rec *)v->hdr);
+	uint32_t hdr_crc = le32toh(((struct disk_rec *)v->hdr)->hdr_crc);
+	index_push(j, start, size, hdr_crc, r->offset, r->length); /* cannot fail: reserved */
 	j->last++;
 	j->head_lpos = start + size;
-	j->head_prev_crc = le32toh(d.hdr_crc);
+	j->head_prev_crc = hdr_crc;
 	return 0;
 }
 
-int journal_sync(struct journal *j)
+int journal_write(struct journal *j, const struct journal_resv *v, const void *data)
 {
-	uint64_t last = j->last;
+	struct iovec iov[2] = { { (void *)v->hdr, JOURNAL_REC_HDR }, { (void *)data, v->data_len } };
+	if (pwritev_full(j->fd, iov, v->data_len ? 2 : 1, JOURNAL_HDR_AREA + v->lpos % j->ring) < 0) {
+		int e = errno;
+		log_error(j->volume, "journal %s: writing TXID %" PRIu64 " at ring offset %" PRIu64
+			  ": %s", j->path, v->txid, v->lpos % j->ring, strerror(e));
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
 
+int journal_append(struct journal *j, const struct journal_rec *r, const void *data)
+{
+	struct journal_resv v;
+
+	if (r->op == JOP_WRITE && r->length && !data) {
+		log_error(j->volume, "journal %s: rejected record TXID %" PRIu64 ": no data", j->path,
+			  r->txid);
+		errno = EINVAL;
+		return -1;
+	}
+	if (journal_reserve(j, r, &v) < 0)
+		return -1;
+	if (journal_write(j, &v, data) == 0)
+		return 0;
+	/* Nothing follows it: take the reservation back, so the caller may retry. */
+	int e = errno;
+	j->last--;
+	j->head_lpos = v.prev_head_lpos;
+	j->head_prev_crc = v.prev_head_crc;
+	if (!held(j))
+		j->tail_lpos = j->head_lpos;
+	errno = e;
+	return -1;
+}
+
+int journal_flush(struct journal *j)
+{
 	if (fdatasync(j->fd) < 0) {
 		int e = errno;
 		log_error(j->volume, "journal %s: fdatasync: %s", j->path, strerror(e));
 		errno = e;
 		return -1;
 	}
-	j->synced = last;
 	return 0;
 }
 
-int journal_read(struct journal *j, uint64_t txid, struct journal_rec *r, void *buf,
-		 size_t buf_len)
+void journal_mark_synced(struct journal *j, uint64_t txid)
 {
-	unsigned char hb[JOURNAL_REC_HDR];
-	struct disk_rec d;
+	if (txid > j->synced)
+		j->synced = txid;
+}
 
+int journal_sync(struct journal *j)
+{
+	uint64_t last = j->last;
+
+	if (journal_flush(j) < 0)
+		return -1;
+	journal_mark_synced(j, last);
+	return 0;
+}
+
+int journal_locate(const struct journal *j, uint64_t txid, struct journal_loc *l)
+{
 	if (txid < j->first || txid > j->last) {
 		errno = ENOENT;
 		return -1;
 	}
 	const struct jent *e = ent(j, txid);
-	uint64_t ro = e->lpos % j->ring;
+	l->txid = txid;
+	l->ring_off = e->lpos % j->ring;
+	l->hdr_crc = e->hdr_crc;
+	l->offset = e->offset;
+	l->length = e->length;
+	return 0;
+}
+
+int journal_read_at(struct journal *j, const struct journal_loc *l, struct journal_rec *r,
+		    void *buf, size_t buf_len)
+{
+	unsigned char hb[JOURNAL_REC_HDR];
+	struct disk_rec d;
+	uint64_t txid = l->txid, ro = l->ring_off;
+
 	if (pread_full(j->fd, hb, sizeof(hb), JOURNAL_HDR_AREA + ro) < 0)
 		goto io_fail;
-	if (!rec_parse(j, hb, ro, &d) || d.txid != txid || d.hdr_crc != e->hdr_crc) {
+	if (!rec_parse(j, hb, ro, &d) || d.txid != txid || d.hdr_crc != l->hdr_crc) {
 		log_error(j->volume, "journal %s: record TXID %" PRIu64 " at ring offset %" PRIu64
 			  ": header checksum mismatch", j->path, txid, ro);
 		errno = EBADMSG;
@@ -981,6 +1045,16 @@ io_fail:;
 		  strerror(err));
 	errno = err;
 	return -1;
+}
+
+int journal_read(struct journal *j, uint64_t txid, struct journal_rec *r, void *buf,
+		 size_t buf_len)
+{
+	struct journal_loc l;
+
+	if (journal_locate(j, txid, &l) < 0)
+		return -1;
+	return journal_read_at(j, &l, r, buf, buf_len);
 }
 
 int journal_rec_format(const struct journal_rec *r, char *buf, size_t len)

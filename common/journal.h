@@ -34,7 +34,8 @@ int journal_rec_format(const struct journal_rec *r, char *buf, size_t len);
  * (header and data CRC32C, TXIDs contiguous); a torn tail is dropped and logged.
  * A bad record followed by a valid one (corruption, not a torn tail) fails.
  * Returns NULL with err filled. Caller frees with journal_close.
- * Not thread-safe: the caller serialises every call on one journal.
+ * Not thread-safe: the caller serialises every call on one journal, except
+ * journal_write, journal_flush and journal_read_at, which may run unlocked.
  */
 struct journal *journal_open(const char *path, uint64_t size, const char *volume, char *err,
 			     size_t err_len);
@@ -49,15 +50,52 @@ uint64_t journal_used(const struct journal *j);	    /* ring bytes held by record
 uint64_t journal_max_record_data(const struct journal *j);
 
 /*
- * Appends a record; r->txid must be journal_last_txid() + 1. r->data_crc must
- * be the CRC32C of data (not recomputed here; journal_read checks it). Not durable until
- * journal_sync. Returns 0, or -1 with errno ENOSPC when the ring has no room
- * (nothing written), EINVAL for a bad txid or oversize record, or an I/O errno.
+ * Appends a record and writes it: journal_reserve then journal_write, for
+ * callers that serialise everything (the mirror, redo). r->txid must be
+ * journal_last_txid() + 1. Not durable until journal_sync. Returns 0, or -1
+ * with errno ENOSPC when the ring has no room (nothing written), EINVAL for a
+ * bad txid or oversize record, or an I/O errno (the record is taken back).
  */
 int journal_append(struct journal *j, const struct journal_rec *r, const void *data);
 
+/*
+ * Concurrent appends (the master's transaction path) in two steps:
+ *
+ *   journal_reserve  under the caller's lock: checks r, takes the ring space
+ *                    and TXID r->txid (== journal_last_txid() + 1), indexes
+ *                    the record and encodes its header into *v. From here on
+ *                    journal_last_txid() counts it. No data is read.
+ *   journal_write    without any lock: writes header and data at the
+ *                    reserved place. Writes of different reservations may run
+ *                    in parallel and finish in any order.
+ *
+ * r->data_crc must be the CRC32C of the data (not recomputed; journal_read
+ * checks it). A reservation whose write fails leaves a hole in the chain:
+ * recovery ends there, so every later record is lost too. The caller must then
+ * stop using the journal (the master fails all writes with EIO).
+ * journal_reserve returns 0 or -1 with errno as journal_append.
+ */
+struct journal_resv {
+	uint64_t txid;
+	uint64_t lpos;
+	uint32_t data_len;
+	uint32_t prev_head_crc;	 /* to take back the reservation (journal_append) */
+	uint64_t prev_head_lpos;
+	_Alignas(8) unsigned char hdr[64]; /* the encoded record header */
+};
+int journal_reserve(struct journal *j, const struct journal_rec *r, struct journal_resv *v);
+int journal_write(struct journal *j, const struct journal_resv *v, const void *data);
+
 /* fdatasync: every appended record is now committed. 0 or -1. */
 int journal_sync(struct journal *j);
+/*
+ * Group commit in two steps: journal_flush (fdatasync, no state touched, so
+ * no lock needed) makes durable every record whose journal_write returned
+ * before it started; journal_mark_synced(txid) then records, under the
+ * caller's lock, that TXIDs up to txid are durable.
+ */
+int journal_flush(struct journal *j);
+void journal_mark_synced(struct journal *j, uint64_t txid);
 
 /*
  * Reads record txid (first <= txid <= last) into *r and its data into buf
@@ -67,6 +105,25 @@ int journal_sync(struct journal *j);
  */
 int journal_read(struct journal *j, uint64_t txid, struct journal_rec *r, void *buf,
 		 size_t buf_len);
+
+/*
+ * The same in two steps, so the reading needs no lock: journal_locate (under
+ * the caller's lock) finds where record txid is and its volume range;
+ * journal_read_at (no lock; it uses only the file and immutable geometry)
+ * reads and checks it. If the record was freed and its space reused in
+ * between, journal_read_at fails with EBADMSG (the header names another TXID
+ * or its CRC differs): the caller decides whether that was a free or
+ * corruption.
+ */
+struct journal_loc {
+	uint64_t txid;
+	uint64_t ring_off;
+	uint32_t hdr_crc;
+	uint64_t offset, length; /* the record's volume range */
+};
+int journal_locate(const struct journal *j, uint64_t txid, struct journal_loc *l);
+int journal_read_at(struct journal *j, const struct journal_loc *l, struct journal_rec *r,
+		    void *buf, size_t buf_len);
 
 /*
  * Frees every record with txid <= upto (records are freed in order). The tail
