@@ -154,7 +154,8 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	snprintf(path, sizeof(path), "%s.meta", o->journal_path);
 	m->meta_path = strdup(path);
 	m->slots = calloc(MASTER_INFLIGHT, sizeof(*m->slots));
-	if (!m->name || !m->journal_path || !m->meta_path || !m->slots) {
+	m->cache.buf = malloc(SEND_CACHE_BYTES);
+	if (!m->name || !m->journal_path || !m->meta_path || !m->slots || !m->cache.buf) {
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
@@ -258,6 +259,7 @@ void master_close(struct master *m)
 	free(m->journal_path);
 	free(m->meta_path);
 	free(m->slots);
+	free(m->cache.buf);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
 	pthread_cond_destroy(&m->pipe_cond);
@@ -350,11 +352,57 @@ static void journal_failed_locked(struct master *m, int e, const char *what)
 }
 
 /*
+ * Takes room in the send cache for r (under m->lock), or returns NULL when
+ * there is none: then the session reads the journal, and the writer never
+ * waits for the sender.
+ */
+static unsigned char *cache_reserve(struct master *m, const struct journal_rec *r)
+{
+	struct send_cache *c = &m->cache;
+	uint64_t len = r->op == JOP_WRITE ? r->length : 0;
+	uint64_t pos = c->head, off = pos % SEND_CACHE_BYTES;
+
+	if (len > SEND_CACHE_BYTES - off)
+		pos += SEND_CACHE_BYTES - off; /* entries never wrap */
+	if (pos + len - c->tail > SEND_CACHE_BYTES)
+		return NULL;
+	c->head = pos + len;
+	c->ents[r->txid % MASTER_INFLIGHT] = (struct cached_tx){ .r = *r, .pos = pos };
+	return c->buf + pos % SEND_CACHE_BYTES;
+}
+
+bool master_cached_locked(struct master *m, uint64_t txid, struct journal_rec *r,
+			  const void **data)
+{
+	const struct cached_tx *e = &m->cache.ents[txid % MASTER_INFLIGHT];
+	if (e->r.txid != txid || e->pos < m->cache.tail)
+		return false; /* never cached, or released and perhaps overwritten */
+	*r = e->r;
+	*data = r->op == JOP_WRITE ? m->cache.buf + e->pos % SEND_CACHE_BYTES : NULL;
+	return true;
+}
+
+void master_sent_locked(struct master *m, uint64_t txid)
+{
+	const struct cached_tx *e = &m->cache.ents[txid % MASTER_INFLIGHT];
+	uint64_t end = e->pos + (e->r.op == JOP_WRITE ? e->r.length : 0);
+	/* Entries are placed in TXID order: releasing txid releases all before it. */
+	if (e->r.txid == txid && end > m->cache.tail)
+		m->cache.tail = end;
+}
+
+void master_drop_cached_locked(struct master *m)
+{
+	m->cache.tail = m->cache.head;
+}
+
+/*
  * Step 1, under m->lock: the next TXID and its ring space. Waits while the
  * pipeline window is full or a crack drains it; a full journal cracks or
  * blocks (wait_for_room). 0 or an errno.
  */
-static int reserve(struct master *m, struct journal_rec *r, struct journal_resv *v)
+static int reserve(struct master *m, struct journal_rec *r, struct journal_resv *v,
+		   unsigned char **cache_dst)
 {
 	bool warned = false;
 	int e;
@@ -379,6 +427,7 @@ static int reserve(struct master *m, struct journal_rec *r, struct journal_resv 
 			return e;
 	}
 	*slot(m, r->txid) = (struct inflight){ .r = *r };
+	*cache_dst = cache_reserve(m, r);
 	m->journal_appends++;
 	return 0;
 }
@@ -519,6 +568,7 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		.data_crc = op == JOP_WRITE ? frep_crc32c(data, len) : 0,
 	};
 	struct journal_resv v;
+	unsigned char *cache_dst = NULL;
 	int e;
 
 	if (len == 0)
@@ -532,11 +582,14 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		pthread_mutex_unlock(&m->lock);
 		return EIO;
 	}
-	if ((e = reserve(m, &r, &v)) != 0) {
+	if ((e = reserve(m, &r, &v, &cache_dst)) != 0) {
 		pthread_mutex_unlock(&m->lock);
 		return e;
 	}
 	pthread_mutex_unlock(&m->lock);
+
+	if (cache_dst && op == JOP_WRITE)
+		memcpy(cache_dst, data, len);
 
 	int write_err = journal_write(m->j, &v, data) < 0 ? errno : 0;
 
@@ -623,6 +676,7 @@ static int master_crack_locked(struct master *m)
 		goto out;
 	}
 	m->cracks++;
+	master_drop_cached_locked(m);
 	log_warn(m->name, "mirror buffer full: mirror cracked; %" PRIu64 " unacknowledged transaction(s) "
 		 "(TXIDs %" PRIu64 "..%" PRIu64 ") moved to the dirty bitmap (%" PRIu64 " dirty regions)",
 		 last > acked ? last - acked : 0, acked + 1, last, bitmap_dirty_regions(m->bm));

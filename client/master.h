@@ -32,14 +32,39 @@ struct master_options {
 				   * before exec'ing nbdkit); master_open adopts it. -1: take it. */
 };
 
-/* Transactions between TXID reservation and their apply: the pipeline's window. */
-enum { MASTER_INFLIGHT = 1024 };
+enum {
+	/* Transactions between TXID reservation and their apply: the pipeline's window. */
+	MASTER_INFLIGHT = 1024,
+	/*
+	 * Bytes of freshly committed data the sender may take from memory instead
+	 * of reading the journal back: about the pipeline's window of 4 KiB
+	 * writes, and small next to the journal, so memory stays flat.
+	 */
+	SEND_CACHE_BYTES = 4 << 20,
+};
 
 /* One transaction in the pipeline, in slot txid % MASTER_INFLIGHT. */
 struct inflight {
 	struct journal_rec r;
 	bool written;	/* its journal_write returned */
 	bool applied;	/* on the master volume, or given up (the journal failed) */
+};
+
+/*
+ * The send cache: a ring of write data in TXID order. A writer copies its data
+ * in when there is room (never waiting for it); the session sends from it and
+ * then releases what it sent. Positions only grow; ring offset = pos %
+ * SEND_CACHE_BYTES, and an entry never wraps. Bytes in [tail, head) are not
+ * overwritten. Protected by master.lock, except the bytes of an entry, which
+ * its writer fills before its commit and the session reads after it.
+ */
+struct send_cache {
+	unsigned char *buf;
+	uint64_t head, tail;
+	struct cached_tx {
+		struct journal_rec r; /* r.txid 0: empty */
+		uint64_t pos;	      /* where its data starts */
+	} ents[MASTER_INFLIGHT];      /* by txid % MASTER_INFLIGHT */
 };
 
 /*
@@ -87,6 +112,7 @@ struct master {
 	uint64_t acked_txid;	 /* records the mirror no longer needs from the buffer */
 	uint64_t synced_txid;	 /* TXIDs durable on the mirror (TX_ACK, CONSISTENT): sync mode
 				  * waits for this, never for a copy base */
+	struct send_cache cache;
 	bool stopping;
 	uint64_t journal_appends; /* records appended since start (status) */
 	uint64_t journal_syncs;	  /* journal fdatasyncs since start (status: group commit) */
@@ -148,6 +174,18 @@ uint64_t master_quiesce_locked(struct master *m);
  * Reads only the journal's in-memory index. Called with lock held. 0 or -1.
  */
 int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto);
+
+/*
+ * The session's use of the send cache, under lock. master_cached_locked
+ * returns the record of txid and points *data at its bytes (NULL for TRIM and
+ * ZERO), or false when it is not cached (read the journal). The bytes stay
+ * valid until master_sent_locked(txid) or master_drop_cached_locked.
+ */
+bool master_cached_locked(struct master *m, uint64_t txid, struct journal_rec *r,
+			  const void **data);
+void master_sent_locked(struct master *m, uint64_t txid);
+/* Nothing cached will be sent (a copy pass or a crack starts): release it all. */
+void master_drop_cached_locked(struct master *m);
 
 /* Wakes every waiter (writers blocked on a full buffer, the session). */
 void master_stop(struct master *m);

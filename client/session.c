@@ -572,6 +572,7 @@ static int send_committed(struct session *s)
 		if (cracked(s))
 			return -1;
 		struct journal_loc loc;
+		const void *data = s->buf;
 		pthread_mutex_lock(&m->lock);
 		uint64_t committed = m->committed_txid, acked = m->acked_txid;
 		if (s->next_send > committed || s->next_send - acked > WINDOW_TX ||
@@ -579,11 +580,13 @@ static int send_committed(struct session *s)
 			pthread_mutex_unlock(&m->lock);
 			return 0;
 		}
-		int rc = journal_locate(m->j, s->next_send, &loc);
+		/* Fresh records come from memory; older ones from the journal. */
+		bool cached = master_cached_locked(m, s->next_send, &r, &data);
+		int rc = cached ? 0 : journal_locate(m->j, s->next_send, &loc);
 		int e = errno;
 		pthread_mutex_unlock(&m->lock);
 		/* The read itself runs unlocked, so writers never wait for it. */
-		if (rc == 0) {
+		if (!cached && rc == 0) {
 			rc = journal_read_at(m->j, &loc, &r, s->buf, s->buf_len);
 			e = errno;
 		}
@@ -603,8 +606,13 @@ static int send_committed(struct session *s)
 		tx.length = r.length;
 		tx.data_crc = r.data_crc;
 		uint32_t dlen = r.op == JOP_WRITE ? (uint32_t)r.length : 0;
-		if (send_msg(s, FREP_MSG_TX, &tx.base, s->buf, dlen) < 0)
+		if (send_msg(s, FREP_MSG_TX, &tx.base, data, dlen) < 0)
 			return -1;
+		if (cached) {
+			pthread_mutex_lock(&m->lock);
+			master_sent_locked(m, r.txid);
+			pthread_mutex_unlock(&m->lock);
+		}
 		if (s->next_send > s->max_sent)
 			s->max_sent = s->next_send;
 		s->next_send++;
@@ -815,6 +823,7 @@ static void step_copy(struct session *s)
 	 */
 	pthread_mutex_lock(&m->lock);
 	s->copy_base = master_quiesce_locked(m);
+	master_drop_cached_locked(m); /* the pass sends from copy_base + 1, not from memory */
 	s->cracks_seen = m->cracks;
 	/*
 	 * An interrupted full pass resumes at the mirror's cursor with its old
