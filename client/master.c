@@ -352,22 +352,25 @@ static void journal_failed_locked(struct master *m, int e, const char *what)
 }
 
 /*
- * Takes room in the send cache for r (under m->lock), or returns NULL when
- * there is none: then the session reads the journal, and the writer never
- * waits for the sender.
+ * Records r in the send cache's table and takes room for its data (under
+ * m->lock). Returns where to copy the data, or NULL when there is no room:
+ * then the session reads the journal, and the writer never waits for it.
  */
 static unsigned char *cache_reserve(struct master *m, const struct journal_rec *r)
 {
 	struct send_cache *c = &m->cache;
+	struct cached_tx *e = &c->ents[r->txid % MASTER_INFLIGHT];
 	uint64_t len = r->op == JOP_WRITE ? r->length : 0;
 	uint64_t pos = c->head, off = pos % SEND_CACHE_BYTES;
 
+	*e = (struct cached_tx){ .r = *r, .start = c->head };
 	if (len > SEND_CACHE_BYTES - off)
 		pos += SEND_CACHE_BYTES - off; /* entries never wrap */
 	if (pos + len - c->tail > SEND_CACHE_BYTES)
 		return NULL;
 	c->head = pos + len;
-	c->ents[r->txid % MASTER_INFLIGHT] = (struct cached_tx){ .r = *r, .pos = pos };
+	e->cached = true;
+	e->pos = pos;
 	return c->buf + pos % SEND_CACHE_BYTES;
 }
 
@@ -375,25 +378,34 @@ bool master_cached_locked(struct master *m, uint64_t txid, struct journal_rec *r
 			  const void **data)
 {
 	const struct cached_tx *e = &m->cache.ents[txid % MASTER_INFLIGHT];
-	if (e->r.txid != txid || e->pos < m->cache.tail)
+	if (e->r.txid != txid || !e->cached || txid <= m->cache.released_txid)
 		return false; /* never cached, or released and perhaps overwritten */
 	*r = e->r;
 	*data = r->op == JOP_WRITE ? m->cache.buf + e->pos % SEND_CACHE_BYTES : NULL;
 	return true;
 }
 
-void master_sent_locked(struct master *m, uint64_t txid)
+void master_release_cached_locked(struct master *m, uint64_t upto)
 {
-	const struct cached_tx *e = &m->cache.ents[txid % MASTER_INFLIGHT];
-	uint64_t end = e->pos + (e->r.op == JOP_WRITE ? e->r.length : 0);
-	/* Entries are placed in TXID order: releasing txid releases all before it. */
-	if (e->r.txid == txid && end > m->cache.tail)
-		m->cache.tail = end;
-}
+	struct send_cache *c = &m->cache;
+	uint64_t last = journal_last_txid(m->j), t = upto + 1, to;
 
-void master_drop_cached_locked(struct master *m)
-{
-	m->cache.tail = m->cache.head;
+	if (upto > c->released_txid)
+		c->released_txid = upto;
+	/*
+	 * The new tail is where TXID upto + 1 started. If its entry was reused,
+	 * the pipeline window says every TXID up to last - MASTER_INFLIGHT is
+	 * applied (its copy is done): start from the oldest entry still held.
+	 */
+	if (t > last) {
+		to = c->head;
+	} else {
+		if (last >= MASTER_INFLIGHT && t <= last - MASTER_INFLIGHT)
+			t = last - MASTER_INFLIGHT + 1;
+		to = c->ents[t % MASTER_INFLIGHT].start;
+	}
+	if (to > c->tail)
+		c->tail = to;
 }
 
 /*
@@ -676,7 +688,7 @@ static int master_crack_locked(struct master *m)
 		goto out;
 	}
 	m->cracks++;
-	master_drop_cached_locked(m);
+	master_release_cached_locked(m, last);
 	log_warn(m->name, "mirror buffer full: mirror cracked; %" PRIu64 " unacknowledged transaction(s) "
 		 "(TXIDs %" PRIu64 "..%" PRIu64 ") moved to the dirty bitmap (%" PRIu64 " dirty regions)",
 		 last > acked ? last - acked : 0, acked + 1, last, bitmap_dirty_regions(m->bm));

@@ -56,14 +56,18 @@ struct inflight {
  * then releases what it sent. Positions only grow; ring offset = pos %
  * SEND_CACHE_BYTES, and an entry never wraps. Bytes in [tail, head) are not
  * overwritten. Protected by master.lock, except the bytes of an entry, which
- * its writer fills before its commit and the session reads after it.
+ * its writer fills before its commit and the session reads after it; so
+ * only committed TXIDs are ever released (tail never passes a pending copy).
  */
 struct send_cache {
 	unsigned char *buf;
 	uint64_t head, tail;
+	uint64_t released_txid; /* entries up to this TXID are released */
 	struct cached_tx {
-		struct journal_rec r; /* r.txid 0: empty */
-		uint64_t pos;	      /* where its data starts */
+		struct journal_rec r; /* every reserved TXID has one */
+		uint64_t start;	      /* head when it was reserved */
+		bool cached;	      /* its data is at start (or at the next lap) */
+		uint64_t pos;
 	} ents[MASTER_INFLIGHT];      /* by txid % MASTER_INFLIGHT */
 };
 
@@ -179,13 +183,14 @@ int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto);
  * The session's use of the send cache, under lock. master_cached_locked
  * returns the record of txid and points *data at its bytes (NULL for TRIM and
  * ZERO), or false when it is not cached (read the journal). The bytes stay
- * valid until master_sent_locked(txid) or master_drop_cached_locked.
+ * valid until master_release_cached_locked(upto >= txid).
+ * master_release_cached_locked releases every TXID up to upto, which must be
+ * committed: the session calls it for what it sent, and with a copy pass's
+ * base (those TXIDs are never sent).
  */
 bool master_cached_locked(struct master *m, uint64_t txid, struct journal_rec *r,
 			  const void **data);
-void master_sent_locked(struct master *m, uint64_t txid);
-/* Nothing cached will be sent (a copy pass or a crack starts): release it all. */
-void master_drop_cached_locked(struct master *m);
+void master_release_cached_locked(struct master *m, uint64_t upto);
 
 /* Wakes every waiter (writers blocked on a full buffer, the session). */
 void master_stop(struct master *m);

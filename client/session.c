@@ -608,11 +608,9 @@ static int send_committed(struct session *s)
 		uint32_t dlen = r.op == JOP_WRITE ? (uint32_t)r.length : 0;
 		if (send_msg(s, FREP_MSG_TX, &tx.base, data, dlen) < 0)
 			return -1;
-		if (cached) {
-			pthread_mutex_lock(&m->lock);
-			master_sent_locked(m, r.txid);
-			pthread_mutex_unlock(&m->lock);
-		}
+		pthread_mutex_lock(&m->lock);
+		master_release_cached_locked(m, r.txid);
+		pthread_mutex_unlock(&m->lock);
 		if (s->next_send > s->max_sent)
 			s->max_sent = s->next_send;
 		s->next_send++;
@@ -823,7 +821,7 @@ static void step_copy(struct session *s)
 	 */
 	pthread_mutex_lock(&m->lock);
 	s->copy_base = master_quiesce_locked(m);
-	master_drop_cached_locked(m); /* the pass sends from copy_base + 1, not from memory */
+	master_release_cached_locked(m, s->copy_base); /* the pass sends from copy_base + 1 */
 	s->cracks_seen = m->cracks;
 	/*
 	 * An interrupted full pass resumes at the mirror's cursor with its old

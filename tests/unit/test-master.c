@@ -200,6 +200,56 @@ static void cracks_under_concurrent_load(void **state)
 	master_close(&m);
 }
 
+/*
+ * The send cache: a fresh write is sent from memory; once released it is not;
+ * when the sender lags by more than the cache holds, later writes are not
+ * cached (the writer never waits) while earlier ones still are.
+ */
+static void send_cache_serves_fresh_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct master m;
+	char vol_path[160], journal_path[160];
+	static unsigned char data[256 << 10];
+	struct journal_rec r;
+	const void *p;
+
+	open_master(f, &m, 64 << 20, vol_path, journal_path);
+	memset(data, 0xa5, sizeof(data));
+	assert_int_equal(master_submit(&m, JOP_WRITE, 8192, 4096, data), 0);
+	assert_int_equal(master_submit(&m, JOP_TRIM, 0, 4096, NULL), 0);
+	pthread_mutex_lock(&m.lock);
+	assert_true(master_cached_locked(&m, 1, &r, &p));
+	assert_int_equal(r.offset, 8192);
+	assert_int_equal(r.length, 4096);
+	assert_int_equal(r.data_crc, frep_crc32c(data, 4096));
+	assert_memory_equal(p, data, 4096);
+	assert_true(master_cached_locked(&m, 2, &r, &p));
+	assert_int_equal(r.op, JOP_TRIM);
+	assert_null(p);
+	master_release_cached_locked(&m, 2);
+	assert_false(master_cached_locked(&m, 1, &r, &p));
+	assert_false(master_cached_locked(&m, 2, &r, &p));
+	pthread_mutex_unlock(&m.lock);
+
+	/* Nothing sent: the cache fills, and then writes go on uncached. */
+	unsigned n = SEND_CACHE_BYTES / sizeof(data) + 4;
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(master_submit(&m, JOP_WRITE, (uint64_t)i * sizeof(data), sizeof(data), data), 0);
+	pthread_mutex_lock(&m.lock);
+	assert_true(master_cached_locked(&m, 3, &r, &p));
+	assert_memory_equal(p, data, sizeof(data));
+	assert_false(master_cached_locked(&m, 2 + n, &r, &p));
+	/* Released: room again. */
+	master_release_cached_locked(&m, 2 + SEND_CACHE_BYTES / sizeof(data));
+	pthread_mutex_unlock(&m.lock);
+	assert_int_equal(master_submit(&m, JOP_WRITE, 0, 4096, data), 0);
+	pthread_mutex_lock(&m.lock);
+	assert_true(master_cached_locked(&m, 3 + n, &r, &p));
+	pthread_mutex_unlock(&m.lock);
+	master_close(&m);
+}
+
 static int setup(void **state)
 {
 	log_init("test-master", LOG_WARN);
@@ -212,6 +262,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(concurrent_writes_share_syncs_and_keep_txid_order, setup,
 						tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(cracks_under_concurrent_load, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(send_cache_serves_fresh_writes, setup, tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
