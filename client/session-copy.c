@@ -1,0 +1,254 @@
+/* Master session, bulk copy (spec "REPLICATE and OUTOFSYNC"): full and dirty passes, then catch-up to CONSISTENT. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "crashpoint.h"
+#include "frame.h"
+#include "frep/v1/frep.pb-c.h"
+#include "log.h"
+#include "session-internal.h"
+#include "tls.h"
+#include "util.h"
+
+/* Sends one copied range, data or hole. 0 or -1 (state changed). */
+static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
+{
+	struct master *m = s->m;
+	if (!data) {
+		Frep__V1__CopyHole h = FREP__V1__COPY_HOLE__INIT;
+		h.offset = off;
+		h.length = end - off;
+		s->copy_off = end;
+		return session_send(s, FREP_MSG_COPY_HOLE, &h.base, NULL, 0);
+	}
+	while (off < end) {
+		uint32_t n = end - off > COPY_CHUNK ? COPY_CHUNK : (uint32_t)(end - off);
+		if (volume_pread(&m->vol, s->buf, n, off) < 0) {
+			session_fail(s, ME_SEVERE, 0, "reading master volume at %" PRIu64 ": %s", off,
+			     strerror(errno));
+			return -1;
+		}
+		Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+		d.offset = off;
+		d.data_crc = frep_crc32c(s->buf, n);
+		if (session_send(s, FREP_MSG_COPY_DATA, &d.base, s->buf, n) < 0)
+			return -1;
+		frep_crash_point("copy");
+		off += n;
+		s->copy_off = off;
+		s->copy_bytes += n;
+		s->pass_bytes += n;
+		if (session_drain(s) < 0 || session_housekeeping(s) < 0 || session_stopping(s))
+			return -1;
+		/* --max-rate: a shared DR link; wait until this pass is back on its budget. */
+		while (s->o.max_rate && !session_stopping(s)) {
+			uint64_t due_ms = s->pass_bytes * 1000 / s->o.max_rate;
+			uint64_t spent = now_ms() - s->pass_started_ms;
+			if (spent >= due_ms)
+				break;
+			uint64_t nap = due_ms - spent < 100 ? due_ms - spent : 100;
+			if (session_wait_event(s, (int)nap) < 0 || session_housekeeping(s) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* Walks [start, end) sending data and holes as the master volume has them. 0 or -1. */
+static int copy_span(struct session *s, uint64_t start, uint64_t end)
+{
+	uint64_t off = start;
+	while (off < end) {
+		uint64_t d, e;
+		int rc = volume_next_data(&s->m->vol, off, &d, &e);
+		if (rc < 0) {
+			session_fail(s, ME_SEVERE, 0, "SEEK_DATA on master volume at %" PRIu64 ": %s", off,
+			     strerror(errno));
+			return -1;
+		}
+		if (rc == 0 || d > end)
+			d = e = end;
+		if (e > end)
+			e = end;
+		if (d > off && copy_range(s, off, d, false) < 0)
+			return -1;
+		if (e > d && copy_range(s, d, e, true) < 0)
+			return -1;
+		off = e;
+	}
+	return 0;
+}
+
+/*
+ * Snapshots the dirty runs a pass will copy, so exactly those are cleared when
+ * the mirror is consistent. Called with m->lock held. 0 or -1.
+ */
+static int snapshot_runs(struct session *s, uint64_t *bytes)
+{
+	uint64_t off = 0, a, b;
+	s->n_runs = 0;
+	*bytes = 0;
+	while (bitmap_next_dirty(s->m->bm, off, &a, &b) == 1) {
+		if (s->n_runs == MAX_DIRTY_RUNS) {
+			/* Too fragmented to track: copy it all. */
+			s->need_full = true;
+			s->n_runs = 0;
+			*bytes = s->m->vol.size;
+			return 0;
+		}
+		if (!s->runs && !(s->runs = malloc(MAX_DIRTY_RUNS * sizeof(*s->runs))))
+			return -1;
+		s->runs[s->n_runs++] = (struct run){ a, b };
+		*bytes += b - a;
+		off = b;
+	}
+	return 0;
+}
+
+/*
+ * REPLICATE / OUTOFSYNC, one pass at a time. A full pass copies every
+ * allocated block (the first copy, --resync=full, an operator's resync-full);
+ * a dirty pass copies the regions of the bitmap. Then CopyDone(t_c) and
+ * sequencing t_s+1..t_c; the mirror says CONSISTENT once it applied t_c
+ * durably. A crack during the pass means another (dirty) pass.
+ */
+void session_step_copy(struct session *s)
+{
+	struct master *m = s->m;
+	enum master_state state = s->fsm.state;
+	bool full = s->need_full || state == MS_REPLICATE ||
+		    (state == MS_OUTOFSYNC && s->o.resync_full);
+	uint64_t total = 0;
+
+	s->need_full = false;
+	/*
+	 * t_s must be applied to the volume, not only committed, or the copy could
+	 * read a block before TX t_s lands and replay would never bring it: wait
+	 * until every committed TXID is applied. Later TXIDs are replayed after
+	 * the copy. Records up to t_s the mirror lacks are marked dirty (a dirty
+	 * pass copies their regions), so they, and everything acknowledged, can
+	 * be freed.
+	 */
+	pthread_mutex_lock(&m->lock);
+	s->copy_base = master_quiesce_locked(m);
+	master_release_cached_locked(m, s->copy_base); /* the pass sends from copy_base + 1 */
+	s->cracks_seen = m->cracks;
+	/*
+	 * An interrupted full pass resumes at the mirror's cursor with its old
+	 * base, if every TXID after that base is still here to be replayed.
+	 */
+	uint64_t resume = 0;
+	if (full && s->w.copy_cursor && s->w.copy_base <= m->committed_txid &&
+	    journal_first_txid(m->j) <= s->w.copy_base + 1 &&
+	    ((state == MS_REPLICATE && s->w.phase == FREP__V1__PHASE__PHASE_REPLICATE) ||
+	     (state == MS_OUTOFSYNC && s->w.phase == FREP__V1__PHASE__PHASE_OUTOFSYNC))) {
+		resume = s->w.copy_cursor < m->vol.size ? s->w.copy_cursor : m->vol.size;
+		s->copy_base = s->w.copy_base;
+	}
+	s->w.copy_cursor = 0; /* once: a later pass of this session starts afresh */
+	/*
+	 * A full OUTOFSYNC pass marks the whole volume dirty first: if it is cut
+	 * short, the next pass (dirty, by default) still copies everything it
+	 * did not finish. The first copy (REPLICATE) resumes from the mirror's
+	 * cursor instead.
+	 */
+	if (full && state == MS_OUTOFSYNC)
+		bitmap_set_all(m->bm);
+	int rc = master_mark_dirty_locked(m, m->acked_txid, s->copy_base);
+	if (rc == 0 && !full)
+		rc = snapshot_runs(s, &total);
+	if (s->need_full) {
+		full = true;
+		s->need_full = false;
+	}
+	if (full)
+		total = m->vol.size;
+	if (m->acked_txid < s->copy_base)
+		m->acked_txid = s->copy_base;
+	pthread_mutex_unlock(&m->lock);
+	if (rc < 0) {
+		session_fail(s, ME_SEVERE, 0, "cannot prepare the %s pass: %s", full ? "full" : "dirty",
+		     strerror(errno));
+		return;
+	}
+
+	s->copying = true;
+	s->copy_off = s->copy_bytes = s->copy_acked = s->pass_bytes = 0;
+	s->copy_total = total;
+	s->copy_started_ms = s->pass_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
+	s->rate_mark_bytes = 0;
+	s->next_send = s->copy_base + 1;
+	s->max_sent = s->copy_base;
+	s->inflight_since_ack = 0;
+
+	Frep__V1__StartCopy sc = FREP__V1__START_COPY__INIT;
+	sc.kind = state == MS_REPLICATE ? FREP__V1__PHASE__PHASE_REPLICATE :
+					  FREP__V1__PHASE__PHASE_OUTOFSYNC;
+	sc.base_txid = s->copy_base;
+	sc.total_bytes = total;
+	sc.has_full = true;
+	sc.full = full;
+	sc.has_start_offset = resume != 0;
+	sc.start_offset = resume;
+	if (session_send(s, FREP_MSG_START_COPY, &sc.base, NULL, 0) < 0)
+		return;
+	log_info(m->name, "%s: %s pass over %" PRIu64 " bytes (%zu dirty runs), base TXID %" PRIu64,
+		 master_state_name(state), full ? "full" : "dirty", total, full ? (size_t)0 : s->n_runs,
+		 s->copy_base);
+	if (resume)
+		log_info(m->name, "resuming the interrupted copy at offset %" PRIu64
+			 " (mirror cursor), replaying from TXID %" PRIu64, resume, s->copy_base + 1);
+	s->copy_off = resume;
+	session_log_progress(s, now_ms());
+
+	if (full) {
+		if (copy_span(s, resume, m->vol.size) < 0)
+			return;
+	} else {
+		for (size_t i = 0; i < s->n_runs; i++)
+			if (copy_span(s, s->runs[i].start, s->runs[i].end) < 0)
+				return;
+	}
+	if (session_cracked(s))
+		return; /* the FSM stayed in this state: the loop starts another pass */
+
+	pthread_mutex_lock(&m->lock);
+	s->copy_tc = m->committed_txid;
+	pthread_mutex_unlock(&m->lock);
+	Frep__V1__CopyDone done = FREP__V1__COPY_DONE__INIT;
+	done.last_txid = s->copy_tc;
+	done.copied_bytes = s->copy_bytes;
+	if (session_send(s, FREP_MSG_COPY_DONE, &done.base, NULL, 0) < 0)
+		return;
+	session_log_progress(s, now_ms());
+	s->copying = false;
+	uint64_t ms = now_ms() - s->copy_started_ms;
+	log_info(m->name, "copy walked %" PRIu64 " bytes (%" PRIu64 " data) in %" PRIu64
+		 " ms; sequencing TXIDs %" PRIu64 "..%" PRIu64 " to reach consistency",
+		 total, s->copy_bytes, ms, s->copy_base + 1, s->copy_tc);
+	session_sequence(s, state);
+	if (s->fsm.state != MS_INSYNC)
+		return;
+
+	/* Consistent: what this pass copied is on the mirror; unless a crack re-dirtied it. */
+	pthread_mutex_lock(&m->lock);
+	if (m->cracks == s->cracks_seen) {
+		if (full)
+			bitmap_clear_all(m->bm);
+		else
+			for (size_t i = 0; i < s->n_runs; i++)
+				bitmap_clear_range(m->bm, s->runs[i].start, s->runs[i].end - s->runs[i].start);
+		if (bitmap_sync(m->bm) < 0)
+			log_warn(m->name, "dirty bitmap fdatasync after resync: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&m->lock);
+	log_info(m->name, "%s done: %" PRIu64 " data bytes copied, %" PRIu64 " ms",
+		 full ? "full pass" : "dirty resync", s->copy_bytes, now_ms() - s->copy_started_ms);
+}

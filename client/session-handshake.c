@@ -1,0 +1,175 @@
+/* Master session, first phases (spec "INIT", "MAKEPARTS", "READY: the decision"): TLS, HELLO/WELCOME, extents, the decision. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "crashpoint.h"
+#include "frame.h"
+#include "frep/v1/frep.pb-c.h"
+#include "log.h"
+#include "session-internal.h"
+#include "tls.h"
+#include "util.h"
+
+/* TLS, HELLO, WELCOME. 0, or -1 with the failure handled (state changed). */
+static int connect_and_hello(struct session *s)
+{
+	struct master *m = s->m;
+	char err[256], hostname[FREP_MAX_NODE_NAME + 1] = "unknown";
+	struct frame f;
+
+	s->c = tls_client_connect(s->o.tls, s->o.host, s->o.port, s->o.server_name,
+				  HANDSHAKE_TIMEOUT_MS, err, sizeof(err));
+	if (!s->c) {
+		session_fail(s, ME_MINOR, 0, "connect: %s", err);
+		return -1;
+	}
+	s->last_rx_ms = now_ms();
+	tls_set_read_timeout(s->c, HANDSHAKE_TIMEOUT_MS);
+	gethostname(hostname, sizeof(hostname) - 1);
+	random_bytes(s->session_id, sizeof(s->session_id));
+
+	Frep__V1__Hello h = FREP__V1__HELLO__INIT;
+	h.proto_min = h.proto_max = FREP_PROTO_VERSION;
+	h.master_node = hostname;
+	h.volume = m->name;
+	h.volume_uuid = (ProtobufCBinaryData){ sizeof(m->uuid), m->uuid };
+	h.generation = m->generation;
+	h.session_id = (ProtobufCBinaryData){ sizeof(s->session_id), s->session_id };
+	h.lane = 0;
+	h.lane_count = 1;
+	pthread_mutex_lock(&m->lock);
+	h.committed_txid = m->committed_txid;
+	h.retained_first_txid = journal_first_txid(m->j) <= journal_last_txid(m->j) ?
+					journal_first_txid(m->j) : 0;
+	h.journal_size = journal_capacity(m->j);
+	pthread_mutex_unlock(&m->lock);
+	if (session_send(s, FREP_MSG_HELLO, &h.base, NULL, 0) < 0)
+		return -1;
+
+	int type = session_recv(s, &f);
+	if (type < 0)
+		return -1;
+	if (type != FREP_MSG_WELCOME) {
+		session_fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "expected WELCOME, got %s",
+		     frep_msg_name((unsigned)type));
+		return -1;
+	}
+	Frep__V1__Welcome *w = (Frep__V1__Welcome *)f.msg;
+	if (w->proto_version != FREP_PROTO_VERSION) {
+		session_fail(s, ME_SEVERE, FREP_E_VERSION, "mirror chose protocol version %u, we speak %u",
+		     w->proto_version, FREP_PROTO_VERSION);
+		return -1;
+	}
+	s->w = (struct welcome_info){
+		.known = w->known,
+		.consistent = w->consistent,
+		.durable_txid = w->durable_txid,
+		.consistent_txid = w->consistent_txid,
+		.phase = w->phase,
+		.copy_cursor = w->copy_cursor,
+		.copy_base = w->copy_base,
+	};
+	log_info(m->name, "connected to mirror %s:%s (%s): known=%d phase=%u durable_txid=%" PRIu64
+		 " consistent=%d@%" PRIu64,
+		 s->o.host, s->o.port, tls_cipher(s->c), w->known, w->phase, w->durable_txid,
+		 w->consistent, w->consistent_txid);
+	return 0;
+}
+
+/* INIT: TLS, identities, volume, protocol version. */
+void session_step_init(struct session *s)
+{
+	if (connect_and_hello(s) == 0)
+		session_feed(s, ME_MSG_WELCOME, FREP_MSG_WELCOME);
+}
+
+/* MAKEPARTS: the mirror builds (or validates) extents like ours. */
+void session_step_makeparts(struct session *s)
+{
+	struct master *m = s->m;
+	struct frame f;
+	uint64_t sizes[FREP_MAX_EXTENTS];
+
+	/* A retry after RESET has no connection: every step revisits INIT's handshake. */
+	if (!s->c && connect_and_hello(s) < 0)
+		return;
+	for (unsigned i = 0; i < m->vol.n; i++)
+		sizes[i] = m->vol.ext[i].size;
+	Frep__V1__ExtentTable t = FREP__V1__EXTENT_TABLE__INIT;
+	t.n_extent_size = m->vol.n;
+	t.extent_size = sizes;
+	if (session_send(s, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0) < 0)
+		return;
+	int type = session_recv(s, &f);
+	if (type < 0)
+		return;
+	if (type != FREP_MSG_PARTS_READY) {
+		session_fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "expected PARTS_READY, got %s",
+		     frep_msg_name((unsigned)type));
+		return;
+	}
+	Frep__V1__PartsReady *p = (Frep__V1__PartsReady *)f.msg;
+	if (p->volume_size != m->vol.size) {
+		session_fail(s, ME_SEVERE, FREP_E_BAD_EXTENTS, "mirror volume is %" PRIu64 " bytes, master %" PRIu64,
+		     p->volume_size, m->vol.size);
+		return;
+	}
+	log_info(m->name, "mirror extents %s", p->created ? "created" : "validated");
+	session_feed(s, ME_MSG_PARTS_READY, FREP_MSG_PARTS_READY);
+}
+
+/* READY: the decision table of spec/protocol.md section "READY decision". */
+void session_step_ready(struct session *s)
+{
+	struct master *m = s->m;
+	pthread_mutex_lock(&m->lock);
+	uint64_t committed = m->committed_txid;
+	uint64_t first = journal_first_txid(m->j);
+	s->cracks_seen = m->cracks;
+	pthread_mutex_unlock(&m->lock);
+	const struct welcome_info *w = &s->w;
+
+	if (w->durable_txid > committed) {
+		session_fail(s, ME_SEVERE, FREP_E_AHEAD,
+		     "mirror holds TXID %" PRIu64 " but the master committed only up to %" PRIu64,
+		     w->durable_txid, committed);
+		return;
+	}
+	if (!w->known || w->phase == FREP__V1__PHASE__PHASE_NONE ||
+	    w->phase == FREP__V1__PHASE__PHASE_CREATED || w->phase == FREP__V1__PHASE__PHASE_REPLICATE) {
+		master_fsm_feed(&s->fsm, ME_DECIDE_COPY, NULL);
+	} else if (w->phase == FREP__V1__PHASE__PHASE_INSYNC && w->consistent &&
+		   w->durable_txid + 1 >= first) {
+		Frep__V1__StartSync ss = FREP__V1__START_SYNC__INIT;
+		ss.from_txid = w->durable_txid;
+		if (session_send(s, FREP_MSG_START_SYNC, &ss.base, NULL, 0) < 0)
+			return;
+		s->next_send = w->durable_txid + 1;
+		pthread_mutex_lock(&m->lock);
+		if (m->acked_txid < w->durable_txid)
+			m->acked_txid = w->durable_txid;
+		if (m->synced_txid < w->durable_txid)
+			m->synced_txid = w->durable_txid;
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		s->max_sent = w->durable_txid;
+		s->backoff_ms = 0;
+		log_info(m->name, "mirror consistent at TXID %" PRIu64 "; resending from %" PRIu64,
+			 w->durable_txid, s->next_send);
+		master_fsm_feed(&s->fsm, ME_DECIDE_SYNC, NULL);
+	} else {
+		/* Everything up to the mirror's durable TXID is there; the rest is resynced. */
+		pthread_mutex_lock(&m->lock);
+		if (w->consistent && m->acked_txid < w->durable_txid)
+			m->acked_txid = w->durable_txid;
+		pthread_mutex_unlock(&m->lock);
+		master_fsm_feed(&s->fsm, ME_DECIDE_RESYNC, NULL);
+	}
+}

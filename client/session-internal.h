@@ -1,0 +1,141 @@
+/* Master replication session, internal: the session struct and what its phase files share (a module map, by file). */
+#ifndef FREP_CLIENT_SESSION_INTERNAL_H
+#define FREP_CLIENT_SESSION_INTERNAL_H
+
+#include "frame.h"
+#include "frep/v1/frep.pb-c.h"
+#include "session.h"
+
+enum session_limits {
+	HANDSHAKE_TIMEOUT_MS = 15000,
+	COPY_CHUNK = 4 << 20,	   /* bytes of data per COPY_DATA frame */
+	WINDOW_TX = 4096,	   /* TXIDs in flight before waiting for acknowledgements */
+	WINDOW_BYTES = 64 << 20,   /* data bytes in flight before waiting */
+	FREE_INTERVAL_MS = 1000,   /* how often acknowledged records are freed */
+	HEARTBEAT_MAX_MS = 2000,   /* heartbeat interval: this, or a third of the timeout */
+	PROGRESS_MS = 10000,
+	MAX_DIRTY_RUNS = 1 << 20,  /* dirty runs remembered per pass for clearing */
+};
+
+
+/* A region range copied by a dirty pass, cleared from the bitmap once consistent. */
+struct run {
+	uint64_t start, end;
+};
+
+
+struct welcome_info {
+	bool known;
+	bool consistent;
+	uint64_t durable_txid;
+	uint64_t consistent_txid;
+	uint32_t phase;
+	uint64_t copy_cursor; /* an interrupted full pass: durable below this */
+	uint64_t copy_base;   /* and its base TXID */
+};
+
+
+/* Used only by the session thread, except `m` which is shared (see master.h). */
+struct session {
+	struct master *m;
+	struct session_options o;
+	pthread_t thread;
+	struct master_fsm fsm;
+	struct tls_conn *c;
+	struct frame_reader rd;
+	uint8_t session_id[FREP_SESSION_ID_SIZE];
+	struct welcome_info w;
+	uint8_t *buf; /* max(COPY_CHUNK, max_payload) bytes */
+	size_t buf_len;
+
+	/* Sequencing: next TXID to send; bytes of data in flight (estimate). */
+	uint64_t next_send;
+	uint64_t max_sent;	/* highest TXID ever sent this connection (RESEND moves next_send back) */
+	uint64_t inflight_since_ack;
+	uint64_t last_rx_ms;	/* last frame from the mirror: silence means a dead link */
+
+	/* Copy progress (REPLICATE / OUTOFSYNC). */
+	bool copying;
+	bool need_full;	/* next pass walks every allocated block (else the bitmap) */
+	uint64_t copy_base, copy_tc, copy_off, copy_total, copy_bytes, copy_acked;
+	uint64_t copy_started_ms, pass_bytes, pass_started_ms;
+	uint64_t cracks_seen;	/* m->cracks when last looked at */
+	struct run *runs;	/* dirty pass: what it copies, to clear when consistent */
+	size_t n_runs;
+
+	uint64_t backoff_ms;
+	uint64_t last_free_ms, last_heartbeat_ms, last_progress_ms, heartbeat_seq;
+	uint64_t rate_mark_ms, rate_mark_bytes;
+};
+
+/* session.c */
+bool session_stopping(struct session *s);
+
+/*
+ * Failure paths. Before INIT succeeds every link failure is minor (RESET);
+ * after it, a lost link is LINKDOWN. Severe errors are told to the peer.
+ */
+void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Feeds the event a received message stands for; an illegal one is a protocol error. */
+int session_feed(struct session *s, enum master_event ev, unsigned type);
+
+int session_send(struct session *s, unsigned type, const ProtobufCMessage *msg,
+		 const void *trailer, uint32_t len);
+
+/*
+ * Receives one frame. Error and Goodbye are handled here (state changed, -1).
+ * Returns the frame type, or -1 after the failure was handled.
+ */
+int session_recv(struct session *s, struct frame *f);
+
+void session_log_progress(struct session *s, uint64_t now);
+
+/* Periodic duties of a connected session: free, heartbeat, progress. */
+int session_housekeeping(struct session *s);
+
+/* Publishes the state for writers (sync, block, degrade) and the control socket. */
+void session_publish_state(struct session *s);
+
+/* session-handshake.c */
+/* INIT: TLS, identities, volume, protocol version. */
+void session_step_init(struct session *s);
+
+/* MAKEPARTS: the mirror builds (or validates) extents like ours. */
+void session_step_makeparts(struct session *s);
+
+/* READY: the decision table of spec/protocol.md section "READY decision". */
+void session_step_ready(struct session *s);
+
+/* session-copy.c */
+/*
+ * REPLICATE / OUTOFSYNC, one pass at a time. A full pass copies every
+ * allocated block (the first copy, --resync=full, an operator's resync-full);
+ * a dirty pass copies the regions of the bitmap. Then CopyDone(t_c) and
+ * sequencing t_s+1..t_c; the mirror says CONSISTENT once it applied t_c
+ * durably. A crack during the pass means another (dirty) pass.
+ */
+void session_step_copy(struct session *s);
+
+/* session-sequence.c */
+/* Drains frames already waiting, without blocking. 0 or -1 (state changed). */
+int session_drain(struct session *s);
+
+/*
+ * A crack dropped records the session may still have to send. In a copy the
+ * FSM stays put and session_step_copy starts another pass; in INSYNC or IDLE it goes
+ * OUTOFSYNC. Returns true if there was one (the caller returns to the loop).
+ */
+bool session_cracked(struct session *s);
+
+/*
+ * Waits up to timeout_ms for a frame from the mirror or a new commit, and
+ * handles the frame. 0 or -1 (state changed).
+ */
+int session_wait_event(struct session *s, int timeout_ms);
+
+/* Sequencing: send in TXID order with a window, until the state leaves `state`. */
+void session_sequence(struct session *s, enum master_state state);
+
+#endif
