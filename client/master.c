@@ -660,6 +660,12 @@ static int master_crack_locked(struct master *m)
 {
 	int rc = -1;
 
+	if (m->cracking) {
+		/* Another writer is cracking: its crack frees the room this one needs. */
+		while (m->cracking)
+			pthread_cond_wait(&m->pipe_cond, &m->lock);
+		return 0;
+	}
 	m->cracking = true;
 	while (m->applied_txid < journal_last_txid(m->j) && !m->journal_failed)
 		pthread_cond_wait(&m->pipe_cond, &m->lock);
