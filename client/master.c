@@ -288,15 +288,22 @@ static bool degraded_locked(struct master *m)
 
 static int master_crack_locked(struct master *m);
 
+static int free_acked_locked(struct master *m);
+
 /*
- * The journal is full. Crack (default), or under the block policy wait up to a
- * second for records to be freed (the caller retries; the degrade deadline is
- * re-checked each time). Called and returns with m->lock held. 0 or an errno.
+ * The journal is full. First free what the mirror has acknowledged; only
+ * when it has nothing more, crack (default), or under the block policy wait
+ * up to a second for an acknowledgement (the caller retries; the degrade
+ * deadline is re-checked each time). Called and returns with m->lock held.
+ * 0 or an errno.
  */
 static int wait_for_room(struct master *m, uint64_t txid, bool *warned)
 {
 	if (m->stopping)
 		return ESHUTDOWN;
+	uint64_t freeable = m->acked_txid < m->applied_txid ? m->acked_txid : m->applied_txid;
+	if (freeable >= journal_first_txid(m->j) || m->freeing)
+		return free_acked_locked(m) < 0 ? EIO : 0;
 	if (m->on_full != ON_FULL_BLOCK || degraded_locked(m))
 		return master_crack_locked(m) < 0 ? EIO : 0;
 	if (!*warned) {
@@ -707,29 +714,42 @@ out:
 	return rc;
 }
 
+/*
+ * Frees the records the mirror acknowledged and the volume holds (DUR-6): the
+ * volume is made durable first, without the lock, since until then the
+ * record is the only durable copy of the write. One freer at a time; a caller
+ * that finds one running waits for it. Called and returns with m->lock held.
+ * 0, or -1 (logged).
+ */
+static int free_acked_locked(struct master *m)
+{
+	if (m->freeing) {
+		while (m->freeing)
+			pthread_cond_wait(&m->cond, &m->lock);
+		return 0;
+	}
+	uint64_t upto = m->acked_txid < m->applied_txid ? m->acked_txid : m->applied_txid;
+	if (upto < journal_first_txid(m->j))
+		return 0;
+	m->freeing = true;
+	pthread_mutex_unlock(&m->lock);
+	int rc = volume_sync(&m->vol), e = errno;
+	pthread_mutex_lock(&m->lock);
+	if (rc < 0)
+		log_error(m->name, "fdatasync of master extents: %s", strerror(e));
+	/* A crack meanwhile may have freed them already. */
+	else if (upto >= journal_first_txid(m->j) && (rc = journal_free_through(m->j, upto)) < 0)
+		log_error(m->name, "freeing mirror buffer through TXID %" PRIu64 ": %s", upto,
+			  strerror(errno));
+	m->freeing = false;
+	pthread_cond_broadcast(&m->cond);
+	return rc;
+}
+
 int master_free_acked(struct master *m)
 {
 	pthread_mutex_lock(&m->lock);
-	uint64_t upto = m->acked_txid < m->applied_txid ? m->acked_txid : m->applied_txid;
-	uint64_t first = journal_first_txid(m->j);
-	pthread_mutex_unlock(&m->lock);
-	if (upto < first)
-		return 0;
-
-	/* The journal is the only durable copy of applied-but-unsynced writes. */
-	if (volume_sync(&m->vol) < 0) {
-		log_error(m->name, "fdatasync of master extents: %s", strerror(errno));
-		return -1;
-	}
-	pthread_mutex_lock(&m->lock);
-	int rc = 0;
-	/* A crack meanwhile may have freed them already. */
-	if (upto >= journal_first_txid(m->j))
-		rc = journal_free_through(m->j, upto);
-	if (rc < 0)
-		log_error(m->name, "freeing mirror buffer through TXID %" PRIu64 ": %s", upto,
-			  strerror(errno));
-	pthread_cond_broadcast(&m->cond);
+	int rc = free_acked_locked(m);
 	pthread_mutex_unlock(&m->lock);
 	return rc;
 }

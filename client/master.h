@@ -110,6 +110,7 @@ struct master {
 	uint64_t applied_txid;	 /* every TXID up to here is on the master volume */
 	bool syncing;		 /* a writer runs the group's fdatasync */
 	bool cracking;		 /* a crack waits for in-flight applies: no reservations */
+	bool freeing;		 /* a free of acknowledged records syncs the volume */
 	int journal_failed;	 /* errno of a failed journal write or fdatasync; every write
 				  * fails with EIO from then on (the page cache cannot be trusted) */
 
@@ -161,7 +162,9 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 
 /*
  * Frees journal records the mirror acknowledged, once the master's own extents
- * holding them are durable (fdatasync of the volume first). Called by the session.
+ * holding them are durable (fdatasync of the volume first, without the lock).
+ * The session calls it regularly; a writer that finds the journal full calls
+ * it too, before it would crack or wait.
  */
 int master_free_acked(struct master *m);
 

@@ -153,7 +153,11 @@ int session_housekeeping(struct session *s)
 		     now - s->last_rx_ms);
 		return -1;
 	}
-	if (now - s->last_free_ms >= FREE_INTERVAL_MS) {
+	pthread_mutex_lock(&s->m->lock);
+	bool half_full = journal_used(s->m->j) > journal_capacity(s->m->j) / 2;
+	pthread_mutex_unlock(&s->m->lock);
+	/* Freeing costs a volume fdatasync: once a second, or sooner before writers find it full. */
+	if (now - s->last_free_ms >= FREE_INTERVAL_MS || half_full) {
 		s->last_free_ms = now;
 		if (master_free_acked(s->m) < 0) {
 			session_fail(s, ME_SEVERE, 0, "cannot free the mirror buffer: %s", strerror(errno));

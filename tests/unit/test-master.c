@@ -250,6 +250,33 @@ static void send_cache_serves_fresh_writes(void **state)
 	master_close(&m);
 }
 
+/*
+ * A full journal whose records the mirror acknowledged frees them (after a
+ * volume fdatasync) instead of cracking: no crack, nothing dirty.
+ */
+static void full_journal_frees_acknowledged_records_before_cracking(void **state)
+{
+	struct fixture *f = *state;
+	struct master m;
+	char vol_path[160], journal_path[160];
+	static unsigned char data[64 << 10];
+
+	open_master(f, &m, 1 << 20, vol_path, journal_path);
+	memset(data, 0x5a, sizeof(data));
+	for (unsigned i = 0; i < 200; i++) {
+		assert_int_equal(master_submit(&m, JOP_WRITE, (uint64_t)(i % 64) * sizeof(data),
+					       sizeof(data), data), 0);
+		/* The mirror acknowledges everything at once, as TX_ACK would. */
+		pthread_mutex_lock(&m.lock);
+		m.acked_txid = m.committed_txid;
+		pthread_mutex_unlock(&m.lock);
+	}
+	assert_int_equal(m.cracks, 0);
+	assert_int_equal(bitmap_dirty_regions(m.bm), 0);
+	assert_true(journal_first_txid(m.j) > 1); /* it did fill, and was freed */
+	master_close(&m);
+}
+
 static int setup(void **state)
 {
 	log_init("test-master", LOG_WARN);
@@ -263,6 +290,8 @@ int main(void)
 						tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(cracks_under_concurrent_load, setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(send_cache_serves_fresh_writes, setup, tmpdir_teardown),
+		cmocka_unit_test_setup_teardown(full_journal_frees_acknowledged_records_before_cracking,
+						setup, tmpdir_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
