@@ -108,13 +108,11 @@ sync -f "$DISK/fa.img" # no writeback of the copies during the timed runs
 
 # --- write rows: 4 KiB random at depth 1 and 16, 1 MiB sequential at depth 8 ----
 SERVER_DATA=$SHM/mirror-w start_server
-start_nbdkit() {
-	nbdkit -f -U "$T/nb.sock" --filter=fua file file="$DISK/nb.img" fuamode=force \
-		>>"$T/nbdkit.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 20 "nbdkit's socket" test -S "$T/nb.sock"
-}
-start_nbdkit
+# The baseline: a local NBD server on the same disk that makes every write durable
+# before replying.
+nbdkit -f -U "$T/nb.sock" --filter=fua file file="$DISK/nb.img" fuamode=force >>"$T/nbdkit.log" 2>&1 &
+PIDS+=($!)
+wait_for 20 "nbdkit's socket" test -S "$T/nb.sock"
 # block by default, not crack: a full buffer makes writers wait, so no row escapes
 # the mirror into the dirty bitmap, and every figure includes replication.
 JOURNAL=$DISK/fa.journal start_client fa "$DISK/fa.img" master-1 --journal-size "${journal_mib}M" \
