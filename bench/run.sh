@@ -49,11 +49,15 @@ DISK=$(mktemp -d "$disk_parent/frep-bench.XXXXXX")
 SHM=$(mktemp -d /dev/shm/frep-bench.XXXXXX)
 [ "$(stat -f -c %T "$DISK")" != tmpfs ] ||
 	{ echo "bench: $disk_parent is tmpfs; set BENCH_DISK_DIR to a directory on a disk" >&2; exit 2; }
+# lib.sh's cleanup (stop the daemons, keep the logs of a failure) in a subshell, as
+# it exits; then the volumes go. set +e: an EXIT trap stops at its first failure.
 bench_cleanup() {
 	local rc=$?
-	rm -rf "$DISK" "$SHM"
+	set +e
 	(exit $rc)
-	cleanup
+	(cleanup)
+	rm -rf "$DISK" "$SHM"
+	exit $rc
 }
 trap bench_cleanup EXIT
 RESULTS=$T/results # lines "METRIC VALUE", one per measurement (a metric repeats per round)
@@ -128,19 +132,24 @@ quiesce() {
 	wait_status fa lag_tx 0 300
 	wait_status fs lag_tx 0 300
 }
-# run WHO ROW RW BS DEPTH IO_MIB: one fio run on nbdkit (nb) or a frep client, whose
-# "mirror buffer full" events (writers waited, or the mirror cracked) it counts.
+# run WHO ROW RW BS DEPTH IO_MIB: one fio run on nbdkit (nb) or a frep client. Of
+# frep it also counts journal appends and fdatasyncs (group commit shows), and
+# "mirror buffer full" events (writers waited, or the mirror cracked).
 run() {
-	local who=$1 metric=$1_$2 before
+	local who=$1 metric=$1_$2 full appends syncs
 	shift 2
 	quiesce
 	if [ "$who" = nb ]; then
 		fio_write "$metric" "nbd+unix:///?socket=$T/nb.sock" "$@"
 		return
 	fi
-	before=$(grep -c 'mirror buffer full' "$T/client-$who.log" || true)
+	full=$(grep -c 'mirror buffer full' "$T/client-$who.log" || true)
+	appends=$(ctl_field "$who" journal_appends)
+	syncs=$(ctl_field "$who" journal_syncs)
 	fio_write "$metric" "nbd+unix:///$who?socket=$T/$who.sock" "$@"
-	record "${metric}_full" $(($(grep -c 'mirror buffer full' "$T/client-$who.log" || true) - before))
+	record "${metric}_full" $(($(grep -c 'mirror buffer full' "$T/client-$who.log" || true) - full))
+	record "${metric}_appends" $(($(ctl_field "$who" journal_appends) - appends))
+	record "${metric}_syncs" $(($(ctl_field "$who" journal_syncs) - syncs))
 }
 for ((r = 1; r <= rounds; r++)); do
 	echo "bench: write rows, round $r of $rounds" >&2
@@ -302,14 +311,21 @@ def fmt(xs, d, sign=""):
 def pair(a, b, op=lambda x, y: x / y):
     return [op(x, y) for x, y in zip(vals.get(a, []), vals.get(b, []))]
 
-def full(metric):  # "mirror buffer full" events of a frep row, over all rounds
-    n = sum(vals.get(metric.rsplit("_", 1)[0] + "_full", []))
-    return f"buffer full x{n:.0f}" if n else ""
+def notes(metric):  # of a frep write row, over all rounds
+    run = metric.rsplit("_", 1)[0]
+    out = []
+    appends, syncs = sum(vals.get(run + "_appends", [])), sum(vals.get(run + "_syncs", []))
+    if appends:
+        out.append(f"fdatasyncs/append {syncs / appends:.2f}")
+    full = sum(vals.get(run + "_full", []))
+    if full:
+        out.append(f"buffer full x{full:.0f}")
+    return ", ".join(out)
 
 rows = []  # figure, frep, baseline, ratio, target, notes
 def row(fig, a, b, base, target, d=0, rd=2):
     rows.append((fig, fmt(vals.get(a, []), d), f"{base} {fmt(vals.get(b, []), d)}",
-                 fmt(pair(a, b), rd), target, full(a)))
+                 fmt(pair(a, b), rd), target, notes(a)))
 
 row("4K randwrite QD1 async IOPS", "fa_qd1_iops", "nb_qd1_iops", "nbdkit fua", ">= 0.7")
 row("4K randwrite QD16 async IOPS", "fa_qd16_iops", "nb_qd16_iops", "nbdkit fua", ">= 0.7")
