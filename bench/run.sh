@@ -41,14 +41,12 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DFREP_TEST_HOOKS=OFF >/dev/nu
 # Every target: frep-client may need more than its own binary (a plugin it runs).
 cmake --build "$build" -j2 >/dev/null
 
-FREP_BUILD=$src/$build
-# shellcheck source=../tests/e2e/lib.sh
+export FREP_BUILD=$src/$build
 source "$src/tests/e2e/lib.sh"
+# shellcheck disable=SC2034 # lib.sh's failure messages name it
 TEST_NAME=bench
 DISK=$(mktemp -d "$disk_parent/frep-bench.XXXXXX")
 SHM=$(mktemp -d /dev/shm/frep-bench.XXXXXX)
-[ "$(stat -f -c %T "$DISK")" != tmpfs ] ||
-	{ echo "bench: $disk_parent is tmpfs; set BENCH_DISK_DIR to a directory on a disk" >&2; exit 2; }
 # lib.sh's cleanup (stop the daemons, keep the logs of a failure) in a subshell, as
 # it exits; then the volumes go. set +e: an EXIT trap stops at its first failure.
 bench_cleanup() {
@@ -60,6 +58,8 @@ bench_cleanup() {
 	exit $rc
 }
 trap bench_cleanup EXIT
+[ "$(stat -f -c %T "$DISK")" != tmpfs ] ||
+	{ echo "bench: $disk_parent is tmpfs; set BENCH_DISK_DIR to a directory on a disk" >&2; exit 2; }
 RESULTS=$T/results # lines "METRIC VALUE", one per measurement (a metric repeats per round)
 certs master-1
 
