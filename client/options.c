@@ -21,10 +21,10 @@ static const char usage[] =
 	"                   [--nbd-tls-cert FILE --nbd-tls-key FILE --nbd-tls-ca FILE]\n"
 	"                   [--control unix:PATH] [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"\n"
-	"Owns the master volume NAME (its extents PATH,... concatenated), serves it to\n"
-	"local users over NBD (export name NAME; nbdkit serves it, with frep as its\n"
-	"plugin), and replicates every write to the frep-server at --mirror over\n"
-	"mutually authenticated TLS.\n"
+	"Owns the master volume NAME (its extents PATH,... concatenated), serves it over\n"
+	"NBD (export name NAME; the process becomes nbdkit, with frep as its plugin),\n"
+	"and replicates every write to the frep-server at --mirror over mutually\n"
+	"authenticated TLS.\n"
 	"\n"
 	"  --volume NAME=PATH[,PATH...]  volume name ([A-Za-z0-9._-], 1-64) and its extents\n"
 	"                                (files or block devices), in address order\n"
@@ -40,9 +40,9 @@ static const char usage[] =
 	"  --nbd unix:PATH|HOST:PORT     where NBD clients connect (without --nbd-tls-*, no\n"
 	"                                authentication: keep it on a unix socket or loopback)\n"
 	"  --nbd-tls-cert FILE, --nbd-tls-key FILE, --nbd-tls-ca FILE\n"
-	"                                NBD over TLS (PEM files; all three or none): every\n"
-	"                                NBD client must use TLS and present a certificate\n"
-	"                                signed by the CA in --nbd-tls-ca\n"
+	"                                NBD over TLS (PEM; all three or none): this NBD\n"
+	"                                server's certificate and key, and the CA that must\n"
+	"                                have signed every NBD client's certificate\n"
 	"  --keylog FILE                 append TLS key-log lines for Wireshark (debug only)\n"
 	"  --on-buffer-full=crack|block  a full mirror buffer cracks the mirror (default: the\n"
 	"                                dirty bitmap records what to resync) or makes writers\n"
@@ -86,6 +86,14 @@ static char *absolute_unix(const char *opt, const char *spec)
 		bad_arg("%s: out of memory", opt);
 	free(path);
 	return out;
+}
+
+/* Sets an option's string, freeing the one an earlier occurrence set. Returns it. */
+static char *set(const char **field, char *value)
+{
+	free((char *)*field);
+	*field = value;
+	return value;
 }
 
 /* Records one option as the plugin parameter "name=value". */
@@ -236,16 +244,18 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		case OPT_CONTROL:
 			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5])
 				bad_arg("--control: expected unix:PATH, got '%s'", optarg);
-			param = a->control = absolute_unix("--control", optarg);
+			param = set(&a->control, absolute_unix("--control", optarg));
 			break;
-		case OPT_TRACE_TX: param = a->trace = absolute("--trace-tx", optarg); break;
+		case OPT_TRACE_TX: param = set(&a->trace, absolute("--trace-tx", optarg)); break;
 		case 'v': {
 			char *copy = strdup(optarg);
 			if (!copy)
 				bad_arg("--volume: out of memory");
-			a->n_paths = 0;
-			parse_volume(a, copy);
 			/* Only the last --volume counts, as for every other option. */
+			while (a->n_paths > 0)
+				free(a->paths[--a->n_paths]);
+			free(a->volume_name);
+			parse_volume(a, copy);
 			char *spec = NULL;
 			size_t len = 0;
 			FILE *f = open_memstream(&spec, &len);
@@ -255,20 +265,22 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 			for (unsigned i = 0; i < a->n_paths; i++)
 				fprintf(f, "%s%s", i ? "," : "", a->paths[i]);
 			fclose(f);
-			param = spec;
+			keep_param(a, "volume", spec);
+			free(spec);
+			param = NULL;
 			break;
 		}
 		case 'm': mirror = optarg; break;
-		case 'j': param = a->journal = absolute("--journal", optarg); break;
-		case 'c': param = a->cert = absolute("--cert", optarg); break;
-		case 'k': param = a->key = absolute("--key", optarg); break;
-		case 'a': param = a->ca = absolute("--ca", optarg); break;
-		case 'n': param = a->nbd = absolute_unix("--nbd", optarg); break;
-		case OPT_NBD_TLS_CERT: param = a->nbd_tls_cert = absolute("--nbd-tls-cert", optarg); break;
-		case OPT_NBD_TLS_KEY: param = a->nbd_tls_key = absolute("--nbd-tls-key", optarg); break;
-		case OPT_NBD_TLS_CA: param = a->nbd_tls_ca = absolute("--nbd-tls-ca", optarg); break;
+		case 'j': param = set(&a->journal, absolute("--journal", optarg)); break;
+		case 'c': param = set(&a->cert, absolute("--cert", optarg)); break;
+		case 'k': param = set(&a->key, absolute("--key", optarg)); break;
+		case 'a': param = set(&a->ca, absolute("--ca", optarg)); break;
+		case 'n': param = set(&a->nbd, absolute_unix("--nbd", optarg)); break;
+		case OPT_NBD_TLS_CERT: param = set(&a->nbd_tls_cert, absolute("--nbd-tls-cert", optarg)); break;
+		case OPT_NBD_TLS_KEY: param = set(&a->nbd_tls_key, absolute("--nbd-tls-key", optarg)); break;
+		case OPT_NBD_TLS_CA: param = set(&a->nbd_tls_ca, absolute("--nbd-tls-ca", optarg)); break;
 		case OPT_SERVER_NAME: a->server_name = optarg; break;
-		case OPT_KEYLOG: param = a->keylog = absolute("--keylog", optarg); break;
+		case OPT_KEYLOG: param = set(&a->keylog, absolute("--keylog", optarg)); break;
 		case OPT_JOURNAL_SIZE:
 			if (parse_size(optarg, &a->journal_size) < 0 || a->journal_size == 0)
 				bad_arg("--journal-size: expected a size like 256M or 2G, got '%s'", optarg);
@@ -323,3 +335,18 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 	}
 }
 
+
+void client_options_free(struct client_options *a)
+{
+	const char **strings[] = { &a->journal, &a->cert, &a->key, &a->ca, &a->nbd, &a->keylog,
+				   &a->control, &a->trace, &a->nbd_tls_cert, &a->nbd_tls_key,
+				   &a->nbd_tls_ca };
+	for (unsigned i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		set(strings[i], NULL);
+	while (a->n_paths > 0)
+		free(a->paths[--a->n_paths]);
+	free(a->volume_name);
+	while (a->n_params > 0)
+		free(a->params[--a->n_params]);
+	memset(a, 0, sizeof(*a));
+}

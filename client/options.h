@@ -47,5 +47,7 @@ struct client_options {
  * and exits 0; a bad argument prints one line and exits 2.
  */
 void client_options_parse(struct client_options *o, int argc, char **argv);
+/* Frees what client_options_parse allocated. */
+void client_options_free(struct client_options *o);
 
 #endif

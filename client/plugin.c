@@ -27,6 +27,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#ifdef FREP_SANITIZE
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include "control.h"
 #include "log.h"
@@ -52,9 +55,9 @@ enum plugin_limits {
 };
 
 /*
- * Plugin state. Written by the configuration callbacks and .get_ready (one
- * thread, before any connection); afterwards only m is written, under its own
- * locks.
+ * Plugin state. Written by the configuration callbacks, .get_ready and
+ * .after_fork (one thread, before any connection); afterwards only m is
+ * written, under its own locks.
  */
 static struct {
 	char *argv[CLIENT_MAX_PARAMS + 2]; /* "frep-client", "--KEY=VALUE"..., NULL */
@@ -81,6 +84,28 @@ static void frep_unload(void)
 	for (int i = 0; i < frep.argc; i++)
 		free(frep.argv[i]);
 	free(frep.tls_dir);
+	client_options_free(&frep.o);
+}
+
+/*
+ * Exits from plugin code: in the configuration phase (nbdkit allows it until
+ * .get_ready returns), or once .cleanup is done in sanitizer builds.
+ */
+static void __attribute__((noreturn)) plugin_exit(int code)
+{
+#ifdef FREP_SANITIZE
+	/*
+	 * nbdkit is not instrumented, and with the sanitizer runtimes preloaded
+	 * into it glibc's locale lock holds a negative reader count from startup
+	 * on (nbdkit 1.32 alone shows it), so exit's destructors (libp11-kit's
+	 * freelocale) would wait forever. Check for leaks now, while nbdkit's
+	 * own memory is still in use, and leave without the destructors.
+	 */
+	__lsan_do_leak_check();
+	_exit(code);
+#else
+	exit(code);
+#endif
 }
 
 static int frep_config(const char *key, const char *value)
@@ -153,7 +178,7 @@ static int frep_get_ready(void)
 				  sizeof(err));
 	if (!frep.tls) {
 		fprintf(stderr, FREP_CLIENT_PROG ": %s\n", err);
-		exit(2);
+		plugin_exit(2);
 	}
 	struct master_options mo = {
 		.name = o->volume_name,
@@ -180,8 +205,8 @@ static int frep_get_ready(void)
 		}
 		master_close(&frep.m);
 		tls_config_free(frep.tls);
-		/* nbdkit allows exit until .get_ready returns; its own status would be 1. */
-		exit(exit_code);
+		/* nbdkit's own status for a failed .get_ready would be 1. */
+		plugin_exit(exit_code);
 	}
 	frep.opened = true;
 	return 0;
@@ -356,6 +381,11 @@ static int start_threads(void)
 	char err[512];
 	const struct client_options *o = &frep.o;
 
+	/* The control socket first: a bad path fails before anything else runs. */
+	if (o->control && !(frep.ctl = control_start(o->control, &frep.m, err, sizeof(err)))) {
+		nbdkit_error("%s", err);
+		return -1;
+	}
 	if (relay_quit_signals() < 0)
 		return -1;
 	struct session_options so = {
@@ -371,10 +401,6 @@ static int start_threads(void)
 	};
 	if (!(frep.s = session_start(&frep.m, &so))) {
 		nbdkit_error("cannot start the replication thread");
-		return -1;
-	}
-	if (o->control && !(frep.ctl = control_start(o->control, &frep.m, err, sizeof(err)))) {
-		nbdkit_error("%s", err);
 		return -1;
 	}
 	return 0;
@@ -424,6 +450,10 @@ static void frep_cleanup(void)
 	/* nbdkit leaves its unix socket behind; frep-client would remove it next time. */
 	if (frep.o.nbd && strncmp(frep.o.nbd, "unix:", 5) == 0)
 		unlink(frep.o.nbd + 5);
+#ifdef FREP_SANITIZE
+	/* frep is stopped and closed; leave with the status nbdkit gives a quit signal. */
+	plugin_exit(0);
+#endif
 }
 
 /* --- exports ----------------------------------------------------------------- */
