@@ -83,10 +83,14 @@ start_server() {
 # (EXTENTS comma-separated) with certificate CN (default master-1), NBD on
 # $T/NAME.sock, journal $T/NAME.journal. Sets CLIENT_PID; log $T/client-NAME.log.
 start_client() {
-	local name=$1 extents=$2 cn=${3:-master-1}
+	local name=$1 extents=$2 cn=${3:-master-1} journal=${JOURNAL:-$T/$1.journal}
 	shift 3 || shift $#
+	# frep-client takes the journal lock at once, before it execs nbdkit: a
+	# predecessor the test killed (SIGKILL is asynchronous) must be gone first.
+	[ ! -e "$journal.lock" ] || wait_for 10 "the journal lock of $name to be released" \
+		flock -n "$journal.lock" true
 	"$BIN/frep-client" --volume "$name=$extents" --mirror "127.0.0.1:$SERVER_PORT" \
-		--server-name frep-mirror --journal "${JOURNAL:-$T/$name.journal}" \
+		--server-name frep-mirror --journal "$journal" \
 		--cert "$PKI/$cn.crt" --key "$PKI/$cn.key" --ca "$PKI/ca.crt" \
 		--nbd "unix:$T/$name.sock" "$@" >>"$T/client-$name.log" 2>&1 &
 	CLIENT_PID=$!

@@ -31,6 +31,10 @@ expect_exit2 "unknown option '--frobnicate'" "${C[@]}" --frobnicate
 expect_exit2 '--mirror is required' "$BIN/frep-client" --volume "v=$T/v0"
 expect_exit2 'IP address.*--server-name' "${C[@]}" --mirror 127.0.0.1:7460
 expect_exit2 "no such file|No such file|cannot|nonexistent" "${C[@]}" --volume "v=$T/nonexistent"
+expect_exit2 '--nbd-tls-cert, --nbd-tls-key and --nbd-tls-ca go together' "${C[@]}" \
+	--nbd-tls-cert "$PKI/server.crt"
+expect_exit2 "--nbd-tls-key $T/nokey: No such file" "${C[@]}" --nbd-tls-cert "$PKI/server.crt" \
+	--nbd-tls-key "$T/nokey" --nbd-tls-ca "$PKI/ca.crt"
 S=("$BIN/frep-server" --listen 127.0.0.1:0 --data-dir "$T/d" --cert "$PKI/server.crt"
 	--key "$PKI/server.key" --ca "$PKI/ca.crt")
 expect_exit2 '--listen: expected HOST\[:PORT\]' "${S[@]}" --listen 'x:y:z'
@@ -76,4 +80,4 @@ grep -Eq 'state NEW -> ERROR \(event JOURNAL_FAIL\) reason: .*(No space left|spa
 [ ! -S "$T/n.sock" ] || fail "NBD served without a mirror buffer"
 
 alive "$SERVER_PID" frep-server
-pass "help, version, 13 bad-argument cases, exclusive use, warnings"
+pass "help, version, 15 bad-argument cases, exclusive use, warnings"

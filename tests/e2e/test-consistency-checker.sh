@@ -41,8 +41,10 @@ fill "$T/i0" 0 24 a; fill "$T/i1" 4 8 b
 INIT="$T/i0,$T/i1"
 cat "$T/i0" "$T/i1" >"$T/served"
 
-"$BIN/tests/nbd-file-server" --file "$T/served" --listen "unix:$T/nbd.sock" --name vol1 \
-	>"$T/nbd-server.log" 2>&1 &
+# nbdkit's file plugin serves the plain file; the policy filter advertises a 32M
+# maximum block size, which the writer checks its --max-len against.
+nbdkit -f -U "$T/nbd.sock" --filter=blocksize-policy file file="$T/served" \
+	blocksize-maximum=32M >"$T/nbd-server.log" 2>&1 &
 NBD_PID=$!
 PIDS+=("$NBD_PID")
 wait_for 20 "NBD socket" test -S "$T/nbd.sock"

@@ -1,0 +1,650 @@
+/*
+ * The master as an nbdkit plugin: nbdkit speaks NBD, frep keeps the volume.
+ *
+ * frep-client checks its command line, takes the journal lock and execs
+ * "nbdkit -f frep-plugin.so lockfd=N KEY=VALUE..." (client/main.c), where each
+ * KEY=VALUE is one of its own options. The lifecycle maps onto nbdkit's:
+ *   .config_complete  parses the options with frep-client's own parser;
+ *   .get_ready        opens the master (journal redo) before nbdkit listens;
+ *   .after_fork       starts the replication and control threads (threads do
+ *                     not survive a fork, and nbdkit may fork before this);
+ *   .cleanup          stops them and closes the master.
+ */
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#ifdef FREP_SANITIZE
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#include "control.h"
+#include "log.h"
+#include "master.h"
+#include "options.h"
+#include "session.h"
+#include "tls.h"
+#include "util.h"
+
+/*
+ * Every connection's callbacks run in parallel: master_submit does its own
+ * ordering (TXIDs), and reads go straight to the volume.
+ */
+#define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* The signals on which nbdkit shuts down (nbdkit(1), SIGNALS). */
+static const int quit_signals[] = { SIGINT, SIGQUIT, SIGTERM };
+#define N_QUIT_SIGNALS (sizeof(quit_signals) / sizeof(quit_signals[0]))
+
+enum plugin_limits {
+	MAX_LISTENERS = 16,	  /* nbdkit binds one socket per address of -i HOST */
+	SHUTDOWN_RESCAN_MS = 100, /* between passes that disconnect clients at shutdown */
+};
+
+/*
+ * Plugin state. Written by the configuration callbacks, .get_ready and
+ * .after_fork (one thread, before any connection); afterwards only m is
+ * written, under its own locks.
+ */
+static struct {
+	char *argv[CLIENT_MAX_PARAMS + 2]; /* "frep-client", "--KEY=VALUE"..., NULL */
+	int argc;
+	int lock_fd;   /* the journal lock frep-client took, adopted by master_open */
+	char *tls_dir; /* frep-client's temporary --tls-certificates directory */
+	struct client_options o;
+	struct master m;
+	bool opened;
+	struct tls_config *tls;
+	struct session *s;
+	struct control *ctl;
+	/* Shutdown relay: quit_handler writes the signal number, stopper reads it. */
+	int stop_pipe[2];
+	pthread_t stopper;
+	bool stopper_started;
+	struct sigaction nbdkit_quit[N_QUIT_SIGNALS];
+	struct sockaddr_storage listeners[MAX_LISTENERS]; /* nbdkit's, found in .after_fork */
+	unsigned n_listeners;
+} frep = { .lock_fd = -1, .stop_pipe = { -1, -1 } };
+
+static void frep_unload(void)
+{
+	for (int i = 0; i < frep.argc; i++)
+		free(frep.argv[i]);
+	free(frep.tls_dir);
+	client_options_free(&frep.o);
+}
+
+/*
+ * Exits from plugin code: in the configuration phase (nbdkit allows it until
+ * .get_ready returns), or once .cleanup is done in sanitizer builds.
+ */
+static void __attribute__((noreturn)) plugin_exit(int code)
+{
+#ifdef FREP_SANITIZE
+	/*
+	 * nbdkit is not instrumented, and with the sanitizer runtimes preloaded
+	 * into it glibc's locale lock holds a negative reader count from startup
+	 * on (nbdkit 1.32 alone shows it), so exit's destructors (libp11-kit's
+	 * freelocale) would wait forever. Check for leaks now, while nbdkit's
+	 * own memory is still in use, and leave without the destructors.
+	 */
+	__lsan_do_leak_check();
+	_exit(code);
+#else
+	exit(code);
+#endif
+}
+
+static int frep_config(const char *key, const char *value)
+{
+	if (strcmp(key, "lockfd") == 0)
+		return nbdkit_parse_int("lockfd", value, &frep.lock_fd);
+	if (strcmp(key, "tlsdir") == 0) {
+		free(frep.tls_dir);
+		return (frep.tls_dir = strdup(value)) ? 0 : -1;
+	}
+	if (frep.argc == 0 && !(frep.argv[frep.argc++] = strdup(FREP_CLIENT_PROG)))
+		return -1;
+	if (frep.argc > CLIENT_MAX_PARAMS) {
+		nbdkit_error("more than %d parameters", CLIENT_MAX_PARAMS);
+		return -1;
+	}
+	if (asprintf(&frep.argv[frep.argc], "--%s=%s", key, value) < 0) {
+		nbdkit_error("out of memory");
+		return -1;
+	}
+	frep.argc++;
+	return 0;
+}
+
+static int frep_config_complete(void)
+{
+	if (frep.argc == 0) {
+		nbdkit_error("no parameters: this plugin is started by frep-client, not by hand");
+		return -1;
+	}
+	/* A bad option exits 2 with frep-client's one-line message, as before the exec. */
+	client_options_parse(&frep.o, frep.argc, frep.argv);
+	log_init(FREP_CLIENT_PROG, (enum log_level)frep.o.log_level);
+	return 0;
+}
+
+#define frep_config_help \
+	"Started by frep-client (see frep-client --help), which passes its options as KEY=VALUE."
+
+/*
+ * nbdkit loaded the NBD TLS certificates before .get_ready: frep-client's
+ * directory of links to them has served its purpose.
+ */
+static void remove_tls_dir(void)
+{
+	static const char *const names[] = { "ca-cert.pem", "server-cert.pem", "server-key.pem" };
+	char path[4096];
+
+	if (!frep.tls_dir)
+		return;
+	for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", frep.tls_dir, names[i]);
+		unlink(path);
+	}
+	if (rmdir(frep.tls_dir) < 0)
+		log_warn(frep.o.volume_name, "removing %s: %s", frep.tls_dir, strerror(errno));
+}
+
+/* The master opens here, so nbdkit binds its socket only once redo is done. */
+static int frep_get_ready(void)
+{
+	char err[512];
+	int exit_code = 1;
+	const struct client_options *o = &frep.o;
+
+	remove_tls_dir();
+	/* A lost mirror is an EPIPE for the session, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	frep.tls = tls_config_new(TLS_ROLE_CLIENT, o->cert, o->key, o->ca, o->keylog, err,
+				  sizeof(err));
+	if (!frep.tls) {
+		fprintf(stderr, FREP_CLIENT_PROG ": %s\n", err);
+		plugin_exit(2);
+	}
+	struct master_options mo = {
+		.name = o->volume_name,
+		.paths = frep.o.paths,
+		.n_paths = o->n_paths,
+		.journal_path = o->journal,
+		.journal_size = o->journal_size,
+		.on_full = o->on_full,
+		.sync_mode = o->sync_mode,
+		.sync_fail = o->sync_fail,
+		.degrade_after_s = o->degrade_after_s,
+		.trace_path = o->trace,
+		.lock_fd = frep.lock_fd,
+	};
+	if (master_open(&frep.m, &mo, err, sizeof(err), &exit_code) < 0) {
+		if (exit_code == 2) {
+			/* An operator error (bad path, lock held): one line, like any bad argument. */
+			fprintf(stderr, FREP_CLIENT_PROG ": %s\n", err);
+		} else {
+			/* NEW could not reserve the mirror buffer: ERROR, with the reason. */
+			struct master_fsm f;
+			master_fsm_init(&f, o->volume_name);
+			master_fsm_feed(&f, ME_JOURNAL_FAIL, err);
+		}
+		master_close(&frep.m);
+		tls_config_free(frep.tls);
+		/* nbdkit's own status for a failed .get_ready would be 1. */
+		plugin_exit(exit_code);
+	}
+	frep.opened = true;
+	return 0;
+}
+
+/* Calls fn(fd, arg) for every socket this process has open. */
+static void for_each_socket(void (*fn)(int fd, void *arg), void *arg)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	struct stat st;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd != dirfd(d) && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+			fn(fd, arg);
+	}
+	closedir(d);
+}
+
+static bool is_listening(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof(on);
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+/* Remembers and logs each socket nbdkit listens on: with port 0 only the socket knows the port. */
+static void note_listener(int fd, void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[256], serv[16];
+	const char *tls = frep.tls_dir ? " (TLS)" : "";
+
+	if (!is_listening(fd) || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+	    frep.n_listeners == MAX_LISTENERS)
+		return;
+	frep.listeners[frep.n_listeners++] = ss;
+	if (ss.ss_family == AF_UNIX)
+		log_info(frep.m.name, "NBD listening on unix:%s%s", ((struct sockaddr_un *)&ss)->sun_path,
+			 tls);
+	else if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+			     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+		log_info(frep.m.name, ss.ss_family == AF_INET6 ? "NBD listening on [%s]:%s%s"
+							     : "NBD listening on %s:%s%s",
+			 host, serv, tls);
+}
+
+static void note_listeners(void)
+{
+	if (strncmp(frep.o.nbd, "unix:", 5) != 0 && !frep.tls_dir) {
+		char host[256], port[16];
+		split_host_port(frep.o.nbd, host, sizeof(host), port, sizeof(port), NULL);
+		if (!is_loopback_host(host))
+			log_warn(frep.m.name, "NBD on a non-loopback address %s: NBD has no "
+				 "authentication; anyone who can reach it can read and write the volume "
+				 "(give --nbd-tls-cert, --nbd-tls-key and --nbd-tls-ca to require client "
+				 "certificates)", host);
+	}
+	for_each_socket(note_listener, NULL);
+}
+
+/* --- shutdown ---------------------------------------------------------------- */
+
+/* An NBD client's connection: accepted on one of nbdkit's listeners (same path, or same port). */
+static void disconnect_client(int fd, void *arg)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (is_listening(fd) || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return;
+	for (unsigned i = 0; i < frep.n_listeners; i++) {
+		const struct sockaddr_storage *l = &frep.listeners[i];
+		bool same = false;
+		if (l->ss_family != ss.ss_family)
+			continue;
+		if (ss.ss_family == AF_UNIX)
+			same = strcmp(((struct sockaddr_un *)l)->sun_path,
+				      ((struct sockaddr_un *)&ss)->sun_path) == 0;
+		else if (ss.ss_family == AF_INET)
+			same = ((struct sockaddr_in *)l)->sin_port == ((struct sockaddr_in *)&ss)->sin_port;
+		else if (ss.ss_family == AF_INET6)
+			same = ((struct sockaddr_in6 *)l)->sin6_port ==
+			       ((struct sockaddr_in6 *)&ss)->sin6_port;
+		if (same) {
+			shutdown(fd, SHUT_RDWR);
+			return;
+		}
+	}
+}
+
+/*
+ * nbdkit waits for every request in flight, and for every client to
+ * disconnect, before it calls .cleanup: a writer may be waiting inside
+ * master_submit for room in a full buffer or for the mirror, and nbdkit 1.32
+ * never closes an idle client (the kernel's nbd-client stays connected for
+ * as long as the device is attached). So a quit signal is relayed to this
+ * thread, which stops the master (waiting writers return) and shuts down
+ * the clients' connections, again every SHUTDOWN_RESCAN_MS in case nbdkit
+ * was accepting one, until .cleanup wakes it.
+ */
+static void quit_handler(int sig, siginfo_t *info, void *uctx)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	ssize_t w = write(frep.stop_pipe[1], &b, 1);
+	(void)w;
+	errno = saved;
+	for (unsigned i = 0; i < N_QUIT_SIGNALS; i++) {
+		const struct sigaction *old = &frep.nbdkit_quit[i];
+		if (quit_signals[i] != sig)
+			continue;
+		if (old->sa_flags & SA_SIGINFO)
+			old->sa_sigaction(sig, info, uctx);
+		else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN)
+			old->sa_handler(sig);
+	}
+}
+
+static void *stopper_main(void *arg)
+{
+	struct pollfd p = { .fd = frep.stop_pipe[0], .events = POLLIN };
+	bool stopped = false;
+
+	for (;;) {
+		unsigned char sig = 0;
+		int r = poll(&p, 1, stopped ? SHUTDOWN_RESCAN_MS : -1);
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r > 0) {
+			if (read(frep.stop_pipe[0], &sig, 1) != 1 || sig == 0)
+				break; /* .cleanup: nbdkit is done with the clients */
+			if (!stopped)
+				log_info(frep.m.name, "%s: shutting down", strsignal(sig));
+			master_stop(&frep.m);
+			stopped = true;
+		}
+		if (stopped)
+			for_each_socket(disconnect_client, NULL);
+	}
+	return NULL;
+}
+
+static int relay_quit_signals(void)
+{
+	if (pipe2(frep.stop_pipe, O_CLOEXEC) < 0) {
+		nbdkit_error("pipe: %m");
+		return -1;
+	}
+	if (pthread_create(&frep.stopper, NULL, stopper_main, NULL) != 0) {
+		nbdkit_error("cannot start the shutdown thread");
+		return -1;
+	}
+	frep.stopper_started = true;
+	for (unsigned i = 0; i < N_QUIT_SIGNALS; i++) {
+		struct sigaction sa = { .sa_sigaction = quit_handler, .sa_flags = SA_SIGINFO | SA_RESTART };
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(quit_signals[i], &sa, &frep.nbdkit_quit[i]) < 0) {
+			nbdkit_error("sigaction: %m");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int start_threads(void)
+{
+	char err[512];
+	const struct client_options *o = &frep.o;
+
+	/* The control socket first: a bad path fails before anything else runs. */
+	if (o->control && !(frep.ctl = control_start(o->control, &frep.m, err, sizeof(err)))) {
+		nbdkit_error("%s", err);
+		return -1;
+	}
+	if (relay_quit_signals() < 0)
+		return -1;
+	struct session_options so = {
+		.host = o->host,
+		.port = o->port,
+		.server_name = o->server_name,
+		.tls = frep.tls,
+		.resync_full = o->resync_full,
+		.max_rate = o->max_rate,
+		.backoff_min_ms = o->backoff_min_ms,
+		.backoff_max_ms = o->backoff_max_ms,
+		.heartbeat_timeout_ms = o->heartbeat_timeout_ms,
+	};
+	if (!(frep.s = session_start(&frep.m, &so))) {
+		nbdkit_error("cannot start the replication thread");
+		return -1;
+	}
+	return 0;
+}
+
+static int frep_after_fork(void)
+{
+	sigset_t quit, old;
+
+	note_listeners();
+	/*
+	 * Our threads never take a quit signal (their system calls are not all
+	 * ready for EINTR): nbdkit's own threads do, and the handler relays it.
+	 */
+	sigemptyset(&quit);
+	for (unsigned i = 0; i < N_QUIT_SIGNALS; i++)
+		sigaddset(&quit, quit_signals[i]);
+	pthread_sigmask(SIG_BLOCK, &quit, &old);
+	int rc = start_threads();
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
+static void frep_cleanup(void)
+{
+	if (frep.stopper_started) {
+		/* Back to nbdkit's handlers before this code can be unloaded. */
+		for (unsigned i = 0; i < N_QUIT_SIGNALS; i++)
+			sigaction(quit_signals[i], &frep.nbdkit_quit[i], NULL);
+		unsigned char zero = 0;
+		ssize_t w = write(frep.stop_pipe[1], &zero, 1);
+		(void)w;
+		pthread_join(frep.stopper, NULL);
+	}
+	for (int i = 0; i < 2; i++)
+		if (frep.stop_pipe[i] >= 0)
+			close(frep.stop_pipe[i]);
+	/* Writers blocked on a full buffer wake before the session is joined. */
+	control_stop(frep.ctl);
+	if (frep.opened) {
+		master_stop(&frep.m);
+		if (frep.s)
+			session_join(frep.s);
+		master_close(&frep.m);
+	}
+	tls_config_free(frep.tls);
+	/* nbdkit leaves its unix socket behind; frep-client would remove it next time. */
+	if (frep.o.nbd && strncmp(frep.o.nbd, "unix:", 5) == 0)
+		unlink(frep.o.nbd + 5);
+#ifdef FREP_SANITIZE
+	/* frep is stopped and closed; leave with the status nbdkit gives a quit signal. */
+	plugin_exit(0);
+#endif
+}
+
+/* --- exports ----------------------------------------------------------------- */
+
+static int frep_list_exports(int readonly, int is_tls, struct nbdkit_exports *exports)
+{
+	return nbdkit_add_export(exports, frep.m.name, NULL);
+}
+
+/* The default export "" is the volume, as for a client that names it. */
+static const char *frep_default_export(int readonly, int is_tls)
+{
+	return frep.m.name;
+}
+
+static void *frep_open(int readonly)
+{
+	const char *name = nbdkit_export_name();
+
+	if (!name || strcmp(name, frep.m.name) != 0) {
+		nbdkit_error("unknown export '%s': this server exports '%s'", name ? name : "",
+			     frep.m.name);
+		return NULL;
+	}
+	return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+static int64_t frep_get_size(void *h)
+{
+	return (int64_t)frep.m.vol.size;
+}
+
+/*
+ * Preferred block size: 4096, or the largest power of two within max_payload
+ * when that is smaller, since NBD wants preferred <= maximum. The maximum is
+ * the largest journal record; larger requests still work (frep_pwrite), but a
+ * client that keeps within it gets one transaction per request.
+ */
+static int frep_block_size(void *h, uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
+{
+	uint32_t p = 4096;
+	while (p > frep.m.max_payload)
+		p >>= 1;
+	*minimum = 1;
+	*preferred = p;
+	*maximum = frep.m.max_payload;
+	return 0;
+}
+
+static int frep_can_write(void *h) { return 1; }
+static int frep_can_flush(void *h) { return 1; }
+static int frep_can_trim(void *h) { return 1; }
+static int frep_can_zero(void *h) { return 1; }
+static int frep_can_extents(void *h) { return 1; }
+
+/* Every write is durable in the journal before its reply (master_submit): FUA holds. */
+static int frep_can_fua(void *h)
+{
+	return NBDKIT_FUA_NATIVE;
+}
+
+/*
+ * Safe: nothing is cached per connection. Every connection reads and writes
+ * the one volume, and a write is in the journal (durable) and applied to the
+ * volume before its reply, so what one connection was told is done is what
+ * every other connection reads, and a FLUSH has nothing left to publish.
+ */
+static int frep_can_multi_conn(void *h)
+{
+	return 1;
+}
+
+/* --- data ---------------------------------------------------------------------- */
+
+/* Reports err (an errno value from the transaction path) to the NBD client. */
+static int fail(int err)
+{
+	nbdkit_set_error(err);
+	return -1;
+}
+
+static int frep_pread(void *h, void *buf, uint32_t count, uint64_t offset, uint32_t flags)
+{
+	return volume_pread(&frep.m.vol, buf, count, offset) < 0 ? fail(errno) : 0;
+}
+
+/*
+ * nbdkit passes on requests up to 64 MiB whatever .block_size says, and a
+ * journal record holds at most max_payload bytes: a larger write becomes
+ * consecutive transactions (consecutive TXIDs). NBD promises no atomicity for
+ * one write either, so a crash between them leaves a prefix of the request,
+ * which is what a disk may do too; the reply waits for all of them.
+ */
+static int frep_pwrite(void *h, const void *buf, uint32_t count, uint64_t offset, uint32_t flags)
+{
+	const uint8_t *p = buf;
+
+	while (count > 0) {
+		uint32_t n = count < frep.m.max_payload ? count : frep.m.max_payload;
+		int e = master_submit(&frep.m, JOP_WRITE, offset, n, p);
+		if (e)
+			return fail(e);
+		p += n;
+		offset += n;
+		count -= n;
+	}
+	return 0;
+}
+
+/* Replied writes are already committed to the journal; redo covers the volume. */
+static int frep_flush(void *h, uint32_t flags)
+{
+	return 0;
+}
+
+/* A trim or zero record carries no data: any length is one transaction. */
+static int frep_trim(void *h, uint32_t count, uint64_t offset, uint32_t flags)
+{
+	int e = master_submit(&frep.m, JOP_TRIM, offset, count, NULL);
+	return e ? fail(e) : 0;
+}
+
+static int frep_zero(void *h, uint32_t count, uint64_t offset, uint32_t flags)
+{
+	int e = master_submit(&frep.m, JOP_ZERO, offset, count, NULL);
+	return e ? fail(e) : 0;
+}
+
+/*
+ * base:allocation from SEEK_DATA/SEEK_HOLE over the extents, so clients
+ * (nbdcopy, qemu-img convert, nbdinfo --map) skip the holes. Extents may run
+ * past offset + count; nbdkit trims them.
+ */
+static int frep_extents(void *h, uint32_t count, uint64_t offset, uint32_t flags,
+			struct nbdkit_extents *extents)
+{
+	uint64_t off = offset, end = offset + count;
+
+	while (off < end) {
+		uint64_t data_off, data_end;
+		int r = volume_next_data(&frep.m.vol, off, &data_off, &data_end);
+		if (r < 0)
+			return fail(errno);
+		if (r == 0)
+			data_off = data_end = frep.m.vol.size;
+		if (data_off > off) {
+			if (nbdkit_add_extent(extents, off, data_off - off,
+					      NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO) < 0)
+				return -1;
+			if (r == 0 || (flags & NBDKIT_FLAG_REQ_ONE))
+				break;
+		}
+		if (nbdkit_add_extent(extents, data_off, data_end - data_off, 0) < 0)
+			return -1;
+		if (flags & NBDKIT_FLAG_REQ_ONE)
+			break;
+		off = data_end;
+	}
+	return 0;
+}
+
+static struct nbdkit_plugin plugin = {
+	.name = "frep",
+	.longname = "frep master volume",
+	.version = FREP_VERSION,
+	.description = "Serves a frep master volume: every write goes through its journal to the mirror.",
+	.unload = frep_unload,
+	.config = frep_config,
+	.config_complete = frep_config_complete,
+	.config_help = frep_config_help,
+	.get_ready = frep_get_ready,
+	.after_fork = frep_after_fork,
+	.cleanup = frep_cleanup,
+	.list_exports = frep_list_exports,
+	.default_export = frep_default_export,
+	.open = frep_open,
+	.get_size = frep_get_size,
+	.block_size = frep_block_size,
+	.can_write = frep_can_write,
+	.can_flush = frep_can_flush,
+	.can_trim = frep_can_trim,
+	.can_zero = frep_can_zero,
+	.can_extents = frep_can_extents,
+	.can_fua = frep_can_fua,
+	.can_multi_conn = frep_can_multi_conn,
+	.pread = frep_pread,
+	.pwrite = frep_pwrite,
+	.flush = frep_flush,
+	.trim = frep_trim,
+	.zero = frep_zero,
+	.extents = frep_extents,
+};
+
+NBDKIT_REGISTER_PLUGIN(plugin)
