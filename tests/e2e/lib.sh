@@ -68,9 +68,14 @@ wait_log() {
 # $SERVER_PORT_WANTED, to restart on the same one). Sets SERVER_PID, SERVER_PORT,
 # SERVER_LOG; data dir $T/mirror.
 start_server() {
+	local data=${SERVER_DATA:-$T/mirror}
 	SERVER_LOG=$T/server.log
 	: >"$SERVER_LOG"
-	"$BIN/frep-server" --listen "127.0.0.1:${SERVER_PORT_WANTED:-0}" --data-dir "${SERVER_DATA:-$T/mirror}" \
+	# A predecessor the test killed (SIGKILL is asynchronous) must have let go of
+	# the data dir's lock first.
+	[ ! -e "$data/.lock" ] || wait_for 10 "the data dir lock of $data to be released" \
+		flock -n "$data/.lock" true
+	"$BIN/frep-server" --listen "127.0.0.1:${SERVER_PORT_WANTED:-0}" --data-dir "$data" \
 		--cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" "$@" \
 		>>"$SERVER_LOG" 2>&1 &
 	SERVER_PID=$!
