@@ -123,6 +123,16 @@ void frame_reader_free(struct frame_reader *r)
 	memset(r, 0, sizeof(*r));
 }
 
+void *frame_take_trailer(struct frame_reader *r, const struct frame *f)
+{
+	if (!f->hdr.trailer_len || f->trailer != r->trailer)
+		return NULL;
+	void *t = r->trailer;
+	r->trailer = NULL;
+	r->trailer_cap = 0;
+	return t;
+}
+
 enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
 			     uint32_t *wire_err, char *why, size_t why_len)
 {

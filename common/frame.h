@@ -44,6 +44,15 @@ struct frame_reader {
 void frame_reader_init(struct frame_reader *r);
 void frame_reader_free(struct frame_reader *r);
 
+/*
+ * Hands the trailer of f, the frame r received last, over to the caller, who
+ * frees it with free(); f->trailer stays valid as long as the caller keeps it.
+ * The reader allocates another for its next frame with a trailer. So a
+ * receiver keeps the data it needs beyond the next frame without copying it.
+ * NULL, and nothing changes, if f has no trailer or it was taken already.
+ */
+void *frame_take_trailer(struct frame_reader *r, const struct frame *f);
+
 enum frame_status { FRAME_OK = 1, FRAME_EOF = 0, FRAME_ERR = -1 };
 
 /*

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -148,6 +149,41 @@ static void test_required_fields(void **state)
 	assert_null(protobuf_c_message_unpack(frame_msg_descriptor(FREP_MSG_TX_ACK), NULL, 0, buf));
 }
 
+/*
+ * A taken trailer belongs to the caller: the reader forgets it (so freeing the
+ * reader does not free it twice, which ASan would report) and allocates anew.
+ */
+static void test_take_trailer(void **state)
+{
+	struct frame_reader r;
+	frame_reader_init(&r);
+	r.trailer = malloc(4096);
+	r.trailer_cap = 4096;
+	assert_non_null(r.trailer);
+	struct frame f = { .hdr = { .type = FREP_MSG_TX, .trailer_len = 100 }, .trailer = r.trailer };
+
+	uint8_t *t = frame_take_trailer(&r, &f);
+	assert_ptr_equal(t, f.trailer);
+	assert_null(r.trailer);
+	assert_int_equal(r.trailer_cap, 0);
+	/* Taken once: a second take gets nothing. */
+	assert_null(frame_take_trailer(&r, &f));
+	frame_reader_free(&r);
+	memset(t, 0xab, 4096); /* still the caller's, whole */
+	free(t);
+
+	/* A frame without a trailer hands nothing over; the reader keeps its buffer. */
+	frame_reader_init(&r);
+	r.trailer = malloc(64);
+	r.trailer_cap = 64;
+	assert_non_null(r.trailer);
+	struct frame ack = { .hdr = { .type = FREP_MSG_TX_ACK }, .trailer = r.trailer };
+	assert_null(frame_take_trailer(&r, &ack));
+	assert_ptr_equal(r.trailer, ack.trailer);
+	assert_int_equal(r.trailer_cap, 64);
+	frame_reader_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +194,7 @@ int main(void)
 		cmocka_unit_test(test_every_type_has_name_and_descriptor),
 		cmocka_unit_test(test_error_severity_table),
 		cmocka_unit_test(test_required_fields),
+		cmocka_unit_test(test_take_trailer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
