@@ -27,6 +27,7 @@ enum mirror_session_limits {
 	HOLD_MAX = 1024,		   /* TXs held back past a gap */
 	HOLD_MAX_BYTES = 256 << 20,
 	CHECKPOINT_MS = 1000,
+	LINGER_MS = 2000,		   /* after an Error: how long the master may take to close */
 };
 
 /*
@@ -72,6 +73,7 @@ struct msession {
 	uint64_t copy_through;
 	uint64_t last_checkpoint_ms;
 	bool done;	       /* session over: close */
+	bool error_sent;       /* ...after an Error to the master */
 };
 
 static const char *vol(const struct msession *s)
@@ -102,6 +104,7 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 	}
 	frame_send_error(s->c, code, "%s", why);
 	s->done = true;
+	s->error_sent = true;
 }
 
 /* Feeds the event a message stands for; illegal ones end the session. */
@@ -705,6 +708,24 @@ static void dispatch(struct msession *s, struct frame *f)
 	}
 }
 
+/*
+ * After an Error, reads and drops what the master still sends until it closes
+ * (bounded): closing with its TXs unread would reset the connection, and the
+ * master could lose the Error, its reason, before reading it.
+ */
+static void linger(struct msession *s)
+{
+	uint64_t end = now_ms() + LINGER_MS;
+	struct frame f;
+	uint32_t wire_err;
+	char why[256];
+
+	tls_set_read_timeout(s->c, LINGER_MS);
+	while (now_ms() < end && tls_readable(s->c, POLL_MS) &&
+	       frame_recv(s->c, &s->rd, &f, &wire_err, why, sizeof(why)) == FRAME_OK)
+		;
+}
+
 /* Reads one frame; false when the session is over. */
 static bool read_frame(struct msession *s, struct frame *f)
 {
@@ -782,6 +803,9 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	batch_clear(s);
 	if (s->have_volume)
 		store_close(&s->mv);
+	/* The volume first: a master reconnecting meanwhile does not find it BUSY. */
+	if (s->error_sent)
+		linger(s);
 	frame_reader_free(&s->rd);
 	tls_close(c);
 	free(s);
