@@ -23,7 +23,8 @@ enum mirror_session_limits {
 	POLL_MS = 250,			   /* how often a waiting session checks for shutdown */
 	COPY_ACK_BYTES = 64 << 20,	   /* copied bytes between durable COPY_ACKs */
 	TX_BATCH = 256,			   /* TXs journaled per fdatasync at most */
-	BATCH_MAX_BYTES = 32 << 20,	   /* data a batch keeps in memory until applied */
+	/* Data a batch keeps in memory until applied: the reader's pool recycles a whole batch. */
+	BATCH_MAX_BYTES = FRAME_POOL_BYTES,
 	HOLD_MAX = 1024,		   /* TXs held back past a gap */
 	HOLD_MAX_BYTES = 256 << 20,
 	CHECKPOINT_MS = 1000,
@@ -36,7 +37,8 @@ enum mirror_session_limits {
  */
 struct owned_tx {
 	struct journal_rec r;
-	void *data;
+	void *data; /* a frame trailer taken from the reader, given back once done */
+	size_t cap;
 };
 
 /* Everything here belongs to the session's thread. */
@@ -277,11 +279,16 @@ static void on_extent_table(struct msession *s, Frep__V1__ExtentTable *t)
 	send_msg(s, FREP_MSG_PARTS_READY, &p.base);
 }
 
-/* Frees the data of the batch: applied, or dropped with the journal it was in. */
+static void give_back(struct msession *s, const struct owned_tx *t)
+{
+	frame_give_trailer(&s->rd, t->data, t->cap);
+}
+
+/* Releases the data of the batch: applied, or dropped with the journal it was in. */
 static void batch_clear(struct msession *s)
 {
 	for (unsigned i = 0; i < s->n_batch; i++)
-		free(s->batch[i].data);
+		give_back(s, &s->batch[i]);
 	s->n_batch = 0;
 	s->batch_bytes = 0;
 }
@@ -468,12 +475,15 @@ static void on_copy_done(struct msession *s, Frep__V1__CopyDone *d)
 static void commit_batch(struct msession *s);
 
 /*
- * Journals the next TX in order and adds it to the batch; takes data, and
- * frees it on failure. A batch at its bound in TXs or bytes is committed at
+ * Journals the next TX in order and adds it to the batch; takes t's data,
+ * and gives it back on failure. A batch at its bound in TXs or bytes is committed at
  * once, so the data held in memory stays bounded. 0, or -1: session over.
  */
-static int journal_tx(struct msession *s, const struct journal_rec *r, void *data)
+static int journal_tx(struct msession *s, const struct owned_tx *t)
 {
+	const struct journal_rec *r = &t->r;
+	const void *data = t->data;
+
 	if (journal_append(s->mv.j, r, data) < 0) {
 		/* Full: commit and apply what the batch holds, checkpoint, reuse the space. */
 		if (errno != ENOSPC)
@@ -483,9 +493,7 @@ static int journal_tx(struct msession *s, const struct journal_rec *r, void *dat
 			goto fail;
 	}
 	s->expected = r->txid + 1;
-	s->batch[s->n_batch].r = *r;
-	s->batch[s->n_batch].data = data;
-	s->n_batch++;
+	s->batch[s->n_batch++] = *t;
 	s->batch_bytes += data ? r->length : 0;
 	if (s->n_batch == TX_BATCH || s->batch_bytes >= BATCH_MAX_BYTES)
 		commit_batch(s);
@@ -494,7 +502,7 @@ fail:
 	if (!s->done)
 		session_error(s, errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO,
 			      "journaling TXID %" PRIu64 ": %s", r->txid, strerror(errno));
-	free(data);
+	give_back(s, t);
 	return -1;
 }
 
@@ -511,8 +519,8 @@ static int drain_held(struct msession *s)
 			s->held[i] = s->held[--s->n_held];
 			s->held_bytes -= h.r.op == JOP_WRITE ? h.r.length : 0;
 			if (h.r.txid < s->expected)
-				free(h.data); /* a duplicate of one journaled meanwhile */
-			else if (journal_tx(s, &h.r, h.data) < 0)
+				give_back(s, &h); /* a duplicate of one journaled meanwhile */
+			else if (journal_tx(s, &h) < 0)
 				return -1;
 			progress = true;
 			break;
@@ -576,7 +584,8 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 		if (s->n_held < HOLD_MAX && s->held_bytes + len <= HOLD_MAX_BYTES) {
 			struct owned_tx *h = &s->held[s->n_held++];
 			h->r = r;
-			h->data = frame_take_trailer(&s->rd, f);
+			h->cap = 0;
+			h->data = frame_take_trailer(&s->rd, f, &h->cap);
 			s->held_bytes += len;
 		}
 		if (s->resend_asked < s->expected) {
@@ -591,7 +600,9 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 		return;
 	}
 	/* The data CRC was checked above, on arrival: it is kept, never read back. */
-	if (journal_tx(s, &r, frame_take_trailer(&s->rd, f)) == 0)
+	struct owned_tx t = { .r = r };
+	t.data = frame_take_trailer(&s->rd, f, &t.cap);
+	if (journal_tx(s, &t) == 0)
 		drain_held(s);
 }
 
@@ -799,7 +810,7 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 		}
 	}
 	for (unsigned i = 0; i < s->n_held; i++)
-		free(s->held[i].data);
+		give_back(s, &s->held[i]);
 	batch_clear(s);
 	if (s->have_volume)
 		store_close(&s->mv);
