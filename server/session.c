@@ -75,7 +75,7 @@ struct msession {
 	uint64_t copy_through;
 	uint64_t last_checkpoint_ms;
 	bool done;	       /* session over: close */
-	bool error_sent;       /* ...after an Error to the master */
+	bool linger;	       /* ...after an Error, once the master stops sending (see linger()) */
 };
 
 static const char *vol(const struct msession *s)
@@ -95,6 +95,9 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 
+	/* While copying or sequencing the master streams without waiting for answers. */
+	s->linger = s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC ||
+		    s->fsm.state == MR_INSYNC;
 	bool severe = frep_error_is_severe(code);
 	if (severe) {
 		log_error(vol(s), "master %s (%s): %s: %s", tls_peer_cn(s->c), tls_peer_addr(s->c),
@@ -106,7 +109,6 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 	}
 	frame_send_error(s->c, code, "%s", why);
 	s->done = true;
-	s->error_sent = true;
 }
 
 /* Feeds the event a message stands for; illegal ones end the session. */
@@ -815,7 +817,7 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	if (s->have_volume)
 		store_close(&s->mv);
 	/* The volume first: a master reconnecting meanwhile does not find it BUSY. */
-	if (s->error_sent)
+	if (s->linger)
 		linger(s);
 	frame_reader_free(&s->rd);
 	tls_close(c);
