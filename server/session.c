@@ -486,6 +486,14 @@ static int journal_tx(struct msession *s, const struct owned_tx *t)
 	const struct journal_rec *r = &t->r;
 	const void *data = t->data;
 
+	/* SEQ-11, checked here so that it holds for held-back TXs too. */
+	if (r->generation < s->generation) {
+		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
+			      " after a TX of generation %" PRIu64 ": generations never go down",
+			      r->txid, r->generation, s->generation);
+		give_back(s, t);
+		return -1;
+	}
 	if (journal_append(s->mv.j, r, data) < 0) {
 		/* Full: commit and apply what the batch holds, checkpoint, reuse the space. */
 		if (errno != ENOSPC)
@@ -495,6 +503,7 @@ static int journal_tx(struct msession *s, const struct owned_tx *t)
 			goto fail;
 	}
 	s->expected = r->txid + 1;
+	s->generation = r->generation;
 	s->batch[s->n_batch++] = *t;
 	s->batch_bytes += data ? r->length : 0;
 	if (s->n_batch == TX_BATCH || s->batch_bytes >= BATCH_MAX_BYTES)
@@ -568,19 +577,13 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 	};
 	if (tx->txid < s->expected)
 		return; /* a resend of something already journaled: the next ack covers it */
-	/*
-	 * Generations never go down in TXID order and never exceed the session's:
-	 * a TX committed by an older generation is resent after a master restart.
-	 */
-	if (tx->generation > s->hello_generation ||
-	    (tx->txid == s->expected && tx->generation < s->generation)) {
+	/* Lower is legal: a TX committed by an older generation is resent after a master restart. */
+	if (tx->generation > s->hello_generation) {
 		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
-			      " (previous TX generation %" PRIu64 ", session generation %" PRIu64 ")",
-			      tx->txid, tx->generation, s->generation, s->hello_generation);
+			      ", newer than the session's generation %" PRIu64,
+			      tx->txid, tx->generation, s->hello_generation);
 		return;
 	}
-	if (tx->txid == s->expected)
-		s->generation = tx->generation;
 	if (tx->txid > s->expected) {
 		/* Past a gap: hold it and ask for the gap, once per gap. */
 		if (s->n_held < HOLD_MAX && s->held_bytes + len <= HOLD_MAX_BYTES) {
