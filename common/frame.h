@@ -35,7 +35,7 @@ struct frame {
 };
 
 /* Trailer buffers a reader keeps for reuse once given back: at most this many, and bytes. */
-enum { FRAME_POOL_MAX = 256, FRAME_POOL_BYTES = 8 << 20 };
+enum { FRAME_POOL_MAX = 256, FRAME_POOL_BYTES = 4 << 20 };
 
 struct frame_reader {
 	uint8_t *body;

@@ -477,9 +477,9 @@ static void on_copy_done(struct msession *s, Frep__V1__CopyDone *d)
 static void commit_batch(struct msession *s);
 
 /*
- * Journals the next TX in order and adds it to the batch; takes t's data,
- * and gives it back on failure. A batch at its bound in TXs or bytes is committed at
- * once, so the data held in memory stays bounded. 0, or -1: session over.
+ * Journals the next TX in order and adds it to the batch; takes t's data, and
+ * gives it back on failure. A batch at its bound in TXs or bytes is committed
+ * at once, so the data held in memory stays bounded. 0, or -1: session over.
  */
 static int journal_tx(struct msession *s, const struct owned_tx *t)
 {
