@@ -26,7 +26,8 @@ const ProtobufCMessageDescriptor *frame_msg_descriptor(unsigned type);
 
 /*
  * A received frame. The reader owns the buffers and reuses them for the next
- * frame: msg and trailer are valid until the next frame_recv or frame_reader_free.
+ * frame: msg and trailer are valid until the next frame_recv or frame_reader_free
+ * (a trailer taken with frame_take_trailer is the taker's).
  */
 struct frame {
 	struct frep_frame_hdr hdr;
