@@ -120,7 +120,75 @@ void frame_reader_free(struct frame_reader *r)
 	reader_drop_msg(r);
 	free(r->body);
 	free(r->trailer);
+	for (unsigned i = 0; i < r->n_pool; i++)
+		free(r->pool[i].buf);
 	memset(r, 0, sizeof(*r));
+}
+
+void *frame_take_trailer(struct frame_reader *r, const struct frame *f, size_t *cap)
+{
+	if (!f->hdr.trailer_len || f->trailer != r->trailer)
+		return NULL;
+	void *t = r->trailer;
+	*cap = r->trailer_cap;
+	r->trailer = NULL;
+	r->trailer_cap = 0;
+	return t;
+}
+
+void frame_give_trailer(struct frame_reader *r, void *buf, size_t cap)
+{
+	if (!buf)
+		return;
+	if (r->n_pool == FRAME_POOL_MAX || cap > FRAME_POOL_BYTES - r->pool_bytes) {
+		free(buf);
+		return;
+	}
+	r->pool[r->n_pool].buf = buf;
+	r->pool[r->n_pool].cap = cap;
+	r->n_pool++;
+	r->pool_bytes += cap;
+}
+
+static void pool_remove(struct frame_reader *r, unsigned i)
+{
+	r->pool_bytes -= r->pool[i].cap;
+	r->pool[i] = r->pool[--r->n_pool];
+}
+
+/*
+ * Makes r->trailer hold len bytes: the smallest pooled buffer that fits, else
+ * a new one. A miss frees a pooled buffer (all are too small), so buffers of
+ * a size no longer seen do not fill the pool for good.
+ */
+static int reserve_trailer(struct frame_reader *r, size_t len)
+{
+	unsigned best = r->n_pool;
+	/* From the last given back: with writes of one size, the first is exact. */
+	for (unsigned i = r->n_pool; i-- > 0;) {
+		if (r->pool[i].cap < len || (best < r->n_pool && r->pool[i].cap >= r->pool[best].cap))
+			continue;
+		best = i;
+		if (r->pool[i].cap == len)
+			break;
+	}
+	free(r->trailer);
+	r->trailer = NULL;
+	r->trailer_cap = 0;
+	if (best < r->n_pool) {
+		r->trailer = r->pool[best].buf;
+		r->trailer_cap = r->pool[best].cap;
+		pool_remove(r, best);
+		return 0;
+	}
+	if (r->n_pool) {
+		free(r->pool[0].buf);
+		pool_remove(r, 0);
+	}
+	if (!(r->trailer = malloc(len)))
+		return -1;
+	r->trailer_cap = len;
+	return 0;
 }
 
 enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
@@ -146,13 +214,8 @@ enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct 
 	/* Lengths are validated above, so these allocations are bounded. */
 	if (!r->body && !(r->body = malloc(FREP_MAX_BODY)))
 		goto nomem;
-	if (f->hdr.trailer_len > r->trailer_cap) {
-		free(r->trailer);
-		r->trailer_cap = 0;
-		if (!(r->trailer = malloc(f->hdr.trailer_len)))
-			goto nomem;
-		r->trailer_cap = f->hdr.trailer_len;
-	}
+	if (f->hdr.trailer_len > r->trailer_cap && reserve_trailer(r, f->hdr.trailer_len) < 0)
+		goto nomem;
 	if (f->hdr.body_len && tls_read_full(c, r->body, f->hdr.body_len) != 1)
 		goto truncated;
 	if (f->hdr.trailer_len && tls_read_full(c, r->trailer, f->hdr.trailer_len) != 1)

@@ -26,7 +26,8 @@ const ProtobufCMessageDescriptor *frame_msg_descriptor(unsigned type);
 
 /*
  * A received frame. The reader owns the buffers and reuses them for the next
- * frame: msg and trailer are valid until the next frame_recv or frame_reader_free.
+ * frame: msg and trailer are valid until the next frame_recv or frame_reader_free
+ * (a trailer taken with frame_take_trailer is the taker's).
  */
 struct frame {
 	struct frep_frame_hdr hdr;
@@ -34,15 +35,41 @@ struct frame {
 	uint8_t *trailer;      /* hdr.trailer_len bytes */
 };
 
+/* Trailer buffers a reader keeps for reuse once given back: at most this many, and bytes. */
+enum { FRAME_POOL_MAX = 256, FRAME_POOL_BYTES = 4 << 20 };
+
 struct frame_reader {
 	uint8_t *body;
 	uint8_t *trailer;
 	size_t trailer_cap;
 	ProtobufCMessage *msg;
+	struct {
+		void *buf;
+		size_t cap;
+	} pool[FRAME_POOL_MAX]; /* given back by frame_give_trailer */
+	unsigned n_pool;
+	size_t pool_bytes;
 };
 
 void frame_reader_init(struct frame_reader *r);
 void frame_reader_free(struct frame_reader *r);
+
+/*
+ * Hands the trailer of f, the frame r received last, over to the caller;
+ * f->trailer stays valid as long as the caller keeps it. *cap gets the
+ * buffer's size (at least f->hdr.trailer_len). The reader takes another for
+ * its next frame with a trailer. So a receiver keeps the data it needs beyond
+ * the next frame without copying it. NULL, and nothing changes, if f has no
+ * trailer or it was taken already.
+ */
+void *frame_take_trailer(struct frame_reader *r, const struct frame *f, size_t *cap);
+
+/*
+ * Gives a taken trailer (cap bytes) back to r, which reuses it for a later
+ * frame instead of allocating (and faulting in) another, or frees it when its
+ * pool is full. NULL is ignored. Use instead of free() for taken trailers.
+ */
+void frame_give_trailer(struct frame_reader *r, void *buf, size_t cap);
 
 enum frame_status { FRAME_OK = 1, FRAME_EOF = 0, FRAME_ERR = -1 };
 

@@ -23,15 +23,22 @@ enum mirror_session_limits {
 	POLL_MS = 250,			   /* how often a waiting session checks for shutdown */
 	COPY_ACK_BYTES = 64 << 20,	   /* copied bytes between durable COPY_ACKs */
 	TX_BATCH = 256,			   /* TXs journaled per fdatasync at most */
+	/* Data a batch keeps in memory until applied: the reader's pool recycles a whole batch. */
+	BATCH_MAX_BYTES = FRAME_POOL_BYTES,
 	HOLD_MAX = 1024,		   /* TXs held back past a gap */
 	HOLD_MAX_BYTES = 256 << 20,
 	CHECKPOINT_MS = 1000,
+	LINGER_MS = 2000,		   /* after an Error: how long the master may take to close */
 };
 
-/* A TX that arrived past a gap, kept until the gap is filled. Owns data. */
-struct held_tx {
+/*
+ * A TX with the data received for it (NULL for trim and zero), owned: held
+ * past a gap until the gap is filled, or journaled and waiting to be applied.
+ */
+struct owned_tx {
 	struct journal_rec r;
-	void *data;
+	void *data; /* a frame trailer taken from the reader, given back once done */
+	size_t cap;
 };
 
 /* Everything here belongs to the session's thread. */
@@ -51,9 +58,16 @@ struct msession {
 	uint64_t expected;     /* next TXID to journal; 0 until START_COPY/START_SYNC */
 	uint64_t acked;	       /* last TXID acknowledged to the master */
 	uint64_t resend_asked; /* highest gap end already asked for, 0 if none */
-	struct held_tx held[HOLD_MAX];
+	struct owned_tx held[HOLD_MAX];
 	unsigned n_held;
 	uint64_t held_bytes;
+	/*
+	 * Journaled but not applied: TXIDs applied_txid + 1 .. expected - 1, in
+	 * order. They are applied from here once durable, never read back.
+	 */
+	struct owned_tx batch[TX_BATCH];
+	unsigned n_batch;
+	uint64_t batch_bytes;
 
 	bool copy_done;
 	uint64_t copy_tc;
@@ -61,8 +75,7 @@ struct msession {
 	uint64_t copy_through;
 	uint64_t last_checkpoint_ms;
 	bool done;	       /* session over: close */
-	void *apply_buf;
-	size_t apply_len;
+	bool linger;	       /* ...after an Error, once the master stops sending (see linger()) */
 };
 
 static const char *vol(const struct msession *s)
@@ -82,6 +95,9 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 
+	/* While copying or sequencing the master streams without waiting for answers. */
+	s->linger = s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC ||
+		    s->fsm.state == MR_INSYNC;
 	bool severe = frep_error_is_severe(code);
 	if (severe) {
 		log_error(vol(s), "master %s (%s): %s: %s", tls_peer_cn(s->c), tls_peer_addr(s->c),
@@ -265,6 +281,20 @@ static void on_extent_table(struct msession *s, Frep__V1__ExtentTable *t)
 	send_msg(s, FREP_MSG_PARTS_READY, &p.base);
 }
 
+static void give_back(struct msession *s, const struct owned_tx *t)
+{
+	frame_give_trailer(&s->rd, t->data, t->cap);
+}
+
+/* Releases the data of the batch: applied, or dropped with the journal it was in. */
+static void batch_clear(struct msession *s)
+{
+	for (unsigned i = 0; i < s->n_batch; i++)
+		give_back(s, &s->batch[i]);
+	s->n_batch = 0;
+	s->batch_bytes = 0;
+}
+
 static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 {
 	enum mirror_event ev;
@@ -301,6 +331,7 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 		session_error(s, FREP_E_IO, "cannot start the copy: %s", strerror(errno));
 		return;
 	}
+	batch_clear(s); /* its TXs left with the journal: never acknowledged, never applied */
 	s->mv.applied_txid = sc->base_txid;
 	s->expected = sc->base_txid + 1;
 	s->acked = sc->base_txid;
@@ -445,8 +476,24 @@ static void on_copy_done(struct msession *s, Frep__V1__CopyDone *d)
 
 static void commit_batch(struct msession *s);
 
-static int journal_tx(struct msession *s, const struct journal_rec *r, const void *data)
+/*
+ * Journals the next TX in order and adds it to the batch; takes t's data, and
+ * gives it back on failure. A batch at its bound in TXs or bytes is committed
+ * at once, so the data held in memory stays bounded. 0, or -1: session over.
+ */
+static int journal_tx(struct msession *s, const struct owned_tx *t)
 {
+	const struct journal_rec *r = &t->r;
+	const void *data = t->data;
+
+	/* SEQ-11, checked here so that it holds for held-back TXs too. */
+	if (r->generation < s->generation) {
+		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
+			      " after a TX of generation %" PRIu64 ": generations never go down",
+			      r->txid, r->generation, s->generation);
+		give_back(s, t);
+		return -1;
+	}
 	if (journal_append(s->mv.j, r, data) < 0) {
 		/* Full: commit and apply what the batch holds, checkpoint, reuse the space. */
 		if (errno != ENOSPC)
@@ -456,11 +503,17 @@ static int journal_tx(struct msession *s, const struct journal_rec *r, const voi
 			goto fail;
 	}
 	s->expected = r->txid + 1;
-	return 0;
+	s->generation = r->generation;
+	s->batch[s->n_batch++] = *t;
+	s->batch_bytes += data ? r->length : 0;
+	if (s->n_batch == TX_BATCH || s->batch_bytes >= BATCH_MAX_BYTES)
+		commit_batch(s);
+	return s->done ? -1 : 0;
 fail:
 	if (!s->done)
 		session_error(s, errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO,
 			      "journaling TXID %" PRIu64 ": %s", r->txid, strerror(errno));
+	give_back(s, t);
 	return -1;
 }
 
@@ -471,18 +524,15 @@ static int drain_held(struct msession *s)
 	while (progress && s->n_held) {
 		progress = false;
 		for (unsigned i = 0; i < s->n_held; i++) {
-			struct held_tx *h = &s->held[i];
-			if (h->r.txid < s->expected) {
-				/* duplicate of something journaled meanwhile */
-			} else if (h->r.txid == s->expected) {
-				if (journal_tx(s, &h->r, h->data) < 0)
-					return -1;
-			} else {
+			if (s->held[i].r.txid > s->expected)
 				continue;
-			}
-			s->held_bytes -= h->r.op == JOP_WRITE ? h->r.length : 0;
-			free(h->data);
+			struct owned_tx h = s->held[i];
 			s->held[i] = s->held[--s->n_held];
+			s->held_bytes -= h.r.op == JOP_WRITE ? h.r.length : 0;
+			if (h.r.txid < s->expected)
+				give_back(s, &h); /* a duplicate of one journaled meanwhile */
+			else if (journal_tx(s, &h) < 0)
+				return -1;
 			progress = true;
 			break;
 		}
@@ -527,33 +577,20 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 	};
 	if (tx->txid < s->expected)
 		return; /* a resend of something already journaled: the next ack covers it */
-	/*
-	 * Generations never go down in TXID order and never exceed the session's:
-	 * a TX committed by an older generation is resent after a master restart.
-	 */
-	if (tx->generation > s->hello_generation ||
-	    (tx->txid == s->expected && tx->generation < s->generation)) {
+	/* Lower is legal: a TX committed by an older generation is resent after a master restart. */
+	if (tx->generation > s->hello_generation) {
 		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
-			      " (previous TX generation %" PRIu64 ", session generation %" PRIu64 ")",
-			      tx->txid, tx->generation, s->generation, s->hello_generation);
+			      ", newer than the session's generation %" PRIu64,
+			      tx->txid, tx->generation, s->hello_generation);
 		return;
 	}
-	if (tx->txid == s->expected)
-		s->generation = tx->generation;
 	if (tx->txid > s->expected) {
 		/* Past a gap: hold it and ask for the gap, once per gap. */
 		if (s->n_held < HOLD_MAX && s->held_bytes + len <= HOLD_MAX_BYTES) {
-			struct held_tx *h = &s->held[s->n_held];
+			struct owned_tx *h = &s->held[s->n_held++];
 			h->r = r;
-			h->data = NULL;
-			if (len && !(h->data = malloc(len))) {
-				session_error(s, FREP_E_INTERNAL, "out of memory holding TX %" PRIu64,
-					      tx->txid);
-				return;
-			}
-			if (len)
-				memcpy(h->data, f->trailer, len);
-			s->n_held++;
+			h->cap = 0;
+			h->data = frame_take_trailer(&s->rd, f, &h->cap);
 			s->held_bytes += len;
 		}
 		if (s->resend_asked < s->expected) {
@@ -567,23 +604,17 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 		}
 		return;
 	}
-	if (journal_tx(s, &r, is_write ? f->trailer : NULL) == 0)
+	/* The data CRC was checked above, on arrival: it is kept, never read back. */
+	struct owned_tx t = { .r = r };
+	t.data = frame_take_trailer(&s->rd, f, &t.cap);
+	if (journal_tx(s, &t) == 0)
 		drain_held(s);
-}
-
-/* One line per applied transaction (--trace-tx), for tests and audits. */
-static void trace_applied(struct msession *s, const struct journal_rec *r)
-{
-	char line[256];
-	int n = snprintf(line, sizeof(line), "volume=%s ", s->volume);
-	n += journal_rec_format(r, line + n, sizeof(line) - (size_t)n);
-	if (write(s->srv->trace_fd, line, (size_t)n) != n)
-		log_warn(vol(s), "--trace-tx: %s", strerror(errno));
 }
 
 /*
  * After a batch: make the journal durable, acknowledge, then apply in TXID
- * order. Applying only durable TXs keeps the extents a prefix of the journal.
+ * order from the data received. Applying only durable TXs keeps the extents a
+ * prefix of the journal; the journal is read back only by a replay at attach.
  */
 static void commit_batch(struct msession *s)
 {
@@ -604,26 +635,23 @@ static void commit_batch(struct msession *s)
 	s->acked = last;
 	frep_crash_point("ack-sent");
 
-	for (uint64_t t = s->mv.applied_txid + 1; t <= last; t++) {
-		struct journal_rec r;
-		if (journal_read(s->mv.j, t, &r, s->apply_buf, s->apply_len) < 0) {
-			session_error(s, FREP_E_IO, "reading TX %" PRIu64 " back from the journal: %s", t,
-				      strerror(errno));
-			return;
-		}
-		int io = r.op == JOP_WRITE ? volume_pwrite(&s->mv.vol, s->apply_buf, r.length, r.offset) :
-			 r.op == JOP_TRIM  ? volume_punch(&s->mv.vol, r.offset, r.length) :
-					     volume_zero(&s->mv.vol, r.offset, r.length);
-		if (io < 0) {
+	/* Anything else would leave a hole in the prefix; the journal keeps every TX for a replay. */
+	if (s->n_batch != last - s->mv.applied_txid || s->batch[0].r.txid != s->mv.applied_txid + 1) {
+		session_error(s, FREP_E_INTERNAL, "the batch holds %u TX(s) from TXID %" PRIu64
+			      " but TXIDs %" PRIu64 "..%" PRIu64 " are to be applied",
+			      s->n_batch, s->n_batch ? s->batch[0].r.txid : 0, s->mv.applied_txid + 1, last);
+		return;
+	}
+	for (unsigned i = 0; i < s->n_batch; i++) {
+		const struct owned_tx *b = &s->batch[i];
+		if (store_apply(&s->mv, &b->r, b->data) < 0) {
 			session_error(s, errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO,
-				      "applying TX %" PRIu64 ": %s", t, strerror(errno));
+				      "applying TX %" PRIu64 ": %s", b->r.txid, strerror(errno));
 			return;
 		}
-		s->mv.applied_txid = t;
-		if (s->srv->trace_fd >= 0)
-			trace_applied(s, &r);
 		frep_crash_point("apply");
 	}
+	batch_clear(s);
 	check_consistent(s);
 }
 
@@ -696,6 +724,24 @@ static void dispatch(struct msession *s, struct frame *f)
 	}
 }
 
+/*
+ * After an Error, reads and drops what the master still sends until it closes
+ * (bounded): closing with its TXs unread would reset the connection, and the
+ * master could lose the Error, its reason, before reading it.
+ */
+static void linger(struct msession *s)
+{
+	uint64_t end = now_ms() + LINGER_MS;
+	struct frame f;
+	uint32_t wire_err;
+	char why[256];
+
+	tls_set_read_timeout(s->c, LINGER_MS);
+	while (now_ms() < end && tls_readable(s->c, POLL_MS) &&
+	       frame_recv(s->c, &s->rd, &f, &wire_err, why, sizeof(why)) == FRAME_OK)
+		;
+}
+
 /* Reads one frame; false when the session is over. */
 static bool read_frame(struct msession *s, struct frame *f)
 {
@@ -726,10 +772,6 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	s->mv.lock_fd = -1;
 	frame_reader_init(&s->rd);
 	mirror_fsm_init(&s->fsm, NULL);
-	s->apply_len = FREP_MAX_TRAILER;
-	s->apply_buf = malloc(s->apply_len);
-	if (!s->apply_buf)
-		goto out;
 
 	uint64_t last_frame_ms = now_ms();
 	tls_set_read_timeout(c, HELLO_TIMEOUT_MS);
@@ -772,13 +814,15 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 				session_error(s, FREP_E_IO, "checkpoint failed: %s", strerror(errno));
 		}
 	}
-out:
 	for (unsigned i = 0; i < s->n_held; i++)
-		free(s->held[i].data);
+		give_back(s, &s->held[i]);
+	batch_clear(s);
 	if (s->have_volume)
 		store_close(&s->mv);
+	/* The volume first: a master reconnecting meanwhile does not find it BUSY. */
+	if (s->linger)
+		linger(s);
 	frame_reader_free(&s->rd);
-	free(s->apply_buf);
 	tls_close(c);
 	free(s);
 }

@@ -59,7 +59,29 @@ out:
 	return rc;
 }
 
-/* Replays the journal onto the extents: after a crash they may lack its tail. */
+int store_apply(struct mirror_volume *mv, const struct journal_rec *r, const void *data)
+{
+	int io = r->op == JOP_WRITE ? volume_pwrite(&mv->vol, data, r->length, r->offset) :
+		 r->op == JOP_TRIM  ? volume_punch(&mv->vol, r->offset, r->length) :
+				      volume_zero(&mv->vol, r->offset, r->length);
+	if (io < 0)
+		return -1;
+	mv->applied_txid = r->txid;
+	if (trace_fd >= 0) {
+		/* One write per line: a crash right after an apply leaves its line whole. */
+		char line[256];
+		int n = snprintf(line, sizeof(line), "volume=%s ", mv->name);
+		n += journal_rec_format(r, line + n, sizeof(line) - (size_t)n);
+		if (write(trace_fd, line, (size_t)n) != n)
+			log_warn(mv->name, "--trace-tx: %s", strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * Replays the journal onto the extents: after a crash they may lack its tail.
+ * The only place the mirror reads its journal back; sessions apply from memory.
+ */
 static int replay_journal(struct mirror_volume *mv, char *err, size_t err_len)
 {
 	uint64_t first = journal_first_txid(mv->j), last = journal_last_txid(mv->j);
@@ -67,7 +89,8 @@ static int replay_journal(struct mirror_volume *mv, char *err, size_t err_len)
 	void *buf = NULL;
 	int rc = -1;
 
-	mv->applied_txid = last;
+	/* Records below first were freed only once applied; store_apply advances it. */
+	mv->applied_txid = first - 1;
 	if (first > last)
 		return 0;
 	if (!(buf = malloc(cap))) {
@@ -80,20 +103,10 @@ static int replay_journal(struct mirror_volume *mv, char *err, size_t err_len)
 			snprintf(err, err_len, "journal replay: TXID %" PRIu64 ": %s", t, strerror(errno));
 			goto out;
 		}
-		int io = r.op == JOP_WRITE ? volume_pwrite(&mv->vol, buf, r.length, r.offset) :
-			 r.op == JOP_TRIM  ? volume_punch(&mv->vol, r.offset, r.length) :
-					     volume_zero(&mv->vol, r.offset, r.length);
-		if (io < 0) {
+		if (store_apply(mv, &r, buf) < 0) {
 			snprintf(err, err_len, "journal replay: applying TXID %" PRIu64 ": %s", t,
 				 strerror(errno));
 			goto out;
-		}
-		if (trace_fd >= 0) {
-			char line[256];
-			int n = snprintf(line, sizeof(line), "volume=%s ", mv->name);
-			n += journal_rec_format(&r, line + n, sizeof(line) - (size_t)n);
-			if (write(trace_fd, line, (size_t)n) != n)
-				log_warn(mv->name, "--trace-tx: %s", strerror(errno));
 		}
 	}
 	log_info(mv->name, "journal replay: re-applied TXIDs %" PRIu64 "..%" PRIu64, first, last);

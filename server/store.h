@@ -65,6 +65,13 @@ int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uui
 		 const uint64_t *sizes, unsigned n, uint64_t journal_size, bool *created,
 		 uint32_t *wire_err, char *err, size_t err_len);
 
+/*
+ * Applies one durable journaled transaction to the extents (data: its
+ * r->length bytes for JOP_WRITE, unused otherwise), advances applied_txid and
+ * traces it (--trace-tx). 0, or -1 with errno.
+ */
+int store_apply(struct mirror_volume *mv, const struct journal_rec *r, const void *data);
+
 /* --trace-tx: records replayed from journals are traced there too (fd, or -1). */
 void store_set_trace_fd(int fd);
 

@@ -169,6 +169,26 @@ expect WELCOME
 send EXTENT_TABLE ext-none.bin
 EOF
 
+# spec: SEQ-6, SEQ-11. A held-back TX is checked when the gap is filled, like any
+# other: TX 2 of generation 1 waits past the gap, TX 1 of generation 2 fills it,
+# and journaling TX 2 next would lower the generation.
+hello v8gen 1 "$UUID" 2
+enc Tx "$W/tx1g2.bin" <<<'generation: 2 txid: 1 op: TX_ZERO offset: 0 length: 4096 data_crc: 0'
+enc Tx "$W/tx2g1.bin" <<<'generation: 1 txid: 2 op: TX_ZERO offset: 4096 length: 4096 data_crc: 0'
+bad heldgen 1 'TX 2 from generation 1 after a TX of generation 2: generations never go down' <<'EOF'
+send HELLO hello-v8gen.bin
+expect WELCOME
+send EXTENT_TABLE ext1m.bin
+expect PARTS_READY
+send START_COPY startrep.bin
+send COPY_DONE copydone.bin
+expect COPY_ACK
+expect CONSISTENT
+send TX tx2g1.bin
+expect RESEND
+send TX tx1g2.bin
+EOF
+
 # 9. spec: LANE-2, HS-2. Two lanes are not supported in version 1.
 hello v9 2
 bad lanes 15 'lane 0 of 2: this mirror supports 1 lane' <<<'send HELLO hello-v9.bin'

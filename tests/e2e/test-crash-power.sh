@@ -64,6 +64,8 @@ launch_server() {
 	local port=$1
 	shift
 	[ -f "${SERVER_LOG:-}" ] && cat "$SERVER_LOG" >>"$SALL"
+	# Emptied here, not by the child's redirection: the wait below must not see the old port.
+	: >"$T/server.log"
 	env "$@" "$BIN/frep-server" --listen "127.0.0.1:$port" \
 		--data-dir "$SERVER_DATA" --cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" \
 		--trace-tx "$RTRACE" --heartbeat-timeout 3 >"$T/server.log" 2>&1 &
