@@ -592,7 +592,7 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 
 	if (len == 0)
 		return 0;
-	if (off > m->vol.size || len > m->vol.size - off || len > m->max_payload)
+	if (off > m->vol.size || len > m->vol.size - off || (op == JOP_WRITE && len > m->max_payload))
 		return EINVAL;
 
 	pthread_mutex_lock(&m->lock);
