@@ -28,6 +28,9 @@
  *                              fnmatch(3) pattern are delayed, e.g.
  *                              '*.journal' for frep's journals but not
  *                              their .meta or .bitmap; default: every path.
+ *   CRASHFS_SYNC_DELAY_LOG=FILE   each delayed sync appends "delay PATH" to
+ *                              FILE before it sleeps: a test waits for that
+ *                              line to know a sync is under way.
  *
  * Model, per inode (tracked by inode, not fd: a file closed without a sync
  * still loses its data):
@@ -205,6 +208,7 @@ static uint64_t g_max_pending = DEFAULT_MAX_PENDING;
 static bool g_verbose;
 static unsigned g_sync_delay_ms;
 static const char *g_sync_delay_path; /* NULL: every path */
+static const char *g_sync_delay_log;  /* NULL: none */
 static uint64_t g_seq;
 static uint64_t g_pending;
 static struct inode *g_inodes;
@@ -772,6 +776,7 @@ __attribute__((constructor)) static void crashfs_init(void)
 	const char *verbose = getenv("CRASHFS_VERBOSE");
 	const char *delay = getenv("CRASHFS_SYNC_DELAY_MS");
 	const char *delay_path = getenv("CRASHFS_SYNC_DELAY_PATH");
+	const char *delay_log = getenv("CRASHFS_SYNC_DELAY_LOG");
 	pthread_t tid;
 
 	pthread_once(&resolve_once, resolve);
@@ -779,6 +784,8 @@ __attribute__((constructor)) static void crashfs_init(void)
 		g_sync_delay_ms = (unsigned)strtoul(delay, NULL, 10);
 	if (delay_path && *delay_path)
 		g_sync_delay_path = xstrdup(delay_path);
+	if (delay_log && *delay_log)
+		g_sync_delay_log = xstrdup(delay_log);
 	if (!roots || !*roots)
 		return;
 	for (const char *p = roots; *p && g_nroots < ROOTS_MAX;) {
@@ -1088,15 +1095,23 @@ CRASHFS_EXPORT int truncate64(const char *path, off_t len)
 /* CRASHFS_SYNC_DELAY_MS, if fd's path matches CRASHFS_SYNC_DELAY_PATH. Takes no lock. */
 static void sync_delay(int fd)
 {
-	if (g_sync_delay_path) {
-		char link[64], path[PATH_MAX];
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-		ssize_t n = readlink(link, path, sizeof(path) - 1);
-		if (n < 0)
-			return;
-		path[n] = '\0';
-		if (fnmatch(g_sync_delay_path, path, 0) != 0)
-			return;
+	char link[64], path[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	if (n < 0)
+		n = snprintf(path, sizeof(path), "(fd %d)", fd);
+	path[n] = '\0';
+	if (g_sync_delay_path && fnmatch(g_sync_delay_path, path, 0) != 0)
+		return;
+	if (g_sync_delay_log) {
+		/* O_APPEND: never tracked, and one write(2) per line keeps lines whole */
+		int log = REAL(open)(g_sync_delay_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (log >= 0) {
+			char line[PATH_MAX + 8];
+			int len = snprintf(line, sizeof(line), "delay %s\n", path);
+			(void)!REAL(write)(log, line, (size_t)len);
+			REAL(close)(log);
+		}
 	}
 	struct timespec ts = { g_sync_delay_ms / 1000, (long)(g_sync_delay_ms % 1000) * 1000000 };
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)

@@ -231,14 +231,14 @@ static uint64_t timed_sync(int (*sync_fn)(int), const char *path)
 
 /*
  * CRASHFS_SYNC_DELAY_MS with CRASHFS_SYNC_DELAY_PATH and no CRASHFS_ROOT: a
- * sync of a matching file takes at least the delay, in a forked child too;
- * a sync of another file does not (bounded by the delay itself: a real
+ * sync of a matching file takes at least the delay, in a forked child too,
+ * and is logged to CRASHFS_SYNC_DELAY_LOG; a sync of another file is not (bounded by the delay itself: a real
  * fdatasync of one byte takes far less).
  */
 static void test_sync_delay_matches_path(void **state)
 {
 	const char *shim = getenv("FREP_CRASHFS");
-	char dir[] = "/tmp/frep-test-crashfs-XXXXXX", slow[64], fast[64], err[ERR_MAX];
+	char dir[] = "/tmp/frep-test-crashfs-XXXXXX", slow[64], fast[64], log[64], err[ERR_MAX];
 	int pipefd[2], status;
 
 	if (!shim || !*shim)
@@ -246,6 +246,7 @@ static void test_sync_delay_matches_path(void **state)
 	assert_non_null(mkdtemp(dir));
 	snprintf(slow, sizeof(slow), "%s/vol.journal", dir);
 	snprintf(fast, sizeof(fast), "%s/vol.journal.meta", dir);
+	snprintf(log, sizeof(log), "%s/delays", dir);
 	assert_int_equal(pipe(pipefd), 0);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
@@ -255,6 +256,7 @@ static void test_sync_delay_matches_path(void **state)
 		unsetenv("CRASHFS_ROOT");
 		setenv("CRASHFS_SYNC_DELAY_MS", "300", 1);
 		setenv("CRASHFS_SYNC_DELAY_PATH", "*/vol.journal", 1);
+		setenv("CRASHFS_SYNC_DELAY_LOG", log, 1);
 		void *h = dlopen(shim, RTLD_NOW | RTLD_GLOBAL);
 		/* the shim's own wrappers: the test binary is bound to libc's */
 		int (*shim_fdatasync)(int) = h ? (int (*)(int))dlsym(h, "fdatasync") : NULL;
@@ -277,7 +279,18 @@ static void test_sync_delay_matches_path(void **state)
 	drain(pipefd[0], err, sizeof(err), now_ms() + CHILD_TIMEOUT_MS);
 	close(pipefd[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* one line per delayed sync (the child's and the grandchild's), none for the other file */
+	char lines[256] = "", want[256];
+	int lfd = open(log, O_RDONLY | O_CLOEXEC);
+	if (lfd >= 0) {
+		ssize_t r = read(lfd, lines, sizeof(lines) - 1);
+		lines[r > 0 ? r : 0] = '\0';
+		close(lfd);
+		unlink(log);
+	}
 	assert_int_equal(rmdir(dir), 0);
+	snprintf(want, sizeof(want), "delay %s\ndelay %s\n", slow, slow);
+	assert_string_equal(lines, want);
 	unsigned long long s, f;
 	char forked[16];
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
