@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Power loss (crashfs shim) at each named crash point, on each side where it exists: the restarted daemon recovers, the mirror is prefix-consistent at a TXID covering all it acknowledged, nothing is reordered, and it converges.
+# Power loss (crashfs shim) at each named crash point, on each side where it exists, under 16 concurrent writers with overlapping ranges: the restarted daemon recovers, the master volume holds every replied write and a TXID-order prefix of the rest, the mirror is prefix-consistent at a TXID covering all it acknowledged, nothing is reordered, and it converges.
 #
 # CRASH_SEED=N replays the draws (which hit of each site crashes); CRASH_CASES=LIST
 # (e.g. "mirror:apply,master:copy") runs only those cases.
@@ -14,7 +14,6 @@ SHIM=${FREP_CRASHFS:-$BIN/tests/crashfs.so}
 SEED=${CRASH_SEED:-$((RANDOM * 32768 + RANDOM))}
 WSEED=w$SEED
 MAXLEN=16384
-VOLSIZE=$((16 << 20))
 # Writes per case before the crash; the write-driven sites crash within the first
 # WRITE_HITS hits, so they always crash.
 WRITES=300
@@ -94,12 +93,11 @@ client_started() {
 	tail -n +"$1" "$T/client-$VOL.log" | grep -Eq 'state NEW -> '
 }
 
-# write_some COUNT: the writer from where the master trace ends; tolerates errors
-# (the master may die under it).
+# write_some COUNT: the writer (DEPTH in flight) from where the last one stopped;
+# tolerates errors (the master may die under it).
 write_some() {
-	local first=0
-	grep -q ' op=write ' "$MTRACE" 2>/dev/null && first=$(next_index 0)
-	"${W[@]}" --uri "$(nbd_uri "$VOL")" --seed "$WSEED" --first-index "$first" --max-len $MAXLEN \
+	# shellcheck disable=SC2046 # writer_args is a word list
+	"${W[@]}" --uri "$(nbd_uri "$VOL")" $(writer_args) --first-index "$(next_index)" \
 		--count "$1" --tolerate-errors >"$T/$VOL.writer.out" 2>"$T/$VOL.writer.err"
 }
 
@@ -115,6 +113,8 @@ for c in "${CASES[@]}"; do
 	cp "$R/e0" "$T/$VOL.i0"; cp "$R/e1" "$T/$VOL.i1"
 	MASTER="$R/e0,$R/e1" INITIAL="$T/$VOL.i0,$T/$VOL.i1" JOURNAL=$R/$VOL.journal
 	SERVER_DATA=$R/mirror MTRACE=$T/$VOL.master.trace RTRACE=$T/$VOL.mirror.trace SALL=$T/$VOL.server.all.log
+	REC=$T/$VOL.record EXPECTED=$T/$VOL.expected.img
+	: >"$REC" # a case that crashes before any write still has a (empty) record
 	MIRROR=$(mirror_extents "$VOL" 2)
 	SERVER_LOG=
 	client_args
@@ -179,6 +179,9 @@ for c in "${CASES[@]}"; do
 			fail "case $k: master restarted at committed TXID $committed < $traced it had traced (fdatasync'd)"
 	fi
 	wait_fast 30 "INSYNC after the restart" status_is "$VOL" state INSYNC
+	# No write in flight: the recovered master volume holds every replied write.
+	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
+	check_master "$k" "$(status_of committed_txid)"
 	write_some 50
 	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
 	wait_fast 30 "mirror byte-identical to master" same_bytes "$MASTER" "$MIRROR"
@@ -189,9 +192,10 @@ for c in "${CASES[@]}"; do
 	final=$(status_of committed_txid)
 	stop "$CLIENT_PID"
 	stop "$SERVER_PID"
+	check_master "$k.final" "$final"
 	check_prefix "$k.final" "$final"
 	echo "case $k: $side $site:$n recovered; converged at TXID $final"
 	k=$((k + 1))
 done
 [ "$FAILURES" -eq 0 ] || fail "$FAILURES failed check(s) (seed $SEED)"
-pass "seed $SEED: power loss at ${#CASES[@]} crash points (${CASES[*]%:*}); each recovered, prefix-consistent, in order, converged"
+pass "seed $SEED: power loss at ${#CASES[@]} crash points (${CASES[*]%:*}) under $DEPTH writers in flight; each recovered, master and mirror prefix-consistent, in order, converged"
