@@ -78,10 +78,6 @@ get_status_ok() {
 	[ -n "$STATUS" ]
 }
 
-dead() {
-	! kill -0 "$1" 2>/dev/null
-}
-
 # last_traced: highest TXID in the master trace (0 if none).
 last_traced() {
 	[ -f "$MTRACE" ] || { echo 0; return; }

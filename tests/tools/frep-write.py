@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import importlib.util
 import os
+import signal
 import struct
 import sys
 import time
@@ -116,6 +117,9 @@ def main(argv):
 	p.add_argument("--rate", type=float, default=0,
 		       help="at most this many requests a second, sent in bursts of --depth so that they "
 			    "are in flight together (default 0: as fast as replies come)")
+	p.add_argument("--kill-at", metavar="INDEX:PID",
+		       help="send SIGKILL to PID as soon as request INDEX is sent: a crash of the server "
+			    "with the requests before it still in flight (for crash tests)")
 	p.add_argument("--record", metavar="FILE",
 		       help="append 'sent I' before request I goes out and 'ack I' once it is replied to")
 	p.add_argument("--tolerate-errors", action="store_true",
@@ -140,6 +144,12 @@ def main(argv):
 		p.error("--max-len must be a positive multiple of 4096")
 	if args.depth < 1 or args.hot_every < 0 or args.rate < 0:
 		p.error("--depth must be at least 1, --hot-every and --rate not negative")
+	kill_at = None
+	if args.kill_at:
+		idx, _, pid = args.kill_at.partition(":")
+		if not idx.isdigit() or not pid.isdigit():
+			p.error("--kill-at takes INDEX:PID, got %r" % args.kill_at)
+		kill_at = (int(idx), int(pid))
 	# Concurrent requests are told apart by their data's CRC.
 	if args.depth > 1 and ops != ("write",):
 		p.error("--depth above 1 takes --ops write only")
@@ -245,6 +255,11 @@ def main(argv):
 					stopped = "error"
 					break
 				inflight[cookie] = (i, op, off, length, data, buf)
+				if kill_at and i == kill_at[0]:
+					try:
+						os.kill(kill_at[1], signal.SIGKILL)
+					except ProcessLookupError:
+						pass	# already gone: the replies will say so
 				i += 1
 		if not inflight:
 			if stopped is not None:
