@@ -7,16 +7,17 @@
 #                         test-crash-kill9-mirror.sh runs the mirror side)
 #   CRASH_ITERS=N         iterations per side (default 25)
 #   CRASH_BUDGET=SECS     fail if the loop would run past this (default 50; 0 = no bound)
-#   CRASH_CHECK_EVERY=N   prefix and trace checks every N-th iteration of a side (default 5)
+#   CRASH_CHECK_EVERY=N   prefix and trace checks every N-th iteration of a side (default 5;
+#                         the master volume is checked every iteration)
 #   CRASH_KEEP_GOING=1    (soak) report a failed check and go on with the next iteration
 #                         instead of failing at once; the run still fails at the end
 # Each iteration prints one line "iter I side S seed X (request K|delay_ms D) acked A
 # durable U next_index N recovery_ms R result OK|FAIL"; the last line is a tally.
 #
-# The writer (tests/tools/frep-write.py) keeps DEPTH requests in flight, every
-# HOT-th of them in one 64 KiB range, at most RATE a second, so TXID order is the master's commit order,
-# not request order. Its --record file says which requests were sent and replied
-# to; frep-check.py ties each traced TXID to its request by the data's CRC.
+# The writer (tests/tools/frep-write.py) keeps DEPTH requests in flight, every HOT-th
+# of them in one 64 KiB range, at most RATE a second: TXID order is the master's
+# commit order, not request order. Its --record file says which requests were sent
+# and replied to; frep-check.py ties each traced TXID to its request by the data's CRC.
 
 # Helpers, shared with test-crash-power.sh (it sources this file with
 # CRASH_HELPERS_ONLY=1 after lib.sh). They read VOL, INITIAL, MASTER, WSEED, MAXLEN,
@@ -26,8 +27,8 @@
 PY=/usr/bin/python3
 DEPTH=16
 HOT=4
-# Requests a second, in bursts of DEPTH: enough to keep DEPTH in flight on the serial
-# write path, and a bound on the TXIDs the checks replay however fast the master is.
+# Requests a second, in bursts of DEPTH that are in flight together: a bound on the
+# TXIDs the checks replay, however fast the master is, so the loop fits CRASH_BUDGET.
 RATE=500
 W=("$PY" "${FREP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/tests/tools/frep-write.py")
 C=("$PY" "${FREP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/tests/tools/frep-check.py")

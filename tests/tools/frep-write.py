@@ -127,7 +127,7 @@ def main(argv):
 	p.add_argument("--log-tx", metavar="FILE",
 		       help="append one master-trace-format line per acknowledged request (gen=0), in "
 			    "reply order: for a server that applies requests in that order "
-			    "(tests/tools/nbd-file-server), without frep-client")
+			    "(e.g. nbdkit -t 1), for tests without frep-client")
 	p.add_argument("--log-first-txid", type=int,
 		       help="txid of the first logged request (default first-index + 1)")
 	args = p.parse_args(argv)
