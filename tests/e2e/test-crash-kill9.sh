@@ -95,6 +95,17 @@ next_index() {
 	echo $((${n:--1} + 1))
 }
 
+# stop_writer ITER: SIGTERM to the writer WPID, which stops sending and waits for the
+# replies to what it sent: afterwards no write is in flight at the master, so the
+# master volume holds still for the checks.
+stop_writer() {
+	local rc=0
+	kill -TERM "$WPID" 2>/dev/null || true
+	wait_fast 30 "the writer to finish its requests in flight" dead "$WPID"
+	wait "$WPID" || rc=$?
+	[ $rc -eq 0 ] || fail "iteration $1: the writer exited $rc: $(tail -n 3 "$T/writer.err")"
+}
+
 # writer_args: frep-write.py options shared by every run of the crash tests.
 writer_args() {
 	echo --seed "$WSEED" --max-len "$MAXLEN" --depth "$DEPTH" --hot-every "$HOT" --rate "$RATE" --record "$REC"
@@ -310,8 +321,7 @@ for ((i = 0; i < total; i++)); do
 		if [ $((n % CHECK_EVERY)) -eq 0 ]; then
 			# Replay on a port the master does not know, stop, check the stopped mirror.
 			# The writer stops first: the checker needs the CPU more than the load.
-			kill -KILL "$WPID"
-			wait "$WPID" 2>/dev/null || true
+			stop_writer "$i"
 			restart_server 0
 			durable=$(recovered_txid)
 			stop "$SERVER_PID"
@@ -328,8 +338,7 @@ for ((i = 0; i < total; i++)); do
 		if [ $((n % CHECK_EVERY)) -ne 0 ]; then
 			kill -0 "$WPID" 2>/dev/null ||
 				fail "iteration $i: the writer stopped while only the mirror died: $(cat "$T/writer.out" "$T/writer.err")"
-			kill -KILL "$WPID"
-			wait "$WPID" 2>/dev/null || true
+			stop_writer "$i"
 		fi
 	fi
 	rec=$(($(now_ms) - t0))

@@ -14,10 +14,9 @@ SHIM=${FREP_CRASHFS:-$BIN/tests/crashfs.so}
 SEED=${CRASH_SEED:-$((RANDOM * 32768 + RANDOM))}
 WSEED=w$SEED
 MAXLEN=16384
-# Writes per case before the crash; the write-driven sites crash within the first
-# WRITE_HITS hits, so they always crash.
-WRITES=300
-WRITE_HITS=100
+# The write-driven sites crash within their first WRITE_HITS hits; the writer runs
+# until the crash (concurrent writes share hits: a group commit is one append site).
+WRITE_HITS=50
 echo "crash seed $SEED (replay: CRASH_SEED=$SEED)"
 certs master-1
 
@@ -63,9 +62,12 @@ launch_server() {
 	local port=$1
 	shift
 	[ -f "${SERVER_LOG:-}" ] && cat "$SERVER_LOG" >>"$SALL"
+	# Emptied here, not by the background job's redirection: the wait below must not
+	# see the previous server's "listening" line.
+	: >"$T/server.log"
 	env "$@" "$BIN/frep-server" --listen "127.0.0.1:$port" \
 		--data-dir "$SERVER_DATA" --cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" \
-		--trace-tx "$RTRACE" --heartbeat-timeout 3 >"$T/server.log" 2>&1 &
+		--trace-tx "$RTRACE" --heartbeat-timeout 3 >>"$T/server.log" 2>&1 &
 	SERVER_PID=$!
 	SERVER_LOG=$T/server.log
 	PIDS+=("$SERVER_PID")
@@ -89,12 +91,22 @@ client_started() {
 	tail -n +"$1" "$T/client-$VOL.log" | grep -Eq 'state NEW -> '
 }
 
-# write_some COUNT: the writer (DEPTH in flight) from where the last one stopped;
-# tolerates errors (the master may die under it).
+# write_some COUNT|until-crash: the writer (DEPTH in flight) from where the last one
+# stopped; tolerates errors (the master may die under it). until-crash: in the
+# background (WPID) until the victim dies, then stop_writer.
 write_some() {
+	local count=(--count "$1")
+	[ "$1" = until-crash ] && count=(--duration 30)
 	# shellcheck disable=SC2046 # writer_args is a word list
-	"${W[@]}" --uri "$(nbd_uri "$VOL")" $(writer_args) --first-index "$(next_index)" \
-		--count "$1" --tolerate-errors >"$T/$VOL.writer.out" 2>"$T/$VOL.writer.err"
+	"${W[@]}" --uri "$(nbd_uri "$VOL")" $(writer_args) --first-index "$(next_index)" "${count[@]}" \
+		--tolerate-errors >"$T/writer.out" 2>"$T/writer.err" &
+	WPID=$!
+	if [ "$1" = until-crash ]; then
+		wait_fast 30 "the crash at $site hit $n ($side)" dead "$victim"
+		stop_writer "$k"
+	else
+		wait "$WPID" || fail "case $k: writer failed: $(tail -n 3 "$T/writer.err")"
+	fi
 }
 
 k=0
@@ -133,7 +145,7 @@ for c in "${CASES[@]}"; do
 	copy | meta-write) ;;
 	*)
 		wait_fast 30 "INSYNC before the writes" status_is "$VOL" state INSYNC
-		write_some $WRITES
+		write_some until-crash
 		;;
 	esac
 	wait_fast 30 "the crash at $site hit $n ($side)" dead "$victim"

@@ -122,6 +122,8 @@ def main(argv):
 			    "with the requests before it still in flight (for crash tests)")
 	p.add_argument("--record", metavar="FILE",
 		       help="append 'sent I' before request I goes out and 'ack I' once it is replied to")
+	# SIGTERM: stop sending, wait for the replies to what was sent, exit 0 (stopped=signal):
+	# afterwards no request of this writer is in flight at the server.
 	p.add_argument("--tolerate-errors", action="store_true",
 		       help="stop at the first failed request and exit 0 (for tests that kill the master)")
 	p.add_argument("--log-tx", metavar="FILE",
@@ -155,6 +157,9 @@ def main(argv):
 		p.error("--depth above 1 takes --ops write only")
 
 	import nbd	# only here: op_at()/data_at() users need not have libnbd
+
+	# Blocked and polled, not handled: a handler would interrupt libnbd's poll.
+	signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 	crc32c = load_sibling("frep_check", "frep-check.py").crc32c if args.log_tx else None
 	log = open(args.log_tx, "a") if args.log_tx else None
@@ -229,7 +234,9 @@ def main(argv):
 
 	while True:
 		while stopped is None and len(inflight) < args.depth:
-			if args.count is not None and i - args.first_index >= args.count:
+			if signal.SIGTERM in signal.sigpending():
+				stopped = "signal"
+			elif args.count is not None and i - args.first_index >= args.count:
 				stopped = "count"
 			elif deadline is not None and time.monotonic() >= deadline:
 				stopped = "duration"
@@ -264,13 +271,14 @@ def main(argv):
 		if not inflight:
 			if stopped is not None:
 				break
-			time.sleep(max(0, min(due(i), deadline or due(i)) - time.monotonic()))
+			time.sleep(max(0, min(due(i), deadline or due(i), time.monotonic() + 0.1) - time.monotonic()))
 			continue
 		try:
-			# Replies may already be in: poll only when none is waiting.
+			# Replies may already be in: poll only when none is waiting. The timeout
+			# lets a SIGTERM stop the sending while replies are slow.
 			replied, bad = reap()
 			if not replied and not bad:
-				h.poll(-1)
+				h.poll(100)
 				replied, bad = reap()
 		except (nbd.Error, OSError) as e:
 			# The connection is gone: whatever is still in flight has no reply.
