@@ -7,8 +7,9 @@
 #                         test-crash-kill9-mirror.sh runs the mirror side)
 #   CRASH_ITERS=N         iterations per side (default 25)
 #   CRASH_BUDGET=SECS     fail if the loop would run past this (default 50; 0 = no bound)
-#   CRASH_CHECK_EVERY=N   prefix and trace checks every N-th iteration of a side (default 5;
-#                         the master volume is checked every iteration)
+#   CRASH_CHECK_EVERY=N   prefix, trace and (mirror side) master-volume checks every N-th
+#                         iteration of a side (default 5); the master volume after every
+#                         master crash
 #   CRASH_KEEP_GOING=1    (soak) report a failed check and go on with the next iteration
 #                         instead of failing at once; the run still fails at the end
 # Each iteration prints one line "iter I side S seed X (request K|delay_ms D) acked A
@@ -357,7 +358,11 @@ for ((i = 0; i < total; i++)); do
 	fi
 	# (same_bytes is the convergence check; frep-check.py converge would only repeat it.)
 	wait_fast 30 "mirror byte-identical to master" same_bytes "$MASTER" "$MIRROR"
-	check_master "$i" "$(status_of committed_txid)"
+	# The master volume after every master crash; with the mirror's, as often as the
+	# mirror's own checks (incremental: every replied write is still checked).
+	if [ "$side" = master ] || [ $((n % CHECK_EVERY)) -eq 0 ]; then
+		check_master "$i" "$(status_of committed_txid)"
+	fi
 	[ $((n % CHECK_EVERY)) -eq 0 ] && check_trace "$i"
 	alive "$SERVER_PID" frep-server
 	alive "$CLIENT_PID" frep-client
