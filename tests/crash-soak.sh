@@ -41,7 +41,7 @@ while [ "$done_iters" -lt "$N" ]; do
 done
 
 # Tally over every run's iteration lines:
-# "iter I side S seed X delay_ms D acked A durable U next_index X recovery_ms R result OK|FAIL".
+# "iter I side S seed X (request K|delay_ms D) acked A durable U next_index X recovery_ms R result OK|FAIL".
 cat "$OUT"/run-*.log | awk -v aborted="$aborted" -v secs=$((SECONDS - start)) '
 	/^iter / {
 		for (i = 1; i < NF; i++) f[$i] = $(i + 1)

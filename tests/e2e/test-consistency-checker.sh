@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The consistency tools themselves: frep-write.py against a real NBD server, and each frep-check.py verdict on synthetic mirrors and traces.
+# The consistency tools themselves: frep-write.py against a real NBD server (nbdkit), sequential and 16 requests in flight, and each frep-check.py verdict on synthetic masters, mirrors and traces.
 source "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 W=("$PY" "$FREP_SRC/tests/tools/frep-write.py")
@@ -14,6 +14,20 @@ expect() {
 	[ "$rc" -eq "$want" ] || fail "'${*: -6}' exited $rc, want $want: $out"
 	grep -Eq -- "$pat" <<<"$out" || fail "'${*: -6}' said '$out', want /$pat/"
 	echo "  $out"
+}
+
+# serve FILE: nbdkit serving FILE on $T/nbd.sock with one thread, so requests are
+# applied in the order they arrive and replied to in that order: frep-write.py
+# --log-tx then writes the trace a master would. Sets NBD_PID and URI.
+serve() {
+	rm -f "$T/nbd.sock"
+	nbdkit -f -t 1 -U "$T/nbd.sock" --filter=blocksize-policy file "$1" blocksize-maximum=32M \
+		>"$T/nbdkit.log" 2>&1 &
+	NBD_PID=$!
+	PIDS+=("$NBD_PID")
+	URI="nbd+unix:///vol1?socket=$T/nbd.sock"
+	# The socket file exists a moment before nbdkit listens on it.
+	wait_for 20 "nbdkit to serve $1" nbdinfo --size "$URI"
 }
 
 # split_to DIR FILE: FILE cut into the mirror layout DIR/extent.0 (32 MiB) and DIR/extent.1.
@@ -41,14 +55,7 @@ fill "$T/i0" 0 24 a; fill "$T/i1" 4 8 b
 INIT="$T/i0,$T/i1"
 cat "$T/i0" "$T/i1" >"$T/served"
 
-# nbdkit's file plugin serves the plain file; the policy filter advertises a 32M
-# maximum block size, which the writer checks its --max-len against.
-nbdkit -f -U "$T/nbd.sock" --filter=blocksize-policy file file="$T/served" \
-	blocksize-maximum=32M >"$T/nbd-server.log" 2>&1 &
-NBD_PID=$!
-PIDS+=("$NBD_PID")
-wait_for 20 "NBD socket" test -S "$T/nbd.sock"
-URI="nbd+unix:///vol1?socket=$T/nbd.sock"
+serve "$T/served"
 ML=$((1 * MIB))
 
 # Phase 1: 40 mixed requests (seed s1), then the "mirror" snapshot at TXID 40.
@@ -69,6 +76,8 @@ expect 0 'count=1 first_index=10 last_index=10' \
 [ "$(wc -l <"$T/master.trace")" -eq 51 ] || fail "writer logged $(wc -l <"$T/master.trace") transactions, want 51"
 # The writer refuses a request size the export cannot take rather than change the sequence.
 expect 1 'exceeds the export' "${W[@]}" --uri "$URI" --seed s3 --count 1 --max-len $((64 * MIB))
+# In flight together, requests are told apart by their data's CRC: writes only.
+expect 2 'takes --ops write only' "${W[@]}" --uri "$URI" --seed s3 --count 1 --depth 2 --ops write,trim
 stop "$NBD_PID"
 split_to "$T/final/vol1" "$T/served"
 dd if="$T/served" of="$T/m0" bs=1M count=32 status=none
@@ -195,4 +204,67 @@ expect 1 'mirror applied txid=52, which the master trace lacks' "${TR[@]}" --mir
 expect 2 'pass --volume' "${TR[@]}" --mirror-trace "$T/m.trace"
 expect 0 'trace OK: mirror applied 51 ' "${TR[@]}" --mirror-trace "$T/m.trace" --volume vol1
 
-pass "writer sequence rebuilt byte for byte; prefix, converge and trace verdicts all as expected"
+echo "master: 16 requests in flight, every 4th in the hot range"
+# Two 8 MiB extents: the 64 KiB hot range straddles their boundary.
+mkvol "$T/c0" 8M; mkvol "$T/c1" 8M
+fill "$T/c0" 1 4 c; fill "$T/c1" 2 4 d
+cat "$T/c0" "$T/c1" >"$T/served2"
+serve "$T/served2"
+HW=("${W[@]}" --uri "$URI" --seed h --max-len 16384 --depth 16 --hot-every 4 --record "$T/h.record"
+	--log-tx "$T/h.trace")
+expect 0 '^frep-write: count=300 first_index=0 last_index=299 stopped=count$' "${HW[@]}" --count 300
+cp "$T/served2" "$T/at300"
+expect 0 'count=300 first_index=300 last_index=599' "${HW[@]}" --count 300 --first-index 300 --log-first-txid 301
+stop "$NBD_PID"
+[ "$(grep -c '^sent ' "$T/h.record")" -eq 600 ] && [ "$(grep -c '^ack ' "$T/h.record")" -eq 600 ] ||
+	fail "the record does not say 600 sent and 600 acknowledged"
+# nbdkit with one thread applies requests in the order they arrive; the checker does
+# not rely on it: it ties each traced TXID to its request by the data's CRC.
+M=("${C[@]}" master --initial "$T/c0,$T/c1" --seed h --max-len 16384 --hot-every 4)
+split_master() { # FILE A B: FILE cut into two 8 MiB extents A and B
+	dd if="$1" of="$2" bs=1M count=8 status=none
+	dd if="$1" of="$3" bs=1M skip=8 status=none
+}
+split_master "$T/served2" "$T/h0" "$T/h1"
+split_master "$T/at300" "$T/g0" "$T/g1"
+MF=("${M[@]}" --master "$T/h0,$T/h1" --record "$T/h.record")
+expect 0 '^master OK at txid=600: 600 replied write\(s\) checked, the latest at txid=600; the volume is the initial image plus 600' \
+	"${MF[@]}" --master-trace "$T/h.trace" --txid 600
+# --cache: the check at 300 keeps its image; the one at 600 replays only 301..600.
+sed -n '1,300p' "$T/h.trace" >"$T/h300.trace"
+expect 0 'master OK at txid=300: .*initial image plus 300 ' "${M[@]}" --master "$T/g0,$T/g1" \
+	--master-trace "$T/h300.trace" --txid 300 --cache "$T/h.cache"
+expect 0 'master OK at txid=600: .*the image at txid=300 \(--cache\) plus 300 ' "${MF[@]}" \
+	--master-trace "$T/h.trace" --txid 600 --cache "$T/h.cache"
+# A replied write past the master's TXID was lost.
+expect 1 'master FAIL: write index [0-9]+ .* was replied to as txid=600, but the master holds only up to txid=599' \
+	"${MF[@]}" --master-trace "$T/h.trace" --txid 599
+# A replied write that no traced transaction carries was never committed.
+sed '/ txid=250 /d' "$T/h.trace" >"$T/h.lost.trace"
+expect 1 'was replied to but the master traced no such transaction' "${MF[@]}" --master-trace "$T/h.lost.trace" --txid 600
+# Two overlapping writes applied out of TXID order: swap the TXIDs of the last two
+# hot writes that overlap where nothing later wrote. The verdict names the offset,
+# the transaction that should be there and the one whose data is.
+read -r A B AT < <("$PY" - "$T/h.trace" <<'PYEOF'
+import sys
+recs = [dict(t.split("=", 1) for t in l.split()) for l in open(sys.argv[1])]
+recs = [(int(r["txid"]), int(r["off"]), int(r["off"]) + int(r["len"])) for r in recs]
+for b in range(len(recs) - 1, 0, -1):
+	for a in range(b - 1, max(b - 16, -1), -1):
+		lo, hi = max(recs[a][1], recs[b][1]), min(recs[a][2], recs[b][2])
+		if lo < hi and not any(r[1] < hi and lo < r[2] for r in recs[b + 1:]):
+			print(recs[a][0], recs[b][0], lo)
+			sys.exit(0)
+sys.exit("no overlapping pair in flight together")
+PYEOF
+)
+sed "s/ txid=$A / txid=X /; s/ txid=$B / txid=$A /; s/ txid=X / txid=$B /" "$T/h.trace" >"$T/h.swapped.trace"
+# After the swap, txid=B labels A's data, and the master holds the other (now txid=A).
+expect 1 "master FAIL at txid=600: offset $AT .* last written by txid=$B .*holds the data of txid $A\$" \
+	"${MF[@]}" --master-trace "$T/h.swapped.trace" --txid 600
+# A byte no transaction wrote, changed on the master.
+"$PY" -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR); os.pwrite(fd, b"\xff", 7 << 20); os.close(fd)' "$T/h1"
+expect 1 "master FAIL at txid=600: offset $((15 * MIB)) \(extent 1 \+$((7 * MIB))\) .*last written by the initial image" \
+	"${MF[@]}" --master-trace "$T/h.trace" --txid 600
+
+pass "writer sequence rebuilt byte for byte, sequential and 16 in flight; master, prefix, converge and trace verdicts all as expected"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kill -9 of frep-client or frep-server at seeded random points under a sequential writer; after each restart: INSYNC, convergence, durability, in-order application and prefix consistency (tests/tools/frep-check.py).
+# kill -9 of frep-client or frep-server at seeded random points under 16 concurrent writers with overlapping ranges; after each restart: the master volume holds every replied write and a TXID-order prefix of the rest, INSYNC, convergence, durability, in-order application and prefix consistency (tests/tools/frep-check.py).
 #
 # Environment (defaults are the CI run; tests/crash-soak.sh sets them for long runs):
 #   CRASH_SEED=N          base seed; every per-iteration draw derives from it (printed first)
@@ -7,20 +7,33 @@
 #                         test-crash-kill9-mirror.sh runs the mirror side)
 #   CRASH_ITERS=N         iterations per side (default 25)
 #   CRASH_BUDGET=SECS     fail if the loop would run past this (default 50; 0 = no bound)
-#   CRASH_CHECK_EVERY=N   prefix and trace checks every N-th iteration of a side (default 5)
+#   CRASH_CHECK_EVERY=N   prefix, trace and (mirror side) master-volume checks every N-th
+#                         iteration of a side (default 5); the master volume after every
+#                         master crash
 #   CRASH_KEEP_GOING=1    (soak) report a failed check and go on with the next iteration
 #                         instead of failing at once; the run still fails at the end
-# Each iteration prints one line "iter I side S seed X delay_ms D acked A durable U
-# recovery_ms R result OK|FAIL"; the last line is a tally.
+# Each iteration prints one line "iter I side S seed X (request K|delay_ms D) acked A
+# durable U next_index N recovery_ms R result OK|FAIL"; the last line is a tally.
+#
+# The writer (tests/tools/frep-write.py) keeps DEPTH requests in flight, every HOT-th
+# of them in one 64 KiB range, at most RATE a second: TXID order is the master's
+# commit order, not request order. Its --record file says which requests were sent
+# and replied to; frep-check.py ties each traced TXID to its request by the data's CRC.
 
 # Helpers, shared with test-crash-power.sh (it sources this file with
-# CRASH_HELPERS_ONLY=1 after lib.sh). They read VOL, INITIAL, WSEED, MAXLEN, VOLSIZE,
-# SEED, the traces MTRACE and RTRACE, the mirror's data dir (lib.sh's SERVER_DATA)
-# and the server logs: SERVER_LOG and the earlier ones appended to SALL.
+# CRASH_HELPERS_ONLY=1 after lib.sh). They read VOL, INITIAL, MASTER, WSEED, MAXLEN,
+# SEED, the traces MTRACE and RTRACE, the writer's record REC, the checker's cache
+# EXPECTED, the mirror's data dir (lib.sh's SERVER_DATA) and the server logs:
+# SERVER_LOG and the earlier ones appended to SALL.
 PY=/usr/bin/python3
+DEPTH=16
+HOT=4
+# Requests a second, in bursts of DEPTH that are in flight together: a bound on the
+# TXIDs the checks replay, however fast the master is, so the loop fits CRASH_BUDGET.
+RATE=500
 W=("$PY" "${FREP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/tests/tools/frep-write.py")
 C=("$PY" "${FREP_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/tests/tools/frep-check.py")
-FAILURES=0 PREFIX_OK=0 TRACE_OK=0
+FAILURES=0 MASTER_OK=0 MASTER_MS=0 PREFIX_OK=0 TRACE_OK=0
 
 # rnd I TAG MOD: a number in [0, MOD) drawn from (seed, iteration, tag).
 rnd() {
@@ -38,6 +51,10 @@ wait_fast() {
 		[ $SECONDS -lt $deadline ] || fail "timed out waiting for $what"
 		sleep 0.02
 	done
+}
+
+dead() {
+	! kill -0 "$1" 2>/dev/null
 }
 
 now_ms() {
@@ -71,35 +88,28 @@ recovered_txid() {
 	grep -Eo "volume=$VOL recovered: durable TXID [0-9]+" "$SERVER_LOG" | tail -n1 | grep -Eo '[0-9]+$' || true
 }
 
-# next_index FROM: 1 + the writer index (>= FROM - 1) of the last write in the master
-# trace. The writer is killed or dies mid-request: the trace, not the writer, knows
-# how far the master got.
+# next_index: 1 + the highest index the writer sent (0 if none): a new writer run
+# goes on from there, so no two requests share their data.
 next_index() {
-	"$PY" - "$(dirname "${W[1]}")" "$MTRACE" "$WSEED" "$1" "$VOLSIZE" "$MAXLEN" <<'EOF'
-import importlib.util, sys
-tools, trace, seed, start, size, max_len = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-def load(name, f):
-	sys.dont_write_bytecode = True
-	spec = importlib.util.spec_from_file_location(name, tools + "/" + f)
-	m = importlib.util.module_from_spec(spec)
-	spec.loader.exec_module(m)
-	return m
-w, c = load("w", "frep-write.py"), load("c", "frep-check.py")
-last = None
-for line in open(trace):
-	if line.endswith("\n") and " op=write " in line:
-		last = line
-if last is None:
-	sys.exit("no write in the master trace")
-kv = dict(t.split("=", 1) for t in last.split())
-off, length, crc = int(kv["off"]), int(kv["len"]), int(kv["crc"], 16)
-for i in range(max(start - 1, 0), start + 1000000):
-	_, o, l = w.op_at(seed, i, size, max_len, ("write",))
-	if (o, l) == (off, length) and c.crc32c(w.data_at(seed, i, l)) == crc:
-		print(i + 1)
-		sys.exit(0)
-sys.exit("last traced write %s is no writer index >= %d" % (last.strip(), start - 1))
-EOF
+	local n
+	n=$(sed -n 's/^sent \([0-9]*\)$/\1/p' "$REC" 2>/dev/null | sort -n | tail -n1)
+	echo $((${n:--1} + 1))
+}
+
+# stop_writer ITER: SIGTERM to the writer WPID, which stops sending and waits for the
+# replies to what it sent: afterwards no write is in flight at the master, so the
+# master volume holds still for the checks.
+stop_writer() {
+	local rc=0
+	kill -TERM "$WPID" 2>/dev/null || true
+	wait_fast 30 "the writer to finish its requests in flight" dead "$WPID"
+	wait "$WPID" || rc=$?
+	[ $rc -eq 0 ] || fail "iteration $1: the writer exited $rc: $(tail -n 3 "$T/writer.err")"
+}
+
+# writer_args: frep-write.py options shared by every run of the crash tests.
+writer_args() {
+	echo --seed "$WSEED" --max-len "$MAXLEN" --depth "$DEPTH" --hot-every "$HOT" --rate "$RATE" --record "$REC"
 }
 
 # check_fail ITER MESSAGE: fatal unless CRASH_KEEP_GOING.
@@ -113,8 +123,8 @@ check_fail() {
 # check_prefix ITER MIN_TXID: prefix consistency of the stopped, replayed mirror.
 check_prefix() {
 	local out rc=0 t=$(now_ms)
-	out=$("${C[@]}" prefix --initial "$INITIAL" --master-trace "$MTRACE" \
-		--mirror-dir "${SERVER_DATA:-$T/mirror}/$VOL" --seed "$WSEED" --max-len $MAXLEN --min-txid "$2" 2>&1) || rc=$?
+	out=$("${C[@]}" prefix --initial "$INITIAL" --master-trace "$MTRACE" --mirror-dir "${SERVER_DATA:-$T/mirror}/$VOL" \
+		--seed "$WSEED" --max-len "$MAXLEN" --hot-every "$HOT" --min-txid "$2" 2>&1) || rc=$?
 	echo "  prefix check $1: $(($(now_ms) - t)) ms: $out"
 	case $rc in
 	0) PREFIX_OK=$((PREFIX_OK + 1)) ;;
@@ -169,6 +179,18 @@ print("filled %d replayed TXID(s)" % filled)
 EOF
 }
 
+# check_master ITER TXID: with no write in flight, the master volume is the initial
+# image with TXIDs 1..TXID applied in TXID order, and every write the writer saw
+# replied to is among them.
+check_master() {
+	local out t=$(now_ms)
+	out=$("${C[@]}" master --initial "$INITIAL" --master-trace "$MTRACE" --master "$MASTER" --txid "$2" \
+		--seed "$WSEED" --max-len "$MAXLEN" --hot-every "$HOT" --record "$REC" --cache "$EXPECTED" 2>&1) ||
+		{ check_fail "$1" "master check: $out"; return; }
+	MASTER_OK=$((MASTER_OK + 1))
+	MASTER_MS=$((MASTER_MS + $(now_ms) - t))
+}
+
 check_trace() {
 	local out
 	out=$(fix_traces 2>&1) || check_fail "$1" "$out"
@@ -187,6 +209,9 @@ VOL=vol
 MTRACE=$T/master.trace
 RTRACE=$T/mirror.trace
 SALL=$T/server.all.log
+REC=$T/writer.record
+EXPECTED=$T/expected.img
+: >"$REC"
 
 SEED=${CRASH_SEED:-$((RANDOM * 32768 + RANDOM))}
 IFS=, read -r -a SIDES <<<"${CRASH_SIDES:-master}"
@@ -202,14 +227,12 @@ for s in "${SIDES[@]}"; do
 	[ "$s" = master ] || [ "$s" = mirror ] || fail "CRASH_SIDES: unknown side '$s'"
 done
 
-# Small volume, two extents of 8 MiB. (Not larger: frep-write.py places one request
-# in 8 across each 16 MiB multiple, and frep-check.py's matcher is quadratic in
-# those few same-place requests, e.g. 15 s for 20000 transactions.)
+# Small volume, two extents of 8 MiB: the writer's hot range straddles their boundary,
+# and the checks rebuild 16 MiB images.
 mkvol "$T/e0" 8M; mkvol "$T/e1" 8M
 fill "$T/e0" 2 4 "a$SEED"; fill "$T/e1" 1 3 "b$SEED"
 cp "$T/e0" "$T/i0"; cp "$T/e1" "$T/i1"
 MASTER="$T/e0,$T/e1"
-VOLSIZE=$((16 << 20))
 INITIAL="$T/i0,$T/i1"
 MIRROR=$(mirror_extents vol 2)
 certs master-1
@@ -247,28 +270,34 @@ for ((i = 0; i < total; i++)); do
 	fi
 	side=${SIDES[i % ${#SIDES[@]}]}
 	n=$((KILLS[$side] + 1))
-	delay=$((20 + $(rnd "$i" delay 300)))
 	ITER_RESULT=OK
 	alive "$SERVER_PID" frep-server
 	alive "$CLIENT_PID" frep-client
 
-	# Writer: sequential, from the next index, until killed (its --duration is only a
-	# safety bound); a master kill stops it at once with an error.
+	# Writer: DEPTH requests in flight, from the next index, until killed (its
+	# --duration is only a safety bound). The seeded crash point: for the master, a
+	# request index at which the writer itself kills it, so requests are in flight
+	# (up to DEPTH of them, the hot range among them); for the mirror, a delay.
 	get_status
 	c0=$(status_of committed_txid)
-	"${W[@]}" --uri "$URI" --seed "$WSEED" --first-index "$NEXT" --max-len $MAXLEN --tolerate-errors \
+	acked=$(status_of acked_txid)
+	[ -n "$acked" ] || fail "iteration $i: no status before the writes: '$STATUS'"
+	[ "$(status_of state)" = INSYNC ] || fail "iteration $i: not INSYNC before the writes: $STATUS"
+	kill_at=()
+	if [ "$side" = master ]; then
+		crash="request $((NEXT + DEPTH + $(rnd "$i" request 300)))"
+		kill_at=(--kill-at "${crash#request }:$CLIENT_PID")
+	else
+		crash="delay_ms $((20 + $(rnd "$i" delay 300)))"
+	fi
+	# shellcheck disable=SC2046 # writer_args is a word list
+	"${W[@]}" --uri "$URI" $(writer_args) --first-index "$NEXT" --tolerate-errors "${kill_at[@]}" \
 		--duration 60 >"$T/writer.out" 2>"$T/writer.err" &
 	WPID=$!
-	wait_fast 10 "the writer's first commits" committed_past "$c0"
-	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))" # the seeded crash point itself
-	get_status
-	acked=$(status_of acked_txid)
-	[ -n "$acked" ] || fail "iteration $i: no status before the kill: '$STATUS'"
-	[ "$(status_of state)" = INSYNC ] || fail "iteration $i: not INSYNC before the kill: $STATUS"
 
 	durable=-
 	if [ "$side" = master ]; then
-		kill -KILL "$CLIENT_PID"
+		wait_fast 30 "the writer to kill frep-client at $crash" dead "$CLIENT_PID"
 		wait "$CLIENT_PID" 2>/dev/null || true
 		t0=$(now_ms)
 		wait "$WPID" || fail "iteration $i: writer failed: $(cat "$T/writer.err")"
@@ -276,6 +305,13 @@ for ((i = 0; i < total; i++)); do
 		restart_client
 		wait_fast 30 "INSYNC" status_is vol state INSYNC
 	else
+		wait_fast 10 "the writer's first commits" committed_past "$c0"
+		delay=${crash#delay_ms }
+		sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))" # the seeded crash point itself
+		get_status
+		acked=$(status_of acked_txid)
+		[ -n "$acked" ] || fail "iteration $i: no status before the kill: '$STATUS'"
+		[ "$(status_of state)" = INSYNC ] || fail "iteration $i: not INSYNC before the kill: $STATUS"
 		kill -KILL "$SERVER_PID"
 		wait "$SERVER_PID" 2>/dev/null || true
 		# Mark the restart. kill -9 can cut a trace write short where it crosses a page
@@ -286,8 +322,7 @@ for ((i = 0; i < total; i++)); do
 		if [ $((n % CHECK_EVERY)) -eq 0 ]; then
 			# Replay on a port the master does not know, stop, check the stopped mirror.
 			# The writer stops first: the checker needs the CPU more than the load.
-			kill -KILL "$WPID"
-			wait "$WPID" 2>/dev/null || true
+			stop_writer "$i"
 			restart_server 0
 			durable=$(recovered_txid)
 			stop "$SERVER_PID"
@@ -304,16 +339,14 @@ for ((i = 0; i < total; i++)); do
 		if [ $((n % CHECK_EVERY)) -ne 0 ]; then
 			kill -0 "$WPID" 2>/dev/null ||
 				fail "iteration $i: the writer stopped while only the mirror died: $(cat "$T/writer.out" "$T/writer.err")"
-			kill -KILL "$WPID"
-			wait "$WPID" 2>/dev/null || true
+			stop_writer "$i"
 		fi
 	fi
 	rec=$(($(now_ms) - t0))
 	KILLS[$side]=$n
-	# The writer's position: the index of the last write the master traced.
 	prev=$NEXT
-	NEXT=$(next_index "$NEXT") || fail "iteration $i: cannot place the last traced write in the writer's sequence"
-	[ "$NEXT" -gt "$prev" ] || [ "$side" = master ] || fail "iteration $i: the writer made no progress"
+	NEXT=$(next_index)
+	[ "$NEXT" -gt "$prev" ] || fail "iteration $i: the writer sent nothing"
 
 	REC_SUM[$side]=$((REC_SUM[$side] + rec))
 	[ "$rec" -gt "${REC_MAX[$side]}" ] && REC_MAX[$side]=$rec
@@ -323,12 +356,17 @@ for ((i = 0; i < total; i++)); do
 		a2=$(status_of acked_txid)
 		[ "$a2" -ge "$acked" ] || check_fail "$i" "after the restart acked_txid $a2 < $acked before the kill"
 	fi
+	# (same_bytes is the convergence check; frep-check.py converge would only repeat it.)
 	wait_fast 30 "mirror byte-identical to master" same_bytes "$MASTER" "$MIRROR"
-	out=$("${C[@]}" converge --master "$MASTER" --mirror "$MIRROR" 2>&1) || check_fail "$i" "$out"
+	# The master volume after every master crash; with the mirror's, as often as the
+	# mirror's own checks (incremental: every replied write is still checked).
+	if [ "$side" = master ] || [ $((n % CHECK_EVERY)) -eq 0 ]; then
+		check_master "$i" "$(status_of committed_txid)"
+	fi
 	[ $((n % CHECK_EVERY)) -eq 0 ] && check_trace "$i"
 	alive "$SERVER_PID" frep-server
 	alive "$CLIENT_PID" frep-client
-	echo "iter $i side $side seed $SEED delay_ms $delay acked $acked durable $durable next_index $NEXT recovery_ms $rec result $ITER_RESULT"
+	echo "iter $i side $side seed $SEED $crash acked $acked durable $durable next_index $NEXT recovery_ms $rec result $ITER_RESULT"
 done
 
 # Final: both stopped cleanly; the mirror, replayed and closed, is consistent at the
@@ -337,12 +375,13 @@ get_status
 final=$(status_of committed_txid)
 stop "$CLIENT_PID"
 stop "$SERVER_PID"
+check_master final "$final"
 check_prefix final "$final"
 check_trace final
 for s in master mirror; do
 	k=${KILLS[$s]}
 	[ "$k" -gt 0 ] && echo "tally side $s kills $k recovery_ms_mean $((REC_SUM[$s] / k)) recovery_ms_max ${REC_MAX[$s]}"
 done
-echo "tally iterations $total failures $FAILURES prefix_checks_ok $PREFIX_OK trace_checks_ok $TRACE_OK last_txid $final seconds $((SECONDS - START))"
+echo "tally iterations $total failures $FAILURES master_checks_ok $MASTER_OK master_checks_ms $MASTER_MS prefix_checks_ok $PREFIX_OK trace_checks_ok $TRACE_OK last_txid $final seconds $((SECONDS - START))"
 [ "$FAILURES" -eq 0 ] || fail "$FAILURES failed check(s) (seed $SEED)"
-pass "seed $SEED: $total kill -9 iterations (${SIDES[*]}), each back to INSYNC and converged; prefix and trace checks held; last TXID $final"
+pass "seed $SEED: $total kill -9 iterations (${SIDES[*]}) under $DEPTH writers in flight, each back to INSYNC and converged; master, prefix and trace checks held; last TXID $final"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Power loss (crashfs shim) at each named crash point, on each side where it exists: the restarted daemon recovers, the mirror is prefix-consistent at a TXID covering all it acknowledged, nothing is reordered, and it converges.
+# Power loss (crashfs shim) at each named crash point, on each side where it exists, under 16 concurrent writers with overlapping ranges: the restarted daemon recovers, the master volume holds every replied write and a TXID-order prefix of the rest, the mirror is prefix-consistent at a TXID covering all it acknowledged, nothing is reordered, and it converges.
 #
 # CRASH_SEED=N replays the draws (which hit of each site crashes); CRASH_CASES=LIST
 # (e.g. "mirror:apply,master:copy") runs only those cases.
@@ -14,11 +14,9 @@ SHIM=${FREP_CRASHFS:-$BIN/tests/crashfs.so}
 SEED=${CRASH_SEED:-$((RANDOM * 32768 + RANDOM))}
 WSEED=w$SEED
 MAXLEN=16384
-VOLSIZE=$((16 << 20))
-# Writes per case before the crash; the write-driven sites crash within the first
-# WRITE_HITS hits, so they always crash.
-WRITES=300
-WRITE_HITS=100
+# The write-driven sites crash within their first WRITE_HITS hits; the writer runs
+# until the crash (concurrent writes share hits: a group commit is one append site).
+WRITE_HITS=50
 echo "crash seed $SEED (replay: CRASH_SEED=$SEED)"
 certs master-1
 
@@ -64,11 +62,12 @@ launch_server() {
 	local port=$1
 	shift
 	[ -f "${SERVER_LOG:-}" ] && cat "$SERVER_LOG" >>"$SALL"
-	# Emptied here, not by the child's redirection: the wait below must not see the old port.
+	# Emptied here, not by the background job's redirection: the wait below must not
+	# see the previous server's "listening" line.
 	: >"$T/server.log"
 	env "$@" "$BIN/frep-server" --listen "127.0.0.1:$port" \
 		--data-dir "$SERVER_DATA" --cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" \
-		--trace-tx "$RTRACE" --heartbeat-timeout 3 >"$T/server.log" 2>&1 &
+		--trace-tx "$RTRACE" --heartbeat-timeout 3 >>"$T/server.log" 2>&1 &
 	SERVER_PID=$!
 	SERVER_LOG=$T/server.log
 	PIDS+=("$SERVER_PID")
@@ -79,10 +78,6 @@ launch_server() {
 get_status_ok() {
 	get_status
 	[ -n "$STATUS" ]
-}
-
-dead() {
-	! kill -0 "$1" 2>/dev/null
 }
 
 # last_traced: highest TXID in the master trace (0 if none).
@@ -96,13 +91,22 @@ client_started() {
 	tail -n +"$1" "$T/client-$VOL.log" | grep -Eq 'state NEW -> '
 }
 
-# write_some COUNT: the writer from where the master trace ends; tolerates errors
-# (the master may die under it).
+# write_some COUNT|until-crash: the writer (DEPTH in flight) from where the last one
+# stopped; tolerates errors (the master may die under it). until-crash: in the
+# background (WPID) until the victim dies, then stop_writer.
 write_some() {
-	local first=0
-	grep -q ' op=write ' "$MTRACE" 2>/dev/null && first=$(next_index 0)
-	"${W[@]}" --uri "$(nbd_uri "$VOL")" --seed "$WSEED" --first-index "$first" --max-len $MAXLEN \
-		--count "$1" --tolerate-errors >"$T/$VOL.writer.out" 2>"$T/$VOL.writer.err"
+	local count=(--count "$1")
+	[ "$1" = until-crash ] && count=(--duration 30)
+	# shellcheck disable=SC2046 # writer_args is a word list
+	"${W[@]}" --uri "$(nbd_uri "$VOL")" $(writer_args) --first-index "$(next_index)" "${count[@]}" \
+		--tolerate-errors >"$T/writer.out" 2>"$T/writer.err" &
+	WPID=$!
+	if [ "$1" = until-crash ]; then
+		wait_fast 30 "the crash at $site hit $n ($side)" dead "$victim"
+		stop_writer "$k"
+	else
+		wait "$WPID" || fail "case $k: writer failed: $(tail -n 3 "$T/writer.err")"
+	fi
 }
 
 k=0
@@ -117,6 +121,8 @@ for c in "${CASES[@]}"; do
 	cp "$R/e0" "$T/$VOL.i0"; cp "$R/e1" "$T/$VOL.i1"
 	MASTER="$R/e0,$R/e1" INITIAL="$T/$VOL.i0,$T/$VOL.i1" JOURNAL=$R/$VOL.journal
 	SERVER_DATA=$R/mirror MTRACE=$T/$VOL.master.trace RTRACE=$T/$VOL.mirror.trace SALL=$T/$VOL.server.all.log
+	REC=$T/$VOL.record EXPECTED=$T/$VOL.expected.img
+	: >"$REC" # a case that crashes before any write still has a (empty) record
 	MIRROR=$(mirror_extents "$VOL" 2)
 	SERVER_LOG=
 	client_args
@@ -139,7 +145,7 @@ for c in "${CASES[@]}"; do
 	copy | meta-write) ;;
 	*)
 		wait_fast 30 "INSYNC before the writes" status_is "$VOL" state INSYNC
-		write_some $WRITES
+		write_some until-crash
 		;;
 	esac
 	wait_fast 30 "the crash at $site hit $n ($side)" dead "$victim"
@@ -181,6 +187,9 @@ for c in "${CASES[@]}"; do
 			fail "case $k: master restarted at committed TXID $committed < $traced it had traced (fdatasync'd)"
 	fi
 	wait_fast 30 "INSYNC after the restart" status_is "$VOL" state INSYNC
+	# No write in flight: the recovered master volume holds every replied write.
+	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
+	check_master "$k" "$(status_of committed_txid)"
 	write_some 50
 	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
 	wait_fast 30 "mirror byte-identical to master" same_bytes "$MASTER" "$MIRROR"
@@ -191,9 +200,10 @@ for c in "${CASES[@]}"; do
 	final=$(status_of committed_txid)
 	stop "$CLIENT_PID"
 	stop "$SERVER_PID"
+	check_master "$k.final" "$final"
 	check_prefix "$k.final" "$final"
 	echo "case $k: $side $site:$n recovered; converged at TXID $final"
 	k=$((k + 1))
 done
 [ "$FAILURES" -eq 0 ] || fail "$FAILURES failed check(s) (seed $SEED)"
-pass "seed $SEED: power loss at ${#CASES[@]} crash points (${CASES[*]%:*}); each recovered, prefix-consistent, in order, converged"
+pass "seed $SEED: power loss at ${#CASES[@]} crash points (${CASES[*]%:*}) under $DEPTH writers in flight; each recovered, master and mirror prefix-consistent, in order, converged"

@@ -8,16 +8,29 @@
  *
  * Environment (read once, at load):
  *   CRASHFS_ROOT=DIR[:DIR...]  only regular files under these directories are
- *                              tracked; unset: the shim does nothing but
- *                              crashfs_crash() still kills.
+ *                              tracked; unset: nothing is tracked, but
+ *                              crashfs_crash() still kills and the sync
+ *                              delay below still applies.
  *   CRASHFS_SIGNAL=USR2        this signal (name, SIGNAME or number) pulls the
  *                              plug from outside: kill -USR2 PID.
  *   CRASHFS_MAX_PENDING=BYTES  cap on saved old bytes (default 1 GiB); past it
  *                              the process aborts loudly rather than lie.
  *   CRASHFS_VERBOSE=1          one stderr line per undone operation at a crash.
- *   CRASHFS_SYNC_DELAY_MS=N    every fsync/fdatasync takes N ms longer, like a
- *                              slow disk: widens the window in which writes
- *                              race with a sync (tmpfs syncs take no time).
+ *   CRASHFS_SYNC_DELAY_MS=N    every fsync/fdatasync of a regular file or
+ *                              directory sleeps N ms before the real call,
+ *                              like a slow disk: widens the window in which
+ *                              writes race with a sync (tmpfs syncs take no
+ *                              time), or shows what waits on a sync. Works
+ *                              without CRASHFS_ROOT (then it is all the shim
+ *                              does) and, unlike tracking, survives fork().
+ *   CRASHFS_SYNC_DELAY_PATH=GLOB  only syncs of files whose absolute path
+ *                              (as /proc/self/fd names it) matches this
+ *                              fnmatch(3) pattern are delayed, e.g.
+ *                              '*.journal' for frep's journals but not
+ *                              their .meta or .bitmap; default: every path.
+ *   CRASHFS_SYNC_DELAY_LOG=FILE   each delayed sync appends "delay PATH" to
+ *                              FILE before it sleeps: a test waits for that
+ *                              line to know a sync is under way.
  *
  * Model, per inode (tracked by inode, not fd: a file closed without a sync
  * still loses its data):
@@ -56,7 +69,8 @@
  *     of the whole file (the kernel only syncs the range);
  *   - the disk itself is assumed not to tear or reorder: a crash never
  *     leaves half of one write;
- *   - after fork() the child is untracked (the parent's state is not its own);
+ *   - after fork() the child is untracked (the parent's state is not its own;
+ *     the sync delay, which has no state, goes on);
  *   - CRASHFS_SIGNAL is blocked in the loading thread and handled by a
  *     thread of the shim with sigwait(); a program that unblocks it in
  *     some thread gets the signal's default action instead.
@@ -75,6 +89,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -182,8 +197,8 @@ static struct {
 
 /*
  * g_lock protects every static below except the ones set once in the
- * constructor (g_roots, g_nroots, g_max_pending, g_verbose, g_sync_delay_ms) and g_active
- * (atomic: cleared in a fork child).
+ * constructor (g_roots, g_nroots, g_max_pending, g_verbose, g_sync_delay_ms,
+ * g_sync_delay_path) and g_active (atomic: cleared in a fork child).
  */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool g_active;
@@ -192,6 +207,8 @@ static size_t g_nroots;
 static uint64_t g_max_pending = DEFAULT_MAX_PENDING;
 static bool g_verbose;
 static unsigned g_sync_delay_ms;
+static const char *g_sync_delay_path; /* NULL: every path */
+static const char *g_sync_delay_log;  /* NULL: none */
 static uint64_t g_seq;
 static uint64_t g_pending;
 static struct inode *g_inodes;
@@ -758,9 +775,17 @@ __attribute__((constructor)) static void crashfs_init(void)
 	const char *max = getenv("CRASHFS_MAX_PENDING");
 	const char *verbose = getenv("CRASHFS_VERBOSE");
 	const char *delay = getenv("CRASHFS_SYNC_DELAY_MS");
+	const char *delay_path = getenv("CRASHFS_SYNC_DELAY_PATH");
+	const char *delay_log = getenv("CRASHFS_SYNC_DELAY_LOG");
 	pthread_t tid;
 
 	pthread_once(&resolve_once, resolve);
+	if (delay && *delay)
+		g_sync_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+	if (delay_path && *delay_path)
+		g_sync_delay_path = xstrdup(delay_path);
+	if (delay_log && *delay_log)
+		g_sync_delay_log = xstrdup(delay_log);
 	if (!roots || !*roots)
 		return;
 	for (const char *p = roots; *p && g_nroots < ROOTS_MAX;) {
@@ -784,8 +809,6 @@ __attribute__((constructor)) static void crashfs_init(void)
 	if (max && *max)
 		g_max_pending = strtoull(max, NULL, 10);
 	g_verbose = verbose && *verbose && strcmp(verbose, "0") != 0;
-	if (delay && *delay)
-		g_sync_delay_ms = (unsigned)strtoul(delay, NULL, 10);
 	pthread_atfork(NULL, NULL, after_fork_child);
 	atomic_store(&g_active, true);
 	if (sig && *sig) {
@@ -1069,6 +1092,32 @@ CRASHFS_EXPORT int truncate64(const char *path, off_t len)
 	return do_truncate(REAL(truncate64), path, len);
 }
 
+/* CRASHFS_SYNC_DELAY_MS, if fd's path matches CRASHFS_SYNC_DELAY_PATH. Takes no lock. */
+static void sync_delay(int fd)
+{
+	char link[64], path[PATH_MAX];
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+	if (n < 0)
+		n = snprintf(path, sizeof(path), "(fd %d)", fd);
+	path[n] = '\0';
+	if (g_sync_delay_path && fnmatch(g_sync_delay_path, path, 0) != 0)
+		return;
+	if (g_sync_delay_log) {
+		/* O_APPEND: never tracked, and one write(2) per line keeps lines whole */
+		int log = REAL(open)(g_sync_delay_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (log >= 0) {
+			char line[PATH_MAX + 8];
+			int len = snprintf(line, sizeof(line), "delay %s\n", path);
+			(void)!REAL(write)(log, line, (size_t)len);
+			REAL(close)(log);
+		}
+	}
+	struct timespec ts = { g_sync_delay_ms / 1000, (long)(g_sync_delay_ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 static int do_sync(int (*fn)(int), int fd)
 {
 	struct stat st;
@@ -1076,21 +1125,21 @@ static int do_sync(int (*fn)(int), int fd)
 	uint64_t seq;
 	int r;
 
-	if (!atomic_load(&g_active) || fstat(fd, &st) < 0 ||
+	if ((!atomic_load(&g_active) && !g_sync_delay_ms) || fstat(fd, &st) < 0 ||
 	    (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
 		return fn(fd);
+	if (!atomic_load(&g_active)) {
+		sync_delay(fd);
+		return fn(fd);
+	}
 	pthread_mutex_lock(&g_lock);
 	seq = g_seq;
 	if (S_ISREG(st.st_mode) && (in = inode_find(st.st_dev, st.st_ino)))
 		in->syncing++; /* keeps it allocated, and records it relies on */
 	pthread_mutex_unlock(&g_lock);
 	/* unlocked: other threads write on while the disk flushes */
-	if (g_sync_delay_ms) {
-		struct timespec ts = { g_sync_delay_ms / 1000,
-				       (long)(g_sync_delay_ms % 1000) * 1000000 };
-		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-	}
+	if (g_sync_delay_ms)
+		sync_delay(fd);
 	r = fn(fd);
 	int e = errno;
 	pthread_mutex_lock(&g_lock);

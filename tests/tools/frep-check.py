@@ -1,6 +1,14 @@
 #!/usr/bin/python3
 # Test tool: checks frep's guarantees (convergence, prefix consistency, in-order application) from images and --trace-tx files.
 #
+# Sub-commands: converge (master and mirror byte-identical), prefix (a
+# consistent mirror holds exactly the transactions up to its TXID), master
+# (the master volume holds every replied write and only a TXID-order prefix
+# of the rest), trace (the mirror applied the master's transactions in order).
+# A traced write is tied to its frep-write.py request by (off, len, CRC32C of
+# the data): with requests in flight together, TXID order is the master's
+# commit order, not request order.
+#
 # Exit status: 0 the property holds; 1 it does not (one line saying why);
 # 2 usage error or an unreadable input of the checker itself (initial image,
 # trace file); 3 (prefix only) the mirror is not marked consistent, so its
@@ -16,9 +24,9 @@
 
 import argparse
 import ctypes
-import ctypes.util
 import importlib.util
 import os
+import re
 import sys
 
 CHUNK = 1 << 20
@@ -62,12 +70,15 @@ def crc32c_py(data, crc=0):
 
 def _load_isal():
 	"""ISA-L's crc32_iscsi (frep's own CRC32C), or None. Pure Python is ~100x slower."""
-	name = ctypes.util.find_library("isal") or "libisal.so.2"
+	# The usual soname first: find_library runs ldconfig, a process per check.
 	try:
-		lib = ctypes.CDLL(name)
-		fn = lib.crc32_iscsi
+		fn = ctypes.CDLL("libisal.so.2").crc32_iscsi
 	except (OSError, AttributeError):
-		return None
+		from ctypes import util
+		try:
+			fn = ctypes.CDLL(util.find_library("isal")).crc32_iscsi
+		except (OSError, AttributeError, TypeError):
+			return None
 	fn.restype = ctypes.c_uint32
 	fn.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32)
 	return fn
@@ -169,8 +180,17 @@ def first_diff(a, b):
 
 # ---- traces ----
 
+# The lines frep writes, parsed in one step; anything else takes the general path.
+TRACE_LINE = re.compile(r"(?:volume=(\S+) )?gen=(\d+) txid=(\d+) op=(write|trim|zero) off=(\d+) len=(\d+) "
+			r"crc=([0-9a-f]{8})")
+
+
 def parse_record(text, mirror):
 	"""dict of a trace record, or None if text is not exactly one record."""
+	m = TRACE_LINE.fullmatch(text)
+	if m and bool(m.group(1)) == mirror and int(m.group(3)) >= 1:
+		return {"volume": m.group(1), "gen": int(m.group(2)), "txid": int(m.group(3)), "op": m.group(4),
+			"off": int(m.group(5)), "len": int(m.group(6)), "crc": int(m.group(7), 16)}
 	kv = {}
 	for tok in text.split():
 		k, sep, v = tok.partition("=")
@@ -194,13 +214,23 @@ def parse_record(text, mirror):
 	return rec
 
 
-def read_trace(path, mirror):
-	"""[(line number, record or None for a restart marker)]; see the header for torn lines."""
+def read_from(path, start, what):
+	"""(text from byte start on, offset after its last whole line) of an appended-to file."""
 	try:
-		with open(path, "r", errors="replace") as f:
-			text = f.read()
+		with open(path, "rb") as f:
+			f.seek(start)
+			raw = f.read()
 	except OSError as e:
-		raise InputError("trace %s: %s" % (path, e))
+		raise InputError("%s %s: %s" % (what, path, e))
+	return raw.decode(errors="replace"), start + raw.rfind(b"\n") + 1
+
+
+def read_trace(path, mirror, start=0, end_out=None):
+	"""[(line number, record or None for a restart marker)] from byte start (a line start)
+	on; see the header for torn lines. end_out, a list, gets the offset after the last whole line."""
+	text, end = read_from(path, start, "trace")
+	if end_out is not None:
+		end_out.append(end)
 	lines = text.split("\n")
 	lines.pop()	# "" after the final newline, or a partial line cut by a crash
 	anchor = "volume=" if mirror else "gen="
@@ -240,10 +270,11 @@ def same_tx(a, b):
 	return all(a[k] == b[k] for k in TRACE_KEYS)
 
 
-def master_by_txid(path):
-	"""{txid: record} from the master trace; the same TXID twice must be the same transaction."""
+def master_by_txid(path, start=0, end_out=None):
+	"""{txid: record} from the master trace (from byte start on); the same TXID twice must be
+	the same transaction."""
 	by = {}
-	for n, r in read_trace(path, False):
+	for n, r in read_trace(path, False, start, end_out):
 		if r is None:
 			continue
 		old = by.get(r["txid"])
@@ -259,14 +290,17 @@ def master_by_txid(path):
 class Matcher:
 	"""Finds the writer's (seed, index) for a traced write by (off, len, crc)."""
 
-	def __init__(self, writer, seeds, size, max_len, max_index):
+	def __init__(self, writer, seeds, size, max_len, max_index, hot_every=0):
 		self.w = writer
 		self.seeds = seeds
 		self.size = size
 		self.max_len = max_len
 		self.max_index = max_index
+		self.hot_every = hot_every
 		self.next = {s: 0 for s in seeds}
-		self.by_key = {}
+		self.by_key = {}	# (off, len) -> [(seed, index)] in enumeration order
+		self.hashed = {}	# (off, len) -> how many of by_key's entries are in by_crc
+		self.by_crc = {}	# (off, len, crc) -> first (seed, index) with that write
 
 	def _extend(self):
 		grew = False
@@ -275,27 +309,92 @@ class Matcher:
 			end = min(start + INDEX_BATCH, self.max_index)
 			for i in range(start, end):
 				# op does not matter: only the op pick depends on --ops, not off/len.
-				_, off, length = self.w.op_at(s, i, self.size, self.max_len)
+				_, off, length = self.w.op_at(s, i, self.size, self.max_len, hot_every=self.hot_every)
 				self.by_key.setdefault((off, length), []).append((s, i))
 			self.next[s] = end
 			grew = grew or end > start
 		return grew
 
+	def prime(self, seed, indices):
+		"""Candidates to try before enumerating every index: e.g. the requests a
+		--record says were sent. Only a hint: matching falls back to enumeration."""
+		for i in indices:
+			_, off, length = self.w.op_at(seed, i, self.size, self.max_len, hot_every=self.hot_every)
+			self.by_key.setdefault((off, length), []).append((seed, i))
+
 	def match(self, r):
 		key = (r["off"], r["len"])
-		tried = 0
 		while True:
+			# Each candidate's data is hashed once, however many traced writes share
+			# its place (the hot range, the straddles).
 			cands = self.by_key.get(key, [])
-			for s, i in cands[tried:]:
-				if crc32c(self.w.data_at(s, i, r["len"])) == r["crc"]:
-					return s, i
-			tried = len(cands)
+			for s, i in cands[self.hashed.get(key, 0):]:
+				self.by_crc.setdefault(key + (crc32c(self.w.data_at(s, i, r["len"])),), (s, i))
+			self.hashed[key] = len(cands)
+			hit = self.by_crc.get(key + (r["crc"],))
+			if hit:
+				return hit
 			if not self._extend():
 				break
 		raise CheckFailed(
 			"traced write %s matches no writer index < %d of seed(s) %s "
-			"(%d with that off/len; wrong --seed or --max-len, or corrupted data)" %
-			(rec_str(r), self.max_index, ",".join(self.seeds), tried))
+			"(%d with that off/len; wrong --seed, --max-len or --hot-every, or corrupted data)" %
+			(rec_str(r), self.max_index, ",".join(self.seeds), len(self.by_key.get(key, []))))
+
+
+# ---- rebuilding an image from the trace ----
+
+def traced_ops(by, first, t, size, what):
+	"""Records first..t of the master trace in TXID order; each must be there, inside the volume."""
+	ops = []
+	for txid in range(first, t + 1):
+		r = by.get(txid)
+		if r is None:
+			raise CheckFailed("%s FAIL: master trace lacks txid=%d (needed to rebuild txid=%d)" % (what, txid, t))
+		if r["off"] + r["len"] > size:
+			raise CheckFailed("%s FAIL: traced %s ends past the volume (%d bytes)" % (what, rec_str(r), size))
+		ops.append(r)
+	return ops
+
+
+def rebuild(base, ops, matcher):
+	"""Yields (offset, expected bytes, positions in ops touching them) chunk by chunk:
+	the base image with ops applied in order."""
+	src = [matcher.match(r) if r["op"] == "write" else None for r in ops]
+	touch = {}	# chunk -> positions in ops, in TXID order
+	for pos, r in enumerate(ops):
+		for c in range(r["off"] // CHUNK, (r["off"] + r["len"] - 1) // CHUNK + 1 if r["len"] else 0):
+			touch.setdefault(c, []).append(pos)
+	w = matcher.w
+	cache = {}
+	for c in range((base.size + CHUNK - 1) // CHUNK):
+		off = c * CHUNK
+		want = base.read(off, CHUNK)
+		poss = touch.get(c, [])
+		if poss:
+			buf = bytearray(want)
+			for pos in poss:
+				r = ops[pos]
+				lo, hi = max(r["off"], off), min(r["off"] + r["len"], off + len(buf))
+				if src[pos] is None:
+					buf[lo - off:hi - off] = bytes(hi - lo)
+				else:
+					if pos not in cache:
+						cache[pos] = w.data_at(src[pos][0], src[pos][1], r["len"])
+					buf[lo - off:hi - off] = cache[pos][lo - r["off"]:hi - r["off"]]
+			want = bytes(buf)
+			for pos in [p for p in cache if ops[p]["off"] + ops[p]["len"] <= off + CHUNK]:
+				del cache[pos]
+		yield off, want, poss
+
+
+def last_writer(ops, poss, at, base_name):
+	"""The last transaction among ops[poss] covering offset at, as text."""
+	for pos in reversed(poss):
+		r = ops[pos]
+		if r["off"] <= at < r["off"] + r["len"]:
+			return "txid=%d (%s off=%d len=%d)" % (r["txid"], r["op"], r["off"], r["len"])
+	return "%s (no transaction <= t touched it)" % base_name
 
 
 # ---- sub-commands ----
@@ -389,71 +488,167 @@ def cmd_prefix(args):
 	if t < first - 1:
 		raise InputError("mirror consistent at txid=%d, before the master trace starts (txid=%d): "
 				 "the initial image does not describe it" % (t, first))
-	ops = []
-	for txid in range(first, t + 1):
-		r = by.get(txid)
-		if r is None:
-			raise CheckFailed("prefix FAIL: master trace lacks txid=%d (needed to rebuild txid=%d)" % (txid, t))
-		if r["off"] + r["len"] > init.size:
-			raise CheckFailed("prefix FAIL: traced %s ends past the volume (%d bytes)" % (rec_str(r), init.size))
-		ops.append(r)
-
-	matcher = Matcher(load_writer(), args.seed, init.size, args.max_len, args.max_index)
-	src = [matcher.match(r) if r["op"] == "write" else None for r in ops]
-
-	# Which transactions touch each chunk, in TXID order.
-	touch = {}
-	for pos, r in enumerate(ops):
-		for c in range(r["off"] // CHUNK, (r["off"] + r["len"] - 1) // CHUNK + 1 if r["len"] else 0):
-			touch.setdefault(c, []).append(pos)
-
-	w = matcher.w
-	cache = {}
-	for c in range((init.size + CHUNK - 1) // CHUNK):
-		base = c * CHUNK
+	ops = traced_ops(by, first, t, init.size, "prefix")
+	matcher = Matcher(load_writer(), args.seed, init.size, args.max_len, args.max_index, args.hot_every)
+	for base, want, poss in rebuild(init, ops, matcher):
 		got = mirror.read(base, CHUNK)
-		want = init.read(base, CHUNK)
-		poss = touch.get(c, [])
-		if poss:
-			buf = bytearray(want)
-			for pos in poss:
-				r = ops[pos]
-				lo, hi = max(r["off"], base), min(r["off"] + r["len"], base + len(buf))
-				if src[pos] is None:
-					buf[lo - base:hi - base] = bytes(hi - lo)
-				else:
-					if pos not in cache:
-						cache[pos] = w.data_at(src[pos][0], src[pos][1], r["len"])
-					buf[lo - base:hi - base] = cache[pos][lo - r["off"]:hi - r["off"]]
-			want = bytes(buf)
-			for pos in [p for p in cache if ops[p]["off"] + ops[p]["len"] <= base + CHUNK]:
-				del cache[pos]
 		if got != want:
 			at = base + first_diff(got, want)
 			k, rel = mirror.locate(at)
-			who = "the initial image (no transaction <= t touched it)"
-			for pos in reversed(poss):
-				r = ops[pos]
-				if r["off"] <= at < r["off"] + r["len"]:
-					who = "txid=%d (%s off=%d len=%d)" % (r["txid"], r["op"], r["off"], r["len"])
-					break
 			raise CheckFailed(
 				"prefix FAIL at txid=%d: offset %d (extent %d +%d) mirror 0x%02x, expected 0x%02x, "
-				"last written by %s" % (t, at, k, rel, got[at - base], want[at - base], who))
+				"last written by %s" % (t, at, k, rel, got[at - base], want[at - base],
+							 last_writer(ops, poss, at, "the initial image")))
 	print("prefix OK at txid=%d (%d transactions; %s)" % (t, len(ops), state))
 	return 0
 
 
-def cmd_trace(args):
-	master = master_by_txid(args.master_trace)
-	prev_master = 0
-	for n, r in read_trace(args.master_trace, False):
-		if r is None:
+def read_record(path, start=0):
+	"""(sent indices, acked indices, end offset) of a frep-write.py --record file from byte
+	start on; a last line without its newline was cut by a kill and is left for the next read."""
+	text, end = read_from(path, start, "record")
+	lists = {"sent": [], "ack": []}
+	for line in text.split("\n")[:-1]:	# the last piece is "" or a cut line
+		word, _, idx = line.partition(" ")
+		if word not in lists or not idx.isdigit():
+			raise InputError("record %s: bad line %r (after byte %d)" % (path, line[:80], start))
+		lists[word].append(int(idx))
+	return lists["sent"], lists["ack"], end
+
+
+def load_state(path):
+	"""The --cache sidecar: {"txid": K, "record:PATH": bytes already checked}."""
+	state = {}
+	try:
+		with open(path) as f:
+			for line in f:
+				k, _, v = line.rstrip("\n").rpartition(" ")
+				state[k] = int(v)
+	except (OSError, ValueError):
+		return {}
+	return state
+
+
+def holders(img, at, recs, matcher):
+	"""TXIDs among recs whose data the image holds on the 4 KiB block of offset at."""
+	lo = at // 4096 * 4096
+	out = []
+	for r in recs:
+		a, b = max(r["off"], lo), min(r["off"] + r["len"], lo + 4096)
+		if a >= b:
 			continue
-		if r["txid"] < prev_master:
-			raise CheckFailed("trace FAIL: master trace %s:%d: txid=%d after txid=%d (commit order is TXID order)" %
-					  (args.master_trace, n, r["txid"], prev_master))
-		prev_master = r["txid"]
+		if r["op"] == "write":
+			s, i = matcher.match(r)
+			data = matcher.w.data_at(s, i, r["len"])[a - r["off"]:b - r["off"]]
+		else:
+			data = bytes(b - a)
+		if img.read(a, b - a) == data:
+			out.append(r["txid"])
+	return out
+
+
+def cmd_master(args):
+	init = Image(split_paths(args.initial), "initial image")
+	master = Image(split_paths(args.master), "master volume")
+	if master.sizes != init.sizes:
+		raise CheckFailed("master extent sizes %s differ from the initial image's %s" % (master.sizes, init.sizes))
+	t = args.txid
+	state = load_state(args.cache + ".state") if args.cache else {}
+	k = state.get("txid", -1)
+	if not (0 <= k <= t and "first" in state and os.path.exists(args.cache)):
+		state, k = {}, -1
+	# With a usable cache, only the trace past what the last check read is parsed,
+	# unless the TXIDs since the cache are not all there.
+	tstart = state.get("trace", 0)
+	tend = []
+	by = master_by_txid(args.master_trace, tstart, tend)
+	if tstart and any(x not in by for x in range(k + 1, t + 1)):
+		tstart, tend = 0, []
+		by = master_by_txid(args.master_trace, 0, tend)
+	first = state["first"] if state else (min(by) if by else 1)
+	last = max([max(k, 0)] + list(by))
+	if t > last:
+		raise CheckFailed("master at txid=%d but its trace ends at txid=%d" % (t, last))
+	if t < first - 1:
+		raise InputError("master at txid=%d, before its trace starts (txid=%d): "
+				 "the initial image does not describe it" % (t, first))
+	matcher = Matcher(load_writer(), [args.seed], init.size, args.max_len, args.max_index, args.hot_every)
+	w = matcher.w
+
+	# 1. Every write replied to is a traced transaction at or below t.
+	def writes_by_key():
+		out = {}
+		for txid, r in by.items():
+			if r["op"] == "write":
+				key = (r["off"], r["len"], r["crc"])
+				out[key] = min(txid, out.get(key, txid))
+		return out
+	tx_of = writes_by_key()
+	replied = top = 0
+	ends = {}
+	for path in args.record:
+		sent, acked, ends[path] = read_record(path, state.get("record:" + path, 0))
+		matcher.prime(args.seed, sent)	# the TXIDs past the cache are most likely these
+		for i in acked:
+			_, off, length = w.op_at(args.seed, i, init.size, args.max_len, ("write",), args.hot_every)
+			key = (off, length, crc32c(w.data_at(args.seed, i, length)))
+			if key not in tx_of and tstart:	# traced before the last check read the trace
+				tstart, tend = 0, []
+				by = master_by_txid(args.master_trace, 0, tend)
+				tx_of = writes_by_key()
+			tx = tx_of.get(key)
+			if tx is None:
+				raise CheckFailed("master FAIL: write index %d (off=%d len=%d) was replied to but the master "
+						  "traced no such transaction: a replied write was never committed" % (i, off, length))
+			if tx > t:
+				raise CheckFailed("master FAIL: write index %d (off=%d len=%d) was replied to as txid=%d, "
+						  "but the master holds only up to txid=%d: a replied write was lost" %
+						  (i, off, length, tx, t))
+			replied += 1
+			top = max(top, tx)
+
+	# 2. The volume is the base image with every transaction up to t applied, in TXID
+	# order: no write past t, none reordered.
+	base, what = init, "the initial image"
+	if state:
+		base, what = Image([args.cache], "cache"), "the image at txid=%d (--cache)" % k
+		if base.size != init.size:
+			raise InputError("--cache %s holds %d bytes, the volume %d" % (args.cache, base.size, init.size))
+	else:
+		k = first - 1
+	ops = traced_ops(by, k + 1, t, init.size, "master")
+	out = open(args.cache + ".tmp", "wb") if args.cache else None
+	for off, want, poss in rebuild(base, ops, matcher):
+		got = master.read(off, CHUNK)
+		if got != want:
+			at = off + first_diff(got, want)
+			e, rel = master.locate(at)
+			every = master_by_txid(args.master_trace) if tstart else by
+			near = [every[x] for x in sorted(every) if every[x]["off"] <= at < every[x]["off"] + every[x]["len"]]
+			held = holders(master, at, near, matcher)
+			raise CheckFailed(
+				"master FAIL at txid=%d: offset %d (extent %d +%d) master 0x%02x, expected 0x%02x, last "
+				"written by %s; its 4 KiB block holds the data of txid %s" %
+				(t, at, e, rel, got[at - off], want[at - off], last_writer(ops, poss, at, what),
+				 ",".join(map(str, held)) or "none traced"))
+		if out:
+			out.write(want)
+	if out:
+		out.close()
+		os.rename(args.cache + ".tmp", args.cache)
+		with open(args.cache + ".state.tmp", "w") as f:
+			f.write("txid %d\nfirst %d\ntrace %d\n" % (t, first, tend[0]))
+			f.write("".join("record:%s %d\n" % (p, n) for p, n in ends.items()))
+		os.rename(args.cache + ".state.tmp", args.cache + ".state")
+	print("master OK at txid=%d: %d replied write(s) checked, the latest at txid=%d; the volume is %s "
+	      "plus %d transaction(s) in TXID order" % (t, replied, top, what, len(ops)))
+	return 0
+
+
+def cmd_trace(args):
+	# Writers committing together may trace in any order: the TXID, not the line,
+	# orders the master's transactions.
+	master = master_by_txid(args.master_trace)
 
 	recs = read_trace(args.mirror_trace, True)
 	vols = {r["volume"] for _, r in recs if r}
@@ -564,7 +759,26 @@ def main(argv):
 		       help="t = consistent_txid (default), or max(consistent_txid, applied_txid) when phase=INSYNC")
 	c.add_argument("--max-index", type=int, default=DEFAULT_MAX_INDEX,
 		       help="search writer indexes below this (default %d)" % DEFAULT_MAX_INDEX)
+	c.add_argument("--hot-every", type=int, default=0, help="frep-write.py --hot-every used (default 0)")
 	c.set_defaults(fn=cmd_prefix)
+
+	c = sub.add_parser("master", help="the master volume holds every replied write, and only a TXID-order "
+			   "prefix of the others")
+	c.add_argument("--initial", required=True, help="copies of the master extents before any traced write")
+	c.add_argument("--master-trace", required=True)
+	c.add_argument("--master", required=True, help="master extents, comma-separated (no write in flight)")
+	c.add_argument("--txid", required=True, type=int, help="the master's committed TXID (status committed_txid)")
+	c.add_argument("--seed", required=True, help="frep-write.py seed (one; --ops write)")
+	c.add_argument("--record", action="append", default=[],
+		       help="frep-write.py --record file: its acknowledged writes must be at or below --txid (repeatable)")
+	c.add_argument("--max-len", type=int, default=256 * 1024, help="frep-write.py --max-len used (default 262144)")
+	c.add_argument("--hot-every", type=int, default=0, help="frep-write.py --hot-every used (default 0)")
+	c.add_argument("--max-index", type=int, default=DEFAULT_MAX_INDEX,
+		       help="search writer indexes below this (default %d)" % DEFAULT_MAX_INDEX)
+	c.add_argument("--cache", metavar="FILE",
+		       help="keeps the expected image and the record offsets checked in FILE and FILE.state, so "
+			    "the next check of the same initial image and trace only applies the new TXIDs")
+	c.set_defaults(fn=cmd_master)
 
 	c = sub.add_parser("trace", help="the mirror applied the master's transactions in order, unchanged")
 	c.add_argument("--master-trace", required=True)

@@ -1,4 +1,4 @@
-/* Unit tests of the named crash points (FREP_CRASH_AT) and their hand-off to the crashfs shim. */
+/* Unit tests of the named crash points (FREP_CRASH_AT), their hand-off to the crashfs shim, and its sync delay. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -210,7 +210,97 @@ static void test_crash_point_calls_the_shim(void **state)
 	assert_non_null(strstr(o.err, "crashfs: power loss"));
 }
 
-#else /* the benchmark build: crash points compile to nothing */
+#endif
+
+enum { DELAY_MS = 300 };
+
+/* ms one sync_fn(path) takes; the file is created and written first. */
+static uint64_t timed_sync(int (*sync_fn)(int), const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, "x", 1) != 1)
+		_exit(5);
+	uint64_t t0 = now_ms();
+	if (sync_fn(fd) < 0)
+		_exit(6);
+	uint64_t ms = now_ms() - t0;
+	close(fd);
+	unlink(path);
+	return ms;
+}
+
+/*
+ * CRASHFS_SYNC_DELAY_MS with CRASHFS_SYNC_DELAY_PATH and no CRASHFS_ROOT: a
+ * sync of a matching file takes at least the delay, in a forked child too,
+ * and is logged to CRASHFS_SYNC_DELAY_LOG; a sync of another file is not (bounded by the delay itself: a real
+ * fdatasync of one byte takes far less).
+ */
+static void test_sync_delay_matches_path(void **state)
+{
+	const char *shim = getenv("FREP_CRASHFS");
+	char dir[] = "/tmp/frep-test-crashfs-XXXXXX", slow[64], fast[64], log[64], err[ERR_MAX];
+	int pipefd[2], status;
+
+	if (!shim || !*shim)
+		skip();
+	assert_non_null(mkdtemp(dir));
+	snprintf(slow, sizeof(slow), "%s/vol.journal", dir);
+	snprintf(fast, sizeof(fast), "%s/vol.journal.meta", dir);
+	snprintf(log, sizeof(log), "%s/delays", dir);
+	assert_int_equal(pipe(pipefd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(pipefd[0]);
+		dup2(pipefd[1], 2);
+		unsetenv("CRASHFS_ROOT");
+		setenv("CRASHFS_SYNC_DELAY_MS", "300", 1);
+		setenv("CRASHFS_SYNC_DELAY_PATH", "*/vol.journal", 1);
+		setenv("CRASHFS_SYNC_DELAY_LOG", log, 1);
+		void *h = dlopen(shim, RTLD_NOW | RTLD_GLOBAL);
+		/* the shim's own wrappers: the test binary is bound to libc's */
+		int (*shim_fdatasync)(int) = h ? (int (*)(int))dlsym(h, "fdatasync") : NULL;
+		int (*shim_fsync)(int) = h ? (int (*)(int))dlsym(h, "fsync") : NULL;
+		if (!shim_fdatasync || !shim_fsync) {
+			fprintf(stderr, "dlopen %s: %s\n", shim, dlerror());
+			_exit(3);
+		}
+		uint64_t s = timed_sync(shim_fdatasync, slow), f = timed_sync(shim_fdatasync, fast);
+		pid_t kid = fork();
+		if (kid == 0)
+			_exit(timed_sync(shim_fsync, slow) >= DELAY_MS ? 0 : 1);
+		int ks = -1;
+		waitpid(kid, &ks, 0);
+		fprintf(stderr, "slow=%llu fast=%llu forked=%s\n", (unsigned long long)s,
+			(unsigned long long)f, WIFEXITED(ks) && WEXITSTATUS(ks) == 0 ? "delayed" : "not-delayed");
+		_exit(0);
+	}
+	close(pipefd[1]);
+	drain(pipefd[0], err, sizeof(err), now_ms() + CHILD_TIMEOUT_MS);
+	close(pipefd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	/* one line per delayed sync (the child's and the grandchild's), none for the other file */
+	char lines[256] = "", want[256];
+	int lfd = open(log, O_RDONLY | O_CLOEXEC);
+	if (lfd >= 0) {
+		ssize_t r = read(lfd, lines, sizeof(lines) - 1);
+		lines[r > 0 ? r : 0] = '\0';
+		close(lfd);
+		unlink(log);
+	}
+	assert_int_equal(rmdir(dir), 0);
+	snprintf(want, sizeof(want), "delay %s\ndelay %s\n", slow, slow);
+	assert_string_equal(lines, want);
+	unsigned long long s, f;
+	char forked[16];
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    sscanf(err, "slow=%llu fast=%llu forked=%15s", &s, &f, forked) != 3)
+		fail_msg("child status %#x; stderr: %s", status, err);
+	if (s < DELAY_MS || f >= DELAY_MS || strcmp(forked, "delayed") != 0)
+		fail_msg("want slow >= %d ms, fast < %d ms, forked delayed; got %s", DELAY_MS, DELAY_MS, err);
+}
+
+#ifndef FREP_TEST_HOOKS /* the benchmark build: crash points compile to nothing */
 
 static void test_hooks_off_never_crash(void **state)
 {
@@ -237,6 +327,7 @@ int main(void)
 #else
 		cmocka_unit_test(test_hooks_off_never_crash),
 #endif
+		cmocka_unit_test(test_sync_delay_matches_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
