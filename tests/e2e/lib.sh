@@ -94,13 +94,22 @@ start_client() {
 	# predecessor the test killed (SIGKILL is asynchronous) must be gone first.
 	[ ! -e "$journal.lock" ] || wait_for 10 "the journal lock of $name to be released" \
 		flock -n "$journal.lock" true
+	local log=$T/client-$name.log listening
+	listening=$(grep -c 'NBD listening on' "$log" 2>/dev/null) || true
 	"$BIN/frep-client" --volume "$name=$extents" --mirror "127.0.0.1:$SERVER_PORT" \
 		--server-name frep-mirror --journal "$journal" \
 		--cert "$PKI/$cn.crt" --key "$PKI/$cn.key" --ca "$PKI/ca.crt" \
-		--nbd "unix:$T/$name.sock" "$@" >>"$T/client-$name.log" 2>&1 &
+		--nbd "unix:$T/$name.sock" "$@" >>"$log" 2>&1 &
 	CLIENT_PID=$!
 	PIDS+=("$CLIENT_PID")
-	wait_for 20 "NBD socket of $name" test -S "$T/$name.sock"
+	# The socket file alone proves nothing: a killed predecessor's may still be
+	# there. nbdkit says it listens once it does (after journal redo).
+	wait_for 20 "NBD socket of $name" client_listening "$log" "${listening:-0}"
+}
+
+# client_listening LOG N: LOG has more than N "NBD listening on" lines.
+client_listening() {
+	[ "$(grep -c 'NBD listening on' "$1")" -gt "$2" ]
 }
 
 # start_proxy [SEED]: tests/tools/fault-proxy in front of the server (start_server
