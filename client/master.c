@@ -146,7 +146,8 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	m->lock_fd = m->notify_fd = m->trace_fd = -1;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
-	pthread_cond_init(&m->pipe_cond, NULL);
+	pthread_cond_init(&m->commit_cond, NULL);
+	pthread_cond_init(&m->apply_cond, NULL);
 	*exit_code = 1;
 
 	m->name = strdup(o->name);
@@ -262,7 +263,8 @@ void master_close(struct master *m)
 	free(m->cache.buf);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
-	pthread_cond_destroy(&m->pipe_cond);
+	pthread_cond_destroy(&m->commit_cond);
+	pthread_cond_destroy(&m->apply_cond);
 	memset(m, 0, sizeof(*m));
 	m->lock_fd = m->notify_fd = m->trace_fd = -1;
 }
@@ -355,7 +357,16 @@ static void journal_failed_locked(struct master *m, int e, const char *what)
 			  "restart frep-client once the disk is fixed (redo keeps every committed write)",
 			  what, strerror(e));
 	}
-	pthread_cond_broadcast(&m->pipe_cond);
+	pthread_cond_broadcast(&m->commit_cond);
+	pthread_cond_broadcast(&m->apply_cond);
+}
+
+/* Waits for applied_txid to grow (or a crack to end). Called with m->lock held. */
+static void wait_applied(struct master *m)
+{
+	m->apply_waiters++;
+	pthread_cond_wait(&m->apply_cond, &m->lock);
+	m->apply_waiters--;
 }
 
 /*
@@ -430,7 +441,7 @@ static int reserve(struct master *m, struct journal_rec *r, struct journal_resv 
 		if (m->journal_failed)
 			return EIO;
 		if (m->cracking || journal_last_txid(m->j) - m->applied_txid >= MASTER_INFLIGHT) {
-			pthread_cond_wait(&m->pipe_cond, &m->lock);
+			wait_applied(m);
 			continue;
 		}
 		r->txid = journal_last_txid(m->j) + 1;
@@ -484,14 +495,21 @@ static int commit(struct master *m, uint64_t txid, int write_err)
 	uint64_t was = m->written_txid;
 	while (m->written_txid < journal_last_txid(m->j) && slot(m, m->written_txid + 1)->written)
 		m->written_txid++;
-	if (m->written_txid != was)
-		pthread_cond_broadcast(&m->pipe_cond);
+	/* Writers behind the prefix need a wake-up only when no group commit will give one. */
+	if (m->written_txid != was && m->prefix_waiters && !m->syncing)
+		pthread_cond_broadcast(&m->commit_cond);
 
 	while (m->committed_txid < txid) {
 		if (m->journal_failed)
 			return EIO;
-		if (m->syncing || m->written_txid < txid) {
-			pthread_cond_wait(&m->pipe_cond, &m->lock);
+		if (m->syncing) {
+			pthread_cond_wait(&m->commit_cond, &m->lock);
+			continue;
+		}
+		if (m->written_txid < txid) {
+			m->prefix_waiters++;
+			pthread_cond_wait(&m->commit_cond, &m->lock);
+			m->prefix_waiters--;
 			continue;
 		}
 		uint64_t from = m->committed_txid + 1, to = m->written_txid;
@@ -515,7 +533,7 @@ static int commit(struct master *m, uint64_t txid, int write_err)
 		}
 		journal_mark_synced(m->j, to);
 		m->committed_txid = to;
-		pthread_cond_broadcast(&m->pipe_cond);
+		pthread_cond_broadcast(&m->commit_cond);
 		notify_session(m);
 	}
 	return 0;
@@ -541,7 +559,7 @@ static void wait_turn(struct master *m, const struct journal_rec *r)
 		}
 		if (!blocked)
 			return;
-		pthread_cond_wait(&m->pipe_cond, &m->lock);
+		wait_applied(m);
 	}
 }
 
@@ -551,7 +569,8 @@ static void applied(struct master *m, uint64_t txid)
 	slot(m, txid)->applied = true;
 	while (m->applied_txid < journal_last_txid(m->j) && slot(m, m->applied_txid + 1)->applied)
 		m->applied_txid++;
-	pthread_cond_broadcast(&m->pipe_cond);
+	if (m->apply_waiters)
+		pthread_cond_broadcast(&m->apply_cond);
 }
 
 static int apply(struct master *m, const struct journal_rec *r, const void *data)
@@ -633,7 +652,7 @@ uint64_t master_quiesce_locked(struct master *m)
 	uint64_t base = m->committed_txid;
 	/* Every TXID up to base is committed, so its writer is applying it now. */
 	while (m->applied_txid < base && !m->journal_failed)
-		pthread_cond_wait(&m->pipe_cond, &m->lock);
+		wait_applied(m);
 	return base;
 }
 
@@ -670,12 +689,12 @@ static int master_crack_locked(struct master *m)
 	if (m->cracking) {
 		/* Another writer is cracking: its crack frees the room this one needs. */
 		while (m->cracking)
-			pthread_cond_wait(&m->pipe_cond, &m->lock);
+			wait_applied(m);
 		return 0;
 	}
 	m->cracking = true;
 	while (m->applied_txid < journal_last_txid(m->j) && !m->journal_failed)
-		pthread_cond_wait(&m->pipe_cond, &m->lock);
+		wait_applied(m);
 	if (m->journal_failed)
 		goto out;
 	uint64_t last = m->committed_txid;
@@ -710,7 +729,7 @@ static int master_crack_locked(struct master *m)
 out:
 	m->cracking = false;
 	pthread_cond_broadcast(&m->cond);
-	pthread_cond_broadcast(&m->pipe_cond);
+	pthread_cond_broadcast(&m->apply_cond);
 	return rc;
 }
 

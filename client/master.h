@@ -100,7 +100,15 @@ struct master {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;	  /* broadcast on mirror progress, free, crack and stop */
-	pthread_cond_t pipe_cond; /* broadcast as the pipeline advances: written, committed, applied */
+	/*
+	 * The pipeline's waits, apart so that an event wakes only whom it
+	 * concerns: with sixteen writers, one broadcast per step of each write
+	 * cost more context switches than the writes themselves.
+	 */
+	pthread_cond_t commit_cond; /* a group commit ended, or the written prefix grew */
+	pthread_cond_t apply_cond;  /* applied_txid grew, or a crack ended */
+	unsigned prefix_waiters;    /* writers waiting for the written prefix to reach them */
+	unsigned apply_waiters;	    /* threads waiting on apply_cond */
 	struct journal *j;	  /* journal_last_txid(j) is the last TXID reserved */
 
 	/* The pipeline. TXIDs <= applied_txid <= committed_txid <= written_txid <= last reserved. */
