@@ -247,18 +247,23 @@ nomem:
 int frame_send(struct tls_conn *c, unsigned type, const ProtobufCMessage *msg,
 	       const void *trailer, uint32_t trailer_len)
 {
-	/* Header and body go out in one TLS write: one record for small frames. */
-	uint8_t buf[FREP_FRAME_HDR_SIZE + 1024];
+	/*
+	 * A frame that fits one TLS record (16 KiB of plaintext) goes out as one,
+	 * trailer included: a 4 KiB TX is then one record to seal and one to open,
+	 * not two, which costs more than the copy. Larger frames send header and
+	 * body, then the trailer straight from the caller's buffer.
+	 */
+	uint8_t buf[16384];
 	uint8_t *out = buf;
 	size_t body_len = protobuf_c_message_get_packed_size(msg);
+	size_t head = FREP_FRAME_HDR_SIZE + body_len;
 	int rc = -1;
 
 	if (body_len > FREP_MAX_BODY || trailer_len > FREP_MAX_TRAILER) {
 		errno = EMSGSIZE;
 		return -1;
 	}
-	if (FREP_FRAME_HDR_SIZE + body_len > sizeof(buf) &&
-	    !(out = malloc(FREP_FRAME_HDR_SIZE + body_len)))
+	if (head > sizeof(buf) && !(out = malloc(head)))
 		return -1;
 
 	struct frep_frame_hdr h = {
@@ -269,7 +274,13 @@ int frame_send(struct tls_conn *c, unsigned type, const ProtobufCMessage *msg,
 	};
 	frame_hdr_encode(&h, out);
 	protobuf_c_message_pack(msg, out + FREP_FRAME_HDR_SIZE);
-	if (tls_write_full(c, out, FREP_FRAME_HDR_SIZE + body_len) < 0)
+	if (out == buf && trailer_len <= sizeof(buf) - head) {
+		if (trailer_len)
+			memcpy(out + head, trailer, trailer_len);
+		rc = tls_write_full(c, out, head + trailer_len);
+		goto out;
+	}
+	if (tls_write_full(c, out, head) < 0)
 		goto out;
 	if (trailer_len && tls_write_full(c, trailer, trailer_len) < 0)
 		goto out;
