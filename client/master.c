@@ -287,10 +287,14 @@ static bool degraded_locked(struct master *m)
 	return m->degraded;
 }
 
-
 static int master_crack_locked(struct master *m);
-
 static int free_acked_locked(struct master *m);
+
+/* The last TXID DUR-6 lets go of: acknowledged by the mirror and on the volume. */
+static uint64_t freeable_txid(const struct master *m)
+{
+	return m->acked_txid < m->applied_txid ? m->acked_txid : m->applied_txid;
+}
 
 /*
  * The journal is full. First free what the mirror has acknowledged; only
@@ -303,8 +307,7 @@ static int wait_for_room(struct master *m, uint64_t txid, bool *warned)
 {
 	if (m->stopping)
 		return ESHUTDOWN;
-	uint64_t freeable = m->acked_txid < m->applied_txid ? m->acked_txid : m->applied_txid;
-	if (freeable >= journal_first_txid(m->j) || m->freeing)
+	if (freeable_txid(m) >= journal_first_txid(m->j) || m->freeing)
 		return free_acked_locked(m) < 0 ? EIO : 0;
 	if (m->on_full != ON_FULL_BLOCK || degraded_locked(m))
 		return master_crack_locked(m) < 0 ? EIO : 0;
@@ -377,29 +380,29 @@ static void wait_applied(struct master *m)
 static unsigned char *cache_reserve(struct master *m, const struct journal_rec *r)
 {
 	struct send_cache *c = &m->cache;
-	struct cached_tx *e = &c->ents[r->txid % MASTER_INFLIGHT];
+	struct inflight *e = slot(m, r->txid);
 	uint64_t len = r->op == JOP_WRITE ? r->length : 0;
 	uint64_t pos = c->head, off = pos % SEND_CACHE_BYTES;
 
-	*e = (struct cached_tx){ .r = *r, .start = c->head };
+	e->cache_start = c->head;
 	if (len > SEND_CACHE_BYTES - off)
 		pos += SEND_CACHE_BYTES - off; /* entries never wrap */
 	if (pos + len - c->tail > SEND_CACHE_BYTES)
 		return NULL;
 	c->head = pos + len;
 	e->cached = true;
-	e->pos = pos;
+	e->cache_pos = pos;
 	return c->buf + pos % SEND_CACHE_BYTES;
 }
 
 bool master_cached_locked(struct master *m, uint64_t txid, struct journal_rec *r,
 			  const void **data)
 {
-	const struct cached_tx *e = &m->cache.ents[txid % MASTER_INFLIGHT];
+	const struct inflight *e = slot(m, txid);
 	if (e->r.txid != txid || !e->cached || txid <= m->cache.released_txid)
 		return false; /* never cached, or released and perhaps overwritten */
 	*r = e->r;
-	*data = r->op == JOP_WRITE ? m->cache.buf + e->pos % SEND_CACHE_BYTES : NULL;
+	*data = r->op == JOP_WRITE ? m->cache.buf + e->cache_pos % SEND_CACHE_BYTES : NULL;
 	return true;
 }
 
@@ -420,7 +423,7 @@ void master_release_cached_locked(struct master *m, uint64_t upto)
 	} else {
 		if (last >= MASTER_INFLIGHT && t <= last - MASTER_INFLIGHT)
 			t = last - MASTER_INFLIGHT + 1;
-		to = c->ents[t % MASTER_INFLIGHT].start;
+		to = slot(m, t)->cache_start;
 	}
 	if (to > c->tail)
 		c->tail = to;
@@ -747,7 +750,7 @@ static int free_acked_locked(struct master *m)
 			pthread_cond_wait(&m->cond, &m->lock);
 		return 0;
 	}
-	uint64_t upto = m->acked_txid < m->applied_txid ? m->acked_txid : m->applied_txid;
+	uint64_t upto = freeable_txid(m);
 	if (upto < journal_first_txid(m->j))
 		return 0;
 	m->freeing = true;
@@ -779,7 +782,5 @@ void master_stop(struct master *m)
 	m->stopping = true;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
-	uint64_t one = 1;
-	ssize_t w = write(m->notify_fd, &one, sizeof(one));
-	(void)w;
+	notify_session(m);
 }

@@ -43,11 +43,17 @@ enum {
 	SEND_CACHE_BYTES = 4 << 20,
 };
 
-/* One transaction in the pipeline, in slot txid % MASTER_INFLIGHT. */
+/*
+ * One transaction in the pipeline, in slot txid % MASTER_INFLIGHT; the slot
+ * also serves the send cache until TXID txid + MASTER_INFLIGHT takes it.
+ */
 struct inflight {
 	struct journal_rec r;
-	bool written;	/* its journal_write returned */
-	bool applied;	/* on the master volume, or given up (the journal failed) */
+	bool written;	      /* its journal_write returned */
+	bool applied;	      /* on the master volume, or given up (the journal failed) */
+	bool cached;	      /* its data is in the send cache, at cache_pos */
+	uint64_t cache_start; /* the cache's head when it was reserved */
+	uint64_t cache_pos;
 };
 
 /*
@@ -63,12 +69,7 @@ struct send_cache {
 	unsigned char *buf;
 	uint64_t head, tail;
 	uint64_t released_txid; /* entries up to this TXID are released */
-	struct cached_tx {
-		struct journal_rec r; /* every reserved TXID has one */
-		uint64_t start;	      /* head when it was reserved */
-		bool cached;	      /* its data is at start (or at the next lap) */
-		uint64_t pos;
-	} ents[MASTER_INFLIGHT];      /* by txid % MASTER_INFLIGHT */
+	/* Each TXID's entry is its struct inflight slot (cached, cache_start, cache_pos). */
 };
 
 /*
