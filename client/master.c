@@ -214,9 +214,20 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 		return -1;
 
 	snprintf(path, sizeof(path), "%s.bitmap", o->journal_path);
+	bool had_bitmap = access(path, F_OK) == 0;
 	m->bm = bitmap_open(path, m->vol.size, BITMAP_DEFAULT_REGION, o->name, err, err_len);
 	if (!m->bm)
 		return -1;
+	if (!had_bitmap && journal_last_txid(m->j) > 0) {
+		/* A clear bitmap would claim the mirror lacks nothing (CRK-1): assume it lacks all. */
+		bitmap_set_all(m->bm);
+		if (bitmap_sync(m->bm) < 0) {
+			snprintf(err, err_len, "dirty bitmap %s: %s", path, strerror(errno));
+			return -1;
+		}
+		log_warn(o->name, "dirty bitmap %s was missing beside a used journal: every region "
+			 "is marked dirty, so the next resync copies the whole volume", path);
+	}
 	m->on_full = o->on_full;
 	m->sync_mode = o->sync_mode;
 	m->sync_fail = o->sync_fail;
@@ -718,6 +729,7 @@ static int master_crack_locked(struct master *m)
 	if (master_mark_dirty_locked(m, acked, last) < 0)
 		goto out;
 	frep_crash_point("crack");
+	m->cracked_bytes += journal_bytes_after(m->j, acked);
 	if (last >= journal_first_txid(m->j) && journal_free_through(m->j, last) < 0) {
 		log_error(m->name, "crack: freeing the mirror buffer: %s", strerror(errno));
 		goto out;

@@ -144,6 +144,11 @@ struct master {
 	 */
 	struct bitmap *bm;
 	uint64_t cracks;	 /* cracks so far; the session compares to notice new ones */
+	uint64_t cracked_bytes;	 /* buffer bytes cracks dropped unacknowledged (rates) */
+
+	/* Published by the session each second (status): bytes/s, and whether writes outrun the link. */
+	uint64_t dirty_rate, drain_rate;
+	bool outrun;
 
 	/* Operator requests (control socket), taken by the session thread. */
 	bool pause_req, resume_req, resync_full_req;

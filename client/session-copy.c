@@ -44,6 +44,7 @@ static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 		off += n;
 		s->copy_off = off;
 		s->copy_bytes += n;
+		s->copy_bytes_total += n;
 		s->pass_bytes += n;
 		if (session_drain(s) < 0 || session_housekeeping(s) < 0 || session_stopping(s))
 			return -1;
@@ -87,8 +88,8 @@ static int copy_span(struct session *s, uint64_t start, uint64_t end)
 }
 
 /*
- * Snapshots the dirty runs a pass will copy, so exactly those are cleared when
- * the mirror is consistent. Called with m->lock held. 0 or -1.
+ * Snapshots the dirty runs a pass will copy, in walk order: exactly those are
+ * cleared as the mirror acknowledges their copy. Called with m->lock held. 0 or -1.
  */
 static int snapshot_runs(struct session *s, uint64_t *bytes)
 {
@@ -113,21 +114,66 @@ static int snapshot_runs(struct session *s, uint64_t *bytes)
 }
 
 /*
+ * CRK-5, as the pass goes: a region is clean once the mirror holds its copy
+ * durably, unless a crack since the pass start dropped writes (their bits may
+ * lie among the regions). A write after the pass read a region is a TX after
+ * t_s, which the journal keeps until the mirror acknowledges it; only a crack
+ * (CRK-2) or the next pass start (CRK-4) lets it go, and both mark its range
+ * first. So a pass cut short keeps what it copied, and the next pass, a dirty
+ * one, copies only the rest and what was written since.
+ */
+int session_copy_acked(struct session *s, uint64_t through)
+{
+	struct master *m = s->m;
+	bool cleared = false;
+
+	pthread_mutex_lock(&m->lock);
+	if (s->pass_open && m->cracks == s->pass_cracks) {
+		if (s->pass_full) {
+			if (through > s->pass_from)
+				bitmap_clear_range(m->bm, s->pass_from, through - s->pass_from);
+		} else {
+			while (s->runs_cleared < s->n_runs && s->runs[s->runs_cleared].start < through) {
+				const struct run *r = &s->runs[s->runs_cleared];
+				uint64_t end = r->end < through ? r->end : through;
+				bitmap_clear_range(m->bm, r->start, end - r->start);
+				if (end < r->end)
+					break;
+				s->runs_cleared++;
+			}
+		}
+		cleared = true;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (!cleared)
+		return 0;
+	/*
+	 * Unlocked: the bitmap locks itself, and a crack meanwhile sets its bits
+	 * and syncs them itself. A crash before this sync only leaves bits set.
+	 */
+	if (bitmap_sync(m->bm) < 0) {
+		session_fail(s, ME_SEVERE, 0, "dirty bitmap fdatasync after COPY_ACK: %s", strerror(errno));
+		return -1;
+	}
+	frep_crash_point("copy-clear");
+	return 0;
+}
+
+/*
  * REPLICATE / OUTOFSYNC, one pass at a time. A full pass copies every
  * allocated block (the first copy, --resync=full, an operator's resync-full);
  * a dirty pass copies the regions of the bitmap. Then CopyDone(t_c) and
  * sequencing t_s+1..t_c; the mirror says CONSISTENT once it applied t_c
- * durably. A crack during the pass means another (dirty) pass.
+ * durably. Every region a pass copies is dirty from its start until the
+ * mirror acknowledges its copy (session_copy_acked), so a crack, which ends
+ * the pass, leaves in the bitmap exactly what the next (dirty) pass needs.
  */
 void session_step_copy(struct session *s)
 {
 	struct master *m = s->m;
 	enum master_state state = s->fsm.state;
-	bool full = s->need_full || state == MS_REPLICATE ||
-		    (state == MS_OUTOFSYNC && s->o.resync_full);
 	uint64_t total = 0;
 
-	s->need_full = false;
 	/*
 	 * t_s must be applied to the volume, not only committed, or the copy could
 	 * read a block before TX t_s lands and replay would never bring it: wait
@@ -142,29 +188,41 @@ void session_step_copy(struct session *s)
 	s->cracks_seen = m->cracks;
 	/*
 	 * An interrupted full pass resumes at the mirror's cursor with its old
-	 * base, if every TXID after that base is still here to be replayed.
+	 * base, if every TXID after that base is still here to be replayed (RDY-6).
 	 */
+	uint32_t phase = s->w.phase;
+	bool resumable = s->w.copy_cursor && s->w.copy_base <= m->committed_txid &&
+			 journal_first_txid(m->j) <= s->w.copy_base + 1 &&
+			 ((state == MS_REPLICATE && phase == FREP__V1__PHASE__PHASE_REPLICATE) ||
+			  (state == MS_OUTOFSYNC && phase == FREP__V1__PHASE__PHASE_OUTOFSYNC));
+	/*
+	 * RDY-5. A mirror already in its first copy (phase REPLICATE) holds what
+	 * the pass that put it there copied: that pass set every bit at its
+	 * start, and only the mirror's acknowledgements cleared them. So it
+	 * resumes, or else takes a dirty pass, as an OUTOFSYNC mirror does.
+	 */
+	bool full = s->need_full || (state == MS_OUTOFSYNC && s->o.resync_full) ||
+		    (state == MS_REPLICATE && (resumable || phase != FREP__V1__PHASE__PHASE_REPLICATE));
 	uint64_t resume = 0;
-	if (full && s->w.copy_cursor && s->w.copy_base <= m->committed_txid &&
-	    journal_first_txid(m->j) <= s->w.copy_base + 1 &&
-	    ((state == MS_REPLICATE && s->w.phase == FREP__V1__PHASE__PHASE_REPLICATE) ||
-	     (state == MS_OUTOFSYNC && s->w.phase == FREP__V1__PHASE__PHASE_OUTOFSYNC))) {
+	if (full && resumable) {
 		resume = s->w.copy_cursor < m->vol.size ? s->w.copy_cursor : m->vol.size;
 		s->copy_base = s->w.copy_base;
 	}
 	s->w.copy_cursor = 0; /* once: a later pass of this session starts afresh */
+	s->w.phase = state == MS_REPLICATE ? FREP__V1__PHASE__PHASE_REPLICATE :
+					     FREP__V1__PHASE__PHASE_OUTOFSYNC;
+	s->need_full = false;
 	/*
-	 * A full OUTOFSYNC pass marks the whole volume dirty first: if it is cut
-	 * short, the next pass (dirty, by default) still copies everything it
-	 * did not finish. The first copy (REPLICATE) resumes from the mirror's
-	 * cursor instead.
+	 * A new full pass marks the whole volume dirty first (CRK-4): until the
+	 * mirror acknowledges a copied range, the bitmap says it lacks it. A
+	 * resumed pass keeps the bits of the pass it resumes.
 	 */
-	if (full && state == MS_OUTOFSYNC)
+	if (full && !resume)
 		bitmap_set_all(m->bm);
 	int rc = master_mark_dirty_locked(m, m->acked_txid, s->copy_base);
 	if (rc == 0 && !full)
 		rc = snapshot_runs(s, &total);
-	if (s->need_full) {
+	if (s->need_full) { /* too fragmented: copy everything */
 		full = true;
 		s->need_full = false;
 	}
@@ -172,6 +230,11 @@ void session_step_copy(struct session *s)
 		total = m->vol.size;
 	if (m->acked_txid < s->copy_base)
 		m->acked_txid = s->copy_base;
+	s->pass_open = true;
+	s->pass_full = full;
+	s->pass_from = resume;
+	s->pass_cracks = m->cracks;
+	s->runs_cleared = 0;
 	pthread_mutex_unlock(&m->lock);
 	if (rc < 0) {
 		session_fail(s, ME_SEVERE, 0, "cannot prepare the %s pass: %s", full ? "full" : "dirty",
@@ -237,9 +300,14 @@ void session_step_copy(struct session *s)
 	if (s->fsm.state != MS_INSYNC)
 		return;
 
-	/* Consistent: what this pass copied is on the mirror; unless a crack re-dirtied it. */
+	/*
+	 * Consistent: what this pass copied is on the mirror, unless a crack
+	 * re-dirtied it. Its COPY_ACKs cleared the bits already, except, for a
+	 * resumed pass, those below where it resumed.
+	 */
+	s->pass_open = false;
 	pthread_mutex_lock(&m->lock);
-	if (m->cracks == s->cracks_seen) {
+	if (m->cracks == s->pass_cracks) {
 		if (full)
 			bitmap_clear_all(m->bm);
 		else

@@ -11,7 +11,9 @@ enum session_limits {
 	COPY_CHUNK = 4 << 20,	   /* bytes of data per COPY_DATA frame */
 	WINDOW_TX = 4096,	   /* TXIDs in flight before waiting for acknowledgements */
 	WINDOW_BYTES = 64 << 20,   /* data bytes in flight before waiting */
-	FREE_INTERVAL_MS = 1000,   /* how often acknowledged records are freed */
+	FREE_INTERVAL_MS = 1000,   /* acknowledged records are freed at least this often */
+	FREE_STEP = 8,		   /* and as soon as they fill 1/FREE_STEP of the buffer */
+	RATE_SAMPLE_MS = 1000,	   /* dirtying and draining rates: one sample a second */
 	HEARTBEAT_MAX_MS = 2000,   /* heartbeat interval: this, or a third of the timeout */
 	PROGRESS_MS = 10000,
 	MAX_DIRTY_RUNS = 1 << 20,  /* dirty runs remembered per pass for clearing */
@@ -60,8 +62,25 @@ struct session {
 	uint64_t copy_base, copy_tc, copy_off, copy_total, copy_bytes, copy_acked;
 	uint64_t copy_started_ms, pass_bytes, pass_started_ms;
 	uint64_t cracks_seen;	/* m->cracks when last looked at */
-	struct run *runs;	/* dirty pass: what it copies, to clear when consistent */
+
+	/*
+	 * The pass this connection runs, from START_COPY until it is consistent or
+	 * the connection ends: what its COPY_ACKs let the master clear (CRK-5).
+	 */
+	bool pass_open;
+	bool pass_full;		/* walks [pass_from, volume end); else the runs */
+	uint64_t pass_from;
+	uint64_t pass_cracks;	/* m->cracks at its start: a crack since stops clearing */
+	struct run *runs;	/* dirty pass: what it copies, in walk order */
 	size_t n_runs;
+	size_t runs_cleared;	/* runs before this one are clear */
+	bool retry_now;		/* a crack ended the pass: reconnect without backoff */
+
+	/* Dirtying and draining rates (status, and the "writes outrun the link" log). */
+	uint64_t rate_ms, rate_head, rate_drained;
+	uint64_t copy_bytes_total; /* data copied by every pass of this process (draining) */
+	bool outrun;
+	uint64_t outrun_logged_ms;
 
 	uint64_t backoff_ms;
 	uint64_t last_free_ms, last_heartbeat_ms, last_progress_ms, heartbeat_seq;
@@ -109,6 +128,12 @@ void session_step_makeparts(struct session *s);
 void session_step_ready(struct session *s);
 
 /* session-copy.c */
+/*
+ * A COPY_ACK: the mirror holds every record of the pass below `through`
+ * durably (COPY-8), so their regions are clean (CRK-5). 0 or -1 (failed).
+ */
+int session_copy_acked(struct session *s, uint64_t through);
+
 /*
  * REPLICATE / OUTOFSYNC, one pass at a time. A full pass copies every
  * allocated block (the first copy, --resync=full, an operator's resync-full);

@@ -70,17 +70,18 @@ static int handle_incoming(struct session *s)
 		if (session_feed(s, ME_MSG_COPY_ACK, type) < 0)
 			return -1;
 		/*
-		 * Informational: the mirror's cursor is what resumes a pass. It is
-		 * bounded by the volume (after COPY_DONE the mirror acknowledges the
-		 * whole volume, COPY-8).
+		 * The master clears what it covers (CRK-5), so it may not exceed
+		 * what was sent: the records so far, or after COPY_DONE the whole
+		 * volume (COPY-8).
 		 */
-		if (a->through > m->vol.size) {
+		uint64_t sent = s->copying ? s->copy_off : m->vol.size;
+		if (a->through > sent) {
 			session_fail(s, ME_SEVERE, FREP_E_PROTOCOL, "COPY_ACK through %" PRIu64
-			     " beyond what was copied (%" PRIu64 ")", a->through, s->copy_off);
+			     " beyond what was copied (%" PRIu64 ")", a->through, sent);
 			return -1;
 		}
 		s->copy_acked = a->through;
-		return 0;
+		return session_copy_acked(s, a->through);
 	}
 	case FREP_MSG_CONSISTENT: {
 		Frep__V1__Consistent *c = (Frep__V1__Consistent *)f.msg;
@@ -145,6 +146,7 @@ bool session_cracked(struct session *s)
 		g.reason = "mirror buffer overflowed during the copy: starting another pass";
 		frame_send(s->c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
 		session_fail(s, ME_MINOR, 0, "mirror buffer overflowed during the copy: another pass follows");
+		s->retry_now = true;
 	}
 	return true;
 }

@@ -30,6 +30,7 @@ static void disconnect(struct session *s)
 	tls_close(s->c);
 	s->c = NULL;
 	s->copying = false;
+	s->pass_open = false;
 }
 
 void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, const char *fmt, ...)
@@ -123,6 +124,7 @@ void session_log_progress(struct session *s, uint64_t now)
 
 	pthread_mutex_lock(&m->lock);
 	uint64_t committed = m->committed_txid, acked = m->acked_txid;
+	uint64_t lag = journal_bytes_after(m->j, acked);
 	uint64_t used = journal_used(m->j), cap = journal_capacity(m->j);
 	pthread_mutex_unlock(&m->lock);
 
@@ -136,14 +138,68 @@ void session_log_progress(struct session *s, uint64_t now)
 		 " lag_bytes=%s buffer_free=%" PRIu64 "%%",
 		 master_state_name(s->fsm.state), format_size(s->copy_off, a, sizeof(a)),
 		 format_size(s->copy_total, b, sizeof(b)), format_size(rate, c, sizeof(c)), eta,
-		 committed - acked, format_size(used, d, sizeof(d)),
+		 committed - acked, format_size(lag, d, sizeof(d)),
 		 cap ? (cap - used) * 100 / cap : 0);
 	s->rate_mark_ms = now;
 	s->rate_mark_bytes = s->copy_bytes;
 	s->last_progress_ms = now;
 }
 
-/* Periodic duties of a connected session: free, heartbeat, progress. */
+/*
+ * Dirtying: buffer bytes written per second. Draining: bytes per second the
+ * mirror took, as acknowledged records and copied data. While the first stays
+ * above the second, the buffer fills and the mirror falls behind: say so, with
+ * both rates, when it starts, every PROGRESS_MS while it lasts, and when it ends.
+ */
+static void sample_rates(struct session *s, uint64_t now)
+{
+	struct master *m = s->m;
+	char a[16], b[16];
+
+	pthread_mutex_lock(&m->lock);
+	uint64_t head = journal_head_pos(m->j);
+	uint64_t lag = journal_bytes_after(m->j, m->acked_txid);
+	uint64_t used = journal_used(m->j), cap = journal_capacity(m->j);
+	uint64_t drained = head - lag - m->cracked_bytes + s->copy_bytes_total;
+	pthread_mutex_unlock(&m->lock);
+
+	uint64_t dt = now - s->rate_ms;
+	bool first = s->rate_ms == 0;
+	uint64_t dirty = first ? 0 : (head - s->rate_head) * 1000 / dt;
+	uint64_t drain = first || drained < s->rate_drained ? 0 : (drained - s->rate_drained) * 1000 / dt;
+	s->rate_ms = now;
+	s->rate_head = head;
+	s->rate_drained = drained;
+	if (first)
+		return;
+	/* Outrun: the buffer grows, and holds enough for it to matter. */
+	bool outrun = dirty > drain + drain / 16 && lag >= cap / FREE_STEP;
+	bool keeps_up = dirty <= drain || lag < cap / (2 * FREE_STEP);
+
+	pthread_mutex_lock(&m->lock);
+	m->dirty_rate = dirty;
+	m->drain_rate = drain;
+	if (outrun)
+		m->outrun = true;
+	else if (keeps_up)
+		m->outrun = false;
+	bool now_outrun = m->outrun;
+	pthread_mutex_unlock(&m->lock);
+
+	if (now_outrun && (!s->outrun || now - s->outrun_logged_ms >= PROGRESS_MS)) {
+		log_warn(m->name, "writes outrun the link to the mirror: dirtying %s/s, draining %s/s; "
+			 "mirror buffer %" PRIu64 "%% full",
+			 format_size(dirty, a, sizeof(a)), format_size(drain, b, sizeof(b)),
+			 cap ? used * 100 / cap : 0);
+		s->outrun_logged_ms = now;
+	} else if (!now_outrun && s->outrun) {
+		log_info(m->name, "the mirror keeps up again: dirtying %s/s, draining %s/s",
+			 format_size(dirty, a, sizeof(a)), format_size(drain, b, sizeof(b)));
+	}
+	s->outrun = now_outrun;
+}
+
+/* Periodic duties of a connected session: free, heartbeat, rates, progress. */
 int session_housekeeping(struct session *s)
 {
 	uint64_t now = now_ms();
@@ -153,17 +209,26 @@ int session_housekeeping(struct session *s)
 		     now - s->last_rx_ms);
 		return -1;
 	}
+	/*
+	 * Free as acknowledgements arrive, in steps: each free costs an fdatasync
+	 * of the master volume (DUR-6), so free once acknowledged records fill
+	 * FREE_STEP of the buffer, and at least once a second. A writer that
+	 * finds the buffer full frees at once itself (CRK-2).
+	 */
 	pthread_mutex_lock(&s->m->lock);
-	bool half_full = journal_used(s->m->j) > journal_capacity(s->m->j) / 2;
+	struct journal *j = s->m->j;
+	uint64_t acked_held = journal_used(j) - journal_bytes_after(j, s->m->acked_txid);
+	bool step = acked_held >= journal_capacity(j) / FREE_STEP;
 	pthread_mutex_unlock(&s->m->lock);
-	/* Freeing costs a volume fdatasync: once a second, or sooner before writers find it full. */
-	if (now - s->last_free_ms >= FREE_INTERVAL_MS || half_full) {
+	if (now - s->last_free_ms >= FREE_INTERVAL_MS || step) {
 		s->last_free_ms = now;
 		if (master_free_acked(s->m) < 0) {
 			session_fail(s, ME_SEVERE, 0, "cannot free the mirror buffer: %s", strerror(errno));
 			return -1;
 		}
 	}
+	if (now - s->rate_ms >= RATE_SAMPLE_MS)
+		sample_rates(s, now);
 	uint64_t hb_every = s->o.heartbeat_timeout_ms / 3 < HEARTBEAT_MAX_MS ?
 				    s->o.heartbeat_timeout_ms / 3 : HEARTBEAT_MAX_MS;
 	if (now - s->last_heartbeat_ms >= hb_every) {
@@ -213,6 +278,11 @@ void session_publish_state(struct session *s)
 }
 static void backoff_wait(struct session *s)
 {
+	if (s->retry_now) {
+		/* A crack ended a pass: the next one starts now, it is no failure of the link. */
+		s->retry_now = false;
+		return;
+	}
 	if (s->backoff_ms == 0)
 		s->backoff_ms = s->o.backoff_min_ms;
 	uint32_t jitter;

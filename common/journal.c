@@ -854,6 +854,20 @@ uint64_t journal_used(const struct journal *j)
 	return j->head_lpos - j->tail_lpos;
 }
 
+uint64_t journal_head_pos(const struct journal *j)
+{
+	return j->head_lpos;
+}
+
+uint64_t journal_bytes_after(const struct journal *j, uint64_t txid)
+{
+	if (txid < j->first)
+		return journal_used(j);
+	if (txid >= j->last)
+		return 0;
+	return j->head_lpos - ent(j, txid + 1)->lpos;
+}
+
 uint64_t journal_max_record_data(const struct journal *j)
 {
 	return j->max_data;

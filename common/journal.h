@@ -46,6 +46,10 @@ uint64_t journal_first_txid(const struct journal *j);
 uint64_t journal_last_txid(const struct journal *j);
 uint64_t journal_capacity(const struct journal *j); /* ring bytes */
 uint64_t journal_used(const struct journal *j);	    /* ring bytes held by records */
+/* Ring bytes ever reserved, as a position that only grows: rates are its deltas. */
+uint64_t journal_head_pos(const struct journal *j);
+/* Ring bytes held by the records after txid (all of them if txid < first). */
+uint64_t journal_bytes_after(const struct journal *j, uint64_t txid);
 /* Largest data length one record can hold in this ring. */
 uint64_t journal_max_record_data(const struct journal *j);
 

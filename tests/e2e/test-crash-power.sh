@@ -2,7 +2,8 @@
 # Power loss (crashfs shim) at each named crash point, on each side where it exists, under 16 concurrent writers with overlapping ranges: the restarted daemon recovers, the master volume holds every replied write and a TXID-order prefix of the rest, the mirror is prefix-consistent at a TXID covering all it acknowledged, nothing is reordered, and it converges.
 #
 # CRASH_SEED=N replays the draws (which hit of each site crashes); CRASH_CASES=LIST
-# (e.g. "mirror:apply,master:copy") runs only those cases.
+# (e.g. "mirror:apply,master:copy") runs only those cases; CRASH_SIDES=LIST the cases
+# of those sides (default master; test-crash-power-mirror.sh runs the mirror side).
 source "$(dirname "$0")/lib.sh"
 CRASH_HELPERS_ONLY=1 source "$(dirname "$0")/test-crash-kill9.sh"
 # A command failing under set -e would end the run without a word: name it.
@@ -22,10 +23,13 @@ certs master-1
 
 # side:site:MAX: the crash is at hit 1 + rnd % MAX. The master writes its metadata
 # once per start (the generation), so only its first hit exists; the mirror writes
-# its metadata at creation, at the start of the copy and when consistent.
+# its metadata at creation, at the start of the copy and when consistent. The
+# master clears the bits of what the mirror acknowledged it copied (copy-clear)
+# once per pass of a volume this small: at the COPY_ACK after COPY_DONE.
 ALL_CASES=(master:journal-append:$WRITE_HITS master:journal-synced:$WRITE_HITS master:meta-write:1
-	master:copy:3 mirror:journal-synced:$WRITE_HITS mirror:ack-sent:$WRITE_HITS
+	master:copy:3 master:copy-clear:1 mirror:journal-synced:$WRITE_HITS mirror:ack-sent:$WRITE_HITS
 	mirror:apply:$WRITE_HITS mirror:meta-write:3 mirror:copy:3)
+sides=,${CRASH_SIDES:-master},
 if [ -n "${CRASH_CASES:-}" ]; then
 	IFS=, read -r -a want <<<"$CRASH_CASES"
 	CASES=()
@@ -34,7 +38,10 @@ if [ -n "${CRASH_CASES:-}" ]; then
 	done
 	[ ${#CASES[@]} -gt 0 ] || fail "CRASH_CASES=$CRASH_CASES matches no case"
 else
-	CASES=("${ALL_CASES[@]}")
+	CASES=()
+	for c in "${ALL_CASES[@]}"; do
+		[[ $sides == *",${c%%:*},"* ]] && CASES+=("$c")
+	done
 fi
 
 SHIM_ENV=(LD_PRELOAD="$SHIM" ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0")
@@ -142,7 +149,7 @@ for c in "${CASES[@]}"; do
 	fi
 	# Copy and metadata sites crash on their own; the others need writes.
 	case $site in
-	copy | meta-write) ;;
+	copy | copy-clear | meta-write) ;;
 	*)
 		wait_fast 30 "INSYNC before the writes" status_is "$VOL" state INSYNC
 		write_some until-crash

@@ -22,10 +22,15 @@ sleep 1 # the mirror must NOT change: give sequencing a chance to misbehave
 same_bytes "$T/e0" "$M" && fail "mirror changed while paused"
 lag=$(ctl_field vol lag_tx)
 [ "$lag" -ge 1 ] || fail "status shows lag_tx=$lag while paused with a pending write"
+# lag_bytes: the buffer bytes of those records (1 MiB of data and their headers).
+lag_bytes=$(ctl_field vol lag_bytes)
+[[ $lag_bytes =~ ^1\.[0-9]M$ ]] || fail "status shows lag_bytes=$lag_bytes for 1 MiB unacknowledged"
 
 ctl vol resume | grep -q '^ok resuming' || fail "resume refused in IDLE"
 wait_status vol state INSYNC 10
 wait_converged "$T/e0" "$M" 20
 wait_status vol lag_tx 0 10
+# Acknowledged records are no lag, freed or not.
+[ "$(ctl_field vol lag_bytes)" = 0 ] || fail "lag_bytes=$(ctl_field vol lag_bytes) with lag_tx=0"
 alive "$SERVER_PID" frep-server
 pass "pause -> IDLE (writes held, lag_tx=$lag), resume -> INSYNC, converged"
