@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The benchmark (not a test: it prints, nothing asserts timings). One command, one
-# run: every frep figure of issue 6 beside its baseline, then a table of ratios.
+# run: every frep figure of issues 6 and 7 beside its baseline, then a table of ratios.
 #
 #   write rows   the master's volume and journal on disk, the mirror's data dir on
 #                tmpfs (as if on another host), fio's nbd engine over a unix socket;
@@ -8,8 +8,12 @@
 #   REPLICATE    a dense volume on tmpfs copied to the mirror, against a raw mbedTLS
 #                pipe (same suite) and rsync over ssh (chacha20-poly1305)
 #   peak RSS     both daemons, a small volume against a large sparse one
+#   sustained    (issue 7) the link is tests/tools/fault-proxy with a rate cap; the
+#                master's volume and journal on disk, default journal size, the
+#                mirror on tmpfs; writes for minutes against the cap (rows below)
 #
-# Usage: bash bench/run.sh          (about 10 minutes on 2 cores; run as root for sshd)
+# Usage: bash bench/run.sh [SECTION...]   SECTION: write, replicate, rss, sustained;
+#        none runs them all (about 15 minutes on 2 cores; run as root for sshd)
 # Environment, for a quick run:
 #   BENCH_ROUNDS=3         rounds of each write row and of REPLICATE
 #   BENCH_VOLUME_MIB=1024  volume of the write rows and of REPLICATE
@@ -18,6 +22,12 @@
 #   BENCH_SPARSE_GIB=32    the large sparse volume of the RSS row
 #   BENCH_DISK_DIR=/var/tmp  where the master's files go (a disk, not tmpfs)
 #   BENCH_BUFFER_FULL=block  frep's --on-buffer-full in the write rows (block|crack)
+#   BENCH_CAP_MBPS=100     the sustained rows' link cap (MB/s, 10^6 bytes)
+#   BENCH_SUSTAINED_S=30   each paced try and the block row write this long
+#   BENCH_PACED="0.95 0.85 0.7"  paced rates tried, descending, as fractions of the cap
+#   BENCH_OVERLOAD_S=20    full-speed writes before the time-to-INSYNC row
+#   BENCH_INSYNC_WAIT_S=180  then INSYNC not reached in this long is "not reached"
+#   BENCH_SUSTAINED_ROUNDS=1  rounds of the sustained rows
 #   FREP_BENCH_BUILD=build-bench  build directory (Release, test hooks off)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +42,22 @@ on_full=${BENCH_BUFFER_FULL:-block}
 rand_mib=$((3 * journal_mib))
 seq_mib=$((vol_mib / 2 > rand_mib ? vol_mib / 2 : rand_mib))
 rss_alloc_mib=$((vol_mib / 4 < 256 ? vol_mib / 4 : 256)) # allocated in both RSS volumes, spread out
+cap_mbps=${BENCH_CAP_MBPS:-100}
+sus_s=${BENCH_SUSTAINED_S:-30}
+paced=${BENCH_PACED:-0.95 0.85 0.7}
+overload_s=${BENCH_OVERLOAD_S:-20}
+insync_wait_s=${BENCH_INSYNC_WAIT_S:-180}
+sus_rounds=${BENCH_SUSTAINED_ROUNDS:-1}
+sections=" ${*:-write replicate rss sustained} "
+for s in $sections; do
+	case $s in
+	write | replicate | rss | sustained) ;;
+	*) echo "bench: unknown section '$s': give write, replicate, rss or sustained, or none for all" >&2; exit 2 ;;
+	esac
+done
+want() {
+	[[ $sections == *" $1 "* ]]
+}
 [ "$journal_mib" -ge 16 ] ||
 	{ echo "bench: BENCH_JOURNAL_MIB=$journal_mib: at least 16, or 1 MiB writes exceed frep's largest record" >&2; exit 2; }
 
@@ -83,13 +109,14 @@ record() {
 	echo "$1 $2" >>"$RESULTS"
 }
 
-# fio_write METRIC URI RW BS DEPTH IO_MIB: one fio job through the nbd engine. Its
-# time includes the final FLUSH (end_fsync=1: fio counts it in the write runtime,
-# checked against an nbdkit flush that sleeps). Records METRIC_iops, _mbps, _p50 (ms).
+# fio_write METRIC URI RW BS DEPTH IO_MIB [FIO_ARG...]: one fio job through the nbd
+# engine. Its time includes the final FLUSH (end_fsync=1: fio counts it in the write
+# runtime, checked against an nbdkit flush that sleeps). Records METRIC_iops, _mbps,
+# _p50 (ms).
 fio_write() {
 	local out=$T/fio-$1.json
 	fio --name="$1" --ioengine=nbd --uri="$2" --rw="$3" --bs="$4" --iodepth="$5" \
-		--io_size="$6m" --end_fsync=1 \
+		--io_size="$6m" --end_fsync=1 "${@:7}" \
 		--output-format=json --output="$out" >/dev/null 2>"$T/fio.log" ||
 		fail "fio $1 failed: $(tail -n3 "$T/fio.log")"
 	/usr/bin/python3 - "$out" "$1" >>"$RESULTS" <<'PY'
@@ -103,84 +130,89 @@ PY
 }
 
 # --- data ----------------------------------------------------------------------
-echo "bench: preparing volumes (master on $DISK, mirror on $SHM)" >&2
-fill "$SHM/random.img" 0 "$vol_mib" 1
-for v in fa fs nb; do # frep async, frep sync, nbdkit: the same dense bytes on the same disk
-	cp "$SHM/random.img" "$DISK/$v.img"
-done
-sync -f "$DISK/fa.img" # no writeback of the copies during the timed runs
+if want write || want replicate; then
+	echo "bench: preparing volumes (master on $DISK, mirror on $SHM)" >&2
+	fill "$SHM/random.img" 0 "$vol_mib" 1
+fi
 
 # --- write rows: 4 KiB random at depth 1 and 16, 1 MiB sequential at depth 8 ----
-SERVER_DATA=$SHM/mirror-w start_server
-# The baseline: a local NBD server on the same disk that makes every write durable
-# before replying.
-nbdkit -f -U "$T/nb.sock" --filter=fua file file="$DISK/nb.img" fuamode=force >>"$T/nbdkit.log" 2>&1 &
-PIDS+=($!)
-wait_for 20 "nbdkit's socket" test -S "$T/nb.sock"
-# block by default, not crack: a full buffer makes writers wait, so no row escapes
-# the mirror into the dirty bitmap, and every figure includes replication.
-JOURNAL=$DISK/fa.journal start_client fa "$DISK/fa.img" master-1 --journal-size "${journal_mib}M" \
-	--on-buffer-full="$on_full" --control "unix:$T/fa.ctl"
-JOURNAL=$DISK/fs.journal start_client fs "$DISK/fs.img" master-1 --journal-size "${journal_mib}M" \
-	--on-buffer-full="$on_full" --control "unix:$T/fs.ctl" --mode sync
-wait_status fa state INSYNC 300
-wait_status fs state INSYNC 300
-warm_tmpfs $((2 * journal_mib + 256))
+if want write; then
+	for v in fa fs nb; do # frep async, frep sync, nbdkit: the same dense bytes on the same disk
+		cp "$SHM/random.img" "$DISK/$v.img"
+	done
+	sync -f "$DISK/fa.img" # no writeback of the copies during the timed runs
+	SERVER_DATA=$SHM/mirror-w start_server
+	# The baseline: a local NBD server on the same disk that makes every write durable
+	# before replying.
+	nbdkit -f -U "$T/nb.sock" --filter=fua file file="$DISK/nb.img" fuamode=force >>"$T/nbdkit.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 20 "nbdkit's socket" test -S "$T/nb.sock"
+	# block by default, not crack: a full buffer makes writers wait, so no row escapes
+	# the mirror into the dirty bitmap, and every figure includes replication.
+	JOURNAL=$DISK/fa.journal start_client fa "$DISK/fa.img" master-1 --journal-size "${journal_mib}M" \
+		--on-buffer-full="$on_full" --control "unix:$T/fa.ctl"
+	JOURNAL=$DISK/fs.journal start_client fs "$DISK/fs.img" master-1 --journal-size "${journal_mib}M" \
+		--on-buffer-full="$on_full" --control "unix:$T/fs.ctl" --mode sync
+	wait_status fa state INSYNC 300
+	wait_status fs state INSYNC 300
+	warm_tmpfs $((2 * journal_mib + 256))
 
-# Before each run: the mirror has every earlier write, so no run pays for the last.
-quiesce() {
-	wait_status fa lag_tx 0 300
-	wait_status fs lag_tx 0 300
-}
-# run WHO ROW RW BS DEPTH IO_MIB: one fio run on nbdkit (nb) or a frep client. Of
-# frep it also counts journal appends and fdatasyncs (group commit shows), and
-# "mirror buffer full" events (writers waited, or the mirror cracked).
-run() {
-	local who=$1 metric=$1_$2 full appends syncs
-	shift 2
-	quiesce
-	if [ "$who" = nb ]; then
-		fio_write "$metric" "nbd+unix:///?socket=$T/nb.sock" "$@"
-		return
-	fi
-	full=$(grep -c 'mirror buffer full' "$T/client-$who.log" || true)
-	appends=$(ctl_field "$who" journal_appends)
-	syncs=$(ctl_field "$who" journal_syncs)
-	fio_write "$metric" "nbd+unix:///$who?socket=$T/$who.sock" "$@"
-	record "${metric}_full" $(($(grep -c 'mirror buffer full' "$T/client-$who.log" || true) - full))
-	record "${metric}_appends" $(($(ctl_field "$who" journal_appends) - appends))
-	record "${metric}_syncs" $(($(ctl_field "$who" journal_syncs) - syncs))
-}
-for ((r = 1; r <= rounds; r++)); do
-	echo "bench: write rows, round $r of $rounds" >&2
-	# Alternate which side goes first, so drift over the run does not favour one.
-	if ((r % 2)); then order=(nb fa fs); else order=(fs fa nb); fi
-	for depth in 1 16; do
+	# Before each run: the mirror has every earlier write, so no run pays for the last.
+	quiesce() {
+		wait_status fa lag_tx 0 300
+		wait_status fs lag_tx 0 300
+	}
+	# run WHO ROW RW BS DEPTH IO_MIB: one fio run on nbdkit (nb) or a frep client. Of
+	# frep it also counts journal appends and fdatasyncs (group commit shows), and
+	# "mirror buffer full" events (writers waited, or the mirror cracked).
+	run() {
+		local who=$1 metric=$1_$2 full appends syncs
+		shift 2
+		quiesce
+		if [ "$who" = nb ]; then
+			fio_write "$metric" "nbd+unix:///?socket=$T/nb.sock" "$@"
+			return
+		fi
+		full=$(grep -c 'mirror buffer full' "$T/client-$who.log" || true)
+		appends=$(ctl_field "$who" journal_appends)
+		syncs=$(ctl_field "$who" journal_syncs)
+		fio_write "$metric" "nbd+unix:///$who?socket=$T/$who.sock" "$@"
+		record "${metric}_full" $(($(grep -c 'mirror buffer full' "$T/client-$who.log" || true) - full))
+		record "${metric}_appends" $(($(ctl_field "$who" journal_appends) - appends))
+		record "${metric}_syncs" $(($(ctl_field "$who" journal_syncs) - syncs))
+	}
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: write rows, round $r of $rounds" >&2
+		# Alternate which side goes first, so drift over the run does not favour one.
+		if ((r % 2)); then order=(nb fa fs); else order=(fs fa nb); fi
+		for depth in 1 16; do
+			for who in "${order[@]}"; do
+				run "$who" "qd$depth" randwrite 4k "$depth" "$rand_mib"
+			done
+		done
 		for who in "${order[@]}"; do
-			run "$who" "qd$depth" randwrite 4k "$depth" "$rand_mib"
+			[ "$who" = fs ] || run "$who" seq write 1m 8 "$seq_mib"
 		done
 	done
-	for who in "${order[@]}"; do
-		[ "$who" = fs ] || run "$who" seq write 1m 8 "$seq_mib"
-	done
-done
-quiesce
-for p in "${PIDS[@]}"; do stop "$p"; done
-PIDS=()
-rm -rf "$SHM/mirror-w" "$DISK"/{fa,fs,nb}.*
+	quiesce
+	for p in "${PIDS[@]}"; do stop "$p"; done
+	PIDS=()
+	rm -rf "$SHM/mirror-w" "$DISK"/{fa,fs,nb}.*
+fi
 
 # --- REPLICATE: a dense volume on tmpfs, against a raw TLS pipe and rsync over ssh --
-ssh_dir=$T/ssh
-mkdir -p "$ssh_dir"
-ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$ssh_dir/host"
-ssh-keygen -q -t ed25519 -N '' -C bench-user -f "$ssh_dir/user"
-cp "$ssh_dir/user.pub" "$ssh_dir/authorized_keys"
-[ "$(id -u)" -ne 0 ] || mkdir -p /run/sshd # sshd's privilege separation directory
-# sshd takes no port 0: ask the kernel for a free ephemeral port, then bind it
-# (another process may take it in between: try again).
-for _ in 1 2 3 4 5; do
-	ssh_port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	cat >"$ssh_dir/sshd_config" <<EOF
+if want replicate; then
+	ssh_dir=$T/ssh
+	mkdir -p "$ssh_dir"
+	ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$ssh_dir/host"
+	ssh-keygen -q -t ed25519 -N '' -C bench-user -f "$ssh_dir/user"
+	cp "$ssh_dir/user.pub" "$ssh_dir/authorized_keys"
+	[ "$(id -u)" -ne 0 ] || mkdir -p /run/sshd # sshd's privilege separation directory
+	# sshd takes no port 0: ask the kernel for a free ephemeral port, then bind it
+	# (another process may take it in between: try again).
+	for _ in 1 2 3 4 5; do
+		ssh_port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+		cat >"$ssh_dir/sshd_config" <<EOF
 ListenAddress 127.0.0.1:$ssh_port
 HostKey $ssh_dir/host
 AuthorizedKeysFile $ssh_dir/authorized_keys
@@ -193,110 +225,236 @@ PermitRootLogin prohibit-password
 Ciphers chacha20-poly1305@openssh.com
 Compression no
 EOF
-	: >"$T/sshd.log"
-	/usr/sbin/sshd -D -e -f "$ssh_dir/sshd_config" 2>>"$T/sshd.log" &
-	sshd_pid=$!
-	PIDS+=("$sshd_pid")
-	wait_for 10 "sshd listening or exiting" \
-		bash -c "ss -Hltn 'sport = :$ssh_port' | grep -q . || ! kill -0 $sshd_pid"
-	kill -0 "$sshd_pid" 2>/dev/null && break
-done
-kill -0 "$sshd_pid" 2>/dev/null || fail "sshd did not start: $(tail -n2 "$T/sshd.log")"
-echo "[127.0.0.1]:$ssh_port $(cat "$ssh_dir/host.pub")" >"$ssh_dir/known_hosts"
-ssh_cmd="ssh -F /dev/null -p $ssh_port -i $ssh_dir/user -o IdentitiesOnly=yes -o BatchMode=yes
+		: >"$T/sshd.log"
+		/usr/sbin/sshd -D -e -f "$ssh_dir/sshd_config" 2>>"$T/sshd.log" &
+		sshd_pid=$!
+		PIDS+=("$sshd_pid")
+		wait_for 10 "sshd listening or exiting" \
+			bash -c "ss -Hltn 'sport = :$ssh_port' | grep -q . || ! kill -0 $sshd_pid"
+		kill -0 "$sshd_pid" 2>/dev/null && break
+	done
+	kill -0 "$sshd_pid" 2>/dev/null || fail "sshd did not start: $(tail -n2 "$T/sshd.log")"
+	echo "[127.0.0.1]:$ssh_port $(cat "$ssh_dir/host.pub")" >"$ssh_dir/known_hosts"
+	ssh_cmd="ssh -F /dev/null -p $ssh_port -i $ssh_dir/user -o IdentitiesOnly=yes -o BatchMode=yes
  -o UserKnownHostsFile=$ssh_dir/known_hosts -o StrictHostKeyChecking=yes
  -c chacha20-poly1305@openssh.com -o Compression=no"
-user=$(id -un)
+	user=$(id -un)
 
-copy_bytes=$((vol_mib << 20))
-mbps() { # BYTES SECONDS
-	awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'
-}
-for ((r = 1; r <= rounds; r++)); do
-	echo "bench: REPLICATE, round $r of $rounds" >&2
-	# The raw pipe: same certificates, same suite, same 4 MiB writes.
-	base=$("$BIN/bench/tls-pipe" --bytes "${vol_mib}M" --chunk 4M --certs "$PKI")
-	record pipe_mbps "$(sed -n 's/.*MBps=\([0-9.]*\).*/\1/p' <<<"$base")"
-	cipher=$(sed -n 's/.*cipher=\([^ ]*\).*/\1/p' <<<"$base")
+	copy_bytes=$((vol_mib << 20))
+	mbps() { # BYTES SECONDS
+		awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'
+	}
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: REPLICATE, round $r of $rounds" >&2
+		# The raw pipe: same certificates, same suite, same 4 MiB writes.
+		base=$("$BIN/bench/tls-pipe" --bytes "${vol_mib}M" --chunk 4M --certs "$PKI")
+		record pipe_mbps "$(sed -n 's/.*MBps=\([0-9.]*\).*/\1/p' <<<"$base")"
+		cipher=$(sed -n 's/.*cipher=\([^ ]*\).*/\1/p' <<<"$base")
 
-	warm_tmpfs $((vol_mib + 512))
-	mkdir "$SHM/rsync"
-	t0=$(now)
-	rsync --whole-file -e "$ssh_cmd" "$SHM/random.img" "$user@127.0.0.1:$SHM/rsync/" ||
-		fail "rsync over ssh failed"
-	t1=$(now)
-	record rsync_mbps "$(mbps "$copy_bytes" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")"
-	rm -rf "$SHM/rsync"
+		warm_tmpfs $((vol_mib + 512))
+		mkdir "$SHM/rsync"
+		t0=$(now)
+		rsync --whole-file -e "$ssh_cmd" "$SHM/random.img" "$user@127.0.0.1:$SHM/rsync/" ||
+			fail "rsync over ssh failed"
+		t1=$(now)
+		record rsync_mbps "$(mbps "$copy_bytes" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")"
+		rm -rf "$SHM/rsync"
 
-	# The journal is on tmpfs too: this row is about the copy, not journal creation.
-	warm_tmpfs $((vol_mib + 512))
-	SERVER_DATA=$SHM/mirror-c start_server
-	t0=$(now)
-	JOURNAL=$SHM/copy.journal start_client copy "$SHM/random.img" master-1 \
-		--journal-size "${journal_mib}M" --control "unix:$T/copy.ctl"
-	wait_status copy state INSYNC 300
-	t1=$(log_time "$T/client-copy.log" 'state [A-Z]+ -> INSYNC')
-	copy_ms=$(sed -n 's/.*copy walked [0-9]* bytes ([0-9]* data) in \([0-9]*\) ms.*/\1/p' "$T/client-copy.log")
-	cmp "$SHM/random.img" "$SHM/mirror-c/copy/extent.0" || fail "the mirror differs from the master"
-	# Copy phase against the pipe (neither counts process start and handshake);
-	# start to INSYNC against rsync (both count everything).
-	[ -z "$copy_ms" ] || record copy_mbps "$(mbps "$copy_bytes" "$(awk -v ms="$copy_ms" 'BEGIN { print ms / 1000 }')")"
-	record insync_mbps "$(mbps "$copy_bytes" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")"
-	stop "$CLIENT_PID"
-	stop "$SERVER_PID"
-	PIDS=("$sshd_pid")
-	rm -rf "$SHM/mirror-c" "$SHM/copy.journal" "$T/client-copy.log" "$T/server.log"
-done
-kill -TERM "$sshd_pid"
-wait "$sshd_pid" 2>/dev/null || true
-PIDS=()
-rm -f "$SHM/random.img"
+		# The journal is on tmpfs too: this row is about the copy, not journal creation.
+		warm_tmpfs $((vol_mib + 512))
+		SERVER_DATA=$SHM/mirror-c start_server
+		t0=$(now)
+		JOURNAL=$SHM/copy.journal start_client copy "$SHM/random.img" master-1 \
+			--journal-size "${journal_mib}M" --control "unix:$T/copy.ctl"
+		wait_status copy state INSYNC 300
+		t1=$(log_time "$T/client-copy.log" 'state [A-Z]+ -> INSYNC')
+		copy_ms=$(sed -n 's/.*copy walked [0-9]* bytes ([0-9]* data) in \([0-9]*\) ms.*/\1/p' "$T/client-copy.log")
+		cmp "$SHM/random.img" "$SHM/mirror-c/copy/extent.0" || fail "the mirror differs from the master"
+		# Copy phase against the pipe (neither counts process start and handshake);
+		# start to INSYNC against rsync (both count everything).
+		[ -z "$copy_ms" ] || record copy_mbps "$(mbps "$copy_bytes" "$(awk -v ms="$copy_ms" 'BEGIN { print ms / 1000 }')")"
+		record insync_mbps "$(mbps "$copy_bytes" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")"
+		stop "$CLIENT_PID"
+		stop "$SERVER_PID"
+		PIDS=("$sshd_pid")
+		rm -rf "$SHM/mirror-c" "$SHM/copy.journal" "$T/client-copy.log" "$T/server.log"
+	done
+	kill -TERM "$sshd_pid"
+	wait "$sshd_pid" 2>/dev/null || true
+	PIDS=()
+	rm -f "$SHM/random.img"
+fi
 
 # --- peak RSS of both daemons: a small volume against a large sparse one ---------
-# The mirror's data dir is on disk here: the mirror reserves its whole volume
-# (fallocate), and a 32 GiB reservation does not fit in this machine's tmpfs.
-avail_gib=$(($(df --output=avail -k "$DISK" | tail -n1) >> 20))
-[ "$avail_gib" -gt $((sparse_gib + 4)) ] ||
-	fail "the RSS row reserves ${sparse_gib} GiB in $DISK, which has ${avail_gib} GiB free: set BENCH_SPARSE_GIB or BENCH_DISK_DIR"
-for size in small big; do
-	if [ $size = small ]; then mib=$vol_mib; else mib=$((sparse_gib << 10)); fi
-	echo "bench: peak RSS, $mib MiB volume" >&2
-	truncate -s "${mib}M" "$DISK/rss.img"
-	pieces=$((rss_alloc_mib / 4))
-	for ((i = 0; i < pieces; i++)); do
-		fill "$DISK/rss.img" $((i * (mib / pieces) / 4 * 4)) 4 "$i"
+if want rss; then
+	# The mirror's data dir is on disk here: the mirror reserves its whole volume
+	# (fallocate), and a 32 GiB reservation does not fit in this machine's tmpfs.
+	avail_gib=$(($(df --output=avail -k "$DISK" | tail -n1) >> 20))
+	[ "$avail_gib" -gt $((sparse_gib + 4)) ] ||
+		fail "the RSS row reserves ${sparse_gib} GiB in $DISK, which has ${avail_gib} GiB free: set BENCH_SPARSE_GIB or BENCH_DISK_DIR"
+	for size in small big; do
+		if [ $size = small ]; then mib=$vol_mib; else mib=$((sparse_gib << 10)); fi
+		echo "bench: peak RSS, $mib MiB volume" >&2
+		truncate -s "${mib}M" "$DISK/rss.img"
+		pieces=$((rss_alloc_mib / 4))
+		for ((i = 0; i < pieces; i++)); do
+			fill "$DISK/rss.img" $((i * (mib / pieces) / 4 * 4)) 4 "$i"
+		done
+		SERVER_DATA=$DISK/mirror-r start_server
+		t0=$(now)
+		JOURNAL=$DISK/rss.journal start_client rss "$DISK/rss.img" master-1 \
+			--journal-size "${journal_mib}M" --on-buffer-full=block --control "unix:$T/rss.ctl"
+		wait_status rss state INSYNC 300
+		record "rss_insync_s_$size" "$(awk -v a="$t0" -v b="$(log_time "$T/client-rss.log" 'state [A-Z]+ -> INSYNC')" \
+			'BEGIN { printf "%.2f", b - a }')"
+		# Writes over the whole range, as many bytes as the journal holds.
+		fio_write "rss_$size" "nbd+unix:///rss?socket=$T/rss.sock" randwrite 4k 16 "$journal_mib"
+		wait_status rss lag_tx 0 300
+		record "rss_client_$size" "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$CLIENT_PID/status")"
+		record "rss_server_$size" "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")"
+		stop "$CLIENT_PID"
+		stop "$SERVER_PID"
+		PIDS=()
+		rm -rf "$DISK/mirror-r" "$DISK"/rss.* "$T/client-rss.log" "$T/server.log"
 	done
-	SERVER_DATA=$DISK/mirror-r start_server
-	t0=$(now)
-	JOURNAL=$DISK/rss.journal start_client rss "$DISK/rss.img" master-1 \
-		--journal-size "${journal_mib}M" --on-buffer-full=block --control "unix:$T/rss.ctl"
-	wait_status rss state INSYNC 300
-	record "rss_insync_s_$size" "$(awk -v a="$t0" -v b="$(log_time "$T/client-rss.log" 'state [A-Z]+ -> INSYNC')" \
-		'BEGIN { printf "%.2f", b - a }')"
-	# Writes over the whole range, as many bytes as the journal holds.
-	fio_write "rss_$size" "nbd+unix:///rss?socket=$T/rss.sock" randwrite 4k 16 "$journal_mib"
-	wait_status rss lag_tx 0 300
-	record "rss_client_$size" "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$CLIENT_PID/status")"
-	record "rss_server_$size" "$(awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")"
-	stop "$CLIENT_PID"
-	stop "$SERVER_PID"
+fi
+
+# --- sustained load (issue 7): writes for minutes through a link capped at the cap --
+# One workload for every row, so that rows compare: 64 KiB random writes at depth 8
+# (one dirty region each, spread over the volume as a VM or database would).
+sus_job=(randwrite 64k 8)
+sus_ramp_s=$((sus_s / 6 > 0 ? sus_s / 6 : 1))
+# cracks: 'mirror buffer full: mirror cracked' lines in the client log so far.
+cracks() {
+	grep -c 'mirror buffer full: mirror cracked' "$T/client-su.log" || true
+}
+# su_client POLICY: (re)starts frep-client on the sustained volume with
+# --on-buffer-full=POLICY, through the proxy, and waits until the mirror has every write.
+su_client() {
+	[ -z "${CLIENT_PID:-}" ] || stop "$CLIENT_PID"
+	PIDS=("$SERVER_PID" "$PROXY_PID")
+	SERVER_PORT=$PROXY_PORT JOURNAL=$DISK/su.journal start_client su "$DISK/su.img" master-1 \
+		--on-buffer-full="$1" --control "unix:$T/su.ctl"
+	su_quiesce
+}
+su_quiesce() {
+	wait_status su state INSYNC 300
+	wait_status su lag_tx 0 300
+}
+# bytes_of SIZE: format_size's "12.3M" (powers of 1024) back to bytes.
+bytes_of() {
+	awk -v s="$1" 'BEGIN { printf "%.0f", (s + 0) * 1024 ^ index("KMGT", substr(s, length(s))) }'
+}
+if want sustained; then
+	echo "bench: sustained load: preparing a ${vol_mib} MiB volume on $DISK" >&2
+	su_uri="nbd+unix:///su?socket=$T/su.sock"
+	fill "$DISK/su.img" 0 "$vol_mib" 7
+	sync -f "$DISK/su.img"
+	SERVER_DATA=$SHM/mirror-s start_server
+	start_proxy
+	# The first copy is setup, not a figure: it runs uncapped.
+	CLIENT_PID=
+	su_client crack
+	pctl rate "$cap_mbps" >/dev/null
+	warm_tmpfs 512
+	for ((r = 1; r <= sus_rounds; r++)); do
+		echo "bench: sustained rows, round $r of $sus_rounds" >&2
+		[ "$r" -eq 1 ] || su_client crack
+		# Paced writes, highest first; what the first without a crack wrote is the
+		# figure (fio may fall short of the pace: then the master, not the link, limits).
+		for f in $paced; do
+			pct=$(awk -v f="$f" 'BEGIN { printf "%.0f", f * 100 }')
+			su_quiesce
+			c0=$(cracks)
+			fio_write "sus_p$pct" "$su_uri" "${sus_job[@]}" "$vol_mib" \
+				--rate="$(awk -v f="$f" -v c="$cap_mbps" 'BEGIN { printf "%.0f", f * c * 1e6 }')" \
+				--time_based --runtime="$sus_s"
+			record "sus_p${pct}_cracks" $(($(cracks) - c0))
+			if [ "$(cracks)" -eq "$c0" ]; then
+				record sus_paced_mbps "$(sed -n "s/^sus_p${pct}_mbps //p" "$RESULTS" | tail -n1)"
+				break
+			fi
+		done
+
+		# Overload with the crack policy, then back to INSYNC while writes go on at 30%.
+		su_quiesce
+		c0=$(cracks)
+		fio_write sus_over "$su_uri" "${sus_job[@]}" "$vol_mib" --time_based --runtime="$overload_s"
+		status=$(ctl su status)
+		t0=$(now)
+		record sus_over_cracks $(($(cracks) - c0))
+		if [ "$(cracks)" -eq "$c0" ]; then
+			# Full speed did not outrun the link: there is nothing to recover from.
+			record sus_no_overload 1
+		else
+			dirty=$(tr ' ' '\n' <<<"$status" | sed -n 's/^dirty_regions=//p')
+			lag=$(bytes_of "$(tr ' ' '\n' <<<"$status" | sed -n 's/^lag_bytes=//p')")
+			d_bytes=$((dirty * 65536 + lag)) # 64 KiB: the bitmap's region (BITMAP_DEFAULT_REGION)
+			record sus_d_mib "$(awk -v d="$d_bytes" 'BEGIN { printf "%.1f", d / 1048576 }')"
+			fio --name=sus_bg --ioengine=nbd --uri="$su_uri" --rw="${sus_job[0]}" --bs="${sus_job[1]}" \
+				--iodepth="${sus_job[2]}" --size="${vol_mib}m" --time_based --runtime="$((insync_wait_s + 60))" \
+				--rate="$(awk -v c="$cap_mbps" 'BEGIN { printf "%.0f", 0.3 * c * 1e6 }')" \
+				>"$T/fio-bg.log" 2>&1 &
+			bg_pid=$!
+			PIDS+=("$bg_pid")
+			reached=
+			deadline=$((SECONDS + insync_wait_s))
+			while [ -z "$reached" ] && [ $SECONDS -lt $deadline ]; do
+				if status_is su state INSYNC; then reached=$(now); else sleep 0.2; fi
+			done
+			kill -INT "$bg_pid" # fio ends its job and reports
+			wait "$bg_pid" || true
+			grep -q 'err= 0' "$T/fio-bg.log" || fail "the writes at 30% of the cap failed: $(tail -n3 "$T/fio-bg.log")"
+			PIDS=("$SERVER_PID" "$PROXY_PID" "$CLIENT_PID")
+			if [ -n "$reached" ]; then
+				record sus_insync_s "$(awk -v a="$t0" -v b="$reached" 'BEGIN { printf "%.2f", b - a }')"
+				record sus_ideal_s "$(awk -v d="$d_bytes" -v c="$cap_mbps" 'BEGIN { printf "%.2f", d / 1e6 / c }')"
+			else
+				record sus_insync_missed 1
+			fi
+		fi
+
+		# Block policy at full speed: writers wait for the link instead of cracking.
+		su_client block
+		c0=$(cracks)
+		fio_write sus_block "$su_uri" "${sus_job[@]}" "$vol_mib" --time_based --runtime="$sus_s" \
+			--ramp_time="$sus_ramp_s"
+		record sus_block_cracks $(($(cracks) - c0))
+	done
+	su_quiesce
+	for p in "${PIDS[@]}"; do stop "$p"; done
 	PIDS=()
-	rm -rf "$DISK/mirror-r" "$DISK"/rss.* "$T/client-rss.log" "$T/server.log"
-done
+	rm -rf "$SHM/mirror-s" "$DISK"/su.*
+fi
 
 # --- the table -----------------------------------------------------------------
 echo
 echo "frep benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(git -C "$src" rev-parse --short HEAD)"
-echo "write rows: ${vol_mib} MiB volume and ${journal_mib} MiB journal on disk ($DISK), mirror on tmpfs;"
-echo "  fio nbd engine, 4 KiB random rows write ${rand_mib} MiB, the 1 MiB row ${seq_mib} MiB (>= 3x the journal),"
-echo "  the final FLUSH counted; frep --on-buffer-full=${on_full}; ${rounds} interleaved rounds, median [min-max]"
-echo "REPLICATE: ${vol_mib} MiB dense on tmpfs, cipher ${cipher}; rsync over ssh with chacha20-poly1305"
-echo "peak RSS: ${rss_alloc_mib} MiB allocated in a ${vol_mib} MiB and a ${sparse_gib} GiB sparse volume, then ${journal_mib} MiB"
-echo "  of 4 KiB random writes; mirror on disk (it reserves the whole volume, too big for tmpfs)"
+if want write; then
+	echo "write rows: ${vol_mib} MiB volume and ${journal_mib} MiB journal on disk ($DISK), mirror on tmpfs;"
+	echo "  fio nbd engine, 4 KiB random rows write ${rand_mib} MiB, the 1 MiB row ${seq_mib} MiB (>= 3x the journal),"
+	echo "  the final FLUSH counted; frep --on-buffer-full=${on_full}; ${rounds} interleaved rounds, median [min-max]"
+fi
+! want replicate ||
+	echo "REPLICATE: ${vol_mib} MiB dense on tmpfs, cipher ${cipher}; rsync over ssh with chacha20-poly1305"
+if want rss; then
+	echo "peak RSS: ${rss_alloc_mib} MiB allocated in a ${vol_mib} MiB and a ${sparse_gib} GiB sparse volume, then ${journal_mib} MiB"
+	echo "  of 4 KiB random writes; mirror on disk (it reserves the whole volume, too big for tmpfs)"
+fi
+if want sustained; then
+	echo "sustained: ${vol_mib} MiB dense volume and the default journal on disk ($DISK), mirror on tmpfs, through"
+	echo "  fault-proxy 'rate ${cap_mbps}'; fio nbd engine, ${sus_job[*]}; paced tries ${sus_s} s each at"
+	echo "  ${paced} x the cap, highest without a crack; the block row ${sus_s} s after ${sus_ramp_s} s of ramp;"
+	echo "  ${overload_s} s of overload (crack policy), then the time to INSYNC while writing at 30% of the cap;"
+	echo "  D = dirty regions x 64 KiB + lag_bytes at the end of the overload; ${sus_rounds} round(s), median [min-max]"
+fi
 echo
-/usr/bin/python3 - "$RESULTS" "$vol_mib" "$sparse_gib" <<'PY'
+/usr/bin/python3 - "$RESULTS" "$vol_mib" "$sparse_gib" "$sections" "$cap_mbps" "$sus_s" "$overload_s" \
+	"$insync_wait_s" <<'PY'
 import statistics, sys
 small, big = f"{sys.argv[2]} MiB", f"{sys.argv[3]} GiB"
+sections = sys.argv[4].split()
+cap, sus_s, overload_s, insync_wait_s = (float(a) for a in sys.argv[5:9])
 vals = {}
 for line in open(sys.argv[1]):
     k, v = line.split()
@@ -327,21 +485,44 @@ def row(fig, a, b, base, target, d=0, rd=2):
     rows.append((fig, fmt(vals.get(a, []), d), f"{base} {fmt(vals.get(b, []), d)}",
                  fmt(pair(a, b), rd), target, notes(a)))
 
-row("4K randwrite QD1 async IOPS", "fa_qd1_iops", "nb_qd1_iops", "nbdkit fua", ">= 0.7")
-row("4K randwrite QD16 async IOPS", "fa_qd16_iops", "nb_qd16_iops", "nbdkit fua", ">= 0.7")
-rows.append(("  depth16 / depth1, async", "", f"nbdkit {fmt(pair('nb_qd16_iops', 'nb_qd1_iops'), 2)}",
-             fmt(pair("fa_qd16_iops", "fa_qd1_iops"), 2), ">= 4", ""))
-row("4K randwrite QD1 sync IOPS", "fs_qd1_iops", "fa_qd1_iops", "frep async", "-")
-row("4K randwrite QD16 sync IOPS", "fs_qd16_iops", "fa_qd16_iops", "frep async", ">= 0.5")
-rows.append(("  p50 latency QD1, sync (ms)", fmt(vals.get("fs_qd1_p50", []), 3),
-             f"frep async {fmt(vals.get('fa_qd1_p50', []), 3)}",
-             fmt(pair("fs_qd1_p50", "fa_qd1_p50", lambda x, y: x - y), 3, "+") + " ms", "<= +0.3 ms", ""))
-row("1M seqwrite QD8 async MB/s", "fa_seq_mbps", "nb_seq_mbps", "nbdkit fua", ">= 0.45")
-row("REPLICATE copy phase MB/s", "copy_mbps", "pipe_mbps", "mbedTLS pipe", ">= 0.9", 1)
-row("REPLICATE start->INSYNC MB/s", "insync_mbps", "rsync_mbps", "rsync/ssh", ">= 1.0", 1)
-for who in ("client", "server"):
-    row(f"peak RSS frep-{who} MiB, {big}", f"rss_{who}_big", f"rss_{who}_small", small, "flat", 1)
-row(f"start->INSYNC s, {big} sparse", "rss_insync_s_big", "rss_insync_s_small", small, "same", 2)
+if "write" in sections:
+    row("4K randwrite QD1 async IOPS", "fa_qd1_iops", "nb_qd1_iops", "nbdkit fua", ">= 0.7")
+    row("4K randwrite QD16 async IOPS", "fa_qd16_iops", "nb_qd16_iops", "nbdkit fua", ">= 0.7")
+    rows.append(("  depth16 / depth1, async", "", f"nbdkit {fmt(pair('nb_qd16_iops', 'nb_qd1_iops'), 2)}",
+                 fmt(pair("fa_qd16_iops", "fa_qd1_iops"), 2), ">= 4", ""))
+    row("4K randwrite QD1 sync IOPS", "fs_qd1_iops", "fa_qd1_iops", "frep async", "-")
+    row("4K randwrite QD16 sync IOPS", "fs_qd16_iops", "fa_qd16_iops", "frep async", ">= 0.5")
+    rows.append(("  p50 latency QD1, sync (ms)", fmt(vals.get("fs_qd1_p50", []), 3),
+                 f"frep async {fmt(vals.get('fa_qd1_p50', []), 3)}",
+                 fmt(pair("fs_qd1_p50", "fa_qd1_p50", lambda x, y: x - y), 3, "+") + " ms", "<= +0.3 ms", ""))
+    row("1M seqwrite QD8 async MB/s", "fa_seq_mbps", "nb_seq_mbps", "nbdkit fua", ">= 0.45")
+if "replicate" in sections:
+    row("REPLICATE copy phase MB/s", "copy_mbps", "pipe_mbps", "mbedTLS pipe", ">= 0.9", 1)
+    row("REPLICATE start->INSYNC MB/s", "insync_mbps", "rsync_mbps", "rsync/ssh", ">= 1.0", 1)
+if "rss" in sections:
+    for who in ("client", "server"):
+        row(f"peak RSS frep-{who} MiB, {big}", f"rss_{who}_big", f"rss_{who}_small", small, "flat", 1)
+    row(f"start->INSYNC s, {big} sparse", "rss_insync_s_big", "rss_insync_s_small", small, "same", 2)
+if "sustained" in sections:
+    def of_cap(metric):
+        return fmt([x / cap for x in vals.get(metric, [])], 2)
+    tries = sorted({k[len("sus_p"):-len("_cracks")] for k in vals
+                    if k.startswith("sus_p") and k.endswith("_cracks")}, key=int, reverse=True)
+    tried = "; ".join(f"{t}% pace: fio {fmt(vals.get(f'sus_p{t}_mbps', []), 1)} MB/s, "
+                      f"cracks {sum(vals[f'sus_p{t}_cracks']):.0f}" for t in tries)
+    paced = fmt(vals.get("sus_paced_mbps", []), 1)
+    rows.append((f"highest paced MB/s, no crack for {sus_s:g} s", paced if paced != "n/a" else "none",
+                 f"cap {cap:g}", of_cap("sus_paced_mbps"), ">= 0.85", tried))
+    rows.append((f"block policy, full speed {sus_s:g} s, MB/s", fmt(vals.get("sus_block_mbps", []), 1),
+                 f"cap {cap:g}", of_cap("sus_block_mbps"), ">= 0.85, 0 cracks",
+                 f"cracks {sum(vals.get('sus_block_cracks', [])):.0f}"))
+    missed, calm = sum(vals.get("sus_insync_missed", [])), sum(vals.get("sus_no_overload", []))
+    rows.append((f"s to INSYNC after {overload_s:g} s overload", fmt(vals.get("sus_insync_s", []), 1),
+                 f"D/cap {fmt(vals.get('sus_ideal_s', []), 1)} s", fmt(pair("sus_insync_s", "sus_ideal_s"), 2),
+                 "<= 1.8", f"D {fmt(vals.get('sus_d_mib', []), 0)} MiB, overload fio "
+                 f"{fmt(vals.get('sus_over_mbps', []), 1)} MB/s, cracks {sum(vals.get('sus_over_cracks', [])):.0f}"
+                 + (f"; not reached in {insync_wait_s:g} s x{missed:.0f}" if missed else "")
+                 + (f"; no crack x{calm:.0f}: full speed did not outrun the cap" if calm else "")))
 
 head = ("figure", "frep", "baseline", "ratio", "target", "notes")
 w = [max(len(r[i]) for r in rows + [head]) for i in range(6)]

@@ -126,7 +126,8 @@ start_proxy() {
 }
 
 # pctl COMMAND...: one proxy command (drop-after, drop-now, stall, unstall, delay,
-# refuse, stats); prints the answer, and an "error" answer fails the test.
+# rate MBPS (a cap per direction; 0 ends it), refuse, stats); prints the answer, and
+# an "error" answer fails the test. tests/tools/fault-proxy.c's header says more.
 pctl() {
 	"$BIN/tests/fault-proxy" --control "unix:$PROXY_CTL" --cmd "$*" || fail "proxy command '$*' failed"
 }

@@ -42,8 +42,21 @@
  *   stall / unstall   stops / resumes forwarding: sockets stay open, nothing is
  *                     read or written, new connections are accepted but idle.
  *   delay MS          holds every chunk read from now MS milliseconds (0 ends it).
+ *   rate MBPS         caps forwarding at MBPS MB/s (10^6 bytes; decimals allowed,
+ *                     0.001..100000; 0 ends it) in each direction separately, as
+ *                     a link of that speed would: one token bucket for "up" and
+ *                     one for "down", each shared by every connection. A bucket
+ *                     holds 10 ms of rate, at least 16 KiB (the burst), so over
+ *                     any window the bytes read in one direction stay within
+ *                     MBPS * seconds + burst. The cap applies where bytes are
+ *                     read, so "stats" counts what passed it; "delay" then holds
+ *                     each chunk MS more (serialisation, then propagation). While
+ *                     stalled, a bucket refills only up to the burst. Under a
+ *                     delay at most 1 MiB waits per direction, which also caps
+ *                     the rate at 1 MiB per delay.
  *   refuse on|off     accepts new connections and resets them at once.
  *   stats             accepted=N open=N up=BYTES down=BYTES drops=N refused=N
+ *                     rate=MBPS burst=BYTES (rate=0 burst=0 without a cap)
  *
  * A cut resets both sides (SO_LINGER 0), as a dead link or middlebox would,
  * so neither peer sees a clean end of stream. A reset or error on one side is
@@ -61,6 +74,11 @@ enum proxy_limits {
 	QUEUE_MAX = 1024 * 1024, /* bytes queued per direction before reading pauses */
 	LINE_MAX_LEN = 256,	 /* control command line */
 	DELAY_MAX_MS = 60000,
+	RATE_MAX_MBPS = 100000,	 /* beyond loopback TCP; 0.001 is the least, 1 KB/s */
+	RATE_MIN_BURST = 16 * 1024,
+	RATE_BURST_MS = 10,	 /* the cap holds over windows this short */
+	/* Reads under a cap wait for this many tokens, not for every byte: fewer wakeups. */
+	RATE_MIN_READ = 4096,
 	CMD_TIMEOUT_MS = 5000,
 };
 
@@ -93,6 +111,12 @@ struct pair {
 	uint64_t bytes[2];
 };
 
+/* A token bucket: bytes that may be read now, refilled at the rate up to the burst. */
+struct bucket {
+	double tokens;
+	uint64_t refilled_ns;
+};
+
 struct control {
 	int fd; /* -1 when the slot is free */
 	size_t len;
@@ -110,6 +134,8 @@ struct proxy {
 
 	bool stalled, refusing;
 	uint64_t delay_ms;
+	double rate_bps, burst; /* bytes per second and per direction; 0: no cap */
+	struct bucket bucket[2];
 	bool drop_armed;
 	enum dir drop_dir;
 	uint64_t drop_left;
@@ -298,17 +324,55 @@ static void accept_one(struct proxy *p)
 	log_info(NULL, "connection %u accepted", pr->id);
 }
 
-/* Reads one chunk for flow d of pr, applying the drop budget. -1 if the pair is gone. */
+static void rate_set(struct proxy *p, double mbps)
+{
+	p->rate_bps = mbps * 1e6;
+	p->burst = p->rate_bps * RATE_BURST_MS / 1000;
+	if (p->rate_bps && p->burst < RATE_MIN_BURST)
+		p->burst = RATE_MIN_BURST;
+	for (int d = UP; d <= DOWN; d++)
+		p->bucket[d] = (struct bucket){ .tokens = p->burst, .refilled_ns = now_ns() };
+}
+
+/* Bytes direction d may read now: a whole chunk without a cap, 0 while its bucket refills. */
+static size_t rate_allowance(struct proxy *p, enum dir d)
+{
+	if (!p->rate_bps)
+		return CHUNK;
+	struct bucket *b = &p->bucket[d];
+	uint64_t now = now_ns();
+	b->tokens += (double)(now - b->refilled_ns) * p->rate_bps / 1e9;
+	if (b->tokens > p->burst)
+		b->tokens = p->burst;
+	b->refilled_ns = now;
+	if (b->tokens < RATE_MIN_READ)
+		return 0;
+	return b->tokens < CHUNK ? (size_t)b->tokens : CHUNK;
+}
+
+/* Milliseconds until direction d may read again, rounded up (poll must not wake early and spin). */
+static uint64_t rate_wait_ms(const struct proxy *p, enum dir d)
+{
+	return (uint64_t)((RATE_MIN_READ - p->bucket[d].tokens) * 1000 / p->rate_bps) + 1;
+}
+
+/*
+ * Reads one chunk for flow d of pr, within the rate cap, applying the drop
+ * budget. -1 if the pair is gone.
+ */
 static int read_flow(struct proxy *p, struct pair *pr, enum dir d)
 {
 	struct flow *f = &pr->flow[d];
+	size_t allowed = rate_allowance(p, d);
+	if (!allowed)
+		return 0;
 	struct chunk *c = malloc(sizeof(*c) + CHUNK);
 	if (!c) {
 		log_error(NULL, "connection %u: out of memory", pr->id);
 		close_pair(pr, true, "reset (no memory)");
 		return -1;
 	}
-	ssize_t n = read(pr->fd[d == UP ? 0 : 1], c->data, CHUNK);
+	ssize_t n = read(pr->fd[d == UP ? 0 : 1], c->data, allowed);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
 		free(c);
 		return 0;
@@ -326,6 +390,8 @@ static int read_flow(struct proxy *p, struct pair *pr, enum dir d)
 		return 0;
 	}
 	size_t len = (size_t)n;
+	if (p->rate_bps)
+		p->bucket[d].tokens -= (double)n;
 	if (p->drop_armed && (p->drop_dir == ANY || p->drop_dir == d) && len >= p->drop_left) {
 		len = (size_t)p->drop_left;
 		p->drop_armed = false;
@@ -468,6 +534,20 @@ static void run_command(struct proxy *p, char *line, char *out, size_t out_len)
 		}
 		p->delay_ms = ms;
 		snprintf(out, out_len, "ok delay %" PRIu64, ms);
+	} else if (strcmp(cmd, "rate") == 0 && argc == 2) {
+		char *end;
+		errno = 0;
+		double mbps = strtod(argv[1], &end);
+		/* Written so that NaN fails too. */
+		if (errno || end == argv[1] || *end ||
+		    !(mbps == 0 || (mbps >= 0.001 && mbps <= RATE_MAX_MBPS))) {
+			snprintf(out, out_len,
+				 "error rate wants MB/s, 0.001..%d with decimals (e.g. 12.5), or 0 to end"
+				 " the cap; got '%s'", RATE_MAX_MBPS, argv[1]);
+			return;
+		}
+		rate_set(p, mbps);
+		snprintf(out, out_len, "ok rate %g MB/s per direction, burst %.0f bytes", mbps, p->burst);
 	} else if (strcmp(cmd, "refuse") == 0 && argc == 2 &&
 		   (strcmp(argv[1], "on") == 0 || strcmp(argv[1], "off") == 0)) {
 		p->refusing = strcmp(argv[1], "on") == 0;
@@ -477,8 +557,10 @@ static void run_command(struct proxy *p, char *line, char *out, size_t out_len)
 		for (int i = 0; i < MAX_PAIRS; i++)
 			open += p->pairs[i].used;
 		snprintf(out, out_len,
-			 "ok accepted=%u open=%u up=%" PRIu64 " down=%" PRIu64 " drops=%u refused=%u",
-			 p->accepted, open, p->total[UP], p->total[DOWN], p->drops, p->refused);
+			 "ok accepted=%u open=%u up=%" PRIu64 " down=%" PRIu64 " drops=%u refused=%u"
+			 " rate=%g burst=%.0f",
+			 p->accepted, open, p->total[UP], p->total[DOWN], p->drops, p->refused,
+			 p->rate_bps / 1e6, p->burst);
 	} else {
 		snprintf(out, out_len, "error unknown command or wrong arguments: %s", cmd);
 	}
@@ -540,12 +622,18 @@ static void control_read(struct proxy *p, struct control *c)
 	}
 }
 
-/* Milliseconds until the earliest delayed chunk is due; -1 if none waits. */
-static int poll_timeout(const struct proxy *p)
+/*
+ * Milliseconds until the earliest delayed chunk is due or a throttled
+ * direction may read again; -1 if nothing waits.
+ */
+static int poll_timeout(const struct proxy *p, const bool throttled[2])
 {
 	uint64_t now = now_ms(), best = UINT64_MAX;
 	if (p->stalled)
 		return -1;
+	for (int d = UP; d <= DOWN; d++)
+		if (throttled[d] && now + rate_wait_ms(p, (enum dir)d) < best)
+			best = now + rate_wait_ms(p, (enum dir)d);
 	for (int i = 0; i < MAX_PAIRS; i++)
 		for (int d = UP; d <= DOWN; d++) {
 			const struct chunk *c = p->pairs[i].used ? p->pairs[i].flow[d].head : NULL;
@@ -572,6 +660,7 @@ static int run(struct proxy *p)
 			pfd[SLOT_CONTROLS + i] = (struct pollfd){ .fd = p->controls[i].fd,
 								  .events = POLLIN };
 		uint64_t now = now_ms();
+		bool throttled[2] = { false, false };
 		for (int i = 0; i < MAX_PAIRS; i++) {
 			struct pair *pr = &p->pairs[i];
 			for (int side = 0; side < 2; side++) {
@@ -580,10 +669,15 @@ static int run(struct proxy *p)
 				if (!pr->used || p->stalled)
 					continue;
 				/* side 0 is read by UP and written by DOWN; side 1 the reverse. */
-				struct flow *in = &pr->flow[side == 0 ? UP : DOWN];
-				struct flow *out = &pr->flow[side == 0 ? DOWN : UP];
-				if (flow_may_read(in))
-					q->events |= POLLIN;
+				enum dir in_dir = side == 0 ? UP : DOWN;
+				struct flow *in = &pr->flow[in_dir];
+				struct flow *out = &pr->flow[!in_dir];
+				if (flow_may_read(in)) {
+					if (rate_allowance(p, in_dir))
+						q->events |= POLLIN;
+					else
+						throttled[in_dir] = true;
+				}
 				if (out->head && out->head->due_ms <= now)
 					q->events |= POLLOUT;
 				/* A hung-up socket polls ready even with no events: skip it until wanted. */
@@ -592,7 +686,7 @@ static int run(struct proxy *p)
 			}
 			polled_id[i] = pr->used ? pr->id : 0;
 		}
-		if (poll(pfd, SLOT_COUNT, poll_timeout(p)) < 0) {
+		if (poll(pfd, SLOT_COUNT, poll_timeout(p, throttled)) < 0) {
 			if (errno == EINTR)
 				continue;
 			log_error(NULL, "poll: %s", strerror(errno));
