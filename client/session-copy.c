@@ -46,7 +46,8 @@ static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 		s->copy_bytes += n;
 		s->copy_bytes_total += n;
 		s->pass_bytes += n;
-		if (session_drain(s) < 0 || session_housekeeping(s) < 0 || session_stopping(s))
+		if (session_drain(s) < 0 || session_housekeeping(s) < 0 || session_stopping(s) ||
+		    session_cracked(s))
 			return -1;
 		/* --max-rate: a shared DR link; wait until this pass is back on its budget. */
 		while (s->o.max_rate && !session_stopping(s)) {
@@ -55,7 +56,8 @@ static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 			if (spent >= due_ms)
 				break;
 			uint64_t nap = due_ms - spent < 100 ? due_ms - spent : 100;
-			if (session_wait_event(s, (int)nap) < 0 || session_housekeeping(s) < 0)
+			if (session_wait_event(s, (int)nap) < 0 || session_housekeeping(s) < 0 ||
+			    session_cracked(s))
 				return -1;
 		}
 	}

@@ -14,6 +14,7 @@ enum session_limits {
 	FREE_INTERVAL_MS = 1000,   /* acknowledged records are freed at least this often */
 	FREE_STEP = 8,		   /* and as soon as they fill 1/FREE_STEP of the buffer */
 	RATE_SAMPLE_MS = 1000,	   /* dirtying and draining rates: one sample a second */
+	OUTRUN_SAMPLES = 3,	   /* samples of a growing buffer before "writes outrun the link" */
 	HEARTBEAT_MAX_MS = 2000,   /* heartbeat interval: this, or a third of the timeout */
 	PROGRESS_MS = 10000,
 	MAX_DIRTY_RUNS = 1 << 20,  /* dirty runs remembered per pass for clearing */
@@ -80,6 +81,7 @@ struct session {
 	uint64_t rate_ms, rate_head, rate_drained;
 	uint64_t copy_bytes_total; /* data copied by every pass of this process (draining) */
 	bool outrun;
+	unsigned outrun_samples; /* samples in a row with the buffer growing */
 	uint64_t outrun_logged_ms;
 
 	uint64_t backoff_ms;

@@ -140,11 +140,13 @@ bool session_cracked(struct session *s)
 		/*
 		 * Passes carry no ID on the wire, so acknowledgements of the abandoned
 		 * pass could be taken for the next one's: the next pass starts on a
-		 * fresh connection (RESET, then INIT and READY decide it).
+		 * fresh connection (RESET, then INIT and READY decide it), at once.
+		 * A reset, not a close: on a slow link the abandoned pass's data
+		 * still in flight would hold the mirror's session (and the volume,
+		 * BUSY) until it drained.
 		 */
-		Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
-		g.reason = "mirror buffer overflowed during the copy: starting another pass";
-		frame_send(s->c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+		tls_abort(s->c);
+		s->c = NULL;
 		session_fail(s, ME_MINOR, 0, "mirror buffer overflowed during the copy: another pass follows");
 		s->retry_now = true;
 	}

@@ -172,14 +172,19 @@ static void sample_rates(struct session *s, uint64_t now)
 	s->rate_drained = drained;
 	if (first)
 		return;
-	/* Outrun: the buffer grows, and holds enough for it to matter. */
-	bool outrun = dirty > drain + drain / 16 && lag >= cap / FREE_STEP;
+	/*
+	 * Outrun: the buffer grows, and holds enough for it to matter, for
+	 * OUTRUN_SAMPLES seconds in a row (one second without acknowledgements,
+	 * as when a copy hands over to sequencing, is no trend).
+	 */
+	bool growing = dirty > drain + drain / 16 && lag >= cap / FREE_STEP;
 	bool keeps_up = dirty <= drain || lag < cap / (2 * FREE_STEP);
+	s->outrun_samples = growing ? s->outrun_samples + 1 : 0;
 
 	pthread_mutex_lock(&m->lock);
 	m->dirty_rate = dirty;
 	m->drain_rate = drain;
-	if (outrun)
+	if (s->outrun_samples >= OUTRUN_SAMPLES)
 		m->outrun = true;
 	else if (keeps_up)
 		m->outrun = false;

@@ -984,6 +984,15 @@ const char *tls_cipher(const struct tls_conn *c)
 	return mbedtls_ssl_get_ciphersuite(&c->ssl);
 }
 
+static void tls_free(struct tls_conn *c)
+{
+	close(c->fd);
+	mbedtls_ssl_free(&c->ssl); /* zeroizes session keys and record buffers */
+	free(c->hello);
+	mbedtls_platform_zeroize(c, sizeof(*c));
+	free(c);
+}
+
 void tls_close(struct tls_conn *c)
 {
 	if (!c)
@@ -991,9 +1000,14 @@ void tls_close(struct tls_conn *c)
 	/* Best effort, bounded: a peer that stopped reading must not hold us. */
 	c->deadline_ms = now_ms() + TLS_CLOSE_NOTIFY_MS;
 	mbedtls_ssl_close_notify(&c->ssl);
-	close(c->fd);
-	mbedtls_ssl_free(&c->ssl); /* zeroizes session keys and record buffers */
-	free(c->hello);
-	mbedtls_platform_zeroize(c, sizeof(*c));
-	free(c);
+	tls_free(c);
+}
+
+void tls_abort(struct tls_conn *c)
+{
+	if (!c)
+		return;
+	struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+	tls_free(c);
 }

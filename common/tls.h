@@ -69,5 +69,11 @@ const char *tls_cipher(const struct tls_conn *c);
 
 /* Sends close_notify (best effort), closes the socket, frees. NULL is a no-op. */
 void tls_close(struct tls_conn *c);
+/*
+ * Resets the connection (TCP RST) and frees: whatever is still queued for the
+ * peer is dropped, not delivered, so a peer behind a slow link learns at once
+ * that the session is over. NULL is a no-op.
+ */
+void tls_abort(struct tls_conn *c);
 
 #endif

@@ -21,7 +21,9 @@
 enum mirror_session_limits {
 	HELLO_TIMEOUT_MS = 15000,
 	POLL_MS = 250,			   /* how often a waiting session checks for shutdown */
-	COPY_ACK_BYTES = 64 << 20,	   /* copied bytes between durable COPY_ACKs */
+	COPY_ACK_BYTES = 64 << 20,	   /* copied bytes between durable COPY_ACKs, */
+	COPY_ACK_MS = 1000,		   /* or this long, on a slow link: each one is progress
+					    * a crack on the master can no longer take back */
 	TX_BATCH = 256,			   /* TXs journaled per fdatasync at most */
 	/* Data a batch keeps in memory until applied: the reader's pool recycles a whole batch. */
 	BATCH_MAX_BYTES = FRAME_POOL_BYTES,
@@ -73,6 +75,7 @@ struct msession {
 	uint64_t copy_tc;
 	uint64_t copy_unsynced;
 	uint64_t copy_through;
+	uint64_t copy_acked_ms;	/* when the last COPY_ACK went, or the pass started */
 	uint64_t last_checkpoint_ms;
 	bool done;	       /* session over: close */
 	bool linger;	       /* ...after an Error, once the master stops sending (see linger()) */
@@ -339,6 +342,7 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	s->copy_done = false;
 	s->copy_unsynced = 0;
 	s->copy_through = sc->start_offset;
+	s->copy_acked_ms = now_ms();
 	log_info(vol(s), "%s %s pass %s: %" PRIu64 " bytes, base TXID %" PRIu64,
 		 mirror_state_name(s->fsm.state), sc->full ? "full" : "dirty",
 		 sc->start_offset ? "resumed" : "started", sc->total_bytes, sc->base_txid);
@@ -370,6 +374,7 @@ static int copy_ack(struct msession *s, uint64_t through)
 		return -1;
 	}
 	s->copy_unsynced = 0;
+	s->copy_acked_ms = now_ms();
 	if (s->mv.copy_full && through > s->mv.copy_cursor) {
 		/* The resume point of a full pass: everything below is durable. */
 		s->mv.copy_cursor = through;
@@ -408,7 +413,7 @@ static void on_copy_data(struct msession *s, Frep__V1__CopyData *d, const struct
 	frep_crash_point("copy");
 	s->copy_through = d->offset + len;
 	s->copy_unsynced += len;
-	if (s->copy_unsynced >= COPY_ACK_BYTES)
+	if (s->copy_unsynced >= COPY_ACK_BYTES || now_ms() - s->copy_acked_ms >= COPY_ACK_MS)
 		copy_ack(s, s->copy_through);
 }
 

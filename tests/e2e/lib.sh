@@ -132,6 +132,11 @@ pctl() {
 	"$BIN/tests/fault-proxy" --control "unix:$PROXY_CTL" --cmd "$*" || fail "proxy command '$*' failed"
 }
 
+# proxy_stat KEY: one field of the proxy's stats line (up, down, drops, rate, ...).
+proxy_stat() {
+	pctl stats | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
 # ctl NAME COMMAND: one command on volume NAME's control socket ($T/NAME.ctl; start the
 # client with --control unix:$T/NAME.ctl); prints the one-line answer.
 ctl() {

@@ -5,11 +5,6 @@ certs master-1
 
 # Every byte count the proxy draws comes from this seed: a failing run names it.
 SEED=${FREP_SEED:-$((RANDOM * 32768 + RANDOM))}
-# stat_of KEY: one counter of the proxy's stats line.
-stat_of() {
-	pctl stats | grep -Eo "$1=[0-9]+" | cut -d= -f2
-}
-
 # count FILE REGEX: matching lines so far (0 if none).
 count() {
 	grep -Ec -e "$2" "$1" || true
@@ -55,10 +50,10 @@ writes_so_far() {
 
 # flowing BYTES: predicate for wait_for, true once BYTES more went up through the proxy than at mark_up.
 mark_up() {
-	UP_MARK=$(stat_of up)
+	UP_MARK=$(proxy_stat up)
 }
 flowing() {
-	[ "$(stat_of up)" -ge $((UP_MARK + $1)) ]
+	[ "$(proxy_stat up)" -ge $((UP_MARK + $1)) ]
 }
 
 # writer_stop NAME: ends the writer; fails if it failed or wrote nothing.
@@ -84,7 +79,7 @@ wait_log "$LA" 'state INIT -> RESET' 15
 wait_log "$LA" 'state RESET -> INIT' 10
 wait_log "$LA" 'state REPLICATE -> INSYNC' 20
 wait_converged "$T/a0" "$(mirror_extents vA 1)" 20
-[ "$(stat_of drops)" = 1 ] || fail "expected exactly one cut in the handshake scenario"
+[ "$(proxy_stat drops)" = 1 ] || fail "expected exactly one cut in the handshake scenario"
 grep -Eq 'state (INIT|RESET) -> (LINKDOWN|ERROR)' "$LA" && fail "a handshake drop was not treated as minor"
 stop "$CLIENT_PID"
 
@@ -102,7 +97,7 @@ wait_log "$LB" 'state LINKDOWN -> INIT' 10
 # Whether the copy restarts or resumes, it ends INSYNC.
 wait_log "$LB" 'state [A-Z]+ -> INSYNC' 30
 wait_converged "$EXT" "$M" 20
-[ "$(stat_of drops)" = 2 ] || fail "expected the REPLICATE cut to be the second"
+[ "$(proxy_stat drops)" = 2 ] || fail "expected the REPLICATE cut to be the second"
 
 # 3. INSYNC under writes: one cut at once, one at a seeded byte count (mid-frame).
 mark_up
@@ -128,10 +123,10 @@ writer vB 30
 wait_for 20 "writes flowing to the mirror" flowing $((1 << 20))
 linkdowns=$(count "$LB" '-> LINKDOWN')
 pctl stall >/dev/null
-before=$(stat_of up)
+before=$(proxy_stat up)
 local_before=$(writes_so_far vB)
 sleep 2 # the length of the fault itself, not a wait for a condition
-[ "$(stat_of up)" = "$before" ] || fail "bytes went up during the stall"
+[ "$(proxy_stat up)" = "$before" ] || fail "bytes went up during the stall"
 [ "$(writes_so_far vB)" -gt "$local_before" ] || fail "local writes stopped during the stall"
 pctl unstall >/dev/null
 writer_stop vB

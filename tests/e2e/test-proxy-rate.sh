@@ -8,14 +8,9 @@ certs master-1
 RATE_MBPS=2
 VOL_MIB=32 # 16 s of copy at the cap: far more than the test lets pass before "rate 0"
 
-# stat_of KEY: one field of the proxy's stats line.
-stat_of() {
-	pctl stats | tr ' ' '\n' | sed -n "s/^$1=//p"
-}
-
 # up_at_least BYTES: predicate for wait_for.
 up_at_least() {
-	[ "$(stat_of up)" -ge "$1" ]
+	[ "$(proxy_stat up)" -ge "$1" ]
 }
 
 # within_cap WHAT UP_BEFORE T_BEFORE_NS UP_AFTER T_AFTER_NS: the bytes forwarded up
@@ -44,17 +39,17 @@ done
 pctl rate 12.5 | grep -q '^ok rate 12.5 MB/s per direction, burst 125000 bytes$' ||
 	fail "rate 12.5 not taken as 12.5 MB/s with 10 ms of burst"
 pctl rate "$RATE_MBPS" >/dev/null
-[ "$(stat_of rate)" = "$RATE_MBPS" ] || fail "stats does not show rate=$RATE_MBPS"
-BURST=$(stat_of burst)
+[ "$(proxy_stat rate)" = "$RATE_MBPS" ] || fail "stats does not show rate=$RATE_MBPS"
+BURST=$(proxy_stat burst)
 
 SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size 4M \
 	--control "unix:$T/vol.ctl"
 wait_for 20 "the copy to flow through the proxy" up_at_least $((1 << 20))
 
 t1=$(date +%s%N)
-up1=$(stat_of up)
+up1=$(proxy_stat up)
 sleep 2
-up2=$(stat_of up)
+up2=$(proxy_stat up)
 t2=$(date +%s%N)
 within_cap "copy at the cap" "$up1" "$t1" "$up2" "$t2"
 # Without the cap the whole volume would have gone up long before.
@@ -65,15 +60,15 @@ status_not vol state INSYNC || fail "INSYNC at $up2 bytes up: the cap did not ho
 pctl stall >/dev/null
 sleep 1
 t3=$(date +%s%N)
-up3=$(stat_of up)
+up3=$(proxy_stat up)
 pctl unstall >/dev/null
 sleep 1
-up4=$(stat_of up)
+up4=$(proxy_stat up)
 t4=$(date +%s%N)
 within_cap "after a 1 s stall" "$up3" "$t3" "$up4" "$t4"
 
 pctl rate 0 >/dev/null
-[ "$(stat_of rate)" = 0 ] || fail "stats does not show rate=0 after 'rate 0'"
+[ "$(proxy_stat rate)" = 0 ] || fail "stats does not show rate=0 after 'rate 0'"
 wait_status vol state INSYNC 30
 cmp "$T/e0" "$(mirror_extents vol 1)" || fail "the mirror differs from the master"
 alive "$SERVER_PID" frep-server
