@@ -187,6 +187,18 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 			 format_size(size, a, sizeof(a)), format_size(def, b, sizeof(b)));
 
 	m->j = journal_open(o->journal_path, size, o->name, err, err_len);
+	if (!m->j && errno == EBADMSG) {
+		/*
+		 * A committed record is damaged: it may be on the mirror, and redo
+		 * cannot restore it, so only a new journal and a full copy are safe.
+		 * The mirror holds TXIDs a new journal would reuse (AHEAD): it must
+		 * forget the volume too.
+		 */
+		size_t n = strlen(err);
+		snprintf(err + n, err_len - n, "; to recover, move %s aside (keep its .meta), "
+			 "remove the volume's directory DIR/%s on the mirror and restart frep-client: "
+			 "it starts a new journal and copies the whole volume", o->journal_path, o->name);
+	}
 	if (!m->j)
 		return -1;
 	if (master_load_meta(m, journal_last_txid(m->j) == 0, err, err_len) < 0)
@@ -252,7 +264,9 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 void master_close(struct master *m)
 {
 	if (m->j) {
-		journal_sync(m->j);
+		/* After a failed write the chain has a hole: never mark it committed. */
+		if (!m->journal_failed)
+			journal_sync(m->j);
 		journal_close(m->j);
 	}
 	if (m->vol.ext) {

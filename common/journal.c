@@ -25,12 +25,17 @@
  * Header slot (first 64 bytes of its 2048; written alternately, pwrite +
  * fdatasync, so one slot always holds a complete older header):
  *
- *   0       4         8     16          24         32          40      44          48     60    64
- *   +-------+---------+-----+-----------+----------+-----------+-------+-----------+------+-----+
- *   | magic | version | seq | ring_size | tail_off | tail_txid | epoch | tail_prev | zero | crc |
- *   | FRJH  |         |     |           |          |           |       | _crc      |      |     |
- *   +-------+---------+-----+-----------+----------+-----------+-------+-----------+------+-----+
+ *   0       4         8     16          24         32          40      44          48        56     60    64
+ *   +-------+---------+-----+-----------+----------+-----------+-------+-----------+---------+------+-----+
+ *   | magic | version | seq | ring_size | tail_off | tail_txid | epoch | tail_prev | durable | zero | crc |
+ *   | FRJH  |         |     |           |          |           |       | _crc      | _txid   |      |     |
+ *   +-------+---------+-----+-----------+----------+-----------+-------+-----------+---------+------+-----+
  *   crc = CRC32C of bytes 0..59. The valid slot with the highest seq wins.
+ *
+ *   durable_txid  the durable-through mark: every TXID up to it was committed
+ *                 (fdatasync'd) and may have left the host. Written with
+ *                 every header, so at each free and at a clean close. 0 (as
+ *                 in journals written before the mark existed) claims nothing.
  *
  * Record (64-byte header, then data_len bytes of data, padded to 64):
  *
@@ -66,18 +71,21 @@
  *
  * Positions in memory are "lpos", byte counts that only grow (ring offset =
  * lpos % ring_size), so "does this write reach bytes still needed" is a plain
- * subtraction. The header's tail is persisted lazily by journal_free_through,
- * and always before an append would overwrite bytes between the persisted
- * tail and the in-memory tail: recovery starts at the persisted tail and
- * must find intact records there (freed ones come back; the caller frees
- * them again).
+ * subtraction. The header's tail is persisted by every journal_free_through
+ * (with the durable-through mark), and, should that header write have
+ * failed, before an append would overwrite bytes between the persisted tail
+ * and the in-memory tail: recovery starts at the persisted tail and must find
+ * intact records there (freed ones come back; the caller frees them again).
  *
  * Torn tail versus corruption: after power loss, unsynced writes can land in
  * any order, so a bad record E followed by an intact E + 1 is normal when
- * both were in flight. It is corruption only when a later record of the chain
- * says E was already durable (txid - commit_lag >= E); journal_open then
- * fails naming the TXID and offset. Otherwise E and everything after it are
- * dropped and logged. When E's header itself is bad its length is unknown,
+ * both were in flight. It is corruption when a later record of the chain
+ * says E was already durable (txid - commit_lag >= E), or when the header's
+ * durable-through mark covers E (E <= durable_txid): a committed record may
+ * be on the mirror, so dropping it would hand its TXID to other data (the
+ * mirror ignores a TXID it holds, SEQ-8). journal_open then fails naming the
+ * TXID and offset. Otherwise E and everything after it are dropped and
+ * logged: they were never committed, so their TXIDs never left the host. When E's header itself is bad its length is unknown,
  * so recovery scans the aligned offsets of one maximal record after it (and
  * after offset 0) for a valid E + 1.
  *
@@ -113,7 +121,8 @@ struct disk_slot {
 	uint64_t tail_txid;
 	uint32_t epoch;
 	uint32_t tail_prev_crc;
-	uint8_t zero[12];
+	uint64_t durable_txid;
+	uint8_t zero[4];
 	uint32_t crc;
 };
 _Static_assert(sizeof(struct disk_slot) == 64, "header slot layout");
@@ -164,6 +173,7 @@ struct journal {
 	uint32_t tail_prev_crc;		    /* hdr_crc of TXID first - 1 */
 	uint32_t head_prev_crc;		    /* hdr_crc of TXID last */
 	uint64_t synced;		    /* last TXID covered by fdatasync */
+	uint64_t pdurable;		    /* durable-through mark as persisted */
 
 	struct jent *ents; /* circular, ecap entries (power of two), first at ehead */
 	size_t ecap, ehead;
@@ -250,7 +260,7 @@ static bool all_zero(const void *buf, size_t len)
 /* --------------------------------------------------------- header slots */
 
 static void slot_encode(struct disk_slot *s, uint64_t seq, uint64_t ring, uint64_t tail_off,
-			uint64_t tail_txid, uint32_t epoch, uint32_t prev_crc)
+			uint64_t tail_txid, uint32_t epoch, uint32_t prev_crc, uint64_t durable_txid)
 {
 	memset(s, 0, sizeof(*s));
 	s->magic = htole32(JOURNAL_HDR_MAGIC);
@@ -261,6 +271,7 @@ static void slot_encode(struct disk_slot *s, uint64_t seq, uint64_t ring, uint64
 	s->tail_txid = htole64(tail_txid);
 	s->epoch = htole32(epoch);
 	s->tail_prev_crc = htole32(prev_crc);
+	s->durable_txid = htole64(durable_txid);
 	s->crc = htole32(frep_crc32c(s, offsetof(struct disk_slot, crc)));
 }
 
@@ -283,6 +294,7 @@ static const char *slot_decode(const void *buf, uint64_t file_size, struct disk_
 	s->tail_txid = le64toh(s->tail_txid);
 	s->epoch = le32toh(s->epoch);
 	s->tail_prev_crc = le32toh(s->tail_prev_crc);
+	s->durable_txid = le64toh(s->durable_txid);
 	if (s->version != JOURNAL_VERSION)
 		return "unknown format version";
 	if (s->ring_size < JOURNAL_MIN_FILE - JOURNAL_HDR_AREA || s->ring_size % 4096 ||
@@ -292,17 +304,20 @@ static const char *slot_decode(const void *buf, uint64_t file_size, struct disk_
 		return "tail offset outside the ring";
 	if (s->tail_txid < 1 || s->tail_txid >= JOURNAL_MAX_TXID)
 		return "tail TXID out of range";
+	if (s->durable_txid >= JOURNAL_MAX_TXID)
+		return "durable-through TXID out of range";
 	return NULL;
 }
 
 /* Replaces the header atomically: the other slot, higher seq, then fdatasync. */
 static int write_header(struct journal *j, uint64_t tail_off, uint64_t tail_txid,
-			uint32_t epoch, uint32_t prev_crc)
+			uint32_t epoch, uint32_t prev_crc, uint64_t durable_txid)
 {
 	struct disk_slot s;
 	unsigned slot = j->hdr_slot ^ 1;
 
-	slot_encode(&s, j->hdr_seq + 1, j->ring, tail_off, tail_txid, epoch, prev_crc);
+	slot_encode(&s, j->hdr_seq + 1, j->ring, tail_off, tail_txid, epoch, prev_crc,
+		    durable_txid);
 	struct iovec iov = { &s, sizeof(s) };
 	if (pwritev_full(j->fd, &iov, 1, (uint64_t)slot * JOURNAL_SLOT_SIZE) < 0 ||
 	    fdatasync(j->fd) < 0) {
@@ -314,13 +329,15 @@ static int write_header(struct journal *j, uint64_t tail_off, uint64_t tail_txid
 	}
 	j->hdr_seq++;
 	j->hdr_slot = slot;
+	j->pdurable = durable_txid;
 	return 0;
 }
 
-/* Persists the in-memory tail. */
+/* Persists the in-memory tail and the durable-through mark (what fdatasync covered). */
 static int persist_tail(struct journal *j)
 {
-	if (write_header(j, j->tail_lpos % j->ring, j->first, j->epoch, j->tail_prev_crc) < 0)
+	if (write_header(j, j->tail_lpos % j->ring, j->first, j->epoch, j->tail_prev_crc,
+			 j->synced) < 0)
 		return -1;
 	j->ptail_lpos = j->tail_lpos;
 	j->ptail_txid = j->first;
@@ -634,6 +651,15 @@ static int recover(struct journal *j, char *err, size_t err_len)
 		errno = EBADMSG;
 		goto out;
 	}
+	if (bad <= j->pdurable) {
+		snprintf(err, err_len,
+			 "journal %s: corrupt record TXID %" PRIu64 " at ring offset %" PRIu64
+			 " (%s), but the journal was committed through TXID %" PRIu64
+			 " (it may have been replicated; dropping it would reuse its TXID)",
+			 j->path, bad, p, what, j->pdurable);
+		errno = EBADMSG;
+		goto out;
+	}
 	uint32_t magic = 0;
 	if (first_pr == PR_BADHDR && pread_full(j->fd, &magic, sizeof(magic), JOURNAL_HDR_AREA + p) < 0)
 		goto io_fail;
@@ -692,7 +718,7 @@ static int create_file(const char *path, uint64_t size, char *err, size_t err_le
 		errno = e;
 		goto fail;
 	}
-	slot_encode(&s, 1, size - JOURNAL_HDR_AREA, 0, 1, 1, 0);
+	slot_encode(&s, 1, size - JOURNAL_HDR_AREA, 0, 1, 1, 0, 0);
 	struct iovec iov = { &s, sizeof(s) };
 	if (pwritev_full(fd, &iov, 1, 0) < 0 || fdatasync(fd) < 0) {
 		snprintf(err, err_len, "journal %s: writing header: %s", tmp, strerror(errno));
@@ -792,6 +818,7 @@ struct journal *journal_open(const char *path, uint64_t size, const char *volume
 	j->tail_lpos = j->ptail_lpos = s->tail_off;
 	j->ptail_txid = s->tail_txid;
 	j->tail_prev_crc = s->tail_prev_crc;
+	j->pdurable = s->durable_txid;
 
 	if (recover(j, err, err_len) < 0)
 		goto fail;
@@ -822,8 +849,11 @@ void journal_close(struct journal *j)
 {
 	if (!j)
 		return;
-	/* A clean close leaves nothing freed to resurrect. */
-	if (j->ptail_lpos != j->tail_lpos || j->ptail_txid != j->first)
+	/*
+	 * A clean close leaves nothing freed to resurrect, and marks every
+	 * synced TXID committed: a damaged newest record then fails recovery.
+	 */
+	if (j->ptail_lpos != j->tail_lpos || j->ptail_txid != j->first || j->pdurable != j->synced)
 		persist_tail(j);
 	close(j->fd);
 	free(j->ents);
@@ -913,8 +943,7 @@ int journal_reserve(struct journal *j, const struct journal_rec *r, struct journ
 	/*
 	 * Never overwrite what recovery from the persisted tail would read. This
 	 * header write (fdatasync included) is the one I/O a reservation may do;
-	 * it happens only when the ring is nearly full, since journal_free_through
-	 * persists the tail every quarter ring.
+	 * it happens only when journal_free_through could not persist the tail.
 	 */
 	v->prev_head_lpos = j->head_lpos;
 	if (!held(j))
@@ -1096,10 +1125,15 @@ int journal_free_through(struct journal *j, uint64_t upto)
 		j->first++;
 		j->tail_lpos = held(j) ? j->ents[j->ehead].lpos : j->head_lpos;
 	}
-	/* Lazily: keeps the stretch recovery re-reads short without a write per free. */
-	if (j->tail_lpos - j->ptail_lpos >= j->ring / 4)
-		return persist_tail(j);
-	return 0;
+	/*
+	 * Every free writes the header (one fdatasync; callers free about once a
+	 * second): freed records are on the mirror, so the mark must cover them,
+	 * and every synced TXID, before a crash can leave one as the newest
+	 * record recovery finds.
+	 */
+	if (j->ptail_txid == j->first && j->pdurable == j->synced)
+		return 0;
+	return persist_tail(j);
 }
 
 int journal_reset(struct journal *j, uint64_t last_txid)
@@ -1112,7 +1146,7 @@ int journal_reset(struct journal *j, uint64_t last_txid)
 	}
 	/* A new epoch makes every record on disk stale, whatever its TXID. */
 	uint32_t epoch = j->epoch + 1;
-	if (write_header(j, j->head_lpos % j->ring, last_txid + 1, epoch, 0) < 0)
+	if (write_header(j, j->head_lpos % j->ring, last_txid + 1, epoch, 0, last_txid) < 0)
 		return -1;
 	j->epoch = epoch;
 	j->first = last_txid + 1;

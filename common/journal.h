@@ -32,13 +32,18 @@ int journal_rec_format(const struct journal_rec *r, char *buf, size_t len);
  * posix_fallocate) if it does not exist. size is ignored for an existing file.
  * Recovery runs here: records from the persisted tail are scanned and checked
  * (header and data CRC32C, TXIDs contiguous); a torn tail is dropped and logged.
- * A bad record followed by a valid one (corruption, not a torn tail) fails.
- * Returns NULL with err filled. Caller frees with journal_close.
+ * A bad record that was committed fails with errno EBADMSG and err naming the
+ * path and TXID: one followed by a valid record saying so, or one covered by
+ * the durable-through mark (the last TXID synced at the last free or clean
+ * close). Only records never committed are dropped, so no TXID that may have
+ * left the host is ever reused. Returns NULL with err filled (errno set).
+ * Caller frees with journal_close.
  * Not thread-safe: the caller serialises every call on one journal, except
  * journal_write, journal_flush and journal_read_at, which may run unlocked.
  */
 struct journal *journal_open(const char *path, uint64_t size, const char *volume, char *err,
 			     size_t err_len);
+/* Persists the tail and marks every TXID journal_sync covered as committed. */
 void journal_close(struct journal *j);
 
 /* TXIDs held: [first, last]; first == last + 1 when empty. last is 0 if none ever. */
@@ -130,9 +135,10 @@ int journal_read_at(struct journal *j, const struct journal_loc *l, struct journ
 		    void *buf, size_t buf_len);
 
 /*
- * Frees every record with txid <= upto (records are freed in order). The tail
- * on disk is persisted lazily, always before the freed space is reused.
- * 0 or -1.
+ * Frees every record with txid <= upto (records are freed in order). Writes
+ * the header durably (one fdatasync): the tail, and the durable-through mark
+ * at the last TXID journal_sync or journal_mark_synced covered. 0 or -1 (the
+ * free holds in memory; the tail is persisted again before its space is reused).
  */
 int journal_free_through(struct journal *j, uint64_t upto);
 

@@ -244,9 +244,13 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 	/* A journal exists whenever metadata does: store_create makes both. */
 	if (open_extents(mv, err, err_len) < 0 || open_journal(mv, 0, err, err_len) < 0 ||
 	    replay_journal(mv, err, err_len) < 0) {
-		/* A torn tail is dropped silently; corruption elsewhere stops here, unapplied. */
-		if (errno == EBADMSG)
+		/* A torn tail is dropped silently; a damaged committed record stops here, unapplied. */
+		if (errno == EBADMSG) {
+			size_t n = strlen(err);
+			snprintf(err + n, err_len - n, "; to recover, remove %s on the mirror: the master "
+				 "then copies the whole volume again", mv->dir);
 			*wire_err = FREP_E_CHECKSUM;
+		}
 		return -1;
 	}
 	if (mv->phase == FREP__V1__PHASE__PHASE_INSYNC && mv->consistent)

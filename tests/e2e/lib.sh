@@ -224,3 +224,25 @@ fill() {
 	openssl enc -aes-128-ctr -pass "pass:$4" -nosalt -pbkdf2 </dev/zero 2>/dev/null |
 		head -c $(($3 << 20)) | dd of="$1" bs=1M seek="$2" conv=notrunc status=none)
 }
+
+# corrupt_journal_record JOURNAL N: flips one data byte of the Nth-newest record (by
+# TXID; 1 is the newest) of a stopped daemon's journal, and prints its TXID.
+corrupt_journal_record() {
+	/usr/bin/python3 - "$1" "$2" <<'PY'
+import struct, sys
+path, rank = sys.argv[1], int(sys.argv[2])
+data = bytearray(open(path, "rb").read())
+recs = []
+for off in range(4096, len(data) - 64, 64):
+    if data[off:off + 4] == b"FRJR":
+        txid = struct.unpack_from("<Q", data, off + 40)[0]
+        dlen = struct.unpack_from("<I", data, off + 12)[0]
+        recs.append((txid, off, dlen))
+recs.sort()
+txid, off, dlen = recs[-rank]
+assert dlen > 100, recs[-rank]
+data[off + 64 + 100] ^= 0xFF
+open(path, "r+b").write(data)
+print(txid)
+PY
+}

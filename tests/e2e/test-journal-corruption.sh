@@ -18,25 +18,9 @@ kill -KILL "$SERVER_PID"
 stop "$CLIENT_PID"
 
 # Flip one data byte of the third-newest record of the mirror journal.
-/usr/bin/python3 - "$T/mirror/vol/journal" <<'PY'
-import struct, sys
-path = sys.argv[1]
-data = bytearray(open(path, "rb").read())
-recs = []
-for off in range(4096, len(data) - 64, 64):
-    if data[off:off + 4] == b"FRJR":
-        txid = struct.unpack_from("<Q", data, off + 40)[0]
-        dlen = struct.unpack_from("<I", data, off + 12)[0]
-        recs.append((txid, off, dlen))
-recs.sort()
-txid, off, dlen = recs[-3]
-assert dlen > 100, recs[-3]
-data[off + 64 + 100] ^= 0xFF
-open(path, "r+b").write(data)
-print("corrupted TXID", txid)
-PY
+bad=$(corrupt_journal_record "$T/mirror/vol/journal" 3)
 SERVER_PORT_WANTED=$SERVER_PORT start_server
-wait_log "$SERVER_LOG" 'volume=vol recovery failed: .*corrupt record TXID [0-9]+' 10
+wait_log "$SERVER_LOG" "volume=vol recovery failed: .*corrupt record TXID $bad .*to recover, remove $T/mirror/vol on the mirror" 10
 : >"$T/client-vol.log"
 start_client vol "$T/e0" master-1 --control "unix:$T/vol.ctl" --backoff 0.2:1
 wait_log "$T/client-vol.log" 'state INIT -> ERROR .*CHECKSUM.*corrupt record' 20

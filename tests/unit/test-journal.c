@@ -254,16 +254,18 @@ static void test_open_errors(void **state)
 	assert_true((uint64_t)st.st_blocks * 512 >= MIB);
 }
 
+/* Power loss: the newest record was written but never fdatasync'd. */
 static void test_torn_tail_data(void **state)
 {
 	struct fixture *f = *state;
 	char err[512] = "", log[4096];
 	struct journal *j = open_ok(f->path, MIB);
 
-	for (uint64_t t = 1; t <= 5; t++)
+	for (uint64_t t = 1; t <= 4; t++)
 		append_sync(j, t, 3000);
+	assert_int_equal(append_write(j, 5, 3000), 0);
 	uint64_t off = ring_off(j, 5);
-	journal_close(j);
+	crash_close(j);
 	flip_byte(f->path, JOURNAL_HDR_AREA + off + JOURNAL_REC_HDR + 2999);
 
 	j = open_logged(f, err, sizeof(err), log, sizeof(log));
@@ -291,10 +293,11 @@ static void test_torn_tail_header(void **state)
 	char err[512] = "", log[4096];
 	struct journal *j = open_ok(f->path, MIB);
 
-	for (uint64_t t = 1; t <= 5; t++)
+	for (uint64_t t = 1; t <= 4; t++)
 		append_sync(j, t, 5000);
+	assert_int_equal(append_write(j, 5, 5000), 0);
 	uint64_t off = ring_off(j, 5);
-	journal_close(j);
+	crash_close(j);
 	flip_byte(f->path, JOURNAL_HDR_AREA + off + 40); /* inside the txid field */
 
 	j = open_logged(f, err, sizeof(err), log, sizeof(log));
@@ -306,10 +309,12 @@ static void test_torn_tail_header(void **state)
 	journal_close(j);
 }
 
-/* Committed records: a bad one followed by a valid one is corruption, never dropped. */
-static void test_corrupt_middle(void **state)
+/*
+ * Appends TXIDs 1..5 (committed), closes cleanly, damages TXID bad at each of
+ * several places, and expects journal_open to refuse naming it and why.
+ */
+static void check_corrupt_refused(struct fixture *f, uint64_t bad, const char *why)
 {
-	struct fixture *f = *state;
 	static const unsigned at[] = { JOURNAL_REC_HDR + 10, 8, 40, 0 };
 	char err[512], want[128];
 
@@ -317,18 +322,114 @@ static void test_corrupt_middle(void **state)
 		struct journal *j = open_ok(f->path, MIB);
 		for (uint64_t t = 1; t <= 5; t++)
 			append_sync(j, t, 2000);
-		uint64_t off = ring_off(j, 3);
+		uint64_t off = ring_off(j, bad);
 		journal_close(j);
 		flip_byte(f->path, JOURNAL_HDR_AREA + off + at[i]);
 
 		err[0] = '\0';
 		assert_null(journal_open(f->path, MIB, "vol", err, sizeof(err)));
-		snprintf(want, sizeof(want), "corrupt record TXID 3 at ring offset %" PRIu64, off);
-		if (!strstr(err, want))
-			fail_msg("byte %u: err lacks \"%s\": %s", at[i], want, err);
-		assert_non_null(strstr(err, "after it was committed"));
+		assert_int_equal(errno, EBADMSG);
+		snprintf(want, sizeof(want), "corrupt record TXID %" PRIu64 " at ring offset %" PRIu64,
+			 bad, off);
+		if (!strstr(err, want) || !strstr(err, why))
+			fail_msg("byte %u: err lacks \"%s\" or \"%s\": %s", at[i], want, why, err);
 		assert_int_equal(unlink(f->path), 0);
 	}
+}
+
+/* Committed records: a bad one followed by a valid one is corruption, never dropped. */
+static void test_corrupt_middle(void **state)
+{
+	check_corrupt_refused(*state, 3, "after it was committed");
+}
+
+/*
+ * The newest record damaged after a clean close: nothing follows it, but the
+ * close's durable-through mark says it was committed (it may be on the
+ * mirror), so it is never dropped and its TXID never reused.
+ */
+static void test_corrupt_newest_after_close(void **state)
+{
+	check_corrupt_refused(*state, 5, "committed through TXID 5");
+}
+
+/*
+ * The same after a crash, for a record a free's mark covers: the mirror
+ * acknowledged it, so it is on the mirror, even with no record after it.
+ */
+static void test_corrupt_newest_after_free(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "";
+	struct journal *j = open_ok(f->path, MIB);
+
+	for (uint64_t t = 1; t <= 6; t++)
+		append_sync(j, t, 2000);
+	assert_int_equal(journal_free_through(j, 2), 0);
+	uint64_t off = ring_off(j, 6);
+	crash_close(j);
+	flip_byte(f->path, JOURNAL_HDR_AREA + off + JOURNAL_REC_HDR + 1);
+
+	assert_null(journal_open(f->path, MIB, "vol", err, sizeof(err)));
+	assert_int_equal(errno, EBADMSG);
+	assert_non_null(strstr(err, "corrupt record TXID 6"));
+	assert_non_null(strstr(err, "committed through TXID 6"));
+}
+
+/*
+ * A header written before the mark existed has zeros there: it claims
+ * nothing, so such a journal opens as it did, a bad newest record dropped.
+ */
+static void test_header_without_mark(void **state)
+{
+	struct fixture *f = *state;
+	char err[512] = "", log[4096];
+	struct journal *j = open_ok(f->path, MIB);
+
+	for (uint64_t t = 1; t <= 3; t++)
+		append_sync(j, t, 1000);
+	uint64_t off = ring_off(j, 3);
+	unsigned slot = j->hdr_slot;
+	struct disk_slot s;
+	slot_encode(&s, j->hdr_seq, j->ring, 0, 1, j->epoch, 0, 0);
+	crash_close(j);
+	write_at(f->path, slot * JOURNAL_SLOT_SIZE, &s, sizeof(s));
+	flip_byte(f->path, JOURNAL_HDR_AREA + off + JOURNAL_REC_HDR + 1);
+
+	j = open_logged(f, err, sizeof(err), log, sizeof(log));
+	assert_non_null(j);
+	assert_int_equal(journal_last_txid(j), 2);
+	assert_non_null(strstr(log, "dropped torn tail"));
+	journal_close(j);
+}
+
+/*
+ * Records written after the last mark and torn by power loss never left the
+ * host: they are dropped, and their TXIDs go to new records.
+ */
+static void test_torn_beyond_mark_reused(void **state)
+{
+	struct fixture *f = *state;
+	struct journal *j = open_ok(f->path, MIB);
+
+	for (uint64_t t = 1; t <= 3; t++)
+		append_sync(j, t, 2000);
+	assert_int_equal(journal_free_through(j, 1), 0); /* mark: TXID 3 */
+	for (uint64_t t = 4; t <= 5; t++)
+		assert_int_equal(append_write(j, t, 2000), 0);
+	uint64_t off = ring_off(j, 4);
+	crash_close(j);
+	flip_byte(f->path, JOURNAL_HDR_AREA + off + JOURNAL_REC_HDR + 1);
+
+	j = open_ok(f->path, MIB);
+	assert_int_equal(journal_first_txid(j), 2);
+	assert_int_equal(journal_last_txid(j), 3);
+	append_sync(j, 4, 300);
+	journal_close(j);
+	j = open_ok(f->path, MIB);
+	assert_int_equal(journal_last_txid(j), 4);
+	check_write(j, 4, 300);
+	journal_close(j);
 }
 
 /*
@@ -427,8 +528,8 @@ static void test_wrap_many_laps(void **state)
 			assert_int_equal(journal_sync(j), 0);
 			crash_close(j);
 			j = open_ok(f->path, MIB);
-			/* Freed records may come back (lazy tail), never fewer held ones. */
-			assert_true(journal_first_txid(j) <= freed + 1);
+			/* A free is durable at once; every held record comes back. */
+			assert_int_equal(journal_first_txid(j), freed + 1);
 			assert_int_equal(journal_last_txid(j), t - 1);
 			for (uint64_t x = journal_first_txid(j); x <= journal_last_txid(j); x++)
 				check_write(j, x, wrap_len(x));
@@ -556,6 +657,7 @@ static void test_enospc_then_free(void **state)
 /*
  * The header tail is persisted before freed space is reused: otherwise a
  * crash would leave recovery starting at a record overwritten by a newer one.
+ * A free persists it at once; this is the fallback when that write failed.
  */
 static void test_free_persisted_before_reuse(void **state)
 {
@@ -566,8 +668,11 @@ static void test_free_persisted_before_reuse(void **state)
 	for (uint64_t t = 1; t <= 10; t++)
 		append_sync(j, t, len);
 	assert_int_equal(journal_free_through(j, 1), 0);
-	assert_int_equal(j->ptail_lpos, 0); /* lazy: not written yet */
-	assert_int_equal(j->ptail_txid, 1);
+	assert_int_equal(j->ptail_txid, 2);
+	assert_int_equal(j->pdurable, 10);
+	/* As if the free's header write had failed: the header still says TXID 1. */
+	j->ptail_lpos = 0;
+	j->ptail_txid = 1;
 
 	/* TXID 11 wraps to ring offset 0, over TXID 1. */
 	append_sync(j, 11, len);
@@ -583,23 +688,6 @@ static void test_free_persisted_before_reuse(void **state)
 	journal_close(j);
 }
 
-/* A small free is not persisted at once: after a crash the freed record comes back intact. */
-static void test_lazy_free_resurrects(void **state)
-{
-	struct fixture *f = *state;
-	struct journal *j = open_ok(f->path, MIB);
-
-	for (uint64_t t = 1; t <= 3; t++)
-		append_sync(j, t, 1000);
-	assert_int_equal(journal_free_through(j, 1), 0);
-	crash_close(j);
-	j = open_ok(f->path, MIB);
-	assert_int_equal(journal_first_txid(j), 1);
-	assert_int_equal(journal_last_txid(j), 3);
-	check_write(j, 1, 1000);
-	journal_close(j);
-}
-
 static void test_header_slots(void **state)
 {
 	struct fixture *f = *state;
@@ -609,7 +697,7 @@ static void test_header_slots(void **state)
 	for (uint64_t t = 1; t <= 3; t++)
 		append_sync(j, t, 1000);
 	assert_int_equal(journal_free_through(j, 3), 0);
-	journal_close(j); /* persists tail TXID 4 into slot 1, seq 2 */
+	journal_close(j); /* the free persisted tail TXID 4 into slot 1, seq 2 */
 
 	j = open_ok(f->path, MIB);
 	assert_int_equal(j->hdr_slot, 1);
@@ -626,10 +714,10 @@ static void test_header_slots(void **state)
 	assert_int_equal(journal_first_txid(j), 1);
 	assert_int_equal(journal_last_txid(j), 3);
 	check_write(j, 2, 1000);
-	/* The next header write goes to the bad slot, with a higher seq. */
+	/* The next header write (the free's) goes to the bad slot, with a higher seq. */
 	assert_int_equal(journal_free_through(j, 3), 0);
-	assert_int_equal(persist_tail(j), 0);
 	assert_int_equal(j->hdr_slot, 1);
+	assert_int_equal(j->hdr_seq, 2);
 	journal_close(j);
 	j = open_ok(f->path, MIB);
 	assert_int_equal(journal_first_txid(j), 4);
@@ -648,23 +736,26 @@ static void test_header_fields_checked(void **state)
 {
 	struct fixture *f = *state;
 	struct {
-		uint64_t ring, tail_off, tail_txid;
+		uint64_t ring, tail_off, tail_txid, durable;
 		const char *why;
 	} cases[] = {
-		{ MIB - JOURNAL_HDR_AREA + 4096, 0, 1, "ring size does not fit" },
-		{ UINT64_MAX & ~4095ull, 0, 1, "ring size does not fit" },
-		{ 4096, 0, 1, "ring size does not fit" },
-		{ MIB - JOURNAL_HDR_AREA, MIB - JOURNAL_HDR_AREA, 1, "tail offset outside" },
-		{ MIB - JOURNAL_HDR_AREA, 100, 1, "tail offset outside" },
-		{ MIB - JOURNAL_HDR_AREA, 0, 0, "tail TXID out of range" },
-		{ MIB - JOURNAL_HDR_AREA, 0, UINT64_MAX, "tail TXID out of range" },
+		{ MIB - JOURNAL_HDR_AREA + 4096, 0, 1, 0, "ring size does not fit" },
+		{ UINT64_MAX & ~4095ull, 0, 1, 0, "ring size does not fit" },
+		{ 4096, 0, 1, 0, "ring size does not fit" },
+		{ MIB - JOURNAL_HDR_AREA, MIB - JOURNAL_HDR_AREA, 1, 0, "tail offset outside" },
+		{ MIB - JOURNAL_HDR_AREA, 100, 1, 0, "tail offset outside" },
+		{ MIB - JOURNAL_HDR_AREA, 0, 0, 0, "tail TXID out of range" },
+		{ MIB - JOURNAL_HDR_AREA, 0, UINT64_MAX, 0, "tail TXID out of range" },
+		{ MIB - JOURNAL_HDR_AREA, 0, 1, JOURNAL_MAX_TXID, "durable-through TXID out of range" },
+		{ MIB - JOURNAL_HDR_AREA, 0, 1, UINT64_MAX, "durable-through TXID out of range" },
 	};
 	char err[512];
 
 	journal_close(open_ok(f->path, MIB));
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		struct disk_slot s;
-		slot_encode(&s, 1, cases[i].ring, cases[i].tail_off, cases[i].tail_txid, 1, 0);
+		slot_encode(&s, 1, cases[i].ring, cases[i].tail_off, cases[i].tail_txid, 1, 0,
+			    cases[i].durable);
 		write_at(f->path, 0, &s, sizeof(s));
 		err[0] = '\0';
 		assert_null(journal_open(f->path, MIB, "vol", err, sizeof(err)));
@@ -794,13 +885,16 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_torn_tail_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_tail_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_middle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_newest_after_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_newest_after_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_header_without_mark, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_beyond_mark_reused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unsynced_batch_is_torn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stale_copy_not_resurrected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrap_many_laps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_crashes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_then_free, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_persisted_before_reuse, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lazy_free_resurrects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_slots, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_fields_checked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_length_boundaries, setup, teardown),
