@@ -164,7 +164,7 @@ if want write; then
 	}
 	# run WHO ROW RW BS DEPTH IO_MIB: one fio run on nbdkit (nb) or a frep client. Of
 	# frep it also counts journal appends and fdatasyncs (group commit shows), and
-	# "mirror buffer full" events (writers waited, or the mirror cracked).
+	# how often writers waited for room in a full mirror buffer (status full_waits).
 	run() {
 		local who=$1 metric=$1_$2 full appends syncs
 		shift 2
@@ -173,11 +173,11 @@ if want write; then
 			fio_write "$metric" "nbd+unix:///?socket=$T/nb.sock" "$@"
 			return
 		fi
-		full=$(grep -c 'mirror buffer full' "$T/client-$who.log" || true)
+		full=$(ctl_field "$who" full_waits)
 		appends=$(ctl_field "$who" journal_appends)
 		syncs=$(ctl_field "$who" journal_syncs)
 		fio_write "$metric" "nbd+unix:///$who?socket=$T/$who.sock" "$@"
-		record "${metric}_full" $(($(grep -c 'mirror buffer full' "$T/client-$who.log" || true) - full))
+		record "${metric}_full" $(($(ctl_field "$who" full_waits) - full))
 		record "${metric}_appends" $(($(ctl_field "$who" journal_appends) - appends))
 		record "${metric}_syncs" $(($(ctl_field "$who" journal_syncs) - syncs))
 	}
@@ -477,7 +477,7 @@ def notes(metric):  # of a frep write row, over all rounds
         out.append(f"fdatasyncs/append {syncs / appends:.2f}")
     full = sum(vals.get(run + "_full", []))
     if full:
-        out.append(f"buffer full x{full:.0f}")
+        out.append(f"writers waited for room x{full:.0f}")
     return ", ".join(out)
 
 rows = []  # figure, frep, baseline, ratio, target, notes

@@ -35,7 +35,7 @@ static void status_line(struct master *m, char *out, size_t len)
 	snprintf(out, len,
 		 "ok state=%s committed_txid=%" PRIu64 " acked_txid=%" PRIu64 " lag_tx=%" PRIu64
 		 " lag_bytes=%s buffer_free=%" PRIu64 "%% dirty_regions=%" PRIu64
-		 " dirtying=%s/s draining=%s/s outrun=%s"
+		 " dirtying=%s/s draining=%s/s outrun=%s full_waits=%" PRIu64
 		 " journal_appends=%" PRIu64 " journal_syncs=%" PRIu64
 		 " mode=%s%s on_buffer_full=%s error=%s",
 		 master_state_name(m->state), m->committed_txid, m->acked_txid,
@@ -43,7 +43,7 @@ static void status_line(struct master *m, char *out, size_t len)
 		 format_size(journal_bytes_after(m->j, m->acked_txid), a, sizeof(a)),
 		 cap ? (cap - used) * 100 / cap : 0, bitmap_dirty_regions(m->bm),
 		 format_size(m->dirty_rate, b, sizeof(b)), format_size(m->drain_rate, c, sizeof(c)),
-		 m->outrun ? "yes" : "no",
+		 m->outrun ? "yes" : "no", m->full_waits,
 		 m->journal_appends, m->journal_syncs, m->sync_mode ? "sync" : "async", m->degraded ? "(degraded)" : "",
 		 m->on_full == ON_FULL_BLOCK ? "block" : "crack", m->error[0] ? m->error : "-");
 	pthread_mutex_unlock(&m->lock);

@@ -328,7 +328,7 @@ static uint64_t freeable_txid(const struct master *m)
  * deadline is re-checked each time). Called and returns with m->lock held.
  * 0 or an errno.
  */
-static int wait_for_room(struct master *m, uint64_t txid, bool *warned)
+static int wait_for_room(struct master *m, uint64_t txid)
 {
 	if (m->stopping)
 		return ESHUTDOWN;
@@ -336,10 +336,14 @@ static int wait_for_room(struct master *m, uint64_t txid, bool *warned)
 		return free_acked_locked(m) < 0 ? EIO : 0;
 	if (m->on_full != ON_FULL_BLOCK || degraded_locked(m))
 		return master_crack_locked(m) < 0 ? EIO : 0;
-	if (!*warned) {
+	/* Under sustained load this is every write: say it once per PROGRESS_MS. */
+	m->full_waits++;
+	uint64_t now = now_ms();
+	if (now - m->full_warned_ms >= FULL_WARN_MS) {
 		log_warn(m->name, "mirror buffer full at TXID %" PRIu64
-			 ": writers wait for the mirror (--on-buffer-full=block)", txid);
-		*warned = true;
+			 ": writers wait for the mirror (--on-buffer-full=block; %" PRIu64 " wait(s) so far)",
+			 txid, m->full_waits);
+		m->full_warned_ms = now;
 	}
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
@@ -462,7 +466,6 @@ void master_release_cached_locked(struct master *m, uint64_t upto)
 static int reserve(struct master *m, struct journal_rec *r, struct journal_resv *v,
 		   unsigned char **cache_dst)
 {
-	bool warned = false;
 	int e;
 
 	for (;;) {
@@ -481,7 +484,7 @@ static int reserve(struct master *m, struct journal_rec *r, struct journal_resv 
 				  strerror(e));
 			return e;
 		}
-		if ((e = wait_for_room(m, r->txid, &warned)) != 0)
+		if ((e = wait_for_room(m, r->txid)) != 0)
 			return e;
 	}
 	*slot(m, r->txid) = (struct inflight){ .r = *r };

@@ -41,6 +41,7 @@ enum {
 	 * writes, and small next to the journal, so memory stays flat.
 	 */
 	SEND_CACHE_BYTES = 4 << 20,
+	FULL_WARN_MS = 10000, /* "writers wait for the mirror" at most this often */
 };
 
 /*
@@ -145,6 +146,8 @@ struct master {
 	struct bitmap *bm;
 	uint64_t cracks;	 /* cracks so far; the session compares to notice new ones */
 	uint64_t cracked_bytes;	 /* buffer bytes cracks dropped unacknowledged (rates) */
+	uint64_t full_waits;	 /* times a writer waited for room (block policy) */
+	uint64_t full_warned_ms; /* when that was last logged */
 
 	/* Published by the session each second (status): bytes/s, and whether writes outrun the link. */
 	uint64_t dirty_rate, drain_rate;

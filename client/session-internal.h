@@ -78,7 +78,7 @@ struct session {
 	bool retry_now;		/* a crack ended the pass: reconnect without backoff */
 
 	/* Dirtying and draining rates (status, and the "writes outrun the link" log). */
-	uint64_t rate_ms, rate_head, rate_drained;
+	uint64_t rate_ms, rate_head, rate_drained, rate_full_waits;
 	uint64_t copy_bytes_total; /* data copied by every pass of this process (draining) */
 	bool outrun;
 	unsigned outrun_samples; /* samples in a row with the buffer growing */

@@ -161,24 +161,28 @@ static void sample_rates(struct session *s, uint64_t now)
 	uint64_t lag = journal_bytes_after(m->j, m->acked_txid);
 	uint64_t used = journal_used(m->j), cap = journal_capacity(m->j);
 	uint64_t drained = head - lag - m->cracked_bytes + s->copy_bytes_total;
+	uint64_t full_waits = m->full_waits;
 	pthread_mutex_unlock(&m->lock);
 
 	uint64_t dt = now - s->rate_ms;
 	bool first = s->rate_ms == 0;
 	uint64_t dirty = first ? 0 : (head - s->rate_head) * 1000 / dt;
 	uint64_t drain = first || drained < s->rate_drained ? 0 : (drained - s->rate_drained) * 1000 / dt;
+	bool waited = full_waits != s->rate_full_waits;
 	s->rate_ms = now;
 	s->rate_head = head;
 	s->rate_drained = drained;
+	s->rate_full_waits = full_waits;
 	if (first)
 		return;
 	/*
-	 * Outrun: the buffer grows, and holds enough for it to matter, for
-	 * OUTRUN_SAMPLES seconds in a row (one second without acknowledgements,
-	 * as when a copy hands over to sequencing, is no trend).
+	 * Outrun: the buffer grows, and holds enough for it to matter, or (block
+	 * policy) writers waited for room, which holds dirtying down to draining;
+	 * for OUTRUN_SAMPLES seconds in a row (one second without
+	 * acknowledgements, as when a copy hands over to sequencing, is no trend).
 	 */
-	bool growing = dirty > drain + drain / 16 && lag >= cap / FREE_STEP;
-	bool keeps_up = dirty <= drain || lag < cap / (2 * FREE_STEP);
+	bool growing = (dirty > drain + drain / 16 && lag >= cap / FREE_STEP) || waited;
+	bool keeps_up = !waited && (dirty <= drain || lag < cap / (2 * FREE_STEP));
 	s->outrun_samples = growing ? s->outrun_samples + 1 : 0;
 
 	pthread_mutex_lock(&m->lock);
@@ -193,9 +197,10 @@ static void sample_rates(struct session *s, uint64_t now)
 
 	if (now_outrun && (!s->outrun || now - s->outrun_logged_ms >= PROGRESS_MS)) {
 		log_warn(m->name, "writes outrun the link to the mirror: dirtying %s/s, draining %s/s; "
-			 "mirror buffer %" PRIu64 "%% full",
+			 "mirror buffer %" PRIu64 "%% full%s",
 			 format_size(dirty, a, sizeof(a)), format_size(drain, b, sizeof(b)),
-			 cap ? used * 100 / cap : 0);
+			 cap ? used * 100 / cap : 0,
+			 waited ? "; writers wait for room (--on-buffer-full=block)" : "");
 		s->outrun_logged_ms = now;
 	} else if (!now_outrun && s->outrun) {
 		log_info(m->name, "the mirror keeps up again: dirtying %s/s, draining %s/s",
