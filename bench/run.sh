@@ -28,6 +28,7 @@
 #   BENCH_OVERLOAD_S=20    full-speed writes before the time-to-INSYNC row
 #   BENCH_INSYNC_WAIT_S=180  then INSYNC not reached in this long is "not reached"
 #   BENCH_SUSTAINED_ROUNDS=1  rounds of the sustained rows
+#   BENCH_SUSTAINED_BS=256k   block size of the sustained rows' random writes
 #   FREP_BENCH_BUILD=build-bench  build directory (Release, test hooks off)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,6 +49,7 @@ paced=${BENCH_PACED:-0.95 0.85 0.7}
 overload_s=${BENCH_OVERLOAD_S:-20}
 insync_wait_s=${BENCH_INSYNC_WAIT_S:-180}
 sus_rounds=${BENCH_SUSTAINED_ROUNDS:-1}
+sus_bs=${BENCH_SUSTAINED_BS:-256k}
 sections=" ${*:-write replicate rss sustained} "
 for s in $sections; do
 	case $s in
@@ -320,9 +322,11 @@ if want rss; then
 fi
 
 # --- sustained load (issue 7): writes for minutes through a link capped at the cap --
-# One workload for every row, so that rows compare: 64 KiB random writes at depth 8
-# (one dirty region each, spread over the volume as a VM or database would).
-sus_job=(randwrite 64k 8)
+# One workload for every row, so that rows compare: random writes at depth 8 spread
+# over the volume, as a VM or database would. 256 KiB by default (four dirty regions
+# each): on 2 cores, 64 KiB writes with replication top out below a 100 MB/s cap, so
+# they could neither fill nor overload the link.
+sus_job=(randwrite "$sus_bs" 8)
 sus_ramp_s=$((sus_s / 6 > 0 ? sus_s / 6 : 1))
 # cracks: 'mirror buffer full: mirror cracked' lines in the client log so far.
 cracks() {

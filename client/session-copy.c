@@ -244,6 +244,7 @@ void session_step_copy(struct session *s)
 		return;
 	}
 
+	s->backoff_ms = 0; /* the link works: a later failure backs off from the start */
 	s->copying = true;
 	s->copy_off = s->copy_bytes = s->copy_acked = s->pass_bytes = 0;
 	s->copy_total = total;

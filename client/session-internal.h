@@ -14,6 +14,8 @@ enum session_limits {
 	FREE_INTERVAL_MS = 1000,   /* acknowledged records are freed at least this often */
 	FREE_STEP = 8,		   /* and as soon as they fill 1/FREE_STEP of the buffer */
 	RATE_SAMPLE_MS = 1000,	   /* dirtying and draining rates: one sample a second */
+	QUICK_RETRY_MS = 100,	   /* retries right after a crack ended a pass, */
+	QUICK_RETRY_FOR_MS = 5000, /* for this long */
 	OUTRUN_SAMPLES = 3,	   /* samples of a growing buffer before "writes outrun the link" */
 	HEARTBEAT_MAX_MS = 2000,   /* heartbeat interval: this, or a third of the timeout */
 	PROGRESS_MS = 10000,
@@ -75,7 +77,8 @@ struct session {
 	struct run *runs;	/* dirty pass: what it copies, in walk order */
 	size_t n_runs;
 	size_t runs_cleared;	/* runs before this one are clear */
-	bool retry_now;		/* a crack ended the pass: reconnect without backoff */
+	bool retry_now;		/* a crack ended the pass: reconnect without backoff, */
+	uint64_t quick_retry_until_ms; /* and retry quickly until then */
 
 	/* Dirtying and draining rates (status, and the "writes outrun the link" log). */
 	uint64_t rate_ms, rate_head, rate_drained, rate_full_waits;

@@ -149,6 +149,7 @@ bool session_cracked(struct session *s)
 		s->c = NULL;
 		session_fail(s, ME_MINOR, 0, "mirror buffer overflowed during the copy: another pass follows");
 		s->retry_now = true;
+		s->quick_retry_until_ms = now_ms() + QUICK_RETRY_FOR_MS;
 	}
 	return true;
 }

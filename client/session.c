@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bitmap.h"
@@ -288,9 +289,19 @@ void session_publish_state(struct session *s)
 }
 static void backoff_wait(struct session *s)
 {
-	if (s->retry_now) {
-		/* A crack ended a pass: the next one starts now, it is no failure of the link. */
-		s->retry_now = false;
+	if (now_ms() < s->quick_retry_until_ms) {
+		/*
+		 * A crack ended a pass: the next one starts now, it is no failure of
+		 * the link. The mirror may take a moment to see the old session go
+		 * (BUSY): retry every QUICK_RETRY_MS meanwhile, without growing the
+		 * backoff.
+		 */
+		if (s->retry_now) {
+			s->retry_now = false;
+			return;
+		}
+		struct timespec nap = { .tv_sec = 0, .tv_nsec = QUICK_RETRY_MS * 1000000L };
+		nanosleep(&nap, NULL);
 		return;
 	}
 	if (s->backoff_ms == 0)
