@@ -114,7 +114,7 @@ static void serve(struct control *c, int fd)
 		buf[have] = '\0';
 		char *nl;
 		while ((nl = strchr(buf, '\n'))) {
-			char out[1024];
+			char out[2048];
 			*nl = '\0';
 			command(c, buf, out, sizeof(out));
 			size_t ol = strlen(out);

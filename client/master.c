@@ -86,6 +86,40 @@ static void trace_tx(struct master *m, const struct journal_rec *r)
 }
 
 /* Redo: re-applies every unfreed record, so the volume holds every committed write. */
+/*
+ * After redo of the intact records before a damaged committed one: the mirror
+ * may hold that TXID and the ones after it, which are lost here. The whole
+ * volume is marked dirty (durably, before a record is dropped, as in a crack),
+ * the journal restarts above every TXID that may have left the host, and the
+ * session starts in ERROR (CHECKSUM) saying so. Local I/O goes on; the next
+ * start of frep-client resyncs the whole volume. 0 or -1.
+ */
+static int master_salvage(struct master *m, const struct journal_damage *d, char *err,
+			  size_t err_len)
+{
+	bitmap_set_all(m->bm);
+	if (bitmap_sync(m->bm) < 0) {
+		snprintf(err, err_len, "%s; and marking the volume dirty failed: %s", d->what,
+			 strerror(errno));
+		return -1;
+	}
+	if (journal_reset(m->j, d->floor) < 0) {
+		snprintf(err, err_len, "%s; and restarting the journal after TXID %" PRIu64 " failed: %s",
+			 d->what, d->floor, strerror(errno));
+		return -1;
+	}
+	m->written_txid = m->committed_txid = m->applied_txid = d->floor;
+	m->acked_txid = m->synced_txid = d->floor;
+	snprintf(m->journal_damage, sizeof(m->journal_damage),
+		 "CHECKSUM: %s. The write of TXID %" PRIu64 " and any after it up to TXID %" PRIu64
+		 " may be missing from the master volume and differ on the mirror; the volume is "
+		 "served as it is, new writes get TXIDs from %" PRIu64 ", and every region is marked "
+		 "dirty. To recover, restart frep-client: it resyncs the whole volume to the mirror",
+		 d->what, d->txid, d->floor, d->floor + 1);
+	log_error(m->name, "%s", m->journal_damage);
+	return 0;
+}
+
 static int master_redo(struct master *m, char *err, size_t err_len)
 {
 	uint64_t first = journal_first_txid(m->j), last = journal_last_txid(m->j);
@@ -186,19 +220,12 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 		log_warn(o->name, "--journal-size %s is below the default %s (max of 100M and 10%% of the volume): a burst of writes may fill it",
 			 format_size(size, a, sizeof(a)), format_size(def, b, sizeof(b)));
 
-	m->j = journal_open(o->journal_path, size, o->name, err, err_len);
-	if (!m->j && errno == EBADMSG) {
-		/*
-		 * A committed record is damaged: it may be on the mirror, and redo
-		 * cannot restore it, so only a new journal and a full copy are safe.
-		 * The mirror holds TXIDs a new journal would reuse (AHEAD): it must
-		 * forget the volume too.
-		 */
-		size_t n = strlen(err);
-		snprintf(err + n, err_len - n, "; to recover, move %s aside (keep its .meta), "
-			 "remove the volume's directory DIR/%s on the mirror and restart frep-client: "
-			 "it starts a new journal and copies the whole volume", o->journal_path, o->name);
-	}
+	/*
+	 * A damaged committed record (DUR-12) does not stop the master's volume:
+	 * the intact records before it are redone, and master_salvage drops the rest.
+	 */
+	struct journal_damage damage;
+	m->j = journal_open_salvage(o->journal_path, size, o->name, &damage, err, err_len);
 	if (!m->j)
 		return -1;
 	if (master_load_meta(m, journal_last_txid(m->j) == 0, err, err_len) < 0)
@@ -229,6 +256,8 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	bool had_bitmap = access(path, F_OK) == 0;
 	m->bm = bitmap_open(path, m->vol.size, BITMAP_DEFAULT_REGION, o->name, err, err_len);
 	if (!m->bm)
+		return -1;
+	if (damage.txid && master_salvage(m, &damage, err, err_len) < 0)
 		return -1;
 	if (!had_bitmap && journal_last_txid(m->j) > 0) {
 		/* A clear bitmap would claim the mirror lacks nothing (CRK-1): assume it lacks all. */

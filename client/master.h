@@ -134,7 +134,9 @@ struct master {
 
 	/* Replication status, written by the session thread, read by writers and control. */
 	enum master_state state;
-	char error[512];	 /* "CODE: message" while in ERROR */
+	char error[1024];	 /* "CODE: message" while in ERROR */
+	char journal_damage[1024]; /* set at open when a committed record was damaged:
+				    * the session starts in ERROR with it */
 	bool insync;		 /* INSYNC or IDLE: the mirror is reachable and consistent */
 	uint64_t unreachable_since_ms; /* when INSYNC was last left, 0 while INSYNC */
 	bool degraded;		 /* sync/block policies suspended after degrade_after */

@@ -329,7 +329,15 @@ static void *session_main(void *arg)
 	struct session *s = arg;
 	struct master *m = s->m;
 
-	master_fsm_feed(&s->fsm, ME_JOURNAL_OK, NULL);
+	if (m->journal_damage[0]) {
+		/* A damaged committed record: replicating on could hide divergence. */
+		master_fsm_feed(&s->fsm, ME_JOURNAL_FAIL, m->journal_damage);
+		pthread_mutex_lock(&m->lock);
+		snprintf(m->error, sizeof(m->error), "%s", m->journal_damage);
+		pthread_mutex_unlock(&m->lock);
+	} else {
+		master_fsm_feed(&s->fsm, ME_JOURNAL_OK, NULL);
+	}
 	while (!session_stopping(s)) {
 		session_publish_state(s);
 		switch (s->fsm.state) {

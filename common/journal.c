@@ -174,6 +174,7 @@ struct journal {
 	uint32_t head_prev_crc;		    /* hdr_crc of TXID last */
 	uint64_t synced;		    /* last TXID covered by fdatasync */
 	uint64_t pdurable;		    /* durable-through mark as persisted */
+	struct journal_damage *damage;	    /* salvage: where a damaged committed record goes */
 
 	struct jent *ents; /* circular, ecap entries (power of two), first at ehead */
 	size_t ecap, ehead;
@@ -643,21 +644,30 @@ static int recover(struct journal *j, char *err, size_t err_len)
 	}
 	if (proof < 0)
 		goto io_fail;
-	if (proof) {
-		snprintf(err, err_len,
-			 "journal %s: corrupt record TXID %" PRIu64 " at ring offset %" PRIu64
-			 " (%s), but TXID %" PRIu64 " after it was committed",
-			 j->path, bad, p, what, who);
+	if (proof || bad <= j->pdurable) {
+		if (proof)
+			snprintf(err, err_len,
+				 "journal %s: corrupt record TXID %" PRIu64 " at ring offset %" PRIu64
+				 " (%s), but TXID %" PRIu64 " after it was committed",
+				 j->path, bad, p, what, who);
+		else
+			snprintf(err, err_len,
+				 "journal %s: corrupt record TXID %" PRIu64 " at ring offset %" PRIu64
+				 " (%s), but the journal was committed through TXID %" PRIu64
+				 " (it may have been replicated; dropping it would reuse its TXID)",
+				 j->path, bad, p, what, j->pdurable);
 		errno = EBADMSG;
-		goto out;
-	}
-	if (bad <= j->pdurable) {
-		snprintf(err, err_len,
-			 "journal %s: corrupt record TXID %" PRIu64 " at ring offset %" PRIu64
-			 " (%s), but the journal was committed through TXID %" PRIu64
-			 " (it may have been replicated; dropping it would reuse its TXID)",
-			 j->path, bad, p, what, j->pdurable);
-		errno = EBADMSG;
+		if (j->damage) {
+			/* Salvage: keep the intact records before it; the caller decides. */
+			j->damage->txid = bad;
+			j->damage->floor = bad;
+			if (who > j->damage->floor)
+				j->damage->floor = who;
+			if (j->pdurable > j->damage->floor)
+				j->damage->floor = j->pdurable;
+			snprintf(j->damage->what, sizeof(j->damage->what), "%s", err);
+			rc = 0;
+		}
 		goto out;
 	}
 	uint32_t magic = 0;
@@ -746,8 +756,8 @@ out:
 	return rc;
 }
 
-struct journal *journal_open(const char *path, uint64_t size, const char *volume, char *err,
-			     size_t err_len)
+static struct journal *open_journal(const char *path, uint64_t size, const char *volume,
+				    struct journal_damage *damage, char *err, size_t err_len)
 {
 	struct journal *j = calloc(1, sizeof(*j));
 	unsigned char hdr[JOURNAL_HDR_AREA];
@@ -756,8 +766,10 @@ struct journal *journal_open(const char *path, uint64_t size, const char *volume
 	struct stat st;
 	int e;
 
-	if (j)
+	if (j) {
 		j->fd = -1;
+		j->damage = damage;
+	}
 	if (!j || !(j->path = strdup(path)) || (volume && !(j->volume = strdup(volume)))) {
 		snprintf(err, err_len, "journal %s: out of memory", path);
 		errno = ENOMEM;
@@ -828,6 +840,7 @@ struct journal *journal_open(const char *path, uint64_t size, const char *volume
 		goto fail;
 	}
 	j->synced = j->last;
+	j->damage = NULL;
 	log_debug(volume, "journal %s: ring %" PRIu64 " bytes, TXIDs %" PRIu64 "..%" PRIu64, path,
 		  j->ring, j->first, j->last);
 	return j;
@@ -843,6 +856,19 @@ fail:
 	}
 	errno = e;
 	return NULL;
+}
+
+struct journal *journal_open(const char *path, uint64_t size, const char *volume, char *err,
+			     size_t err_len)
+{
+	return open_journal(path, size, volume, NULL, err, err_len);
+}
+
+struct journal *journal_open_salvage(const char *path, uint64_t size, const char *volume,
+				     struct journal_damage *damage, char *err, size_t err_len)
+{
+	memset(damage, 0, sizeof(*damage));
+	return open_journal(path, size, volume, damage, err, err_len);
 }
 
 void journal_close(struct journal *j)

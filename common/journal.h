@@ -44,6 +44,23 @@ int journal_rec_format(const struct journal_rec *r, char *buf, size_t len);
 struct journal *journal_open(const char *path, uint64_t size, const char *volume, char *err,
 			     size_t err_len);
 /* Persists the tail and marks every TXID journal_sync covered as committed. */
+/*
+ * journal_open, except that a damaged committed record does not fail it (the
+ * master's choice: its volume must stay served). The journal then holds the
+ * intact records before it, for redo, and *damage says which TXID was lost and
+ * the highest TXID that may have left the host (floor: the record after it
+ * that proved it committed, the durable-through mark, or itself). After redo
+ * the caller must drop the rest with journal_reset(j, floor), so that no TXID
+ * that may be on the mirror is ever given to other data. damage->txid is 0
+ * when nothing was damaged.
+ */
+struct journal_damage {
+	uint64_t txid;
+	uint64_t floor;
+	char what[400]; /* the journal, the TXID, the offset and why */
+};
+struct journal *journal_open_salvage(const char *path, uint64_t size, const char *volume,
+				     struct journal_damage *damage, char *err, size_t err_len);
 void journal_close(struct journal *j);
 
 /* TXIDs held: [first, last]; first == last + 1 when empty. last is 0 if none ever. */

@@ -333,6 +333,27 @@ static void check_corrupt_refused(struct fixture *f, uint64_t bad, const char *w
 			 bad, off);
 		if (!strstr(err, want) || !strstr(err, why))
 			fail_msg("byte %u: err lacks \"%s\" or \"%s\": %s", at[i], want, why, err);
+
+		/*
+		 * The master's salvage: the intact records before it stay for redo,
+		 * and the floor is above every TXID that may have left (here the
+		 * clean close's mark, 5).
+		 */
+		struct journal_damage d;
+		j = journal_open_salvage(f->path, MIB, "vol", &d, err, sizeof(err));
+		assert_non_null(j);
+		assert_int_equal(d.txid, bad);
+		assert_int_equal(d.floor, 5);
+		assert_non_null(strstr(d.what, want));
+		assert_int_equal(journal_last_txid(j), bad - 1);
+		for (uint64_t t = 1; t < bad; t++)
+			check_write(j, t, 2000);
+		assert_int_equal(journal_reset(j, d.floor), 0);
+		journal_close(j);
+		j = open_ok(f->path, MIB);
+		assert_int_equal(journal_last_txid(j), 5);
+		append_sync(j, 6, 2000); /* new TXIDs continue above the floor */
+		journal_close(j);
 		assert_int_equal(unlink(f->path), 0);
 	}
 }
