@@ -24,7 +24,7 @@
 #   BENCH_BUFFER_FULL=block  frep's --on-buffer-full in the write rows (block|crack)
 #   BENCH_CAP_MBPS=100     the sustained rows' link cap (MB/s, 10^6 bytes)
 #   BENCH_SUSTAINED_S=30   each paced try and the block row write this long
-#   BENCH_PACED="0.95 0.85 0.7"  paced rates tried, descending, as fractions of the cap
+#   BENCH_PACED="0.95 0.9 0.85 0.7"  paced rates tried, descending, as fractions of the cap
 #   BENCH_OVERLOAD_S=20    full-speed writes before the time-to-INSYNC row
 #   BENCH_INSYNC_WAIT_S=180  then INSYNC not reached in this long is "not reached"
 #   BENCH_SUSTAINED_ROUNDS=1  rounds of the sustained rows
@@ -45,7 +45,7 @@ seq_mib=$((vol_mib / 2 > rand_mib ? vol_mib / 2 : rand_mib))
 rss_alloc_mib=$((vol_mib / 4 < 256 ? vol_mib / 4 : 256)) # allocated in both RSS volumes, spread out
 cap_mbps=${BENCH_CAP_MBPS:-100}
 sus_s=${BENCH_SUSTAINED_S:-30}
-paced=${BENCH_PACED:-0.95 0.85 0.7}
+paced=${BENCH_PACED:-0.95 0.9 0.85 0.7}
 overload_s=${BENCH_OVERLOAD_S:-20}
 insync_wait_s=${BENCH_INSYNC_WAIT_S:-180}
 sus_rounds=${BENCH_SUSTAINED_ROUNDS:-1}
