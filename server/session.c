@@ -433,6 +433,9 @@ static void on_copy_hole(struct msession *s, Frep__V1__CopyHole *h)
 		return;
 	}
 	s->copy_through = h->offset + h->length;
+	/* Holes move the resume cursor too (COPY-8): a sparse volume's copy keeps its progress. */
+	if (now_ms() - s->copy_acked_ms >= COPY_ACK_MS)
+		copy_ack(s, s->copy_through);
 }
 
 /* Copy complete and every TXID up to t_c applied durably: the mirror is consistent. */
