@@ -310,10 +310,13 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 		return;
 	}
 	uint32_t prev_phase = s->mv.phase;
-	if (feed(s, ev, FREP_MSG_START_COPY) < 0)
-		return;
-	/* A resumed pass may skip only what this mirror holds durably from the same pass. */
-	if (sc->start_offset &&
+	/*
+	 * A resumed pass may skip only what this mirror holds durably from the
+	 * same pass. Checked before the transition (MSG-8) wherever the volume
+	 * is open; before that (INIT, MAKEPARTS) the FSM refuses START_COPY.
+	 */
+	bool open = s->fsm.state != MR_INIT && s->fsm.state != MR_MAKEPARTS;
+	if (open && sc->start_offset &&
 	    (!sc->full || prev_phase != (uint32_t)sc->kind || !s->mv.copy_full ||
 	     sc->start_offset > s->mv.copy_cursor || sc->base_txid != s->mv.copy_base ||
 	     sc->start_offset > s->mv.vol.size)) {
@@ -324,6 +327,8 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 			      s->mv.copy_base);
 		return;
 	}
+	if (feed(s, ev, FREP_MSG_START_COPY) < 0)
+		return;
 	/* Inconsistent from the first copied byte on: say so durably before writing any. */
 	s->mv.phase = sc->kind;
 	s->mv.consistent = false;
@@ -352,16 +357,19 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 
 static void on_start_sync(struct msession *s, Frep__V1__StartSync *ss)
 {
-	/* Legal only in READY, where the volume and its journal exist. */
-	if (feed(s, MV_MSG_START_SYNC, FREP_MSG_START_SYNC) < 0)
-		return;
-	uint64_t durable = journal_last_txid(s->mv.j);
-	if (!s->mv.consistent || ss->from_txid != durable) {
+	/*
+	 * Legal only in READY, where the volume and its journal exist: there it
+	 * is checked before the transition (MSG-8); elsewhere the FSM refuses it.
+	 */
+	uint64_t durable = s->fsm.state == MR_READY ? journal_last_txid(s->mv.j) : 0;
+	if (s->fsm.state == MR_READY && (!s->mv.consistent || ss->from_txid != durable)) {
 		session_error(s, FREP_E_PROTOCOL,
 			      "START_SYNC from TXID %" PRIu64 " but the mirror is %s at TXID %" PRIu64,
 			      ss->from_txid, s->mv.consistent ? "consistent" : "inconsistent", durable);
 		return;
 	}
+	if (feed(s, MV_MSG_START_SYNC, FREP_MSG_START_SYNC) < 0)
+		return;
 	s->expected = durable + 1;
 	s->acked = durable;
 	log_info(vol(s), "sequencing resumes after TXID %" PRIu64, durable);
