@@ -325,7 +325,7 @@ int store_recover_all(const char *data_dir)
 		struct mirror_volume mv;
 		char err[512];
 		uint32_t code;
-		if (!volume_name_valid(e->d_name) || e->d_name[0] == '.')
+		if (!volume_name_valid(e->d_name))
 			continue;
 		if (store_open(&mv, data_dir, e->d_name, &code, err, sizeof(err)) < 0 ||
 		    (mv.exists && store_attach(&mv, &code, err, sizeof(err)) < 0)) {
