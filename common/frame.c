@@ -1,5 +1,7 @@
 /* Frame codec: the 16-byte header, and whole frames over a TLS connection. */
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "tls.h"
+#include "util.h"
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -191,26 +194,130 @@ static int reserve_trailer(struct frame_reader *r, size_t len)
 	return 0;
 }
 
+/*
+ * FRAME-11's bound, FRAME_TIME_BASE_MS, with FREP_TEST_FRAME_MS in its place
+ * when set (test builds only), so a test can show a trickled frame cut off
+ * without waiting 15 s. Read once; read-only afterwards.
+ */
+static uint64_t frame_time_base = FRAME_TIME_BASE_MS;
+static pthread_once_t frame_time_once = PTHREAD_ONCE_INIT;
+
+static void frame_time_init(void)
+{
+#ifdef FREP_TEST_HOOKS
+	const char *v = getenv("FREP_TEST_FRAME_MS");
+	char *end;
+	if (v && *v) {
+		unsigned long long ms = strtoull(v, &end, 10);
+		if (*end == '\0' && ms > 0)
+			frame_time_base = ms;
+	}
+#endif
+}
+
+uint64_t frame_time_limit_ms(uint32_t trailer_len)
+{
+	pthread_once(&frame_time_once, frame_time_init);
+	return frame_time_base + (uint64_t)trailer_len * 1000 / FRAME_MIN_RATE;
+}
+
+/* One base-128 varint at *off (at most 10 bytes). 0, or -1 if it runs past len. */
+static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *off < len; shift += 7) {
+		uint8_t b = p[(*off)++];
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+	}
+	return -1;
+}
+
+/*
+ * MSG-4: strings hold no NUL. protobuf-c hands strings over NUL-terminated and
+ * drops their length, so a volume "v1\0x" would pass as "v1": this reads the
+ * wire lengths of the body's string fields instead (no frep message nests a
+ * message, so top-level fields are all there is). Runs on a body protobuf-c
+ * has accepted; anything it cannot follow is left to that verdict. Returns
+ * the name of a string field holding a NUL, or NULL.
+ */
+static const char *string_with_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+				   size_t len)
+{
+	size_t off = 0;
+	uint64_t key, n;
+
+	while (off < len) {
+		if (get_varint(p, len, &off, &key) < 0)
+			return NULL;
+		switch (key & 7) {
+		case 0: /* varint */
+			if (get_varint(p, len, &off, &n) < 0)
+				return NULL;
+			break;
+		case 1: /* 64-bit */
+			off += 8;
+			break;
+		case 5: /* 32-bit */
+			off += 4;
+			break;
+		case 2: { /* length-delimited */
+			if (get_varint(p, len, &off, &n) < 0 || n > len - off)
+				return NULL;
+			const ProtobufCFieldDescriptor *f =
+				key >> 3 <= UINT32_MAX
+					? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
+					: NULL;
+			if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + off, 0, n))
+				return f->name;
+			off += n;
+			break;
+		}
+		default:
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
 enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
 			     uint32_t *wire_err, char *why, size_t why_len)
 {
 	uint8_t hdr[FREP_FRAME_HDR_SIZE];
+	enum frame_status st = FRAME_ERR;
 	const char *bad;
+	uint64_t deadline;
 
 	*wire_err = 0;
 	reader_drop_msg(r);
-	int rc = tls_read_full(c, hdr, sizeof(hdr));
+	/* Waiting for a frame is the session's business (its idle and silence limits)... */
+	int rc = tls_read_full(c, hdr, 1);
 	if (rc == 0)
 		return FRAME_EOF;
 	if (rc < 0) {
 		snprintf(why, why_len, "reading frame header: %s", strerror(errno));
 		return FRAME_ERR;
 	}
+	/* ...but from its first byte on a frame has FRAME-11's bound, however it trickles. */
+	deadline = now_ms() + frame_time_limit_ms(0);
+	tls_set_deadline(c, deadline);
+	if (tls_read_full(c, hdr + 1, sizeof(hdr) - 1) != 1) {
+		if (now_ms() >= deadline)
+			snprintf(why, why_len, "frame header not completed within %" PRIu64
+				 " ms of its first byte (FRAME-11)", frame_time_limit_ms(0));
+		else
+			snprintf(why, why_len, "reading frame header: %s",
+				 errno ? strerror(errno) : "end of stream");
+		goto out;
+	}
 	if (frame_hdr_decode(hdr, &f->hdr, &bad) < 0) {
 		*wire_err = FREP_E_PROTOCOL;
 		snprintf(why, why_len, "%s", bad);
-		return FRAME_ERR;
+		goto out;
 	}
+	deadline += frame_time_limit_ms(f->hdr.trailer_len) - frame_time_limit_ms(0);
+	tls_set_deadline(c, deadline);
 	/* Lengths are validated above, so these allocations are bounded. */
 	if (!r->body && !(r->body = malloc(FREP_MAX_BODY)))
 		goto nomem;
@@ -221,27 +328,43 @@ enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct 
 	if (f->hdr.trailer_len && tls_read_full(c, r->trailer, f->hdr.trailer_len) != 1)
 		goto truncated;
 
-	r->msg = protobuf_c_message_unpack(descriptors[f->hdr.type], NULL, f->hdr.body_len,
-					   r->body);
+	const ProtobufCMessageDescriptor *d = descriptors[f->hdr.type];
+	r->msg = protobuf_c_message_unpack(d, NULL, f->hdr.body_len, r->body);
 	if (!r->msg) {
 		*wire_err = FREP_E_PROTOCOL;
 		snprintf(why, why_len, "malformed %s body (%u bytes)", frep_msg_name(f->hdr.type),
 			 f->hdr.body_len);
-		return FRAME_ERR;
+		goto out;
+	}
+	const char *field = string_with_nul(d, r->body, f->hdr.body_len);
+	if (field) {
+		*wire_err = FREP_E_PROTOCOL;
+		snprintf(why, why_len, "malformed %s body: string field %s holds a NUL byte (MSG-4)",
+			 frep_msg_name(f->hdr.type), field);
+		goto out;
 	}
 	f->msg = r->msg;
 	f->trailer = r->trailer;
-	return FRAME_OK;
+	st = FRAME_OK;
+	goto out;
 
 truncated:
 	/* EOF or failure inside a frame is an error, unlike EOF on a boundary. */
-	snprintf(why, why_len, "connection lost inside a %s frame: %s",
-		 frep_msg_name(f->hdr.type), errno ? strerror(errno) : "end of stream");
-	return FRAME_ERR;
+	if (now_ms() >= deadline)
+		snprintf(why, why_len, "%s frame (%u body and %u trailer bytes) not completed "
+			 "within %" PRIu64 " ms of its first byte (FRAME-11)",
+			 frep_msg_name(f->hdr.type), f->hdr.body_len, f->hdr.trailer_len,
+			 frame_time_limit_ms(f->hdr.trailer_len));
+	else
+		snprintf(why, why_len, "connection lost inside a %s frame: %s",
+			 frep_msg_name(f->hdr.type), errno ? strerror(errno) : "end of stream");
+	goto out;
 nomem:
 	*wire_err = FREP_E_INTERNAL;
 	snprintf(why, why_len, "out of memory for a %u-byte trailer", f->hdr.trailer_len);
-	return FRAME_ERR;
+out:
+	tls_set_deadline(c, 0);
+	return st;
 }
 
 int frame_send(struct tls_conn *c, unsigned type, const ProtobufCMessage *msg,

@@ -74,10 +74,24 @@ void frame_give_trailer(struct frame_reader *r, void *buf, size_t cap);
 enum frame_status { FRAME_OK = 1, FRAME_EOF = 0, FRAME_ERR = -1 };
 
 /*
+ * FRAME-11: a frame must be complete within FRAME_TIME_BASE_MS of its first
+ * byte, plus a second per FRAME_MIN_RATE bytes of trailer, so a link down to
+ * 64 KiB/s still carries a 32 MiB trailer while a peer trickling a frame
+ * byte by byte cannot hold a session for ever.
+ */
+enum { FRAME_TIME_BASE_MS = 15000, FRAME_MIN_RATE = 64 << 10 };
+
+/* The bound of a frame with a trailer of trailer_len bytes, in ms. */
+uint64_t frame_time_limit_ms(uint32_t trailer_len);
+
+/*
  * Reads one whole frame. FRAME_EOF: the peer closed on a frame boundary.
- * FRAME_ERR: I/O error, EOF inside a frame, or an invalid header or body;
- * *wire_err is then the Error.code to send back (0 when the link itself
- * failed and nothing can be sent) and why says what was wrong.
+ * FRAME_ERR: I/O error, EOF inside a frame, a frame not completed within
+ * frame_time_limit_ms of its first byte, or an invalid header or body
+ * (strings with a NUL included, MSG-4); *wire_err is then the Error.code to
+ * send back (0 when the link itself failed and nothing can be sent) and why
+ * says what was wrong. Waiting for the first byte is bounded only by the
+ * connection's read timeout.
  */
 enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
 			     uint32_t *wire_err, char *why, size_t why_len);

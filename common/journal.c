@@ -109,8 +109,6 @@ enum journal_limits {
 };
 /* Files up to 1 PiB: every lpos and offset sum stays far from 2^64. */
 #define JOURNAL_MAX_FILE (UINT64_C(1) << 50)
-/* TXIDs stay below 2^62 so txid + 1 and lpos sums never overflow. */
-#define JOURNAL_MAX_TXID (UINT64_C(1) << 62)
 
 struct disk_slot {
 	uint32_t magic;

@@ -9,6 +9,12 @@
 /* Record operations; the values equal proto TxOp. */
 enum journal_op { JOP_WRITE = 1, JOP_TRIM = 2, JOP_ZERO = 3 };
 
+/*
+ * TXIDs stay below 2^62 so txid + 1 and lpos sums never overflow; a peer's
+ * TXID at or above it is a protocol error, never an I/O one (spec Limits).
+ */
+#define JOURNAL_MAX_TXID (UINT64_C(1) << 62)
+
 /* A transaction as stored. data_len is length for JOP_WRITE, else 0. */
 struct journal_rec {
 	uint64_t generation;

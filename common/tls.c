@@ -89,8 +89,9 @@ struct tls_conn {
 	mbedtls_ssl_context ssl;
 	struct tls_config *cfg;
 	int fd;
-	int read_timeout_ms; /* idle limit per wait after the handshake; 0 = none */
-	uint64_t deadline_ms;	/* absolute limit while handshaking / closing; 0 = none */
+	int read_timeout_ms;  /* idle limit per wait after the handshake; 0 = none */
+	int write_timeout_ms; /* the same for writes: a peer that stops reading */
+	uint64_t deadline_ms;	/* absolute limit (handshake, close, tls_set_deadline); 0 = none */
 	int last_errno;		/* errno of the last failed socket call, for the caller */
 	bool capture;		/* copy received bytes into hello[] */
 	size_t hello_len;
@@ -282,22 +283,22 @@ void tls_config_free(struct tls_config *cfg)
 
 /*
  * The socket is non-blocking; we wait in poll() so that one place bounds every
- * wait: by deadline_ms during the handshake and close, by read_timeout_ms
- * afterwards. Returns >0 ready, 0 timed out, -1 error (last_errno set).
+ * wait: by the read or write idle limit, and by deadline_ms while one is set
+ * (handshake, close, a frame being received), whichever ends first. Returns
+ * >0 ready, 0 timed out, -1 error (last_errno set).
  */
 static int wait_fd(struct tls_conn *c, short events, int idle_ms)
 {
 	struct pollfd pfd = { .fd = c->fd, .events = events };
 
 	for (;;) {
-		int ms = -1;
+		int ms = idle_ms > 0 ? idle_ms : -1;
 		if (c->deadline_ms) {
 			uint64_t now = now_ms();
 			if (now >= c->deadline_ms)
 				return 0;
-			ms = (int)(c->deadline_ms - now);
-		} else if (idle_ms > 0) {
-			ms = idle_ms;
+			if (ms < 0 || c->deadline_ms - now < (uint64_t)ms)
+				ms = (int)(c->deadline_ms - now);
 		}
 		int n = poll(&pfd, 1, ms);
 		if (n >= 0)
@@ -324,8 +325,7 @@ static int bio_send(void *p, const unsigned char *buf, size_t len)
 			return errno == EPIPE || errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET
 								      : MBEDTLS_ERR_NET_SEND_FAILED;
 		}
-		/* Writes have no idle limit after the handshake (see tls.h). */
-		int r = wait_fd(c, POLLOUT, 0);
+		int r = wait_fd(c, POLLOUT, c->write_timeout_ms);
 		if (r == 0)
 			return MBEDTLS_ERR_SSL_TIMEOUT;
 		if (r < 0)
@@ -944,6 +944,16 @@ int tls_write_full(struct tls_conn *c, const void *buf, size_t len)
 void tls_set_read_timeout(struct tls_conn *c, int timeout_ms)
 {
 	c->read_timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+}
+
+void tls_set_write_timeout(struct tls_conn *c, int timeout_ms)
+{
+	c->write_timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
+}
+
+void tls_set_deadline(struct tls_conn *c, uint64_t deadline_ms)
+{
+	c->deadline_ms = deadline_ms;
 }
 
 bool tls_readable(struct tls_conn *c, int timeout_ms)

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum tls_role { TLS_ROLE_SERVER, TLS_ROLE_CLIENT };
 
@@ -47,11 +48,23 @@ struct tls_conn *tls_client_connect(struct tls_config *cfg, const char *host, co
  * ETIMEDOUT if the read timeout expired).
  */
 int tls_read_full(struct tls_conn *c, void *buf, size_t len);
-/* Writes exactly len bytes; 0 or -1. */
+/* Writes exactly len bytes; 0 or -1 (errno ETIMEDOUT if the write timeout expired). */
 int tls_write_full(struct tls_conn *c, const void *buf, size_t len);
 
-/* Read timeout for tls_read_full, in ms; 0 = wait forever (the default). */
+/* Read timeout for tls_read_full, in ms, per wait for data; 0 = wait forever (the default). */
 void tls_set_read_timeout(struct tls_conn *c, int timeout_ms);
+/*
+ * Write timeout for tls_write_full, in ms, per wait for the peer to take
+ * data; 0 = wait forever (the default). Without one, a peer that stops
+ * reading blocks the writer for good once the socket buffers are full.
+ */
+void tls_set_write_timeout(struct tls_conn *c, int timeout_ms);
+/*
+ * Absolute limit (now_ms() clock) for every read and write wait until
+ * cleared with 0, on top of the timeouts above. Bounds a whole exchange,
+ * such as a frame, however slowly the peer trickles it.
+ */
+void tls_set_deadline(struct tls_conn *c, uint64_t deadline_ms);
 
 /*
  * True if a read would not block: decrypted bytes are buffered, or the socket

@@ -241,7 +241,7 @@ int hex_decode(const char *hex, void *buf, size_t len)
 bool volume_name_valid(const char *name)
 {
 	size_t n = strlen(name);
-	if (n == 0 || n > 64 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+	if (n == 0 || n > 64 || name[0] == '.')
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];

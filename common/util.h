@@ -48,7 +48,12 @@ char *hex_encode(const void *buf, size_t len, char *out);
 /* Parses 2*len hex digits. 0 or -1. */
 int hex_decode(const char *hex, void *buf, size_t len);
 
-/* True if name is a valid volume name: [A-Za-z0-9._-]{1,64}, not "." or "..". */
+/*
+ * True if name is a valid volume name (spec HS-2): [A-Za-z0-9._-]{1,64}, not
+ * starting with '.'. Names are directories of the mirror's data dir, where
+ * the server keeps its own dot files (.lock), so "." and ".." are not the
+ * only names that would land on something else.
+ */
 bool volume_name_valid(const char *name);
 
 /*

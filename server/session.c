@@ -128,8 +128,13 @@ static int send_msg(struct msession *s, unsigned type, const ProtobufCMessage *m
 {
 	if (frame_send(s->c, type, m, NULL, 0) == 0)
 		return 0;
-	log_warn(vol(s), "master %s: sending %s: %s", tls_peer_addr(s->c), frep_msg_name(type),
-		 strerror(errno));
+	if (errno == ETIMEDOUT)
+		log_warn(vol(s), "master %s (%s) read nothing for %" PRIu64 " ms (--heartbeat-timeout) "
+			 "while the mirror was sending %s: closing", tls_peer_cn(s->c),
+			 tls_peer_addr(s->c), s->srv->heartbeat_timeout_ms, frep_msg_name(type));
+	else
+		log_warn(vol(s), "master %s: sending %s: %s", tls_peer_addr(s->c),
+			 frep_msg_name(type), strerror(errno));
 	s->done = true;
 	return -1;
 }
@@ -166,7 +171,8 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 
 	if (!volume_name_valid(h->volume)) {
 		session_error(s, FREP_E_PROTOCOL,
-			      "volume name \"%.64s\" is invalid: use 1-64 of [A-Za-z0-9._-]", h->volume);
+			      "volume name \"%.64s\" is invalid: use 1-64 of [A-Za-z0-9._-], "
+			      "not starting with '.'", h->volume);
 		return;
 	}
 	snprintf(s->volume, sizeof(s->volume), "%s", h->volume);
@@ -246,11 +252,18 @@ static void on_extent_table(struct msession *s, Frep__V1__ExtentTable *t)
 	}
 	for (size_t i = 0; i < t->n_extent_size; i++) {
 		uint64_t sz = t->extent_size[i];
-		if (sz == 0 || sz % FREP_EXTENT_ALIGN || sz > UINT64_MAX - total) {
+		if (sz == 0 || sz % FREP_EXTENT_ALIGN) {
 			session_error(s, FREP_E_BAD_EXTENTS,
 				      "extent table malformed: extent %zu size %" PRIu64
 				      " is not a non-zero multiple of 4096",
 				      i, sz);
+			return;
+		}
+		if (sz > UINT64_MAX - total) {
+			session_error(s, FREP_E_BAD_EXTENTS,
+				      "extent table malformed: the sizes overflow 64 bits at extent %zu "
+				      "(%" PRIu64 " bytes after %" PRIu64 "): the volume size must fit in 64 bits",
+				      i, sz, total);
 			return;
 		}
 		total += sz;
@@ -311,11 +324,19 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	}
 	uint32_t prev_phase = s->mv.phase;
 	/*
-	 * A resumed pass may skip only what this mirror holds durably from the
-	 * same pass. Checked before the transition (MSG-8) wherever the volume
-	 * is open; before that (INIT, MAKEPARTS) the FSM refuses START_COPY.
+	 * Checked before the transition (MSG-8) wherever the volume is open;
+	 * before that (INIT, MAKEPARTS) the FSM refuses START_COPY. The next
+	 * TXID, base + 1, must be one a journal can hold (spec Limits), and a
+	 * resumed pass may skip only what this mirror holds durably from the
+	 * same pass.
 	 */
 	bool open = s->fsm.state != MR_INIT && s->fsm.state != MR_MAKEPARTS;
+	if (open && sc->base_txid >= JOURNAL_MAX_TXID - 1) {
+		session_error(s, FREP_E_PROTOCOL,
+			      "START_COPY base TXID %" PRIu64 " is out of range: TXIDs stay below 2^62",
+			      sc->base_txid);
+		return;
+	}
 	if (open && sc->start_offset &&
 	    (!sc->full || prev_phase != (uint32_t)sc->kind || !s->mv.copy_full ||
 	     sc->start_offset > s->mv.copy_cursor || sc->base_txid != s->mv.copy_base ||
@@ -593,6 +614,11 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 	};
 	if (tx->txid < s->expected)
 		return; /* a resend of something already journaled: the next ack covers it */
+	if (tx->txid >= JOURNAL_MAX_TXID) {
+		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " is out of range: TXIDs stay below 2^62",
+			      tx->txid);
+		return;
+	}
 	/* Lower is legal: a TX committed by an older generation is resent after a master restart. */
 	if (tx->generation > s->hello_generation) {
 		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
@@ -791,6 +817,12 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 
 	uint64_t last_frame_ms = now_ms();
 	tls_set_read_timeout(c, HELLO_TIMEOUT_MS);
+	/*
+	 * A master that stops reading is as gone as a silent one: without this
+	 * limit a full socket buffer would block the session in a send for good,
+	 * past the silence check and past shutdown.
+	 */
+	tls_set_write_timeout(c, (int)srv->heartbeat_timeout_ms);
 	while (!s->done) {
 		struct frame f;
 		if (atomic_load(&srv->stopping)) {

@@ -205,15 +205,19 @@ int store_open(struct mirror_volume *mv, const char *data_dir, const char *name,
 	if (asprintf(&mv->dir, "%s/%s", data_dir, name) < 0 || !mv->name) {
 		mv->dir = NULL;
 		snprintf(err, err_len, "out of memory");
-		return -1;
+		goto fail;
 	}
 	/* Metadata is replaced atomically (rename), so reading it unlocked is safe. */
 	if (load_meta(mv, err, err_len) < 0) {
 		if (errno == EBADMSG)
 			*wire_err = FREP_E_CHECKSUM; /* corruption is severe, never retried */
-		return -1;
+		goto fail;
 	}
 	return 0;
+fail:
+	/* Nothing is locked or open yet: this frees the name and directory only. */
+	store_close(mv);
+	return -1;
 }
 
 int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t err_len)
@@ -321,7 +325,7 @@ int store_recover_all(const char *data_dir)
 		struct mirror_volume mv;
 		char err[512];
 		uint32_t code;
-		if (!volume_name_valid(e->d_name) || e->d_name[0] == '.')
+		if (!volume_name_valid(e->d_name))
 			continue;
 		if (store_open(&mv, data_dir, e->d_name, &code, err, sizeof(err)) < 0 ||
 		    (mv.exists && store_attach(&mv, &code, err, sizeof(err)) < 0)) {

@@ -44,7 +44,7 @@ struct mirror_volume {
 /*
  * Reads what is known of volume NAME of data_dir (owner, uuid, phase), without
  * locking it, so a name clash is reported even while the owner is connected.
- * 0, or -1 with *wire_err and err.
+ * 0 (release with store_close), or -1 with *wire_err and err and nothing held.
  */
 int store_open(struct mirror_volume *mv, const char *data_dir, const char *name,
 	       uint32_t *wire_err, char *err, size_t err_len);

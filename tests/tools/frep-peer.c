@@ -36,6 +36,18 @@
  *        The server must close (EOF or reset) within the timeout, sending
  *        no further frame.
  *   close       closes the connection now (mid-frame after a partial raw)
+ *   trickle MS HEX
+ *        Writes the bytes of HEX one at a time, each in its own TLS record,
+ *        MS ms apart (a frame dribbled in, FRAME-11). Stops early, and still
+ *        succeeds, as soon as the server sends something or closes: the next
+ *        command (expect, expect-close) sees what it was. Prints
+ *        "trickle K of N bytes".
+ *   flood TYPE BODYFILE
+ *        Sends that frame (no trailer) over and over and reads nothing, until
+ *        the server gives up on us and resets the connection, which ends the
+ *        connection here too. Fails if a write waits longer than the timeout
+ *        (the server neither reads nor closes) or the server is still reading
+ *        after it. Prints "flood N frames".
  *   cork        buffers what later send and raw commands would write
  *   uncork [N]  writes the buffered bytes in one write and stops buffering;
  *               with N, only the first N bytes, with -N all but the last N
@@ -55,6 +67,8 @@ enum peer_limits {
 	MAX_TIMEOUT_S = 300,
 	/* A few whole frames: enough to batch or cut any frame the tool can send. */
 	MAX_CORK = 4 * (FREP_FRAME_HDR_SIZE + FREP_MAX_BODY + FREP_MAX_TRAILER),
+	/* Frames per write while flooding: few syscalls, and whole TLS records. */
+	FLOOD_BATCH = 1024,
 };
 
 enum peer_exit { EXIT_OK = 0, EXIT_MISBEHAVED = 1, EXIT_USAGE = 2 };
@@ -244,6 +258,22 @@ static int do_uncork(struct peer *p, char **argv, int argc)
 	return peer_write(p, "the corked bytes", p->cork, n);
 }
 
+/* TYPE BODYFILE of send and flood: the type, and the body (caller frees *body). */
+static int frame_args(struct peer *p, const char *cmd, char **argv, int *type, uint8_t **body,
+		      size_t *body_len)
+{
+	int rc;
+
+	*body = NULL;
+	if ((*type = parse_type(argv[1])) < 0)
+		return failf(p, EXIT_USAGE, "unknown type \"%s\"", argv[1]);
+	if ((rc = need_conn(p, cmd)))
+		return rc;
+	if (slurp(argv[2], FREP_MAX_BODY, body, body_len) < 0)
+		return failf(p, EXIT_USAGE, "body %s: %s", argv[2], strerror(errno));
+	return 0;
+}
+
 static int do_send(struct peer *p, char **argv, int argc)
 {
 	uint8_t *body = NULL, *trailer = NULL;
@@ -255,15 +285,9 @@ static int do_send(struct peer *p, char **argv, int argc)
 		argc--;
 	if (argc < 3 || argc > 4)
 		return failf(p, EXIT_USAGE, "usage: send TYPE BODYFILE [TRAILER] [crc]");
-	int type = parse_type(argv[1]);
-	if (type < 0)
-		return failf(p, EXIT_USAGE, "unknown type \"%s\"", argv[1]);
-	if ((rc = need_conn(p, "send")))
-		return rc;
-	if (slurp(argv[2], FREP_MAX_BODY, &body, &body_len) < 0) {
-		rc = failf(p, EXIT_USAGE, "body %s: %s", argv[2], strerror(errno));
+	int type;
+	if ((rc = frame_args(p, "send", argv, &type, &body, &body_len)))
 		goto out;
-	}
 	if (argc == 4 && (rc = make_trailer(p, argv[3], &trailer, &trailer_len)))
 		goto out;
 	if (crc && (rc = fix_crc(p, (unsigned)type, &body, &body_len, trailer, trailer_len)))
@@ -292,30 +316,121 @@ static int hexval(int c)
 	return isdigit(c) ? c - '0' : tolower(c) - 'a' + 10;
 }
 
-static int do_raw(struct peer *p, const char *hex)
+/* HEX (whitespace ignored) into buf[MAX_RAW]; *n gets the byte count. */
+static int parse_hex(struct peer *p, const char *cmd, const char *hex, uint8_t *buf, size_t *n)
 {
-	uint8_t buf[MAX_RAW];
-	size_t n = 0;
-	int hi = -1, rc;
+	int hi = -1;
 
-	if ((rc = need_conn(p, "raw")))
-		return rc;
+	*n = 0;
 	for (const char *s = hex; *s; s++) {
 		if (isspace((unsigned char)*s))
 			continue;
 		if (!isxdigit((unsigned char)*s))
-			return failf(p, EXIT_USAGE, "raw: '%c' is not a hex digit", *s);
+			return failf(p, EXIT_USAGE, "%s: '%c' is not a hex digit", cmd, *s);
+		if (*n == MAX_RAW)
+			return failf(p, EXIT_USAGE, "%s: more than %d bytes", cmd, MAX_RAW);
 		int v = hexval((unsigned char)*s);
 		if (hi < 0) {
 			hi = v;
 			continue;
 		}
-		buf[n++] = (uint8_t)(hi << 4 | v);
+		buf[(*n)++] = (uint8_t)(hi << 4 | v);
 		hi = -1;
 	}
-	if (hi >= 0 || n == 0)
-		return failf(p, EXIT_USAGE, "raw: need a non-empty, even number of hex digits");
+	if (hi >= 0 || *n == 0)
+		return failf(p, EXIT_USAGE, "%s: need a non-empty, even number of hex digits", cmd);
+	return 0;
+}
+
+static int do_raw(struct peer *p, const char *hex)
+{
+	uint8_t buf[MAX_RAW];
+	size_t n;
+	int rc;
+
+	if ((rc = need_conn(p, "raw")) || (rc = parse_hex(p, "raw", hex, buf, &n)))
+		return rc;
 	return peer_write(p, "raw bytes", buf, n);
+}
+
+static int do_trickle(struct peer *p, const char *args)
+{
+	uint8_t buf[MAX_RAW];
+	size_t n, i;
+	char *end;
+	int rc;
+
+	errno = 0;
+	unsigned long ms = strtoul(args, &end, 10);
+	if (errno || end == args || !isspace((unsigned char)*end) || ms > (unsigned long)p->timeout_ms)
+		return failf(p, EXIT_USAGE, "usage: trickle MS HEX (MS at most the timeout, %d)",
+			     p->timeout_ms);
+	if ((rc = need_conn(p, "trickle")) || (rc = parse_hex(p, "trickle", end, buf, &n)))
+		return rc;
+	for (i = 0; i < n; i++) {
+		/* The pause doubles as the watch for the server's answer or close. */
+		if (i && tls_readable(p->c, (int)ms))
+			break;
+		if ((rc = peer_write(p, "a trickled byte", buf + i, 1)))
+			return rc;
+	}
+	printf("trickle %zu of %zu bytes\n", i, n);
+	return 0;
+}
+
+static int do_flood(struct peer *p, char **argv, int argc)
+{
+	uint8_t *body = NULL, *batch = NULL;
+	size_t body_len, frame_len;
+	unsigned long frames = 0;
+	int rc;
+
+	if (argc != 3)
+		return failf(p, EXIT_USAGE, "usage: flood TYPE BODYFILE");
+	int type;
+	if ((rc = frame_args(p, "flood", argv, &type, &body, &body_len)))
+		goto out;
+	struct frep_frame_hdr h = {
+		.version = FREP_PROTO_VERSION, .type = (uint8_t)type, .body_len = (uint32_t)body_len,
+	};
+	frame_len = FREP_FRAME_HDR_SIZE + body_len;
+	if (!(batch = malloc(frame_len * FLOOD_BATCH))) {
+		rc = failf(p, EXIT_USAGE, "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < FLOOD_BATCH; i++) {
+		frame_hdr_encode(&h, batch + i * frame_len);
+		memcpy(batch + i * frame_len + FREP_FRAME_HDR_SIZE, body, body_len);
+	}
+	tls_set_write_timeout(p->c, p->timeout_ms);
+	uint64_t end = now_ms() + (uint64_t)p->timeout_ms;
+	for (;;) {
+		if (tls_write_full(p->c, batch, frame_len * FLOOD_BATCH) < 0)
+			break;
+		frames += FLOOD_BATCH;
+		if (now_ms() >= end) {
+			rc = failf(p, EXIT_MISBEHAVED, "flood: the server still reads after %lu frames "
+				   "and %d ms", frames, p->timeout_ms);
+			goto out;
+		}
+	}
+	if (errno == ETIMEDOUT) {
+		rc = failf(p, EXIT_MISBEHAVED, "flood: the server neither read nor closed for %d ms "
+			   "(after %lu frames)", p->timeout_ms, frames);
+		goto out;
+	}
+	if (errno != ECONNRESET && errno != EPIPE) {
+		rc = failf(p, EXIT_MISBEHAVED, "flood: %s", strerror(errno));
+		goto out;
+	}
+	printf("flood %lu frames\n", frames);
+	tls_abort(p->c);
+	p->c = NULL;
+	rc = 0;
+out:
+	free(body);
+	free(batch);
+	return rc;
 }
 
 static int write_file(const char *path, const void *buf, size_t len)
@@ -431,6 +546,8 @@ static int run_line(struct peer *p, char *line)
 		return 0;
 	if (!strncmp(s, "raw", 3) && isspace((unsigned char)s[3]))
 		return do_raw(p, s + 4);
+	if (!strncmp(s, "trickle", 7) && isspace((unsigned char)s[7]) && !p->corked)
+		return do_trickle(p, s + 8);
 	int argc = split(s, argv, 8);
 	if (!strcmp(argv[0], "send"))
 		return do_send(p, argv, argc);
@@ -448,6 +565,8 @@ static int run_line(struct peer *p, char *line)
 		return do_uncork(p, argv, argc);
 	if (p->corked && strcmp(argv[0], "send"))
 		return failf(p, EXIT_USAGE, "%s while corked: uncork first", argv[0]);
+	if (!strcmp(argv[0], "flood"))
+		return do_flood(p, argv, argc);
 	if (!strcmp(argv[0], "close") && argc == 1) {
 		tls_close(p->c);
 		p->c = NULL;

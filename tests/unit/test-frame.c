@@ -193,6 +193,26 @@ static void test_take_trailer(void **state)
  * FRAME_POOL_BYTES; the rest is freed at once, the pool with the reader (ASan
  * reports any leak or double free).
  */
+/* spec: FRAME-11. 15 s from the first byte, plus a second per 64 KiB of trailer. */
+static void test_frame_time_limit(void **state)
+{
+	const struct {
+		uint32_t trailer;
+		uint64_t ms;
+	} cases[] = {
+		{ 0, 15000 },
+		{ 1, 15000 },
+		{ 65535, 15999 },
+		{ 65536, 16000 },
+		{ FREP_MAX_TRAILER - 1, 15000 + 511999 },
+		{ FREP_MAX_TRAILER, 15000 + 512000 },
+		{ 0x7fffffffu, 15000 + 32767999 },
+		{ 0xffffffffu, 15000 + 65535999 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(frame_time_limit_ms(cases[i].trailer), cases[i].ms);
+}
+
 static void test_give_trailer_pool_bounds(void **state)
 {
 	struct frame_reader r;
@@ -231,6 +251,7 @@ int main(void)
 		cmocka_unit_test(test_required_fields),
 		cmocka_unit_test(test_take_trailer),
 		cmocka_unit_test(test_give_trailer_pool_bounds),
+		cmocka_unit_test(test_frame_time_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
