@@ -127,7 +127,7 @@ static void parse_volume(struct client_options *a, char *spec)
 		bad_arg("--volume: expected NAME=PATH[,PATH...], got '%s'", spec);
 	*eq = '\0';
 	if (!volume_name_valid(spec))
-		bad_arg("--volume: name '%s' is invalid: use 1-64 characters of [A-Za-z0-9._-]", spec);
+		bad_arg("--volume: name '%s' is invalid: use 1-64 characters of [A-Za-z0-9._-], not starting with '.'", spec);
 	a->volume_name = spec;
 	for (char *save, *p = strtok_r(eq + 1, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
 		if (a->n_paths == CLIENT_MAX_EXTENTS)

@@ -165,10 +165,25 @@ static int listen_on(const char *host, const char *port, char *bound, size_t bou
 	return fd;
 }
 
-/* Connection threads. `conns` counts them, so shutdown can wait for all. */
+/*
+ * Connection threads. `conns` counts them, so shutdown can wait for all;
+ * `conn_fds` holds their sockets (-1 when free), so shutdown can cut those
+ * whose peer stopped reading or sends a frame slowly.
+ */
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t conns_done = PTHREAD_COND_INITIALIZER;
 static unsigned conns;
+static int conn_fds[MAX_CONNECTIONS];
+
+/* Under conns_lock. */
+static void conn_fd_set(int old, int new)
+{
+	for (unsigned i = 0; i < MAX_CONNECTIONS; i++)
+		if (conn_fds[i] == old) {
+			conn_fds[i] = new;
+			return;
+		}
+}
 
 struct conn_job {
 	struct mirror_server *srv;
@@ -189,8 +204,9 @@ static void *conn_main(void *arg)
 	else
 		mirror_session_run(job->srv, c);
 
-	free(job);
 	pthread_mutex_lock(&conns_lock);
+	conn_fd_set(job->fd, -1);
+	free(job);
 	conns--;
 	pthread_cond_broadcast(&conns_done);
 	pthread_mutex_unlock(&conns_lock);
@@ -213,8 +229,10 @@ static void accept_one(struct mirror_server *srv, struct tls_config *tls, int lf
 
 	pthread_mutex_lock(&conns_lock);
 	bool full = conns >= MAX_CONNECTIONS;
-	if (!full)
+	if (!full) {
 		conns++;
+		conn_fd_set(-1, fd);
+	}
 	pthread_mutex_unlock(&conns_lock);
 	if (full) {
 		log_warn(NULL, "rejected peer=%s:%s: %d connections already open", h, p,
@@ -236,11 +254,12 @@ static void accept_one(struct mirror_server *srv, struct tls_config *tls, int lf
 	}
 	if (!job || pthread_create(&t, &attr, conn_main, job) != 0) {
 		log_error(NULL, "peer %s:%s: cannot start a connection thread", h, p);
-		close(fd);
-		free(job);
 		pthread_mutex_lock(&conns_lock);
+		conn_fd_set(fd, -1);
 		conns--;
 		pthread_mutex_unlock(&conns_lock);
+		close(fd);
+		free(job);
 	}
 	pthread_attr_destroy(&attr);
 }
@@ -306,6 +325,8 @@ int main(int argc, char **argv)
 	srv.data_dir = a.data_dir;
 	srv.allow = allow;
 	atomic_init(&srv.stopping, false);
+	for (unsigned i = 0; i < MAX_CONNECTIONS; i++)
+		conn_fds[i] = -1;
 	log_info(NULL, "listening on %s, data dir %s%s", bound, a.data_dir,
 		 allow ? ", --allow rules in force" : "");
 
@@ -331,12 +352,26 @@ int main(int argc, char **argv)
 	close(lfd);
 	lfd = -1;
 	atomic_store(&srv.stopping, true);
+	/*
+	 * Half the wait for sessions to end by themselves; then the sockets of
+	 * those still blocked (a peer that stopped reading, a frame trickling in)
+	 * are shut down, so that their send or read fails and they end too.
+	 */
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += SHUTDOWN_WAIT_MS / 1000;
+	until.tv_sec += SHUTDOWN_WAIT_MS / 2000;
 	pthread_mutex_lock(&conns_lock);
 	while (conns > 0 && pthread_cond_timedwait(&conns_done, &conns_lock, &until) == 0)
 		;
+	if (conns > 0) {
+		log_warn(NULL, "shutting down: cutting %u session(s) still blocked on their peer", conns);
+		for (unsigned i = 0; i < MAX_CONNECTIONS; i++)
+			if (conn_fds[i] >= 0)
+				shutdown(conn_fds[i], SHUT_RDWR);
+		until.tv_sec += SHUTDOWN_WAIT_MS / 2000;
+		while (conns > 0 && pthread_cond_timedwait(&conns_done, &conns_lock, &until) == 0)
+			;
+	}
 	unsigned left = conns;
 	pthread_mutex_unlock(&conns_lock);
 	if (left) {

@@ -92,4 +92,27 @@ send EXTENT_TABLE ext-overflow.bin
 EOF
 
 stop_server_clean
-pass "stuck reader closed after the heartbeat timeout, trickled frame cut at its bound, dot and NUL names refused, no leak on a failed open, out-of-range TXIDs and overflowing extents answered PROTOCOL/BAD_EXTENTS; clean SIGTERM"
+
+# 6. A master that stops reading while the mirror has the default, long heartbeat
+# timeout (30 s): SIGTERM still ends frep-server within its 10 s, exit 0. The
+# server cuts the sessions still blocked on their peer halfway through its wait.
+: >"$SERVER_LOG"
+start_server
+hello stuck2
+(cd "$W" && timeout 30 "$BIN/tests/frep-peer" --connect "127.0.0.1:$SERVER_PORT" \
+	--server-name frep-mirror --cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
+	--ca "$PKI/ca.crt" --timeout 10 >"$W/stuck2.out" 2>"$T/peer-stuck2.log" <<'EOF'
+send HELLO hello-stuck2.bin
+expect WELCOME
+flood HEARTBEAT hb.bin
+EOF
+) &
+FLOOD_PID=$!
+PIDS+=("$FLOOD_PID")
+wait_log "$SERVER_LOG" 'volume=stuck2 master master-1 .* connected' 10
+sleep 1 # the mirror's answers fill both socket buffers; its send blocks
+stop "$SERVER_PID"
+grep -q 'shutting down: cutting 1 session(s) still blocked on their peer' "$SERVER_LOG" ||
+	fail "SIGTERM did not cut the blocked session: $(tail -n 5 "$SERVER_LOG")"
+wait "$FLOOD_PID" || true
+pass "stuck reader closed after the heartbeat timeout (and cut by SIGTERM within 10 s with a long one), trickled frame cut at its bound, dot and NUL names refused, no leak on a failed open, out-of-range TXIDs and overflowing extents answered PROTOCOL/BAD_EXTENTS; clean SIGTERM"
