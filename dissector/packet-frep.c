@@ -213,8 +213,10 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 		return tvb_captured_length(tvb);
 	}
 	if (trailer_len) {
+		/* Wireshark's CRC32C comes byte-swapped and without the final XOR. */
 		trailer_crc = crc32c_tvb_offset_calculate(tvb, trailer_off, trailer_len,
 							  CRC32C_PRELOAD) ^ 0xFFFFFFFFu;
+		trailer_crc = GUINT32_SWAP_LE_BE(trailer_crc);
 		proto_tree_add_item(t, hf_trailer, tvb, trailer_off, trailer_len, ENC_NA);
 		ti = proto_tree_add_uint(t, hf_trailer_crc, tvb, trailer_off, trailer_len,
 					 trailer_crc);
