@@ -11,6 +11,7 @@
 #include <epan/packet.h>
 #include <epan/prefs.h>
 #include <epan/expert.h>
+#include <epan/proto_data.h>
 #include <epan/crc32-tvb.h>
 #include <wsutil/crc32.h>
 #include <epan/dissectors/packet-tcp.h>
@@ -158,6 +159,22 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 	}
 }
 
+/*
+ * TLS calls us once per record and rewrites the columns between calls: the
+ * first frep frame of a packet replaces what TLS wrote in the Info column,
+ * the others append.
+ */
+static void info_add(packet_info *pinfo, const char *line)
+{
+	col_set_str(pinfo->cinfo, COL_PROTOCOL, "frep");
+	if (!p_get_proto_data(pinfo->pool, pinfo, proto_frep, 0)) {
+		p_add_proto_data(pinfo->pool, pinfo, proto_frep, 0, GUINT_TO_POINTER(1));
+		col_clear_fence(pinfo->cinfo, COL_INFO);
+		col_clear(pinfo->cinfo, COL_INFO);
+	}
+	col_append_sep_str(pinfo->cinfo, COL_INFO, ", ", line);
+}
+
 static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int offset)
 {
 	proto_tree *t = proto_tree_add_subtree(tree, tvb, offset, FREP_FRAME_HDR_SIZE, ett_hdr, NULL,
@@ -204,12 +221,11 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 	proto_item *ti;
 	proto_tree *t;
 
-	col_set_str(pinfo->cinfo, COL_PROTOCOL, "frep");
 	ti = proto_tree_add_item(tree, proto_frep, tvb, 0, -1, ENC_NA);
 	t = proto_item_add_subtree(ti, ett_frep);
 	add_header(tvb, pinfo, t, 0);
 	if (tvb_get_ntohl(tvb, 0) != FREP_FRAME_MAGIC || !lengths_in_limits(tvb, 0)) {
-		col_append_sep_str(pinfo->cinfo, COL_INFO, ", ", "[not a frep frame]");
+		info_add(pinfo, "[not a frep frame]");
 		return tvb_captured_length(tvb);
 	}
 	if (trailer_len) {
@@ -224,13 +240,12 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 	}
 	frep_body_dissect(tvb, pinfo, t, type, FREP_FRAME_HDR_SIZE, (int)body_len, trailer_crc,
 			  &body);
-	col_append_sep_str(pinfo->cinfo, COL_INFO, ", ", info_line(pinfo, type, &body, trailer_len));
+	info_add(pinfo, info_line(pinfo, type, &body, trailer_len));
 	return tvb_captured_length(tvb);
 }
 
 static int dissect_frep(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *data)
 {
-	col_clear(pinfo->cinfo, COL_INFO);
 	tcp_dissect_pdus(tvb, pinfo, tree, frep_desegment, FREP_FRAME_HDR_SIZE, get_frame_len,
 			 dissect_frame, data);
 	return tvb_captured_length(tvb);
