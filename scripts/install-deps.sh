@@ -12,6 +12,7 @@ packages=(
 	libgrpc-dev
 	openssl
 	nbdkit nbdkit-plugin-dev
+	libwireshark-dev wireshark-dev tshark tcpdump
 	libnbd-bin python3-libnbd qemu-utils nbd-client fio
 	python3
 	util-linux coreutils procps iproute2
@@ -34,5 +35,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# tshark's wireshark-common asks whether non-root users may capture: they may not.
+echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
