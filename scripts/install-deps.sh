@@ -9,6 +9,7 @@ packages=(
 	libmbedtls-dev libisal-dev
 	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 	libcmocka-dev
+	clang libclang-rt-14-dev
 	libgrpc-dev
 	openssl
 	nbdkit nbdkit-plugin-dev

@@ -11,7 +11,14 @@ cmake --build build-release -j"$(nproc)" >/dev/null
 build=${FREP_TEST_BUILD:-build-test}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFREP_SANITIZE=ON -DFREP_WERROR=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
-cd "$build"
 # Every test is bounded (60 s each); tests pick ephemeral ports and private temp dirs,
 # so they run two at a time.
-ctest --output-on-failure -j2 --timeout 60
+(cd "$build" && ctest --output-on-failure -j2 --timeout 60)
+
+# The libFuzzer harnesses (tests/fuzz): clang, in their own build dir, each run for
+# FREP_FUZZ_SECONDS from its seed corpus; a crash or failed oracle fails the run.
+fuzz_build=${FREP_FUZZ_BUILD:-build-fuzz}
+cmake -S . -B "$fuzz_build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	-DFREP_FUZZ=ON -DFREP_WERROR=ON >/dev/null
+cmake --build "$fuzz_build" -j"$(nproc)" >/dev/null
+(cd "$fuzz_build" && ctest --output-on-failure -j2 --timeout 60)

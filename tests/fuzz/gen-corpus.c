@@ -1,0 +1,373 @@
+/*
+ * Writes the seed corpora under DIR (tests/fuzz/corpus) with the real code:
+ * frames as frame_send sends them in a session, journal, metadata and bitmap
+ * files as journal.c, meta.c and bitmap.c write them, cut down to the
+ * harnesses' compact inputs. Run once by hand; its output is committed.
+ *   gen-corpus DIR
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bitmap.h"
+#include "frame.h"
+#include "frep/v1/frep.pb-c.h"
+#include "harness.h"
+#include "journal.h"
+#include "log.h"
+#include "mem-tls.h"
+#include "meta.h"
+#include "tls.h"
+#include "util.h"
+
+static const char *out_dir;
+
+static void put(const char *harness, const char *name, const void *a, size_t alen,
+		const void *b, size_t blen)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s/%s", out_dir, harness, name);
+	FILE *f = fopen(path, "we");
+	require(f);
+	require(fwrite(a, 1, alen, f) == alen);
+	require(!blen || fwrite(b, 1, blen, f) == blen);
+	require(fclose(f) == 0);
+}
+
+static void *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	require(fd >= 0);
+	off_t n = lseek(fd, 0, SEEK_END);
+	uint8_t *buf = malloc((size_t)n + 1);
+	require(buf && pread(fd, buf, (size_t)n, 0) == n);
+	close(fd);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* ------------------------------------------------------------ frames */
+
+static uint8_t uuid[16] = { 0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78,
+			    0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0 };
+static uint8_t data[512];
+
+static void send_one(struct tls_conn *c, unsigned type, const ProtobufCMessage *m,
+		     const void *trailer, uint32_t len)
+{
+	require(frame_send(c, type, m, trailer, len) == 0);
+}
+
+/* A master's side of a first session: create, copy, sequence, say goodbye. */
+static void master_session(struct tls_conn *c, bool whole)
+{
+	Frep__V1__Hello h = FREP__V1__HELLO__INIT;
+	h.proto_min = h.proto_max = FREP_PROTO_VERSION;
+	h.master_node = "master-host";
+	h.volume = "db1";
+	h.volume_uuid = (ProtobufCBinaryData){ sizeof(uuid), uuid };
+	h.generation = 1;
+	h.session_id = (ProtobufCBinaryData){ sizeof(uuid), uuid };
+	h.lane_count = 1;
+	h.journal_size = 1 << 20;
+	send_one(c, FREP_MSG_HELLO, &h.base, NULL, 0);
+
+	uint64_t sizes[2] = { 64 * 1024, 4096 };
+	Frep__V1__ExtentTable t = FREP__V1__EXTENT_TABLE__INIT;
+	t.n_extent_size = 2;
+	t.extent_size = sizes;
+	send_one(c, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0);
+
+	Frep__V1__StartCopy sc = FREP__V1__START_COPY__INIT;
+	sc.kind = FREP__V1__PHASE__PHASE_REPLICATE;
+	sc.full = true;
+	sc.total_bytes = sizes[0] + sizes[1];
+	send_one(c, FREP_MSG_START_COPY, &sc.base, NULL, 0);
+
+	Frep__V1__CopyData cd = FREP__V1__COPY_DATA__INIT;
+	cd.offset = 0;
+	cd.data_crc = frep_crc32c(data, sizeof(data));
+	send_one(c, FREP_MSG_COPY_DATA, &cd.base, data, sizeof(data));
+	Frep__V1__CopyHole ch = FREP__V1__COPY_HOLE__INIT;
+	ch.offset = sizeof(data);
+	ch.length = sizes[0] + sizes[1] - sizeof(data);
+	send_one(c, FREP_MSG_COPY_HOLE, &ch.base, NULL, 0);
+	Frep__V1__CopyDone done = FREP__V1__COPY_DONE__INIT;
+	done.last_txid = 0;
+	done.copied_bytes = sizeof(data);
+	send_one(c, FREP_MSG_COPY_DONE, &done.base, NULL, 0);
+
+	Frep__V1__Tx tx = FREP__V1__TX__INIT;
+	tx.generation = 1;
+	tx.txid = 1;
+	tx.op = FREP__V1__TX_OP__TX_WRITE;
+	tx.offset = 8192;
+	tx.length = sizeof(data);
+	tx.data_crc = frep_crc32c(data, sizeof(data));
+	send_one(c, FREP_MSG_TX, &tx.base, data, sizeof(data));
+	if (whole) {
+		tx.txid = 3; /* past a gap: held, RESEND asked */
+		tx.op = FREP__V1__TX_OP__TX_TRIM;
+		tx.length = 4096;
+		tx.data_crc = 0;
+		send_one(c, FREP_MSG_TX, &tx.base, NULL, 0);
+		tx.txid = 2;
+		tx.op = FREP__V1__TX_OP__TX_ZERO;
+		send_one(c, FREP_MSG_TX, &tx.base, NULL, 0);
+		Frep__V1__Heartbeat hb = FREP__V1__HEARTBEAT__INIT;
+		hb.txid = 3;
+		send_one(c, FREP_MSG_HEARTBEAT, &hb.base, NULL, 0);
+		Frep__V1__Pause p = FREP__V1__PAUSE__INIT;
+		send_one(c, FREP_MSG_PAUSE, &p.base, NULL, 0);
+		Frep__V1__Resume r = FREP__V1__RESUME__INIT;
+		send_one(c, FREP_MSG_RESUME, &r.base, NULL, 0);
+	}
+	Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
+	g.reason = "master shutting down";
+	send_one(c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+}
+
+/* The mirror's answers in that session, and an Error. */
+static void mirror_replies(struct tls_conn *c)
+{
+	Frep__V1__Welcome w = FREP__V1__WELCOME__INIT;
+	w.proto_version = FREP_PROTO_VERSION;
+	w.phase = FREP__V1__PHASE__PHASE_NONE;
+	send_one(c, FREP_MSG_WELCOME, &w.base, NULL, 0);
+	Frep__V1__PartsReady p = FREP__V1__PARTS_READY__INIT;
+	p.created = true;
+	p.volume_size = 69632;
+	send_one(c, FREP_MSG_PARTS_READY, &p.base, NULL, 0);
+	Frep__V1__CopyAck a = FREP__V1__COPY_ACK__INIT;
+	a.through = 69632;
+	send_one(c, FREP_MSG_COPY_ACK, &a.base, NULL, 0);
+	Frep__V1__Consistent cons = FREP__V1__CONSISTENT__INIT;
+	send_one(c, FREP_MSG_CONSISTENT, &cons.base, NULL, 0);
+	Frep__V1__Resend rs = FREP__V1__RESEND__INIT;
+	rs.from_txid = 2;
+	rs.to_txid = 2;
+	send_one(c, FREP_MSG_RESEND, &rs.base, NULL, 0);
+	Frep__V1__TxAck ta = FREP__V1__TX_ACK__INIT;
+	ta.txid = 3;
+	send_one(c, FREP_MSG_TX_ACK, &ta.base, NULL, 0);
+	Frep__V1__Error e = FREP__V1__ERROR__INIT;
+	e.code = FREP_E_RANGE;
+	e.severe = true;
+	e.message = "TX 4: 4096 bytes at offset 69632 leave the 69632-byte volume";
+	send_one(c, FREP_MSG_ERROR, &e.base, NULL, 0);
+}
+
+static void frames(void)
+{
+	size_t len;
+	struct tls_conn *c = mem_tls_open(NULL, 0, "gen", 1);
+	master_session(c, true);
+	const uint8_t *out = mem_tls_output(c, &len);
+	put("fuzz-frame", "master-session", out, len, NULL, 0);
+	put("fuzz-mirror-session", "first-session", out, len, NULL, 0);
+	tls_close(c);
+
+	c = mem_tls_open(NULL, 0, "gen", 1);
+	master_session(c, false);
+	out = mem_tls_output(c, &len);
+	put("fuzz-mirror-session", "copy-then-tx", out, len, NULL, 0);
+	tls_close(c);
+
+	c = mem_tls_open(NULL, 0, "gen", 1);
+	mirror_replies(c);
+	out = mem_tls_output(c, &len);
+	put("fuzz-frame", "mirror-replies", out, len, NULL, 0);
+	tls_close(c);
+}
+
+/* ------------------------------------------------------------ journal */
+
+enum { J_FILE = 1 << 20, J_HDR = 4096, J_RING = J_FILE - J_HDR };
+
+/* The harness's compact form: ctl, wrap, both slots, ring bytes [from, ring end) then [0, to). */
+static void journal_image(const char *path, const char *name, uint8_t ctl, uint64_t from,
+			  uint64_t to)
+{
+	size_t len;
+	uint8_t *f = slurp(path, &len);
+	require(len == J_FILE);
+	uint64_t wrap = from ? J_RING - from : 0;
+	size_t n = 3 + 128 + wrap + to;
+	uint8_t *img = malloc(n);
+	require(img);
+	img[0] = ctl;
+	img[1] = (uint8_t)wrap;
+	img[2] = (uint8_t)(wrap >> 8);
+	memcpy(img + 3, f, 64);
+	memcpy(img + 67, f + 2048, 64);
+	memcpy(img + 131, f + J_HDR + from, wrap);
+	memcpy(img + 131 + wrap, f + J_HDR, to);
+	put("fuzz-journal", name, img, n, NULL, 0);
+	free(img);
+	free(f);
+}
+
+static void append(struct journal *j, uint64_t txid, uint32_t op, uint64_t len)
+{
+	struct journal_rec r = { .generation = 1, .txid = txid, .offset = txid * 4096,
+				 .length = len, .op = op };
+	if (op == JOP_WRITE)
+		r.data_crc = frep_crc32c(data, len);
+	require(journal_append(j, &r, op == JOP_WRITE ? data : NULL) == 0);
+}
+
+static void journals(const char *dir)
+{
+	char path[512], err[512];
+
+	/* A few records of each op, the first two freed: a tail past offset 0. */
+	snprintf(path, sizeof(path), "%s/journal", dir);
+	struct journal *j = journal_open(path, J_FILE, NULL, err, sizeof(err));
+	require(j);
+	append(j, 1, JOP_WRITE, 256);
+	append(j, 2, JOP_TRIM, 4096);
+	append(j, 3, JOP_ZERO, 8192);
+	append(j, 4, JOP_WRITE, 512);
+	require(journal_sync(j) == 0);
+	require(journal_free_through(j, 2) == 0);
+	append(j, 5, JOP_WRITE, 100);
+	require(journal_sync(j) == 0);
+	uint64_t head = journal_head_pos(j);
+	journal_close(j);
+	journal_image(path, "records", 0, 0, head);
+	journal_image(path, "records-fix", 3, 0, head);
+	journal_image(path, "records-salvage", 7, 0, head);
+	unlink(path);
+
+	/* Trims (64 bytes each, 16320 to a ring) around the ring end: a chain that wraps. */
+	j = journal_open(path, J_FILE, NULL, err, sizeof(err));
+	require(j);
+	uint64_t per_ring = J_RING / 64;
+	for (uint64_t t = 1; t <= per_ring + 10; t++) {
+		append(j, t, JOP_TRIM, 4096);
+		if (t % 1024 == 0) {
+			require(journal_sync(j) == 0);
+			require(journal_free_through(j, t - 8) == 0);
+		}
+	}
+	require(journal_sync(j) == 0);
+	require(journal_free_through(j, per_ring - 5) == 0);
+	journal_close(j);
+	journal_image(path, "wrapped", 0, (per_ring - 5) * 64, 10 * 64);
+	journal_image(path, "wrapped-fix", 3, (per_ring - 5) * 64, 10 * 64);
+	unlink(path);
+}
+
+/* ------------------------------------------------------------ meta, bitmap, allow */
+
+static void metas(const char *dir)
+{
+	char path[512], hex[33];
+	struct meta m;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/meta", dir);
+	meta_init(&m);
+	meta_set(&m, "format", "frep-mirror-1");
+	meta_set(&m, "volume", "db1");
+	meta_set(&m, "owner", "master-a");
+	meta_set(&m, "uuid", hex_encode(uuid, sizeof(uuid), hex));
+	meta_set_u64(&m, "phase", FREP__V1__PHASE__PHASE_INSYNC);
+	meta_set_u64(&m, "consistent", 1);
+	meta_set_u64(&m, "consistent_txid", 1234);
+	meta_set_u64(&m, "applied_txid", 1234);
+	meta_set_u64(&m, "copy_cursor", 0);
+	meta_set_u64(&m, "copy_base", 0);
+	meta_set_u64(&m, "copy_full", 0);
+	meta_set_u64(&m, "extents", 2);
+	require(meta_save(path, &m) == 0);
+	uint8_t *f = slurp(path, &len);
+	put("fuzz-meta", "mirror", "\0", 1, f, len);
+	/* Without its crc32c line (the last 16 bytes): the harness adds it. */
+	put("fuzz-meta", "mirror-add-crc", "\1", 1, f, len - 16);
+	free(f);
+
+	meta_init(&m);
+	meta_set(&m, "format", "frep-master-1");
+	meta_set(&m, "volume", "db1");
+	meta_set(&m, "uuid", hex);
+	meta_set_u64(&m, "generation", 7);
+	require(meta_save(path, &m) == 0);
+	f = slurp(path, &len);
+	put("fuzz-meta", "master", "\0", 1, f, len);
+	free(f);
+	unlink(path);
+}
+
+static void bitmaps(const char *dir)
+{
+	char path[512], err[512];
+	size_t len;
+	uint64_t vol = 64 << 20; /* 1024 regions of 64 KiB: one page */
+
+	snprintf(path, sizeof(path), "%s/bitmap", dir);
+	struct bitmap *b = bitmap_open(path, vol, 64 * 1024, NULL, err, sizeof(err));
+	require(b);
+	bitmap_set_range(b, 0, 4096);
+	bitmap_set_range(b, 10 << 20, 3 << 20);
+	bitmap_set_range(b, vol - 1, 1);
+	require(bitmap_sync(b) == 0);
+	bitmap_close(b);
+	uint8_t *f = slurp(path, &len);
+	require(len == 2 * BITMAP_PAGE_SIZE);
+	uint8_t prefix[10] = { 0, 4 };
+	uint64_t le = htole64(vol);
+	memcpy(prefix + 2, &le, 8);
+	/* Header (64 bytes) and the page; the page's zero tail is left to the harness. */
+	uint8_t img[64 + 256];
+	memcpy(img, f, 64);
+	memcpy(img + 64, f + BITMAP_PAGE_SIZE, 256);
+	put("fuzz-bitmap", "short-page", prefix, sizeof(prefix), img, sizeof(img));
+	prefix[0] = 7; /* fix geometry, size and page CRCs */
+	put("fuzz-bitmap", "short-page-fix", prefix, sizeof(prefix), img, sizeof(img));
+	prefix[0] = 0;
+	uint8_t *whole = malloc(64 + BITMAP_PAGE_SIZE);
+	require(whole);
+	memcpy(whole, f, 64);
+	memcpy(whole + 64, f + BITMAP_PAGE_SIZE, BITMAP_PAGE_SIZE);
+	put("fuzz-bitmap", "one-page", prefix, sizeof(prefix), whole, 64 + BITMAP_PAGE_SIZE);
+	free(whole);
+	free(f);
+	unlink(path);
+}
+
+static void allows(void)
+{
+	static const char allow[] =
+		"# volume-glob   identity-glob\n"
+		"db*             master-a\n"
+		"vm-[0-9]*.img\tmaster-?  # trailing comment\n"
+		"\n"
+		"*               admin\n";
+	static const char bad[] = "db1 master-a extra\n";
+	put("fuzz-allow", "allow", allow, sizeof(allow) - 1, NULL, 0);
+	put("fuzz-allow", "three-fields", bad, sizeof(bad) - 1, NULL, 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen-corpus DIR (tests/fuzz/corpus)\n");
+		return 2;
+	}
+	out_dir = argv[1];
+	log_init("gen-corpus", LOG_WARN);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	const char *dir = fuzz_tmpdir();
+	frames();
+	journals(dir);
+	metas(dir);
+	bitmaps(dir);
+	allows();
+	return 0;
+}
