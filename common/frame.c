@@ -235,26 +235,34 @@ static int get_varint(const uint8_t *p, size_t len, size_t *off, uint64_t *v)
 }
 
 /*
- * MSG-4: strings hold no NUL. protobuf-c hands strings over NUL-terminated and
- * drops their length, so a volume "v1\0x" would pass as "v1": this reads the
- * wire lengths of the body's string fields instead (no frep message nests a
- * message, so top-level fields are all there is). Runs on a body protobuf-c
- * has accepted; anything it cannot follow is left to that verdict. Returns
- * the name of a string field holding a NUL, or NULL.
+ * What protobuf-c accepts but the protocol does not, read from the wire bytes
+ * of a body protobuf-c has accepted (no frep message nests a message, so
+ * top-level fields are all there is; anything it cannot follow is left to
+ * protobuf-c's verdict):
+ * - MSG-4: strings hold no NUL. protobuf-c hands strings over NUL-terminated
+ *   and drops their length, so a volume "v1\0x" would pass as "v1";
+ * - field number 0, which protobuf forbids: protobuf-c keeps it as an unknown
+ *   field when its tag is encoded in more bytes than needed, and then cannot
+ *   read back its own encoding of it (found by tests/fuzz/fuzz-frame).
+ * Returns 0, or -1 with the flaw described in why.
  */
-static const char *string_with_nul(const ProtobufCMessageDescriptor *d, const uint8_t *p,
-				   size_t len)
+static int body_flaw(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+		     char *why, size_t why_len)
 {
 	size_t off = 0;
 	uint64_t key, n;
 
 	while (off < len) {
 		if (get_varint(p, len, &off, &key) < 0)
-			return NULL;
+			return 0;
+		if (key >> 3 == 0) {
+			snprintf(why, why_len, "a field numbered 0");
+			return -1;
+		}
 		switch (key & 7) {
 		case 0: /* varint */
 			if (get_varint(p, len, &off, &n) < 0)
-				return NULL;
+				return 0;
 			break;
 		case 1: /* 64-bit */
 			off += 8;
@@ -264,21 +272,23 @@ static const char *string_with_nul(const ProtobufCMessageDescriptor *d, const ui
 			break;
 		case 2: { /* length-delimited */
 			if (get_varint(p, len, &off, &n) < 0 || n > len - off)
-				return NULL;
+				return 0;
 			const ProtobufCFieldDescriptor *f =
 				key >> 3 <= UINT32_MAX
 					? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
 					: NULL;
-			if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + off, 0, n))
-				return f->name;
+			if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + off, 0, n)) {
+				snprintf(why, why_len, "string field %s holds a NUL byte (MSG-4)", f->name);
+				return -1;
+			}
 			off += n;
 			break;
 		}
 		default:
-			return NULL;
+			return 0;
 		}
 	}
-	return NULL;
+	return 0;
 }
 
 enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
@@ -336,11 +346,10 @@ enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct 
 			 f->hdr.body_len);
 		goto out;
 	}
-	const char *field = string_with_nul(d, r->body, f->hdr.body_len);
-	if (field) {
+	char flaw[128];
+	if (body_flaw(d, r->body, f->hdr.body_len, flaw, sizeof(flaw)) < 0) {
 		*wire_err = FREP_E_PROTOCOL;
-		snprintf(why, why_len, "malformed %s body: string field %s holds a NUL byte (MSG-4)",
-			 frep_msg_name(f->hdr.type), field);
+		snprintf(why, why_len, "malformed %s body: %s", frep_msg_name(f->hdr.type), flaw);
 		goto out;
 	}
 	f->msg = r->msg;
