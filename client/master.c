@@ -103,19 +103,26 @@ static int master_salvage(struct master *m, const struct journal_damage *d, char
 			 strerror(errno));
 		return -1;
 	}
-	if (journal_reset(m->j, d->floor) < 0) {
+	/*
+	 * One TXID above the floor is skipped: a mirror consistent at the floor
+	 * itself would otherwise find every later TXID here (READY row 3) and
+	 * skip the resync, though it may hold the damaged write and this volume
+	 * not. This way the first TXID held is floor + 2: row 4, a resync.
+	 */
+	uint64_t last = d->floor + 1;
+	if (journal_reset(m->j, last) < 0) {
 		snprintf(err, err_len, "%s; and restarting the journal after TXID %" PRIu64 " failed: %s",
-			 d->what, d->floor, strerror(errno));
+			 d->what, last, strerror(errno));
 		return -1;
 	}
-	m->written_txid = m->committed_txid = m->applied_txid = d->floor;
-	m->acked_txid = m->synced_txid = d->floor;
+	m->written_txid = m->committed_txid = m->applied_txid = last;
+	m->acked_txid = m->synced_txid = last;
 	snprintf(m->journal_damage, sizeof(m->journal_damage),
 		 "CHECKSUM: %s. The write of TXID %" PRIu64 " and any after it up to TXID %" PRIu64
 		 " may be missing from the master volume and differ on the mirror; the volume is "
 		 "served as it is, new writes get TXIDs from %" PRIu64 ", and every region is marked "
 		 "dirty. To recover, restart frep-client: it resyncs the whole volume to the mirror",
-		 d->what, d->txid, d->floor, d->floor + 1);
+		 d->what, d->txid, d->floor, last + 1);
 	log_error(m->name, "%s", m->journal_damage);
 	return 0;
 }

@@ -157,8 +157,29 @@ void session_step_ready(struct session *s)
 			m->acked_txid = w->durable_txid;
 		if (m->synced_txid < w->durable_txid)
 			m->synced_txid = w->durable_txid;
+		/*
+		 * CRK-5: the mirror equals this master at D and this master still
+		 * holds every TXID after it, so no region needs a copy. Bits left
+		 * set (a crack that dropped only TXIDs the mirror already had, its
+		 * acknowledgements lost with the link) are stale. A crack since
+		 * the decision would have freed D + 1: then they stay.
+		 */
+		uint64_t stale = 0;
+		if (w->durable_txid + 1 >= journal_first_txid(m->j) && m->cracks == s->cracks_seen) {
+			stale = bitmap_dirty_regions(m->bm);
+			bitmap_clear_all(m->bm);
+		}
 		pthread_cond_broadcast(&m->cond);
 		pthread_mutex_unlock(&m->lock);
+		if (stale) {
+			if (bitmap_sync(m->bm) < 0) {
+				session_fail(s, ME_SEVERE, 0, "dirty bitmap fdatasync: %s", strerror(errno));
+				return;
+			}
+			log_info(m->name, "%" PRIu64 " dirty region(s) are clean: the mirror is consistent "
+				 "at TXID %" PRIu64 " and every later TXID is still here", stale,
+				 w->durable_txid);
+		}
 		s->max_sent = w->durable_txid;
 		s->backoff_ms = 0;
 		log_info(m->name, "mirror consistent at TXID %" PRIu64 "; resending from %" PRIu64,
