@@ -75,6 +75,7 @@ struct msession {
 	uint64_t copy_tc;
 	uint64_t copy_unsynced;
 	uint64_t copy_through;
+	uint64_t copy_acked_through; /* through of the last COPY_ACK this pass */
 	uint64_t copy_acked_ms;	/* when the last COPY_ACK went, or the pass started */
 	uint64_t last_checkpoint_ms;
 	bool done;	       /* session over: close */
@@ -350,7 +351,13 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	}
 	if (feed(s, ev, FREP_MSG_START_COPY) < 0)
 		return;
-	/* Inconsistent from the first copied byte on: say so durably before writing any. */
+	/*
+	 * Inconsistent from the first copied byte on: say so durably before writing
+	 * any. A mirror in sync was consistent at every TXID it applied: the last
+	 * one is what it keeps as its last consistent TXID (COPY-2).
+	 */
+	if (s->mv.consistent && s->mv.phase == FREP__V1__PHASE__PHASE_INSYNC)
+		s->mv.consistent_txid = s->mv.applied_txid;
 	s->mv.phase = sc->kind;
 	s->mv.consistent = false;
 	s->mv.copy_full = sc->full;
@@ -368,6 +375,7 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	s->copy_done = false;
 	s->copy_unsynced = 0;
 	s->copy_through = sc->start_offset;
+	s->copy_acked_through = sc->start_offset;
 	s->copy_acked_ms = now_ms();
 	log_info(vol(s), "%s %s pass %s: %" PRIu64 " bytes, base TXID %" PRIu64,
 		 mirror_state_name(s->fsm.state), sc->full ? "full" : "dirty",
@@ -404,6 +412,7 @@ static int copy_ack(struct msession *s, uint64_t through)
 	}
 	s->copy_unsynced = 0;
 	s->copy_acked_ms = now_ms();
+	s->copy_acked_through = through;
 	if (s->mv.copy_full && through > s->mv.copy_cursor) {
 		/* The resume point of a full pass: everything below is durable. */
 		s->mv.copy_cursor = through;
@@ -464,6 +473,18 @@ static void on_copy_hole(struct msession *s, Frep__V1__CopyHole *h)
 	s->copy_through = h->offset + h->length;
 	/* Holes move the resume cursor too (COPY-8): a sparse volume's copy keeps its progress. */
 	if (now_ms() - s->copy_acked_ms >= COPY_ACK_MS)
+		copy_ack(s, s->copy_through);
+}
+
+/*
+ * COPY-8's clock: once a second while the pass has moved on, whether or not
+ * more records come, so that a master that pauses between records (a slow
+ * link, --max-rate, a crack about to happen) still sees its progress.
+ */
+static void copy_ack_if_due(struct msession *s)
+{
+	if ((s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC) && !s->copy_done &&
+	    s->copy_through > s->copy_acked_through && now_ms() - s->copy_acked_ms >= COPY_ACK_MS)
 		copy_ack(s, s->copy_through);
 }
 
@@ -528,6 +549,18 @@ static int journal_tx(struct msession *s, const struct owned_tx *t)
 		session_error(s, FREP_E_PROTOCOL, "TX %" PRIu64 " from generation %" PRIu64
 			      " after a TX of generation %" PRIu64 ": generations never go down",
 			      r->txid, r->generation, s->generation);
+		give_back(s, t);
+		return -1;
+	}
+	/*
+	 * Journals are made at least MIRROR_JOURNAL_MIN, which holds any legal TX;
+	 * one created smaller by an older frep cannot, and retrying would not help.
+	 */
+	if (data && r->length > journal_max_record_data(s->mv.j)) {
+		session_error(s, FREP_E_NO_SPACE, "TX %" PRIu64 " carries %" PRIu64 " bytes, more than "
+			      "this volume's journal can hold in one record (%" PRIu64 "); remove the "
+			      "volume's directory on the mirror so that it is created again with a "
+			      "larger journal", r->txid, r->length, journal_max_record_data(s->mv.j));
 		give_back(s, t);
 		return -1;
 	}
@@ -837,6 +870,8 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 					 HELLO_TIMEOUT_MS);
 				break;
 			}
+			if (!s->done && s->have_volume)
+				copy_ack_if_due(s);
 			if (now_ms() - last_frame_ms > srv->heartbeat_timeout_ms) {
 				log_warn(vol(s), "master %s silent for %" PRIu64 " ms (--heartbeat-timeout): closing",
 					 tls_peer_addr(c), now_ms() - last_frame_ms);
@@ -855,6 +890,8 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 		last_frame_ms = now_ms();
 		if (!s->done && s->have_volume && s->mv.j)
 			commit_batch(s);
+		if (!s->done && s->have_volume)
+			copy_ack_if_due(s);
 		if (!s->done && s->have_volume && s->mv.exists &&
 		    last_frame_ms - s->last_checkpoint_ms >= CHECKPOINT_MS) {
 			s->last_checkpoint_ms = last_frame_ms;

@@ -14,7 +14,8 @@
 #include "util.h"
 
 enum {
-	MIRROR_JOURNAL_MIN = 16 << 20,
+	/* Twice the largest TX (FREP_MAX_TRAILER), so that any legal TX fits beside another. */
+	MIRROR_JOURNAL_MIN = 64 << 20,
 	MIRROR_JOURNAL_MAX = 1u << 30,
 };
 
