@@ -1,4 +1,4 @@
-/* Test tool: a scriptable, misbehaving master that speaks real TLS to frep-server. */
+/* frep-conform peer: a scriptable, misbehaving master that speaks real TLS to a mirror. */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +16,7 @@
 
 /*
  * Usage:
- *   frep-peer --connect HOST:PORT --server-name NAME --cert F --key F --ca F
+ *   frep-conform peer --connect HOST:PORT --server-name NAME --cert F --key F --ca F
  *             [--timeout S] [SCRIPT]
  *
  * SCRIPT (a file, or stdin when absent or "-") has one command per line;
@@ -577,11 +577,11 @@ static int run_line(struct peer *p, char *line)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: frep-peer --connect HOST:PORT --server-name NAME --cert F --key F "
+	fprintf(stderr, "usage: frep-conform peer --connect HOST:PORT --server-name NAME --cert F --key F "
 			"--ca F [--timeout S] [SCRIPT]\n");
 }
 
-int main(int argc, char **argv)
+int peer_script_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "connect", required_argument, NULL, 'c' },
@@ -599,7 +599,7 @@ int main(int argc, char **argv)
 	char err[256], host[256], line[MAX_LINE];
 	int opt, rc = EXIT_USAGE;
 
-	log_init("frep-peer", LOG_WARN);
+	log_init("frep-conform peer", LOG_WARN);
 	frame_reader_init(&p.rd);
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
@@ -612,7 +612,7 @@ int main(int argc, char **argv)
 			char *end;
 			long s = strtol(optarg, &end, 10);
 			if (*end || s < 1 || s > MAX_TIMEOUT_S) {
-				fprintf(stderr, "frep-peer: --timeout: 1..%d seconds\n", MAX_TIMEOUT_S);
+				fprintf(stderr, "frep-conform peer: --timeout: 1..%d seconds\n", MAX_TIMEOUT_S);
 				return EXIT_USAGE;
 			}
 			p.timeout_ms = (int)s * 1000;
@@ -630,7 +630,7 @@ int main(int argc, char **argv)
 	snprintf(host, sizeof(host), "%.*s", (int)(colon - connect), connect);
 	if (optind < argc && strcmp(argv[optind], "-")) {
 		if (!(script = fopen(argv[optind], "r"))) {
-			fprintf(stderr, "frep-peer: %s: %s\n", argv[optind], strerror(errno));
+			fprintf(stderr, "frep-conform peer: %s: %s\n", argv[optind], strerror(errno));
 			return EXIT_USAGE;
 		}
 	} else {
@@ -638,12 +638,12 @@ int main(int argc, char **argv)
 	}
 
 	if (!(cfg = tls_config_new(TLS_ROLE_CLIENT, cert, key, ca, NULL, err, sizeof(err)))) {
-		fprintf(stderr, "frep-peer: %s\n", err);
+		fprintf(stderr, "frep-conform peer: %s\n", err);
 		goto out;
 	}
 	if (!(p.c = tls_client_connect(cfg, host, colon + 1, server_name, p.timeout_ms, err,
 				       sizeof(err)))) {
-		fprintf(stderr, "frep-peer: connecting to %s: %s\n", connect, err);
+		fprintf(stderr, "frep-conform peer: connecting to %s: %s\n", connect, err);
 		rc = EXIT_MISBEHAVED;
 		goto out;
 	}
@@ -660,7 +660,7 @@ int main(int argc, char **argv)
 	if (rc == EXIT_OK && p.corked)
 		rc = failf(&p, EXIT_USAGE, "the script ended with bytes still corked");
 	if (rc != EXIT_OK)
-		fprintf(stderr, "frep-peer: %s\n", p.why[0] ? p.why : "failed");
+		fprintf(stderr, "frep-conform peer: %s\n", p.why[0] ? p.why : "failed");
 out:
 	tls_close(p.c);
 	free(p.cork);

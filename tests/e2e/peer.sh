@@ -1,7 +1,7 @@
-# Shared helpers for the misbehaving-master tests: frep-peer scripts, protoc-made bodies, Error checks.
+# Shared helpers for the misbehaving-master tests: frep-conform peer scripts, protoc-made bodies, Error checks.
 #
 # Source it after lib.sh and `certs master-1`; it is not a test itself (ctest runs
-# test-*.sh only). tests/tools/frep-peer plays the master over real TLS from a
+# test-*.sh only). frep-conform peer (conformance/peer-script.c) plays the master over real TLS from a
 # script read on stdin, in the working directory $W; protoc, independent of the
 # project's protobuf-c code, encodes the bodies it sends and decodes the bodies it
 # receives, so a codec bug cannot hide on both ends at once.
@@ -21,7 +21,7 @@ PROTO_DIR=$FREP_SRC/proto
 UUID='\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017\020'
 SID='\100\101\102\103\104\105\106\107\110\111\112\113\114\115\116\117'
 EXT=1048576
-# Each script step is bounded by frep-peer's --timeout; this bounds a whole
+# Each script step is bounded by frep-conform peer's --timeout; this bounds a whole
 # script, well inside ctest's 60 s, so a hang fails with the peer's log.
 PEER_SCRIPT_TIMEOUT=30
 
@@ -71,15 +71,15 @@ expect CONSISTENT
 EOF
 }
 
-# peer NAME: runs frep-peer on the script from stdin in $W; stdout in $W/NAME.out,
+# peer NAME: runs frep-conform peer on the script from stdin in $W; stdout in $W/NAME.out,
 # stderr in $T/peer-NAME.log; fails the test unless the script ran as written
 # (which also means the server accepted the connection).
 peer() {
 	local rc=0
-	(cd "$W" && timeout "$PEER_SCRIPT_TIMEOUT" "$BIN/tests/frep-peer" --connect "127.0.0.1:$SERVER_PORT" \
+	(cd "$W" && timeout "$PEER_SCRIPT_TIMEOUT" "$BIN/frep-conform" peer --connect "127.0.0.1:$SERVER_PORT" \
 		--server-name frep-mirror --cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
 		--ca "$PKI/ca.crt" --timeout 10) >"$W/$1.out" 2>"$T/peer-$1.log" || rc=$?
-	[ $rc -eq 0 ] || fail "case $1: frep-peer exit $rc: $(cat "$T/peer-$1.log")"
+	[ $rc -eq 0 ] || fail "case $1: frep-conform peer exit $rc: $(cat "$T/peer-$1.log")"
 }
 
 # has NAME MESSAGE FILE FIELD...: the decoded body has each "field: value" line.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A misbehaving master in every mirror state: illegal events, a TX cut inside its data, a TX past a gap; nothing half-received is ever journaled.
 #
-# tests/tools/frep-peer plays the master over real TLS. Each case takes
+# frep-conform peer (conformance/peer-script.c) plays the master over real TLS. Each case takes
 # frep-server's machine (fsm/mirror.rl) to one state with legal messages and
 # then sends one message that the state's table does not list (spec FSM-1):
 # the answer must be a severe Error UNEXPECTED naming the message and the state,

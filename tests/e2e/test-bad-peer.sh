@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bad input from an authenticated master is harmless: frep-server answers with the right Error, stays up, keeps serving.
 #
-# tests/tools/frep-peer plays the master; tests/e2e/peer.sh has the helpers.
+# frep-conform peer (conformance/peer-script.c) plays the master; tests/e2e/peer.sh has the helpers.
 source "$(dirname "$0")/lib.sh"
 certs master-1
 source "$(dirname "$0")/peer.sh"

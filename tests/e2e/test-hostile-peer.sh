@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # An authenticated but hostile master cannot pin a session, land on the server's own files, or get a wrong Error.
 #
-# tests/tools/frep-peer plays the master; tests/e2e/peer.sh has the helpers. The
+# frep-conform peer (conformance/peer-script.c) plays the master; tests/e2e/peer.sh has the helpers. The
 # server runs with --heartbeat-timeout 2 and, through the test hook
 # FREP_TEST_FRAME_MS, a 1.5 s frame bound in place of FRAME-11's 15 s.
 source "$(dirname "$0")/lib.sh"
@@ -99,7 +99,7 @@ stop_server_clean
 : >"$SERVER_LOG"
 start_server
 hello stuck2
-(cd "$W" && timeout 30 "$BIN/tests/frep-peer" --connect "127.0.0.1:$SERVER_PORT" \
+(cd "$W" && timeout 30 "$BIN/frep-conform" peer --connect "127.0.0.1:$SERVER_PORT" \
 	--server-name frep-mirror --cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
 	--ca "$PKI/ca.crt" --timeout 10 >"$W/stuck2.out" 2>"$T/peer-stuck2.log" <<'EOF'
 send HELLO hello-stuck2.bin

@@ -1,0 +1,98 @@
+# Shared by tests/conformance/test-*.sh: frep-conform against frep's own daemons.
+#
+# Source it after tests/e2e/lib.sh; it is not a test itself. Nothing may SKIP at
+# home: every case, the durability ones included, runs against frep-server
+# (under the crashfs shim, whose simulated power loss --crash-cmd pulls) and
+# frep-client.
+CONFORM=$BIN/frep-conform
+SHIM=${FREP_CRASHFS:-$BIN/tests/crashfs.so}
+[ -x "$CONFORM" ] || fail "frep-conform not built: $CONFORM"
+[ -f "$SHIM" ] || fail "crashfs shim not built: $SHIM"
+# frep-server's frame bound (FRAME-11) and silence timeout (HB-3), short so that
+# the cases that wait them out fit the test's time; frep-conform is told both.
+FRAME_BOUND_MS=2000
+PEER_TIMEOUT_S=3
+
+# The mirror runs from a launcher script so that --restart-cmd, run by
+# frep-conform, can start it again on the same port after a power cut.
+mirror_scripts() {
+	local data=$T/mirror
+	mkdir -p "$data"
+	cat >"$T/mirror-start.sh" <<EOS
+#!/usr/bin/env bash
+set -euo pipefail
+port=\${1:-\$(cat "$T/mirror.port")}
+n=0
+while [ -e "$T/mirror-\$n.log" ]; do n=\$((n + 1)); done
+log=$T/mirror-\$n.log
+env LD_PRELOAD="$SHIM" CRASHFS_ROOT="$data" CRASHFS_SIGNAL=USR2 \\
+	ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" FREP_TEST_FRAME_MS=$FRAME_BOUND_MS \\
+	"$BIN/frep-server" --listen "127.0.0.1:\$port" --data-dir "$data" --cert "$PKI/server.crt" \\
+	--key "$PKI/server.key" --ca "$PKI/ca.crt" --heartbeat-timeout $PEER_TIMEOUT_S \\
+	>"\$log" 2>&1 &
+echo \$! >"$T/mirror.pid"
+for _ in \$(seq 200); do
+	grep -Eq 'listening on 127\.0\.0\.1:[0-9]+' "\$log" && break
+	kill -0 "\$(cat "$T/mirror.pid")" 2>/dev/null || { cat "\$log" >&2; exit 1; }
+	sleep 0.05
+done
+grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "\$log" | tail -n1 | cut -d: -f2 >"$T/mirror.port"
+EOS
+	# The power cut: the shim undoes every write not made durable, then SIGKILL.
+	cat >"$T/mirror-crash.sh" <<EOS
+#!/usr/bin/env bash
+pid=\$(cat "$T/mirror.pid")
+kill -USR2 "\$pid"
+for _ in \$(seq 200); do kill -0 "\$pid" 2>/dev/null || exit 0; sleep 0.05; done
+echo "frep-server \$pid still runs after its power cut" >&2
+exit 1
+EOS
+}
+
+stop_mirror() {
+	local pid
+	pid=$(cat "$T/mirror.pid" 2>/dev/null) || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+# conform_mirror PATTERN...: every mirror case matching a PATTERN passes, none skips,
+# and frep-server stays up and exits cleanly (no sanitizer report).
+conform_mirror() {
+	certs master-1 master-2
+	mirror_scripts
+	trap 'rc=$?; stop_mirror; (exit $rc); cleanup' EXIT
+	bash "$T/mirror-start.sh" 0 || fail "frep-server did not start"
+	local cases=() want rc=0
+	for p in "$@"; do cases+=(--case "$p"); done
+	want=0
+	while read -r id; do
+		for p in "$@"; do
+			# shellcheck disable=SC2053 # a glob, as frep-conform --case takes it
+			if [[ $id == $p ]]; then want=$((want + 1)); break; fi
+		done
+	done < <("$CONFORM" list mirror | cut -f1)
+	[ "$want" -gt 0 ] || fail "no mirror case matches $*"
+	"$CONFORM" mirror --target "127.0.0.1:$(cat "$T/mirror.port")" --ca "$PKI/ca.crt" \
+		--cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
+		--other-cert "$PKI/master-2.crt" --other-key "$PKI/master-2.key" \
+		--peer-timeout $PEER_TIMEOUT_S --frame-bound "$((FRAME_BOUND_MS / 1000))" \
+		--crash-cmd "bash $T/mirror-crash.sh" --restart-cmd "bash $T/mirror-start.sh" \
+		--junit "$T/junit.xml" "${cases[@]}" >"$T/conform.log" 2>&1 || rc=$?
+	cat "$T/conform.log"
+	[ $rc -eq 0 ] || fail "frep-conform mirror exited $rc"
+	grep -Eq "^$want passed, 0 failed, 0 skipped " "$T/conform.log" ||
+		fail "expected $want cases passed, none failed or skipped: $(tail -n1 "$T/conform.log")"
+	grep -q "<testsuite name=\"frep-conform mirror\" tests=\"$want\" failures=\"0\" skipped=\"0\"" \
+		"$T/junit.xml" || fail "the JUnit report does not say $want cases, 0 failures"
+	local pid
+	pid=$(cat "$T/mirror.pid")
+	kill -0 "$pid" 2>/dev/null || fail "frep-server is gone"
+	kill -TERM "$pid"
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	! kill -0 "$pid" 2>/dev/null || fail "frep-server still runs 10 s after SIGTERM"
+	! grep -Eq 'ASan|AddressSanitizer|LeakSanitizer|runtime error' "$T"/mirror-*.log ||
+		fail "sanitizer report in the server log"
+	pass "$want mirror cases passed"
+}
