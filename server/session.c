@@ -116,10 +116,31 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 }
 
 /* Feeds the event a message stands for; illegal ones end the session. */
+#ifdef FREP_CONFORM_BREAK
+/*
+ * frep-server-broken only (a test build, never installed): FREP_BREAK names one
+ * rule this mirror breaks on purpose, so that a test can show the conformance
+ * suite catches exactly the cases of that rule (tests/conformance).
+ */
+static bool broken(const char *rule)
+{
+	const char *b = getenv("FREP_BREAK");
+	return b && strcmp(b, rule) == 0;
+}
+#else
+static inline bool broken(const char *rule)
+{
+	(void)rule;
+	return false;
+}
+#endif
+
 static int feed(struct msession *s, enum mirror_event ev, unsigned type)
 {
 	if (mirror_fsm_feed(&s->fsm, ev, NULL) == 0)
 		return 0;
+	if (broken("illegal"))
+		return -1; /* FSM-1 broken: the illegal message is dropped without a word */
 	session_error(s, FREP_E_UNEXPECTED, "%s is illegal in state %s", frep_msg_name(type),
 		      mirror_state_name(s->fsm.state));
 	return -1;
@@ -659,6 +680,14 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 			      tx->txid, tx->generation, s->hello_generation);
 		return;
 	}
+	if (tx->txid > s->expected && broken("seq-gap")) {
+		/* SEQ-6 broken: the gap is skipped, as if its TXs had never existed. */
+		commit_batch(s);
+		if (s->done || journal_reset(s->mv.j, tx->txid - 1) < 0)
+			return;
+		s->mv.applied_txid = s->acked = tx->txid - 1;
+		s->expected = tx->txid;
+	}
 	if (tx->txid > s->expected) {
 		/* Past a gap: hold it and ask for the gap, once per gap. */
 		if (s->n_held < HOLD_MAX && s->held_bytes + len <= HOLD_MAX_BYTES) {
@@ -698,7 +727,8 @@ static void commit_batch(struct msession *s)
 	uint64_t last = s->expected - 1;
 	if (last <= s->acked)
 		return;
-	if (journal_sync(s->mv.j) < 0) {
+	/* DUR-7 broken: acknowledged before it is durable. */
+	if (!broken("unsynced-ack") && journal_sync(s->mv.j) < 0) {
 		session_error(s, FREP_E_IO, "journal fdatasync: %s", strerror(errno));
 		return;
 	}
@@ -793,6 +823,8 @@ static void dispatch(struct msession *s, struct frame *f)
 		return;
 	}
 	default:
+		if (broken("illegal"))
+			return; /* MSG-6 broken */
 		session_error(s, FREP_E_UNEXPECTED, "%s is not a message a master sends",
 			      frep_msg_name(f->hdr.type));
 		return;
@@ -892,7 +924,8 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 			commit_batch(s);
 		if (!s->done && s->have_volume)
 			copy_ack_if_due(s);
-		if (!s->done && s->have_volume && s->mv.exists &&
+		/* unsynced-ack: no checkpoint either, which would make the journal durable after all. */
+		if (!s->done && s->have_volume && s->mv.exists && !broken("unsynced-ack") &&
 		    last_frame_ms - s->last_checkpoint_ms >= CHECKPOINT_MS) {
 			s->last_checkpoint_ms = last_frame_ms;
 			if (store_checkpoint(&s->mv) < 0)

@@ -25,9 +25,9 @@ port=\${1:-\$(cat "$T/mirror.port")}
 n=0
 while [ -e "$T/mirror-\$n.log" ]; do n=\$((n + 1)); done
 log=$T/mirror-\$n.log
-env LD_PRELOAD="$SHIM" CRASHFS_ROOT="$data" CRASHFS_SIGNAL=USR2 \\
+env LD_PRELOAD="$SHIM" CRASHFS_ROOT="$data" CRASHFS_SIGNAL=USR2 ${MIRROR_ENV:-} \\
 	ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" FREP_TEST_FRAME_MS=$FRAME_BOUND_MS \\
-	"$BIN/frep-server" --listen "127.0.0.1:\$port" --data-dir "$data" --cert "$PKI/server.crt" \\
+	"$BIN/${MIRROR_BIN:-frep-server}" --listen "127.0.0.1:\$port" --data-dir "$data" --cert "$PKI/server.crt" \\
 	--key "$PKI/server.key" --ca "$PKI/ca.crt" --heartbeat-timeout $PEER_TIMEOUT_S \\
 	>"\$log" 2>&1 &
 echo \$! >"$T/mirror.pid"
@@ -57,31 +57,52 @@ stop_mirror() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
-# conform_mirror PATTERN...: every mirror case matching a PATTERN passes, none skips,
-# and frep-server stays up and exits cleanly (no sanitizer report).
-conform_mirror() {
-	certs master-1 master-2
-	mirror_scripts
-	trap 'rc=$?; stop_mirror; (exit $rc); cleanup' EXIT
-	bash "$T/mirror-start.sh" 0 || fail "frep-server did not start"
-	local cases=() want rc=0
-	for p in "$@"; do cases+=(--case "$p"); done
-	want=0
+# selected_cases PATTERN...: the IDs of the mirror cases those --case globs select.
+selected_cases() {
+	local id p
 	while read -r id; do
 		for p in "$@"; do
 			# shellcheck disable=SC2053 # a glob, as frep-conform --case takes it
-			if [[ $id == $p ]]; then want=$((want + 1)); break; fi
+			if [[ $id == $p ]]; then echo "$id"; break; fi
 		done
 	done < <("$CONFORM" list mirror | cut -f1)
-	[ "$want" -gt 0 ] || fail "no mirror case matches $*"
+}
+
+# run_conform RC_VAR [OPTIONS...] -- PATTERN...: frep-conform mirror against the
+# running mirror, output in $T/conform.log (and shown), exit status in RC_VAR.
+run_conform() {
+	local -n rc_out=$1
+	shift
+	local opts=() cases=()
+	while [ "$1" != -- ]; do opts+=("$1"); shift; done
+	shift
+	for p in "$@"; do cases+=(--case "$p"); done
+	rc_out=0
 	"$CONFORM" mirror --target "127.0.0.1:$(cat "$T/mirror.port")" --ca "$PKI/ca.crt" \
 		--cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
 		--other-cert "$PKI/master-2.crt" --other-key "$PKI/master-2.key" \
 		--peer-timeout $PEER_TIMEOUT_S --frame-bound "$((FRAME_BOUND_MS / 1000))" \
 		--crash-cmd "bash $T/mirror-crash.sh" --restart-cmd "bash $T/mirror-start.sh" \
-		--junit "$T/junit.xml" "${cases[@]}" >"$T/conform.log" 2>&1 || rc=$?
+		--junit "$T/junit.xml" "${opts[@]}" "${cases[@]}" >"$T/conform.log" 2>&1 || rc_out=$?
 	cat "$T/conform.log"
-	[ $rc -eq 0 ] || fail "frep-conform mirror exited $rc"
+}
+
+start_mirror() {
+	certs master-1 master-2
+	mirror_scripts
+	trap 'rc=$?; stop_mirror; (exit $rc); cleanup' EXIT
+	bash "$T/mirror-start.sh" 0 || fail "frep-server did not start"
+}
+
+# conform_mirror PATTERN...: every mirror case matching a PATTERN passes, none skips,
+# and frep-server stays up and exits cleanly (no sanitizer report).
+conform_mirror() {
+	local want rc
+	start_mirror
+	want=$(selected_cases "$@" | wc -l)
+	[ "$want" -gt 0 ] || fail "no mirror case matches $*"
+	run_conform rc -- "$@"
+	[ "$rc" -eq 0 ] || fail "frep-conform mirror exited $rc"
 	grep -Eq "^$want passed, 0 failed, 0 skipped " "$T/conform.log" ||
 		fail "expected $want cases passed, none failed or skipped: $(tail -n1 "$T/conform.log")"
 	grep -q "<testsuite name=\"frep-conform mirror\" tests=\"$want\" failures=\"0\" skipped=\"0\"" \
@@ -95,4 +116,26 @@ conform_mirror() {
 	! grep -Eq 'ASan|AddressSanitizer|LeakSanitizer|runtime error' "$T"/mirror-*.log ||
 		fail "sanitizer report in the server log"
 	pass "$want mirror cases passed"
+}
+
+# conform_broken RULE CLAUSE PATTERN...: frep-server-broken, breaking RULE, fails
+# exactly the selected cases that cite CLAUSE, and passes the others. Each wait
+# for the mirror is CONFORM_TIMEOUT_S (default 1 s).
+conform_broken() {
+	local rule=$1 clause=$2 rc
+	shift 2
+	MIRROR_BIN=frep-server-broken MIRROR_ENV="FREP_BREAK=$rule" start_mirror
+	selected_cases "$@" >"$T/selected"
+	"$CONFORM" list mirror | awk -F'\t' -v c="$clause" '{ n = split($2, a, " "); for (i = 1; i <= n; i++) if (a[i] == c) print $1 }' |
+		sort >"$T/cite"
+	sort "$T/selected" | comm -12 - "$T/cite" >"$T/want"
+	[ -s "$T/want" ] || fail "no selected case cites $clause: the test proves nothing"
+	# A broken mirror drops what it should answer: short waits keep the test bounded.
+	run_conform rc --timeout "${CONFORM_TIMEOUT_S:-1}" -- "$@"
+	[ "$rc" -eq 1 ] || fail "frep-conform exited $rc against a mirror breaking $rule; expected 1"
+	sed -n 's/^FAIL \([^ ]*\) .*/\1/p' "$T/conform.log" | sort >"$T/failed"
+	diff -u "$T/want" "$T/failed" >"$T/diff.log" ||
+		fail "breaking $rule should fail exactly the selected cases citing $clause: $(cat "$T/diff.log")"
+	! grep -q '^SKIP ' "$T/conform.log" || fail "a case skipped"
+	pass "breaking $rule fails exactly the $(wc -l <"$T/want") selected cases citing $clause"
 }
