@@ -1279,6 +1279,11 @@ static int dur_phase(struct cctx *x)
 #define D(id, clauses, title, fn) { id, clauses, title, ROLE_MIRROR, true, fn, 0, 0 }
 
 const struct conform_case mirror_cases[] = {
+	C("mirror.tls.no-client-cert", "TLS-3", "a master without a client certificate is never welcomed", tls_no_cert),
+	C("mirror.tls.no-alpn", "TLS-5", "a handshake without ALPN is never welcomed", tls_no_alpn),
+	C("mirror.tls.alpn-h2", "TLS-5", "a handshake with ALPN h2 is never welcomed", tls_alpn_h2),
+	C("mirror.tls.version", "TLS-2", "TLS 1.1 is never welcomed", tls_old_version),
+	C("mirror.tls.plaintext", "TLS-2", "a plaintext HELLO is never welcomed", tls_plaintext),
 	C("mirror.frame.magic", "FRAME-1 FRAME-2 FRAME-9", "a bad magic is PROTOCOL", frame_magic),
 	C("mirror.frame.version", "FRAME-3 FRAME-9", "frame version 2 is PROTOCOL", frame_version),
 	C("mirror.frame.type-zero", "FRAME-4", "type 0 is PROTOCOL", frame_type0),
@@ -1290,7 +1295,7 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.frame.trailer-limit", "FRAME-7 FRAME-8", "trailer_len 32 MiB + 1 is PROTOCOL from the header alone", frame_trailer_limit),
 	C("mirror.frame.trailer-type", "FRAME-7", "a trailer on HELLO is PROTOCOL", frame_trailer_type),
 	C("mirror.frame.trailer-max", "FRAME-7 SEQ-2", "a 32 MiB TX_WRITE is acknowledged", frame_trailer_max),
-	C("mirror.frame.cut-tx", "FRAME-10", "a TX cut inside its data is not journaled", frame_cut_tx),
+	C("mirror.frame.cut-tx", "FRAME-10 TLS-7", "a TX cut inside its data is not journaled", frame_cut_tx),
 	C("mirror.frame.trickle", "FRAME-11", "a frame trickled byte by byte ends the session within the frame bound", frame_trickle),
 	C("mirror.frame.order", "FRAME-12 SEQ-4", "64 TXs in one burst: acks in order, none decreasing", frame_order),
 	C("mirror.msg.garbage", "MSG-1 FRAME-9", "a body that is not protobuf is PROTOCOL", msg_garbage),

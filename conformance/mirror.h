@@ -73,4 +73,11 @@ const char *mstate_name(int s);
 /* Takes a fresh volume to state s (REPLICATE/OUTOFSYNC: a pass started, not done). */
 int m_reach(struct cctx *x, int s);
 
+/* TLS probes (conformance/tls-probe.c): each is a case of its own. */
+int tls_no_cert(struct cctx *x);
+int tls_no_alpn(struct cctx *x);
+int tls_alpn_h2(struct cctx *x);
+int tls_old_version(struct cctx *x);
+int tls_plaintext(struct cctx *x);
+
 #endif

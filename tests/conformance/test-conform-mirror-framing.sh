@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# frep-conform mirror against frep-server: framing, message encoding and lanes (FRAME-*, MSG-*, LANE-*).
+# frep-conform mirror against frep-server: TLS, framing, message encoding and lanes (TLS-*, FRAME-*, MSG-*, LANE-*).
 source "$(dirname "$0")/../e2e/lib.sh"
 source "$(dirname "$0")/conform.sh"
-conform_mirror 'mirror.frame.*' 'mirror.msg.*' 'mirror.lane.*'
+conform_mirror 'mirror.tls.*' 'mirror.frame.*' 'mirror.msg.*' 'mirror.lane.*'
