@@ -110,7 +110,25 @@ EOF
 FLOOD_PID=$!
 PIDS+=("$FLOOD_PID")
 wait_log "$SERVER_LOG" 'volume=stuck2 master master-1 .* connected' 10
-sleep 1 # the mirror's answers fill both socket buffers; its send blocks
+# The mirror's echoes fill the peer's receive buffer, then the mirror's send
+# queue: /proc/net/tcp shows bytes queued on the mirror's side of the connection
+# that stay there, i.e. its send is blocked.
+send_queue() { # bytes queued for sending on the established sockets of local port $1
+	local hexport q=0
+	hexport=$(printf '%04X' "$1")
+	while read -r _ local _ st queues _; do
+		[ "${local##*:}" = "$hexport" ] && [ "$st" = 01 ] && q=$((q + 16#${queues%%:*}))
+	done < <(tail -n +2 /proc/net/tcp)
+	echo "$q"
+}
+send_blocked() {
+	local a b
+	a=$(send_queue "$SERVER_PORT")
+	sleep 0.2
+	b=$(send_queue "$SERVER_PORT")
+	[ "$a" -gt 0 ] && [ "$b" -ge "$a" ]
+}
+wait_for 20 "the mirror's send to block on the stuck peer" send_blocked
 stop "$SERVER_PID"
 grep -q 'shutting down: cutting 1 session(s) still blocked on their peer' "$SERVER_LOG" ||
 	fail "SIGTERM did not cut the blocked session: $(tail -n 5 "$SERVER_LOG")"
