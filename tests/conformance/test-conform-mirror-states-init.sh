@@ -1,5 +1,0 @@
-#!/usr/bin/env bash
-# frep-conform mirror against frep-server: every message a master can send, in INIT and MAKEPARTS (FSM-1).
-source "$(dirname "$0")/../e2e/lib.sh"
-source "$(dirname "$0")/conform.sh"
-conform_mirror 'mirror.state.init.*' 'mirror.state.makeparts.*'
