@@ -6,7 +6,7 @@
  *
  * This file: registration, the 16-byte frame header, reassembly of frames
  * across TLS records and TCP segments, the trailer and the Info column.
- * frep-body.c: the protobuf bodies.
+ * frep-body.c: the protobuf bodies; frep-checks.c: rules of one frame.
  */
 #include <epan/packet.h>
 #include <epan/prefs.h>
@@ -19,6 +19,7 @@
 #include <ws_version.h>
 
 #include "frep-body.h"
+#include "frep-checks.h"
 #include "wire.h"
 
 WS_DLL_PUBLIC_DEF const gchar plugin_version[] = FREP_VERSION;
@@ -199,12 +200,12 @@ static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int 
 		expert_add_info(pinfo, it, &ei_flags_set);
 	it = proto_tree_add_item(t, hf_body_len, tvb, offset + 8, 4, ENC_BIG_ENDIAN);
 	if (body_len > FREP_MAX_BODY)
-		expert_add_info_format(pinfo, it, &ei_oversized, "body_len %u exceeds %u (FRAME-5)",
+		expert_add_info_format(pinfo, it, &ei_oversized, "body_len %u exceeds %u (FRAME-6)",
 				       body_len, FREP_MAX_BODY);
 	it = proto_tree_add_item(t, hf_trailer_len, tvb, offset + 12, 4, ENC_BIG_ENDIAN);
 	if (trailer_len > FREP_MAX_TRAILER)
 		expert_add_info_format(pinfo, it, &ei_oversized,
-				       "trailer_len %u exceeds %u (FRAME-6)", trailer_len,
+				       "trailer_len %u exceeds %u (FRAME-7)", trailer_len,
 				       FREP_MAX_TRAILER);
 	else if (trailer_len && !frep_msg_has_trailer(type))
 		expert_add_info(pinfo, it, &ei_trailer_unexpected);
@@ -218,11 +219,11 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 	int trailer_off = FREP_FRAME_HDR_SIZE + (int)body_len;
 	guint32 trailer_crc = 0;
 	struct frep_body body;
-	proto_item *ti;
+	proto_item *ti, *frame_item;
 	proto_tree *t;
 
-	ti = proto_tree_add_item(tree, proto_frep, tvb, 0, -1, ENC_NA);
-	t = proto_item_add_subtree(ti, ett_frep);
+	frame_item = proto_tree_add_item(tree, proto_frep, tvb, 0, -1, ENC_NA);
+	t = proto_item_add_subtree(frame_item, ett_frep);
 	add_header(tvb, pinfo, t, 0);
 	if (tvb_get_ntohl(tvb, 0) != FREP_FRAME_MAGIC || !lengths_in_limits(tvb, 0)) {
 		info_add(pinfo, "[not a frep frame]");
@@ -240,6 +241,7 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 	}
 	frep_body_dissect(tvb, pinfo, t, type, FREP_FRAME_HDR_SIZE, (int)body_len, trailer_crc,
 			  &body);
+	frep_checks_dissect(pinfo, frame_item, type, &body, trailer_len);
 	info_add(pinfo, info_line(pinfo, type, &body, trailer_len));
 	return tvb_captured_length(tvb);
 }
@@ -354,6 +356,7 @@ static void proto_register_frep(void)
 	proto_register_subtree_array(ett, array_length(ett));
 	expert_register_field_array(expert_register_protocol(proto_frep), ei, array_length(ei));
 	frep_body_register(proto_frep);
+	frep_checks_register(proto_frep);
 	frep_handle = register_dissector("frep", dissect_frep, proto_frep);
 
 	prefs = prefs_register_protocol(proto_frep, proto_reg_handoff_frep);
