@@ -6,7 +6,9 @@
  *
  * This file: registration, the 16-byte frame header, reassembly of frames
  * across TLS records and TCP segments, the trailer and the Info column.
- * frep-body.c: the protobuf bodies; frep-checks.c: rules of one frame.
+ * frep-body.c: the protobuf bodies; frep-checks.c: rules of one frame;
+ * frep-links.c: links and rules across frames; frep-stats.c: the tap and
+ * tshark -z frep,tree.
  */
 #include <epan/packet.h>
 #include <epan/prefs.h>
@@ -20,6 +22,8 @@
 
 #include "frep-body.h"
 #include "frep-checks.h"
+#include "frep-links.h"
+#include "frep-stats.h"
 #include "wire.h"
 
 WS_DLL_PUBLIC_DEF const gchar plugin_version[] = FREP_VERSION;
@@ -161,15 +165,27 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 }
 
 /*
+ * The rank of this frep frame among those ending in this packet, 1 for the
+ * first: several frames can end in one packet, and the rank, the same on
+ * every pass, keys each one's link record (frep-links.c).
+ */
+static unsigned next_rank(packet_info *pinfo)
+{
+	unsigned rank = GPOINTER_TO_UINT(p_get_proto_data(pinfo->pool, pinfo, proto_frep, 0)) + 1;
+
+	p_add_proto_data(pinfo->pool, pinfo, proto_frep, 0, GUINT_TO_POINTER(rank));
+	return rank;
+}
+
+/*
  * TLS calls us once per record and rewrites the columns between calls: the
  * first frep frame of a packet replaces what TLS wrote in the Info column,
  * the others append.
  */
-static void info_add(packet_info *pinfo, const char *line)
+static void info_add(packet_info *pinfo, unsigned rank, const char *line)
 {
 	col_set_str(pinfo->cinfo, COL_PROTOCOL, "frep");
-	if (!p_get_proto_data(pinfo->pool, pinfo, proto_frep, 0)) {
-		p_add_proto_data(pinfo->pool, pinfo, proto_frep, 0, GUINT_TO_POINTER(1));
+	if (rank == 1) {
 		col_clear_fence(pinfo->cinfo, COL_INFO);
 		col_clear(pinfo->cinfo, COL_INFO);
 	}
@@ -213,11 +229,13 @@ static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int 
 
 static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *data)
 {
+	unsigned rank = next_rank(pinfo);
 	guint8 type = tvb_get_guint8(tvb, 5);
 	guint32 body_len = tvb_get_ntohl(tvb, 8);
 	guint32 trailer_len = tvb_get_ntohl(tvb, 12);
 	int trailer_off = FREP_FRAME_HDR_SIZE + (int)body_len;
 	guint32 trailer_crc = 0;
+	struct frep_latencies lat;
 	struct frep_body body;
 	proto_item *ti, *frame_item;
 	proto_tree *t;
@@ -226,7 +244,7 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 	t = proto_item_add_subtree(frame_item, ett_frep);
 	add_header(tvb, pinfo, t, 0);
 	if (tvb_get_ntohl(tvb, 0) != FREP_FRAME_MAGIC || !lengths_in_limits(tvb, 0)) {
-		info_add(pinfo, "[not a frep frame]");
+		info_add(pinfo, rank, "[not a frep frame]");
 		return tvb_captured_length(tvb);
 	}
 	if (trailer_len) {
@@ -242,7 +260,9 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 	frep_body_dissect(tvb, pinfo, t, type, FREP_FRAME_HDR_SIZE, (int)body_len, trailer_crc,
 			  &body);
 	frep_checks_dissect(pinfo, frame_item, type, &body, trailer_len);
-	info_add(pinfo, info_line(pinfo, type, &body, trailer_len));
+	frep_links_dissect(tvb, pinfo, t, frame_item, rank, type, &body, trailer_len, &lat);
+	info_add(pinfo, rank, info_line(pinfo, type, &body, trailer_len));
+	frep_stats_tap(pinfo, type, FREP_FRAME_HDR_SIZE + body_len + trailer_len, &lat);
 	return tvb_captured_length(tvb);
 }
 
@@ -357,6 +377,8 @@ static void proto_register_frep(void)
 	expert_register_field_array(expert_register_protocol(proto_frep), ei, array_length(ei));
 	frep_body_register(proto_frep);
 	frep_checks_register(proto_frep);
+	frep_links_register(proto_frep);
+	frep_stats_register();
 	frep_handle = register_dissector("frep", dissect_frep, proto_frep);
 
 	prefs = prefs_register_protocol(proto_frep, proto_reg_handoff_frep);
