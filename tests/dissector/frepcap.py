@@ -2,8 +2,8 @@
 """What every decoded frep capture must satisfy, for the dissector tests.
 
 A capture is decoded twice by tshark -T json --no-duplicate-keys -J 'frame tcp tls frep'
-(once in one pass, once with -2) and its statistics with -q -z frep,tree. load() turns
-a JSON file into one dict per frep frame, in dissection order:
+(once in one pass, with -z frep,tree for the statistics, once with -2; ws_decode_all in
+ws.sh). load() turns a JSON file into one dict per frep frame, in dissection order:
   {"packet": N, "stream": tcp.stream, "src": tcp.srcport, "type": T,
    "bytes": header + body + trailer, "f": {FIELD: [VALUE, ...]}}
 where f holds every field of the frame at any depth, link fields and expert info

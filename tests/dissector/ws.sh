@@ -60,16 +60,31 @@ ws_decode() {
 	ws_tshark -r "$CAPTURE" -o "tls.keylog_file:$WS/keys" "$@"
 }
 
-# ws_decode_all: the capture decoded in one pass ($T/one.json) and in two
-# ($T/two.json), the frame, tcp, tls and frep layers of every TLS packet, and its
-# statistics ($T/stats.txt): what tests/dissector/frepcap.py reads.
+# ws_decode_all [FILTER...]: the capture decoded in one pass ($T/one.json) and in
+# two ($T/two.json), the frame, tcp, tls and frep layers of every TLS packet, which
+# tests/dissector/frepcap.py reads; with the one pass, the statistics of tshark -z
+# frep,tree ($T/stats.txt); with the two, how many packets each display FILTER
+# selects ($T/counts.txt, for ws_filters; a FILTER holds no comma). tshark prints
+# the statistics after the JSON array: each run is split at the array's end, and
+# costs one tshark start, the bulk of a small capture's decode.
 ws_decode_all() {
-	ws_decode -Y tls -T json --no-duplicate-keys -J 'frame tcp tls frep' >"$T/one.json" \
-		2>"$T/one.err" || fail "tshark (one pass): $(cat "$T/one.err")"
-	ws_decode -2 -Y tls -T json --no-duplicate-keys -J 'frame tcp tls frep' >"$T/two.json" \
-		2>"$T/two.err" || fail "tshark -2: $(cat "$T/two.err")"
-	ws_decode -q -z frep,tree >"$T/stats.txt" 2>"$T/stats.err" ||
-		fail "tshark -z frep,tree: $(cat "$T/stats.err")"
+	local pass out counts=()
+	[ $# -eq 0 ] || counts=(-z "io,stat,0,$(IFS=,; echo "$*")")
+	for pass in one two; do
+		out=$T/$pass.out
+		if [ $pass = one ]; then
+			ws_decode -Y tls -T json --no-duplicate-keys -J 'frame tcp tls frep' -z frep,tree
+		else
+			ws_decode -2 -Y tls -T json --no-duplicate-keys -J 'frame tcp tls frep' \
+				"${counts[@]}"
+		fi >"$out" 2>"$T/$pass.err" || fail "tshark ($pass pass): $(cat "$T/$pass.err")"
+		awk -v json="$T/$pass.json" -v rest="$T/$pass.rest" \
+			'done { print >rest; next } { print >json } /^]$/ { done = 1 }' "$out"
+		rm "$out"
+	done
+	[ -s "$T/one.rest" ] || fail "tshark printed no -z frep,tree statistics"
+	mv "$T/one.rest" "$T/stats.txt"
+	mv "$T/two.rest" "$T/counts.txt" 2>/dev/null || : >"$T/counts.txt"
 }
 
 # ws_has FILTER: the capture, even one tcpdump is still writing, holds a frame that
@@ -78,12 +93,36 @@ ws_has() {
 	[ -n "$(ws_decode -Y "$1" 2>/dev/null)" ]
 }
 
-# ws_counts FILTER...: how many packets each display FILTER selects, one line each,
-# all from one decode in two passes, so that filters see links to later frames too
-# (tshark -z io,stat; a FILTER holds no comma).
-ws_counts() {
-	local IFS=,
-	ws_decode -2 -q -z "io,stat,0,$*" 2>"$T/counts.err" >"$T/counts.txt" ||
-		fail "tshark -z io,stat: $(cat "$T/counts.err")"
-	awk -F'|' '/<>/ { for (i = 3; i < NF; i += 2) print $i + 0 }' "$T/counts.txt"
+# Expert info of frep that a session of frep's own daemons never has (a display filter).
+WS_BAD_EXPERT='frep.hdr.bad_magic || frep.hdr.bad_version || frep.hdr.unknown_type ||
+	frep.hdr.oversized || frep.body.truncated || frep.body.missing || frep.body.wire_type ||
+	frep.body.unknown_field || frep.trailer.crc_bad || frep.hdr.trailer_unexpected ||
+	frep.body.inconsistent || frep.limit.exceeded || frep.seq.gap || frep.seq.resent ||
+	frep.seq.ack_unsent || frep.peer_error.severe || frep.peer_error.minor ||
+	frep.peer_error.severity'
+
+# write_tx VOLUME FIRST COUNT: requests FIRST.. of a fixed sequence of writes, trims and
+# zeroes (up to 32 KiB, over a TLS record) through VOLUME's NBD export.
+write_tx() {
+	/usr/bin/python3 "$FREP_SRC/tests/tools/frep-write.py" --uri "$(nbd_uri "$1")" --seed dissect \
+		--first-index "$2" --count "$3" --ops write,trim,zero --max-len 32768 >"$T/writer.log" 2>&1 ||
+		fail "frep-write.py: $(cat "$T/writer.log")"
+}
+
+# ws_filters FILTER EXPECTED ...: ws_decode_all, counting the packets each display
+# FILTER selects in two passes; each must select EXPECTED (a number, or + for some).
+ws_filters() {
+	local fs=() want=() counts i
+	while [ $# -gt 0 ]; do
+		fs+=("$(tr -s '\n\t' '  ' <<<"$1")")
+		want+=("$2")
+		shift 2
+	done
+	ws_decode_all "${fs[@]}"
+	mapfile -t counts < <(awk -F'|' '/<>/ { for (i = 3; i < NF; i += 2) print $i + 0 }' "$T/counts.txt")
+	[ ${#counts[@]} -eq ${#fs[@]} ] || fail "tshark -z io,stat gave ${#counts[@]} counts for ${#fs[@]} filters"
+	for i in "${!fs[@]}"; do
+		[[ ${want[i]} = + && ${counts[i]} -gt 0 || ${want[i]} = "${counts[i]}" ]] ||
+			fail "display filter '${fs[i]}' selects ${counts[i]} packets, expected ${want[i]/+/some}"
+	done
 }
