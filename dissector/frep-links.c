@@ -4,7 +4,7 @@
  * more than one frame:
  *
  *   TX                   -> the first TX_ACK after it with txid >= its TXID (SEQ-4)
- *   COPY_DATA, COPY_HOLE -> the first COPY_ACK after it with through >= its end (COPY-8)
+ *   COPY_DATA, COPY_HOLE -> the first COPY_ACK of its pass with through >= its end (COPY-8)
  *   RESEND(from, to)     -> the TXs from..to sent after it (SEQ-7)
  *   HEARTBEAT(seq)       -> the HEARTBEAT with that seq from the other side (HB-2)
  *
