@@ -364,7 +364,7 @@ static void proto_register_frep(void)
 		  { "frep.hdr.trailer_unexpected", PI_PROTOCOL, PI_ERROR,
 		    "Trailer on a message type that has none", EXPFILL } },
 	};
-	module_t *prefs;
+	module_t *module;
 
 	/* Names from frep_msg_name, so common/wire.c stays the one name table. */
 	for (unsigned t = 1; t <= FREP_MSG__MAX; t++) {
@@ -381,16 +381,16 @@ static void proto_register_frep(void)
 	frep_stats_register();
 	frep_handle = register_dissector("frep", dissect_frep, proto_frep);
 
-	prefs = prefs_register_protocol(proto_frep, proto_reg_handoff_frep);
-	prefs_register_bool_preference(prefs, "desegment", "Reassemble frames spanning TLS records",
+	module = prefs_register_protocol(proto_frep, proto_reg_handoff_frep);
+	prefs_register_bool_preference(module, "desegment", "Reassemble frames spanning TLS records",
 				       "Reassemble a frame whose header, body or trailer spans "
 				       "several TLS records or TCP segments.",
 				       &frep_desegment);
-	prefs_register_uint_preference(prefs, "tls.port", "frep TLS port",
+	prefs_register_uint_preference(module, "tls.port", "frep TLS port",
 				       "Decode TLS on this TCP port as frep (0: none). Sessions "
 				       "with ALPN frep/1 are found on any port.",
 				       10, &frep_tls_port);
-	prefs_register_bool_preference(prefs, "alpn", "Claim TLS sessions with ALPN frep/1",
+	prefs_register_bool_preference(module, "alpn", "Claim TLS sessions with ALPN frep/1",
 				       "Decode every TLS session that negotiated ALPN frep/1.",
 				       &frep_alpn);
 }
