@@ -364,40 +364,50 @@ static void add_value(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const
 		      struct frep_body *out)
 {
 	int len = voff + vlen - key_off;
+	proto_item *it;
 	guint64 v = 0;
 
 	switch (f->kind) {
 	case PB_STRING:
 		out->s[f->number] = (const char *)tvb_get_string_enc(pinfo->pool, tvb, voff + (int)prefix,
 								   vlen - (int)prefix, ENC_UTF_8);
-		proto_tree_add_string(tree, f->hf, tvb, key_off, len, out->s[f->number]);
+		out->len[f->number] = (guint32)(vlen - (int)prefix);
+		it = proto_tree_add_string(tree, f->hf, tvb, key_off, len, out->s[f->number]);
 		break;
 	case PB_BYTES:
-		proto_tree_add_item(tree, f->hf, tvb, voff + (int)prefix, vlen - (int)prefix, ENC_NA);
+		out->len[f->number] = (guint32)(vlen - (int)prefix);
+		it = proto_tree_add_item(tree, f->hf, tvb, voff + (int)prefix, vlen - (int)prefix, ENC_NA);
 		break;
 	case PB_FIXED32:
 		v = tvb_get_letohl(tvb, voff);
-		proto_tree_add_uint(tree, f->hf, tvb, key_off, len, (guint32)v);
+		it = proto_tree_add_uint(tree, f->hf, tvb, key_off, len, (guint32)v);
 		break;
 	case PB_CRC32C:
 		v = tvb_get_letohl(tvb, voff);
-		proto_tree_add_checksum(tree, tvb, voff, f->hf, hf_crc_status, &ei_crc_bad, pinfo,
-					trailer_crc, ENC_LITTLE_ENDIAN, PROTO_CHECKSUM_VERIFY);
+		it = proto_tree_add_checksum(tree, tvb, voff, f->hf, hf_crc_status, &ei_crc_bad, pinfo,
+					     trailer_crc, ENC_LITTLE_ENDIAN, PROTO_CHECKSUM_VERIFY);
 		break;
 	default:
 		tvb_get_varint(tvb, voff, vlen, &v, ENC_VARINT_PROTOBUF);
 		if (f->kind == PB_UINT64)
-			proto_tree_add_uint64(tree, f->hf, tvb, key_off, len, v);
+			it = proto_tree_add_uint64(tree, f->hf, tvb, key_off, len, v);
 		else if (f->kind == PB_BOOL)
-			proto_tree_add_boolean(tree, f->hf, tvb, key_off, len, v != 0);
+			it = proto_tree_add_boolean(tree, f->hf, tvb, key_off, len, v != 0);
 		else
-			proto_tree_add_uint(tree, f->hf, tvb, key_off, len, (guint32)v);
+			it = proto_tree_add_uint(tree, f->hf, tvb, key_off, len, (guint32)v);
 		break;
 	}
 	out->u[f->number] = v;
+	out->item[f->number] = it;
 	out->present |= 1u << f->number;
-	if (f->label == PB_REPEATED)
+	if (f->label == PB_REPEATED) {
+		struct frep_body_value rv = { v, it };
+
+		if (!out->repeated)
+			out->repeated = wmem_array_new(pinfo->pool, sizeof(rv));
+		wmem_array_append_one(out->repeated, rv);
 		out->n_repeated++;
+	}
 }
 
 gboolean frep_body_dissect(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, unsigned type,

@@ -8,15 +8,25 @@
 /* Highest field number in any frep.proto message. */
 enum { FREP_BODY_MAX_FIELD = 12 };
 
+/* One occurrence of a repeated field: its value and its tree item. */
+struct frep_body_value {
+	guint64 v;
+	proto_item *item;
+};
+
 /*
- * What the walker read from one body, for the Info column and the trailer
- * check. Strings are in pinfo->pool.
+ * What the walker read from one body, for the Info column, the checks
+ * (frep-checks.c) and the links (frep-links.c). Strings and the array are in
+ * pinfo->pool; items may be NULL (no tree).
  */
 struct frep_body {
 	guint64 u[FREP_BODY_MAX_FIELD + 1];	  /* integers, by field number */
 	const char *s[FREP_BODY_MAX_FIELD + 1];   /* strings, by field number */
+	guint32 len[FREP_BODY_MAX_FIELD + 1];	  /* bytes of a string or bytes field */
+	proto_item *item[FREP_BODY_MAX_FIELD + 1]; /* tree item, by field number */
 	guint32 present;			  /* bit n: field n was seen */
 	unsigned n_repeated;			  /* occurrences of a repeated field */
+	wmem_array_t *repeated;			  /* struct frep_body_value, in order */
 };
 
 static inline gboolean frep_body_has(const struct frep_body *b, unsigned field)

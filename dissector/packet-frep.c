@@ -6,7 +6,9 @@
  *
  * This file: registration, the 16-byte frame header, reassembly of frames
  * across TLS records and TCP segments, the trailer and the Info column.
- * frep-body.c: the protobuf bodies.
+ * frep-body.c: the protobuf bodies; frep-checks.c: rules of one frame;
+ * frep-links.c: links and rules across frames; frep-stats.c: the tap and
+ * tshark -z frep,tree.
  */
 #include <epan/packet.h>
 #include <epan/prefs.h>
@@ -19,6 +21,9 @@
 #include <ws_version.h>
 
 #include "frep-body.h"
+#include "frep-checks.h"
+#include "frep-links.h"
+#include "frep-stats.h"
 #include "wire.h"
 
 WS_DLL_PUBLIC_DEF const gchar plugin_version[] = FREP_VERSION;
@@ -160,15 +165,27 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 }
 
 /*
+ * The rank of this frep frame among those ending in this packet, 1 for the
+ * first: several frames can end in one packet, and the rank, the same on
+ * every pass, keys each one's link record (frep-links.c).
+ */
+static unsigned next_rank(packet_info *pinfo)
+{
+	unsigned rank = GPOINTER_TO_UINT(p_get_proto_data(pinfo->pool, pinfo, proto_frep, 0)) + 1;
+
+	p_add_proto_data(pinfo->pool, pinfo, proto_frep, 0, GUINT_TO_POINTER(rank));
+	return rank;
+}
+
+/*
  * TLS calls us once per record and rewrites the columns between calls: the
  * first frep frame of a packet replaces what TLS wrote in the Info column,
  * the others append.
  */
-static void info_add(packet_info *pinfo, const char *line)
+static void info_add(packet_info *pinfo, unsigned rank, const char *line)
 {
 	col_set_str(pinfo->cinfo, COL_PROTOCOL, "frep");
-	if (!p_get_proto_data(pinfo->pool, pinfo, proto_frep, 0)) {
-		p_add_proto_data(pinfo->pool, pinfo, proto_frep, 0, GUINT_TO_POINTER(1));
+	if (rank == 1) {
 		col_clear_fence(pinfo->cinfo, COL_INFO);
 		col_clear(pinfo->cinfo, COL_INFO);
 	}
@@ -199,12 +216,12 @@ static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int 
 		expert_add_info(pinfo, it, &ei_flags_set);
 	it = proto_tree_add_item(t, hf_body_len, tvb, offset + 8, 4, ENC_BIG_ENDIAN);
 	if (body_len > FREP_MAX_BODY)
-		expert_add_info_format(pinfo, it, &ei_oversized, "body_len %u exceeds %u (FRAME-5)",
+		expert_add_info_format(pinfo, it, &ei_oversized, "body_len %u exceeds %u (FRAME-6)",
 				       body_len, FREP_MAX_BODY);
 	it = proto_tree_add_item(t, hf_trailer_len, tvb, offset + 12, 4, ENC_BIG_ENDIAN);
 	if (trailer_len > FREP_MAX_TRAILER)
 		expert_add_info_format(pinfo, it, &ei_oversized,
-				       "trailer_len %u exceeds %u (FRAME-6)", trailer_len,
+				       "trailer_len %u exceeds %u (FRAME-7)", trailer_len,
 				       FREP_MAX_TRAILER);
 	else if (trailer_len && !frep_msg_has_trailer(type))
 		expert_add_info(pinfo, it, &ei_trailer_unexpected);
@@ -212,20 +229,22 @@ static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int 
 
 static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *data)
 {
+	unsigned rank = next_rank(pinfo);
 	guint8 type = tvb_get_guint8(tvb, 5);
 	guint32 body_len = tvb_get_ntohl(tvb, 8);
 	guint32 trailer_len = tvb_get_ntohl(tvb, 12);
 	int trailer_off = FREP_FRAME_HDR_SIZE + (int)body_len;
 	guint32 trailer_crc = 0;
+	struct frep_latencies lat;
 	struct frep_body body;
-	proto_item *ti;
+	proto_item *ti, *frame_item;
 	proto_tree *t;
 
-	ti = proto_tree_add_item(tree, proto_frep, tvb, 0, -1, ENC_NA);
-	t = proto_item_add_subtree(ti, ett_frep);
+	frame_item = proto_tree_add_item(tree, proto_frep, tvb, 0, -1, ENC_NA);
+	t = proto_item_add_subtree(frame_item, ett_frep);
 	add_header(tvb, pinfo, t, 0);
 	if (tvb_get_ntohl(tvb, 0) != FREP_FRAME_MAGIC || !lengths_in_limits(tvb, 0)) {
-		info_add(pinfo, "[not a frep frame]");
+		info_add(pinfo, rank, "[not a frep frame]");
 		return tvb_captured_length(tvb);
 	}
 	if (trailer_len) {
@@ -240,7 +259,10 @@ static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, vo
 	}
 	frep_body_dissect(tvb, pinfo, t, type, FREP_FRAME_HDR_SIZE, (int)body_len, trailer_crc,
 			  &body);
-	info_add(pinfo, info_line(pinfo, type, &body, trailer_len));
+	frep_checks_dissect(pinfo, frame_item, type, &body, trailer_len);
+	frep_links_dissect(tvb, pinfo, t, frame_item, rank, type, &body, trailer_len, &lat);
+	info_add(pinfo, rank, info_line(pinfo, type, &body, trailer_len));
+	frep_stats_tap(pinfo, type, FREP_FRAME_HDR_SIZE + body_len + trailer_len, &lat);
 	return tvb_captured_length(tvb);
 }
 
@@ -342,7 +364,7 @@ static void proto_register_frep(void)
 		  { "frep.hdr.trailer_unexpected", PI_PROTOCOL, PI_ERROR,
 		    "Trailer on a message type that has none", EXPFILL } },
 	};
-	module_t *prefs;
+	module_t *module;
 
 	/* Names from frep_msg_name, so common/wire.c stays the one name table. */
 	for (unsigned t = 1; t <= FREP_MSG__MAX; t++) {
@@ -354,18 +376,21 @@ static void proto_register_frep(void)
 	proto_register_subtree_array(ett, array_length(ett));
 	expert_register_field_array(expert_register_protocol(proto_frep), ei, array_length(ei));
 	frep_body_register(proto_frep);
+	frep_checks_register(proto_frep);
+	frep_links_register(proto_frep);
+	frep_stats_register();
 	frep_handle = register_dissector("frep", dissect_frep, proto_frep);
 
-	prefs = prefs_register_protocol(proto_frep, proto_reg_handoff_frep);
-	prefs_register_bool_preference(prefs, "desegment", "Reassemble frames spanning TLS records",
+	module = prefs_register_protocol(proto_frep, proto_reg_handoff_frep);
+	prefs_register_bool_preference(module, "desegment", "Reassemble frames spanning TLS records",
 				       "Reassemble a frame whose header, body or trailer spans "
 				       "several TLS records or TCP segments.",
 				       &frep_desegment);
-	prefs_register_uint_preference(prefs, "tls.port", "frep TLS port",
+	prefs_register_uint_preference(module, "tls.port", "frep TLS port",
 				       "Decode TLS on this TCP port as frep (0: none). Sessions "
 				       "with ALPN frep/1 are found on any port.",
 				       10, &frep_tls_port);
-	prefs_register_bool_preference(prefs, "alpn", "Claim TLS sessions with ALPN frep/1",
+	prefs_register_bool_preference(module, "alpn", "Claim TLS sessions with ALPN frep/1",
 				       "Decode every TLS session that negotiated ALPN frep/1.",
 				       &frep_alpn);
 }

@@ -1,0 +1,16 @@
+/* Statistics: the "frep" tap and its stats tree (tshark -z frep,tree). */
+#ifndef FREP_DISSECTOR_STATS_H
+#define FREP_DISSECTOR_STATS_H
+
+#include <epan/packet.h>
+
+#include "frep-links.h"
+
+/* Registers the tap and the tree (proto_register_frep). */
+void frep_stats_register(void);
+
+/* Queues one frep frame of this type and size (header, body and trailer) for the tap. */
+void frep_stats_tap(packet_info *pinfo, unsigned type, guint32 frame_bytes,
+		    const struct frep_latencies *lat);
+
+#endif

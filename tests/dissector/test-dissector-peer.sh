@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Scripted sessions with frep-server (tests/tools/frep-peer plays the master),
+# captured and decoded: every one of the 19 message types, in the order they went;
+# a TX past a gap, the RESEND it brings and the TXs resent for it, a duplicate TX,
+# a heartbeat and its echo, ERRORs and the values beyond limits that caused them;
+# their links, expert info, display filters and statistics (tests/dissector/
+# frepcap.py checks what holds for any capture). Then mutated copies of the
+# capture are decoded without a crash.
+source "$(dirname "$0")/../e2e/lib.sh"
+source "$(dirname "$0")/ws.sh"
+certs master-1
+source "$(dirname "$0")/../e2e/peer.sh"
+
+start_server --keylog "$WS/keys"
+capture_start peer.pcap
+hello pd
+enc CopyData "$W/cd0.bin" <<<'offset: 0 data_crc: 0'
+enc CopyHole "$W/hole.bin" <<<"offset: 4096 length: $((EXT - 4096))"
+enc CopyDone "$W/done.bin" <<<'last_txid: 0 copied_bytes: 4096'
+enc Tx "$W/tx1.bin" <<<'generation: 1 txid: 1 op: TX_WRITE offset: 8192 length: 4096 data_crc: 0'
+enc Tx "$W/tx2.bin" <<<'generation: 1 txid: 2 op: TX_ZERO offset: 0 length: 4096 data_crc: 0'
+enc Tx "$W/tx3.bin" <<<'generation: 1 txid: 3 op: TX_WRITE offset: 12288 length: 4096 data_crc: 0'
+enc Tx "$W/tx4.bin" <<<'generation: 1 txid: 4 op: TX_TRIM offset: 16384 length: 4096 data_crc: 0'
+enc Tx "$W/tx5.bin" <<<'generation: 1 txid: 5 op: TX_WRITE offset: 20480 length: 4096 data_crc: 0'
+enc Heartbeat "$W/hb1.bin" <<<'seq: 1 txid: 3'
+enc StartSync "$W/sync4.bin" <<<'from_txid: 4'
+: >"$W/empty.bin"
+# TX 3 past the gap of 1..2: RESEND 1..2; the master goes back to 1 (go-back-N,
+# SEQ-7), in one write, so that the one TX_ACK 3 comes after all of them.
+peer replay <<'EOF2'
+send HELLO hello-pd.bin
+expect WELCOME
+send EXTENT_TABLE ext1m.bin
+expect PARTS_READY
+send START_COPY startrep.bin
+send COPY_DATA cd0.bin A crc
+send COPY_HOLE hole.bin
+send COPY_DONE done.bin
+expect COPY_ACK
+expect CONSISTENT
+send TX tx3.bin C crc
+expect RESEND resend.out
+cork
+send TX tx1.bin A crc
+send TX tx2.bin
+send TX tx3.bin C crc
+uncork
+expect TX_ACK
+send HEARTBEAT hb1.bin
+expect HEARTBEAT
+send PAUSE empty.bin
+send RESUME empty.bin
+send TX tx4.bin
+expect TX_ACK
+send GOODBYE bye.bin
+expect-close
+EOF2
+body_is replay Resend "$W/resend.out" $'from_txid: 1\nto_txid: 2'
+released pd
+# Back in sync from TXID 4; RESUME is illegal in INSYNC: ERROR UNEXPECTED.
+peer error <<'EOF2'
+send HELLO hello-pd.bin
+expect WELCOME
+send EXTENT_TABLE ext1m.bin
+expect PARTS_READY
+send START_SYNC sync4.bin
+send TX tx5.bin B crc
+expect TX_ACK
+send RESUME empty.bin
+expect ERROR
+expect-close
+EOF2
+# Values the spec forbids, each refused with an ERROR: a 65-byte volume name (HS-2),
+# an extent of 5000 bytes (MP-1), a TX_WRITE whose length is not its data's (SEQ-2).
+long=$(printf 'v%.0s' $(seq 65))
+hello "$long" 1 "$UUID" 1 hello-long.bin
+refused long 1 'volume' <<<'send HELLO hello-long.bin'
+enc ExtentTable "$W/ext5000.bin" <<<'extent_size: 5000'
+hello pe
+refused extents 7 '5000' <<'EOF2'
+send HELLO hello-pe.bin
+expect WELCOME
+send EXTENT_TABLE ext5000.bin
+EOF2
+enc Tx "$W/txbad.bin" <<<'generation: 1 txid: 1 op: TX_WRITE offset: 0 length: 8192 data_crc: 0'
+{ insync pf; echo 'send TX txbad.bin A crc'; } | refused txlen 1 'do not agree'
+stop_server_clean
+capture_stop
+# Display filters on the links and expert info, in two passes (TX 1, 2 and 3 again
+# went in one packet).
+ws_filters frep.seq.gap 1 frep.seq.resent 1 frep.seq.resend 1 frep.resent_in 1 \
+	frep.resent_for 1 frep.resend_of 1 'frep.acks == 4' 1 'frep.hb.echo_in && frep.hb.rtt' 1 \
+	frep.hb.echo_to 1 frep.peer_error.severe 4 'frep.limit.exceeded || frep.body.inconsistent' 3 \
+	'frep.seq.ack_unsent || frep.peer_error.minor || frep.peer_error.severity' 0 _ws.malformed 0
+
+/usr/bin/python3 - "$T" "$FREP_SRC/tests/dissector" >"$T/check.out" 2>&1 <<'PY' || fail "$(cat "$T/check.out")"
+import sys
+sys.path.insert(0, sys.argv[2])
+from frepcap import load_checked, val, has, NAMES
+
+frames, problems = load_checked(sys.argv[1])
+want = [1, 2, 3, 4, 5, 7, 8, 10, 9, 14, 11, 13, 11, 11, 11, 12, 15, 15, 16, 17, 11, 12, 19,
+	1, 2, 3, 4, 6, 11, 12, 17, 18,
+	1, 18,
+	1, 2, 3, 18,
+	1, 2, 3, 4, 5, 10, 9, 14, 11, 18]
+got = [f["type"] for f in frames]
+if got != want:
+	print("frames %s, sent %s" % ([NAMES[t] for t in got], [NAMES[t] for t in want]))
+	sys.exit(1)
+if sorted(set(got)) != list(range(1, 20)):
+	problems.append("types decoded: %s" % sorted(set(got)))
+copy_data, copy_hole, copy_ack = frames[5], frames[6], frames[8]
+tx3, resend, tx1, tx2, tx3again, tx_ack3 = frames[10:16]
+hb, echo, error = frames[16], frames[17], frames[31]
+
+
+def expect(frame, field, values):
+	if frame["f"].get(field) != values:
+		problems.append("packet %d %s: %s is %s, expected %s" % (
+			frame["packet"], NAMES[frame["type"]], field, frame["f"].get(field), values))
+
+
+def expert(frame, name, text):
+	msgs = frame["f"].get("_ws.expert.message", [])
+	if not has(frame, name) or not any(text in m for m in msgs):
+		problems.append("packet %d %s: no %s saying '%s': %s" % (
+			frame["packet"], NAMES[frame["type"]], name, text, msgs))
+
+
+# The COPY_ACK after COPY_DONE covers the COPY_DATA and the COPY_HOLE.
+for f in (copy_data, copy_hole):
+	expect(f, "frep.ack_in", [str(copy_ack["packet"])])
+expect(copy_ack, "frep.acks", ["2"])
+# TX 3 went first, past the gap of 1..2; the mirror asked for them.
+expert(tx3, "frep.seq.gap", "TXIDs 1..2 were not sent before it")
+expert(resend, "frep.seq.resend", "TXIDs 1..2 again")
+expect(resend, "frep.resent_in", [str(tx1["packet"]), str(tx2["packet"])])
+for f in (tx1, tx2):
+	expect(f, "frep.resent_for", [str(resend["packet"])])
+	expert(f, "frep.seq.resent", "sent for the RESEND in frame %d" % resend["packet"])
+# TX 3 again (go-back-N): a resend of the first TX 3, not asked for by the RESEND.
+expect(tx3again, "frep.resend_of", [str(tx3["packet"])])
+expect(tx3again, "frep.resent_for", None)
+expert(tx3again, "frep.seq.resent", "TX 3 sent again (first in frame %d)" % tx3["packet"])
+# One TX_ACK 3 covers all four, from the first TX 3 on.
+expect(tx_ack3, "frep.acks", ["4"])
+expect(tx_ack3, "frep.ack_to", [str(tx3["packet"])])
+expect(hb, "frep.hb.echo_in", [str(echo["packet"])])
+expect(echo, "frep.hb.echo_to", [str(hb["packet"])])
+if not 0 < float(val(echo, "frep.hb.rtt") or 0) < 10:
+	problems.append("heartbeat round trip %s s" % val(echo, "frep.hb.rtt"))
+expert(error, "frep.peer_error.severe", "ERROR UNEXPECTED (severe): RESUME is illegal in state INSYNC")
+# The refused values are flagged where they are, and so are the ERRORs they bring.
+expert(frames[32], "frep.limit.exceeded", "volume is 65 bytes: 1..64 (HS-2)")
+expert(frames[36], "frep.limit.exceeded", "extent 0 is 5000 bytes: a non-zero multiple of 4096 (MP-1)")
+expert(frames[46], "frep.body.inconsistent", "TX_WRITE of length 8192 carries 4096 data bytes (SEQ-2)")
+for i in (33, 37, 47):
+	expert(frames[i], "frep.peer_error.severe", "(severe)")
+# Nothing else is flagged (TX 4 and TX 5 included): the sessions are otherwise well-formed.
+flagged = sorted((i, k) for i, f in enumerate(frames) for k in f["f"]
+		 if k.startswith(("frep.seq.", "frep.peer_error.", "frep.limit.", "frep.body.",
+				  "frep.hdr.bad", "frep.hdr.unknown", "frep.hdr.flags_", "frep.hdr.over",
+				  "frep.hdr.trailer_unexpected", "frep.trailer.crc_bad")))
+expected_flags = sorted([(10, "frep.seq.gap"), (11, "frep.seq.resend"), (12, "frep.seq.resent"),
+			 (13, "frep.seq.resent"), (14, "frep.seq.resent"), (31, "frep.peer_error.severe"),
+			 (32, "frep.limit.exceeded"), (33, "frep.peer_error.severe"),
+			 (36, "frep.limit.exceeded"), (37, "frep.peer_error.severe"),
+			 (46, "frep.body.inconsistent"), (47, "frep.peer_error.severe")])
+if flagged != expected_flags:
+	problems.append("expert info (frame index, name) %s, expected %s" % (flagged, expected_flags))
+if problems:
+	print("\n".join(problems))
+	sys.exit(1)
+print("%d frames of all 19 types; gap, RESEND, resent and duplicate TXs, echo, ERRORs, limits "
+      "linked and flagged" % len(frames))
+PY
+
+# Mutated captures (editcap -E, seeded): damaged bytes never crash tshark nor trip
+# a dissector assertion. ChaCha20 is a stream cipher: with the MAC check off
+# (tls.ignore_ssl_mac_failed) a damaged ciphertext byte is the same damaged byte of
+# frep, so the damage reaches the dissector, which must still show frep frames.
+# Each decode is bounded; a crash is a signal, a hang the timeout. Odd seeds run in
+# two passes: the second pass reads the links of damaged frames back.
+for seed in $(seq 6); do
+	editcap -E 0.002 --seed "$seed" "$CAPTURE" "$WS/mutated.pcap" >/dev/null 2>&1 ||
+		fail "editcap -E --seed $seed failed"
+	chmod a+r "$WS/mutated.pcap"
+	passes=()
+	[ $((seed % 2)) -eq 0 ] || passes=(-2)
+	rc=0
+	timeout 30 setpriv --reuid=nobody --regid=nogroup --clear-groups \
+		env -i PATH=/usr/bin:/bin HOME="$WS/home" tshark -r "$WS/mutated.pcap" \
+		-o "tls.keylog_file:$WS/keys" -o tls.ignore_ssl_mac_failed:TRUE -V "${passes[@]}" \
+		>"$T/mutated.txt" 2>&1 || rc=$?
+	[ "$rc" -lt 124 ] || fail "tshark on a capture mutated with seed $seed: exit $rc (crash or hang)"
+	! grep -qi 'dissector bug' "$T/mutated.txt" ||
+		fail "seed $seed: $(grep -i -m1 'dissector bug' "$T/mutated.txt")"
+	grep -q '^frep block replication protocol' "$T/mutated.txt" ||
+		fail "seed $seed: no frep frame decoded, so the damage never reached the dissector"
+done
+pass "$(cat "$T/check.out"); display filters right; 6 mutated captures decoded without a crash"
