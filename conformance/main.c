@@ -20,6 +20,7 @@
 
 #include "conform.h"
 #include "log.h"
+#include "master.h"
 #include "mirror.h"
 #include "tls.h"
 #include "util.h"
@@ -133,8 +134,11 @@ static enum case_result run_one(struct conform *cf, const struct conform_case *c
 		rc = c->run(&x);
 	if (x.p.c)
 		cx_abort(&x);
+	/* MSG-5: whatever the mirror did, the master lives on and serves its volume. */
+	if (c->role == ROLE_MASTER && rc == 0)
+		rc = master_alive(&x);
 	if (c->role == ROLE_MASTER)
-		master_stop(cf);
+		master_end(&x, rc == 0);
 	if (rc < 0) {
 		bool skip = !strncmp(x.why, "skip: ", 6);
 		size_t skip_len = skip ? 6 : 0;
