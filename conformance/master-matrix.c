@@ -263,7 +263,6 @@ static int run_pair(struct cctx *x, int st, int m)
 		break;
 	case SEND_RESEND:
 		/* Go-back-N from `from`, each TX as it was the first time (ms_tx compares). */
-		s->next_txid = first_sent;
 		STEP(ms_txs(s, s->max_txid));
 		break;
 	case SEND_CONSISTENT:

@@ -398,6 +398,7 @@ int ms_start_copy(struct mside *s, uint32_t kind)
 	      "START_COPY resumes at %" PRIu64 " a pass that is not full (COPY-16)", s->copy.start_offset);
 	s->copy.next = s->copy.start_offset;
 	s->next_txid = m->base_txid + 1;
+	s->next_rule = "COPY-10: the first TX after the copy is t_s + 1";
 	return 0;
 }
 
@@ -409,6 +410,7 @@ int ms_start_sync(struct mside *s, uint64_t from)
 	CHECK(s->x, got == from, "START_SYNC from_txid %" PRIu64 ", expected the mirror's durable "
 	      "TXID %" PRIu64 " (RDY-1 row 3, RDY-3)", got, from);
 	s->next_txid = from + 1;
+	s->next_rule = "RDY-3: sequencing resumes at D + 1";
 	return 0;
 }
 
@@ -513,9 +515,8 @@ int ms_take_tx(struct mside *s, const struct frame *fp, struct mtx *out)
 	const Frep__V1__Tx *m = (const Frep__V1__Tx *)f.msg;
 	struct mtx t = { .generation = m->generation, .txid = m->txid, .offset = m->offset,
 			 .length = m->length, .op = m->op, .crc = m->data_crc };
-	CHECK(x, t.txid == s->next_txid, "TX %" PRIu64 ", expected TX %" PRIu64 " (SEQ-1: increasing "
-	      "TXIDs, none skipped%s)", t.txid, s->next_txid,
-	      s->copy.started ? "; COPY-10: from t_s + 1" : "; RDY-3: from D + 1");
+	CHECK(x, t.txid == s->next_txid, "TX %" PRIu64 ", expected TX %" PRIu64 " (%s)", t.txid,
+	      s->next_txid, s->next_rule ? s->next_rule : "SEQ-1: increasing TXIDs, none skipped");
 	CHECK(x, t.txid <= s->committed, "TX %" PRIu64 " above the last committed TXID %" PRIu64
 	      " (SEQ-1: only committed transactions)", t.txid, s->committed);
 	CHECK(x, t.generation >= 1 && t.generation <= s->h.generation,
@@ -563,6 +564,7 @@ int ms_take_tx(struct mside *s, const struct frame *fp, struct mtx *out)
 		return cx_fail(x, "out of memory");
 	*slot = t;
 seen:
+	s->next_rule = NULL;
 	s->img_touched = true;
 	s->next_txid++;
 	if (t.txid > s->max_txid)
@@ -633,7 +635,13 @@ int ms_resend(struct mside *s, uint64_t from, uint64_t to)
 	Frep__V1__Resend r = FREP__V1__RESEND__INIT;
 	r.from_txid = from;
 	r.to_txid = to;
-	return cx_send(s->x, FREP_MSG_RESEND, &r.base, NULL, 0);
+	STEP(cx_send(s->x, FREP_MSG_RESEND, &r.base, NULL, 0));
+	/* Go-back-N: everything from `from` on comes again, unchanged (ms_tx compares). */
+	if (from <= to && to <= s->max_txid) {
+		s->next_txid = from;
+		s->next_rule = "SEQ-7: after RESEND every TXID from `from` on, in order";
+	}
+	return 0;
 }
 
 int ms_pass(struct mside *s, uint32_t kind)

@@ -66,6 +66,7 @@ struct mside {
 
 	struct mcopy copy;
 	uint64_t next_txid;	/* the TX expected next (0: no START_COPY/START_SYNC yet) */
+	const char *next_rule;	/* the rule that says which, for the first TX after a turn */
 	uint64_t max_txid;	/* highest TXID received on this connection */
 	uint64_t acked;		/* last TX_ACK sent */
 	struct mtx *got;	/* every TX received in this case (resends compared to it) */
@@ -128,6 +129,7 @@ int ms_txs(struct mside *s, uint64_t through);
 int ms_ack(struct mside *s, uint64_t txid);
 int ms_consistent(struct mside *s, uint64_t txid);
 int ms_copy_ack(struct mside *s, uint64_t through);
+/* A valid RESEND (from <= to <= the last TX received) makes ms_tx expect `from` next. */
 int ms_resend(struct mside *s, uint64_t from, uint64_t to);
 /* A pass of this kind (0: either), read to its end; then COPY_ACK, TX_ACK(t_c), CONSISTENT(t_c). */
 int ms_pass(struct mside *s, uint32_t kind);
