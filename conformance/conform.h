@@ -93,6 +93,7 @@ struct conform {
 	/* master role */
 	const char *run_cmd;	/* the master's command line, placeholders expanded */
 	const char *nbd_uri;	/* the master's NBD export */
+	const char *pause_cmd, *resume_cmd; /* an operator's pause and resume (IDLE), or NULL */
 	int listen_fd;
 	int master_pid;		/* the running master's process group, 0 if none */
 	const char *scratch;	/* a directory for the master's files ({dir}) */

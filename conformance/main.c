@@ -46,10 +46,13 @@ static void usage(FILE *to)
 		"  --server-name NAME    the mirror's certificate name (mirror; default frep-mirror)\n"
 		"  --other-cert F --other-key F   a second identity from the same CA (mirror)\n"
 		"  --crash-cmd CMD --restart-cmd CMD   power-cut, then restart, the peer (durability\n"
-		"                        cases; {pid} is the master's process in master mode)\n"
-		"  --peer-timeout S      the peer's --heartbeat-timeout (default 30)\n"
+		"                        cases; master mode: {pid} is the master's process, which\n"
+		"                        frep-conform waits for, then runs --restart-cmd and --run again)\n"
+		"  --peer-timeout S      the peer's --heartbeat-timeout (default 30; HB-1, HB-3)\n"
 		"  --frame-bound S       the peer's bound for completing a frame (default 15, FRAME-11)\n"
 		"  --nbd URI             the master's NBD export (default nbd+unix:///?socket={dir}/nbd.sock)\n"
+		"  --pause-cmd CMD --resume-cmd CMD   an operator's pause and resume of the master\n"
+		"                        (master mode: the IDLE cases; placeholders as in COMMAND)\n"
 		"  --dir DIR             scratch directory for the master's files (default: a new one in /tmp)\n"
 		"  --timeout S           bound of every wait for the peer (default 10)\n"
 		"  --junit FILE          also write a JUnit XML report\n"
@@ -238,6 +241,8 @@ int main(int argc, char **argv)
 		{ "frame-bound", required_argument, NULL, 'f' },
 		{ "run", required_argument, NULL, 'R' },
 		{ "nbd", required_argument, NULL, 'N' },
+		{ "pause-cmd", required_argument, NULL, 'P' },
+		{ "resume-cmd", required_argument, NULL, 'U' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "junit", required_argument, NULL, 'j' },
@@ -307,6 +312,8 @@ int main(int argc, char **argv)
 			break;
 		case 'R': cf.run_cmd = optarg; break;
 		case 'N': cf.nbd_uri = optarg; break;
+		case 'P': cf.pause_cmd = optarg; break;
+		case 'U': cf.resume_cmd = optarg; break;
 		case 'd': cf.scratch = optarg; break;
 		case 'T':
 			if (parse_secs("--timeout", optarg, &cf.timeout_ms) < 0)
@@ -336,6 +343,10 @@ int main(int argc, char **argv)
 	}
 	if (!cf.crash_cmd != !cf.restart_cmd) {
 		fprintf(stderr, "frep-conform: --crash-cmd and --restart-cmd go together\n");
+		return EXIT_USAGE;
+	}
+	if (!cf.pause_cmd != !cf.resume_cmd) {
+		fprintf(stderr, "frep-conform: --pause-cmd and --resume-cmd go together\n");
 		return EXIT_USAGE;
 	}
 	if (cf.role == ROLE_MASTER && !cf.run_cmd) {

@@ -609,6 +609,30 @@ static int hb_silence(struct cctx *x)
 	return ms_accept(s);
 }
 
+/* --- IDLE: an operator's pause (--pause-cmd, --resume-cmd) ----------------------------------- */
+
+static int idle_pause(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->committed));
+	STEP(ms_pause(s));
+	STEP(ms_expect(s, FREP_MSG_PAUSE, NULL));
+	/* Paused: local writes go on, nothing is sequenced, heartbeats go on (IDLE-2, HB-1). */
+	STEP(ms_write(s, 8192, 4096, 2));
+	STEP(ms_write(s, 0, 12288, 3));
+	STEP(heartbeats(s, "while paused"));
+	CHECK(x, s->hb_txid == s->committed, "HEARTBEAT txid %" PRIu64 " in IDLE; the master's "
+	      "committed TXID is %" PRIu64 " (HB-1)", s->hb_txid, s->committed);
+	STEP(ms_resume(s));
+	STEP(ms_expect(s, FREP_MSG_RESUME, NULL));
+	STEP(ms_check_image(s, "after RESUME,"));
+	STEP(ms_ack(s, s->committed));
+	return ms_quiet(s, 200);
+}
+
 /* --- errors and goodbyes ------------------------------------------------------------------- */
 
 static int err_minor(struct cctx *x)
@@ -888,6 +912,7 @@ const struct conform_case master_cases[] = {
 	C("master.seq.resend-unsent", "SEQ-7", "RESEND up to a TXID never sent is PROTOCOL", seq_resend_unsent),
 	C("master.hb.send", "HB-1", "heartbeats while copying and sequencing: seq +1, the committed TXID", hb_send),
 	C("master.hb.silence", "HB-3 ERR-5 FSM-4", "a silent mirror is dropped after the timeout, then reconnected", hb_silence),
+	C("master.idle.pause", "IDLE-1 IDLE-2 IDLE-3 HB-1", "an operator's pause: PAUSE, no TX, heartbeats; RESUME, then the TXs", idle_pause),
 	C("master.err.minor", "ERR-2 ERR-3 FSM-3 HS-6", "a minor ERROR in INIT or MAKEPARTS: no answer, a retry", err_minor),
 	C("master.err.minor-insync", "ERR-3 FSM-3 RDY-1", "a minor ERROR in INSYNC: a retry that decides again", err_minor_insync),
 	C("master.err.severe", "ERR-2 ERR-3 FSM-6", "a severe ERROR: no answer, no retry, local writes go on", err_severe),

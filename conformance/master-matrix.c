@@ -4,8 +4,9 @@
  * severe UNEXPECTED, and the master lives on (FSM-1, spec "State machines",
  * master table). The states are those a mirror can hold the master in: INIT
  * (HELLO read, no WELCOME yet), MAKEPARTS (EXTENT_TABLE read, no PARTS_READY
- * yet), REPLICATE and OUTOFSYNC (a pass started, no CONSISTENT yet) and
- * INSYNC. READY sends START_* at once; IDLE only an operator reaches.
+ * yet), REPLICATE and OUTOFSYNC (a pass started, no CONSISTENT yet), INSYNC,
+ * and IDLE, which only an operator reaches (--pause-cmd; SKIP without it).
+ * READY sends START_* at once: no mirror can hold a master there.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static const char *const send_name[SEND__N] = {
 };
 
 static const char *const state_name[MST__N] = { "INIT", "MAKEPARTS", "REPLICATE", "OUTOFSYNC",
-						 "INSYNC" };
+						 "INSYNC", "IDLE" };
 
 /* The TXs sent on this connection in the state reached: [first, s->max_txid]. */
 static uint64_t first_sent;
@@ -83,6 +84,12 @@ static int reach(struct mside *s, int st)
 		STEP(ms_insync(s));
 		first_sent = s->committed + 1;
 		return write_two(s);
+	case MST_IDLE:
+		STEP(ms_insync(s));
+		first_sent = s->committed + 1;
+		STEP(write_two(s));
+		STEP(ms_pause(s));
+		return ms_expect(s, FREP_MSG_PAUSE, NULL);
 	}
 	return cx_fail(s->x, "internal: no state %d", st);
 }
@@ -207,7 +214,8 @@ static int legal_next(int st, int m)
 		       : m == SEND_CONSISTENT ? MST_INSYNC
 					      : -1;
 	case MST_INSYNC:
-		return m == SEND_TX_ACK || m == SEND_RESEND || m == SEND_HEARTBEAT ? MST_INSYNC : -1;
+	case MST_IDLE:
+		return m == SEND_TX_ACK || m == SEND_RESEND || m == SEND_HEARTBEAT ? st : -1;
 	}
 	return -1;
 }
@@ -227,6 +235,15 @@ static int prove_state(struct mside *s, int st)
 		/* fall through */
 	case MST_INSYNC:
 		STEP(ms_write(s, 12288, 4096, s->committed + 1));
+		STEP(ms_txs(s, s->committed));
+		STEP(ms_ack(s, s->committed));
+		return ms_quiet(s, 200);
+	case MST_IDLE:
+		/* IDLE-2: a write while paused is not sent until RESUME; then all is, in order. */
+		STEP(ms_write(s, 12288, 4096, s->committed + 1));
+		STEP(ms_quiet(s, 300));
+		STEP(ms_resume(s));
+		STEP(ms_expect(s, FREP_MSG_RESUME, NULL));
 		STEP(ms_txs(s, s->committed));
 		STEP(ms_ack(s, s->committed));
 		return ms_quiet(s, 200);
@@ -262,8 +279,11 @@ static int run_pair(struct cctx *x, int st, int m)
 		STEP(ms_copy(s));
 		break;
 	case SEND_RESEND:
-		/* Go-back-N from `from`, each TX as it was the first time (ms_tx compares). */
-		STEP(ms_txs(s, s->max_txid));
+		/* Go-back-N from `from`, each TX as it was the first time (ms_tx compares); in IDLE after RESUME. */
+		if (st == MST_IDLE)
+			STEP(ms_quiet(s, 300));
+		else
+			STEP(ms_txs(s, s->max_txid));
 		break;
 	case SEND_CONSISTENT:
 		STEP(ms_quiet(s, 200));
@@ -291,14 +311,16 @@ static const char *pair_clauses(int st, int m)
 	switch (m) {
 	case SEND_ERROR: return "ERR-2";
 	case SEND_GOODBYE: return st == MST_INIT ? "BYE-1 ERR-4" : "BYE-1 ERR-5";
-	case SEND_HEARTBEAT: return "FSM-1 HB-4";
+	case SEND_HEARTBEAT: return st == MST_IDLE ? "FSM-1 HB-4 IDLE-2" : "FSM-1 HB-4";
 	case SEND_PARTS_READY: return st == MST_MAKEPARTS ? "FSM-1 RDY-1" : "FSM-1";
 	case SEND_CONSISTENT:
 		return st == MST_REPLICATE || st == MST_OUTOFSYNC ? "FSM-1 FSM-10 COPY-12" : "FSM-1";
-	case SEND_RESEND: return st >= MST_REPLICATE ? "FSM-1 SEQ-7" : "FSM-1";
+	case SEND_RESEND:
+		return st == MST_IDLE ? "FSM-1 SEQ-7 IDLE-2" : st >= MST_REPLICATE ? "FSM-1 SEQ-7" : "FSM-1";
 	case SEND_COPY_ACK:
 		return st == MST_REPLICATE || st == MST_OUTOFSYNC ? "FSM-1 COPY-8" : "FSM-1";
-	case SEND_TX_ACK: return st >= MST_REPLICATE ? "FSM-1 SEQ-5" : "FSM-1";
+	case SEND_TX_ACK:
+		return st == MST_IDLE ? "FSM-1 SEQ-5 IDLE-2" : st >= MST_REPLICATE ? "FSM-1 SEQ-5" : "FSM-1";
 	default: return "FSM-1";
 	}
 }

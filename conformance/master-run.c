@@ -269,6 +269,28 @@ int ms_power_cycle(struct mside *s)
 	return spawn(x);
 }
 
+/* Runs an operator's command (--pause-cmd, --resume-cmd) for the current case. */
+static int operator_cmd(struct mside *s, const char *opt, const char *tmpl)
+{
+	struct cctx *x = s->x;
+	char dir[300], cmd[4096];
+	if (!tmpl)
+		return cx_skip(x, "needs --pause-cmd and --resume-cmd (an operator's pause and resume)");
+	if (master_expand(x->cf, tmpl, master_dir(x->cf, dir, sizeof(dir)), cmd, sizeof(cmd)) < 0)
+		return cx_fail(x, "%s: the command is too long once expanded", opt);
+	return cx_run(x, opt, cmd);
+}
+
+int ms_pause(struct mside *s)
+{
+	return operator_cmd(s, "--pause-cmd", s->x->cf->pause_cmd);
+}
+
+int ms_resume(struct mside *s)
+{
+	return operator_cmd(s, "--resume-cmd", s->x->cf->resume_cmd);
+}
+
 int master_alive(struct cctx *x)
 {
 	struct conform *cf = x->cf;

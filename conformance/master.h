@@ -172,10 +172,13 @@ const struct mtx *ms_wrote(const struct mside *s, uint64_t txid);
 int ms_restart(struct mside *s);
 /* --crash-cmd, wait for the master to die, --restart-cmd, then --run again in {dir}. */
 int ms_power_cycle(struct mside *s);
+/* An operator pauses or resumes the master (--pause-cmd, --resume-cmd; SKIP without them). */
+int ms_pause(struct mside *s);
+int ms_resume(struct mside *s);
 /* The master's process still runs and its export serves a read. */
 int master_alive(struct cctx *x);
 
 /* The master states a mirror can hold on the wire, for the matrix (master-cases.c). */
-enum mst { MST_INIT, MST_MAKEPARTS, MST_REPLICATE, MST_OUTOFSYNC, MST_INSYNC, MST__N };
+enum mst { MST_INIT, MST_MAKEPARTS, MST_REPLICATE, MST_OUTOFSYNC, MST_INSYNC, MST_IDLE, MST__N };
 
 #endif
