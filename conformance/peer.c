@@ -44,6 +44,9 @@ int cx_connect(struct cctx *x)
 {
 	char err[256];
 	struct conform *cf = x->cf;
+	/* A connection still open is dropped, never leaked with its reader. */
+	if (x->p.c)
+		cx_abort(x);
 	frame_reader_init(&x->p.rd);
 	x->p.timeout_ms = cf->timeout_ms;
 	x->p.c = tls_client_connect(x->use_other ? cf->tls_other : cf->tls, cf->host, cf->port, cf->server_name, cf->timeout_ms,
@@ -57,6 +60,8 @@ int cx_accept(struct cctx *x)
 {
 	char err[256], peer[64];
 	struct conform *cf = x->cf;
+	if (x->p.c)
+		cx_abort(x);
 	frame_reader_init(&x->p.rd);
 	x->p.timeout_ms = cf->timeout_ms;
 	struct pollfd pfd = { .fd = cf->listen_fd, .events = POLLIN };
