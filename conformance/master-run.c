@@ -127,6 +127,9 @@ void master_teardown(struct conform *cf)
 	if (cf->listen_fd >= 0)
 		close(cf->listen_fd);
 	cf->listen_fd = -1;
+	/* Ours, and empty once every case passed; a failed case's directory keeps it. */
+	if (scratch_buf[0])
+		rmdir(scratch_buf);
 }
 
 /* The case's scratch directory: {dir} of its command. */

@@ -220,8 +220,6 @@ int ms_accept(struct mside *s)
 {
 	struct cctx *x = s->x;
 	struct frame f;
-	if (x->p.c)
-		cx_abort(x);
 	STEP(cx_accept(x));
 	s->accepted_ms = now_ms();
 	s->n_hb = 0;
