@@ -107,7 +107,11 @@ void session_step_makeparts(struct session *s)
 	t.extent_size = sizes;
 	if (session_send(s, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0) < 0)
 		return;
-	int type = session_recv(s, &f);
+	int type;
+	/* FSM-1, HB-4: a HEARTBEAT is legal in MAKEPARTS; it changes nothing. */
+	while ((type = session_recv(s, &f)) == FREP_MSG_HEARTBEAT)
+		if (session_feed(s, ME_MSG_HEARTBEAT, FREP_MSG_HEARTBEAT) < 0)
+			return;
 	if (type < 0)
 		return;
 	if (type != FREP_MSG_PARTS_READY) {

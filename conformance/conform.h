@@ -40,6 +40,7 @@ enum case_result { CASE_PASS, CASE_FAIL, CASE_SKIP };
 
 struct conform;
 struct conform_case;
+struct mside;
 
 /* What a case gets: its connection, its own volume name, and where to say why. */
 struct cctx {
@@ -53,6 +54,7 @@ struct cctx {
 	uint64_t hb_seq;	 /* last HEARTBEAT seq sent by sync() */
 	struct seen seen;
 	bool use_other;		 /* cx_connect as the second identity */
+	struct mside *ms;	 /* master cases: the mirror side (conformance/master.h) */
 	char why[768];		 /* the reason of a FAIL or SKIP */
 };
 
@@ -91,6 +93,7 @@ struct conform {
 	/* master role */
 	const char *run_cmd;	/* the master's command line, placeholders expanded */
 	const char *nbd_uri;	/* the master's NBD export */
+	const char *pause_cmd, *resume_cmd; /* an operator's pause and resume (IDLE), or NULL */
 	int listen_fd;
 	int master_pid;		/* the running master's process group, 0 if none */
 	const char *scratch;	/* a directory for the master's files ({dir}) */
@@ -145,15 +148,19 @@ int cx_expect_silence(struct cctx *x, int ms);
 /* Listens on --listen (port 0: a free one, which {port} then names) and makes the scratch dir. */
 int master_setup(struct conform *cf);
 void master_teardown(struct conform *cf);
-/* Starts --run for the current case in its own process group and directory. */
+/* Starts --run for the current case in its own process group and directory; x->ms is set up. */
 int master_start(struct cctx *x);
 /* SIGKILL to the master's process group; reaps it. */
 void master_stop(struct conform *cf);
+/* After a case: stops the master, frees x->ms, removes the case's {dir} if it passed. */
+void master_end(struct cctx *x, bool passed);
 /* The current case's {dir}. */
 const char *master_dir(const struct conform *cf, char *buf, size_t len);
 /* Expands the placeholders of a command template; -1 if it does not fit. */
 int master_expand(const struct conform *cf, const char *tmpl, const char *dir, char *out,
 		  size_t out_len);
+/* The current case's --nbd URI, placeholders expanded; -1 if it does not fit. */
+int master_nbd_uri(const struct conform *cf, char *out, size_t out_len);
 
 /* --- assertions ------------------------------------------------------------ */
 

@@ -20,6 +20,7 @@
 
 #include "conform.h"
 #include "log.h"
+#include "master.h"
 #include "mirror.h"
 #include "tls.h"
 #include "util.h"
@@ -45,10 +46,13 @@ static void usage(FILE *to)
 		"  --server-name NAME    the mirror's certificate name (mirror; default frep-mirror)\n"
 		"  --other-cert F --other-key F   a second identity from the same CA (mirror)\n"
 		"  --crash-cmd CMD --restart-cmd CMD   power-cut, then restart, the peer (durability\n"
-		"                        cases; {pid} is the master's process in master mode)\n"
-		"  --peer-timeout S      the peer's --heartbeat-timeout (default 30)\n"
+		"                        cases; master mode: {pid} is the master's process, which\n"
+		"                        frep-conform waits for, then runs --restart-cmd and --run again)\n"
+		"  --peer-timeout S      the peer's --heartbeat-timeout (default 30; HB-1, HB-3)\n"
 		"  --frame-bound S       the peer's bound for completing a frame (default 15, FRAME-11)\n"
 		"  --nbd URI             the master's NBD export (default nbd+unix:///?socket={dir}/nbd.sock)\n"
+		"  --pause-cmd CMD --resume-cmd CMD   an operator's pause and resume of the master\n"
+		"                        (master mode: the IDLE cases; placeholders as in COMMAND)\n"
 		"  --dir DIR             scratch directory for the master's files (default: a new one in /tmp)\n"
 		"  --timeout S           bound of every wait for the peer (default 10)\n"
 		"  --junit FILE          also write a JUnit XML report\n"
@@ -133,8 +137,11 @@ static enum case_result run_one(struct conform *cf, const struct conform_case *c
 		rc = c->run(&x);
 	if (x.p.c)
 		cx_abort(&x);
+	/* MSG-5: whatever the mirror did, the master lives on and serves its volume. */
+	if (c->role == ROLE_MASTER && rc == 0)
+		rc = master_alive(&x);
 	if (c->role == ROLE_MASTER)
-		master_stop(cf);
+		master_end(&x, rc == 0);
 	if (rc < 0) {
 		bool skip = !strncmp(x.why, "skip: ", 6);
 		size_t skip_len = skip ? 6 : 0;
@@ -234,6 +241,8 @@ int main(int argc, char **argv)
 		{ "frame-bound", required_argument, NULL, 'f' },
 		{ "run", required_argument, NULL, 'R' },
 		{ "nbd", required_argument, NULL, 'N' },
+		{ "pause-cmd", required_argument, NULL, 'P' },
+		{ "resume-cmd", required_argument, NULL, 'U' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "junit", required_argument, NULL, 'j' },
@@ -303,6 +312,8 @@ int main(int argc, char **argv)
 			break;
 		case 'R': cf.run_cmd = optarg; break;
 		case 'N': cf.nbd_uri = optarg; break;
+		case 'P': cf.pause_cmd = optarg; break;
+		case 'U': cf.resume_cmd = optarg; break;
 		case 'd': cf.scratch = optarg; break;
 		case 'T':
 			if (parse_secs("--timeout", optarg, &cf.timeout_ms) < 0)
@@ -332,6 +343,10 @@ int main(int argc, char **argv)
 	}
 	if (!cf.crash_cmd != !cf.restart_cmd) {
 		fprintf(stderr, "frep-conform: --crash-cmd and --restart-cmd go together\n");
+		return EXIT_USAGE;
+	}
+	if (!cf.pause_cmd != !cf.resume_cmd) {
+		fprintf(stderr, "frep-conform: --pause-cmd and --resume-cmd go together\n");
 		return EXIT_USAGE;
 	}
 	if (cf.role == ROLE_MASTER && !cf.run_cmd) {

@@ -1,41 +1,939 @@
 /*
- * frep-conform plays a mirror against a master: the cases, each naming the
- * spec clauses it checks. The master runs fresh for every case (--run), in
- * its own scratch directory.
+ * frep-conform plays a mirror against a master: the hand-written cases, each
+ * naming the spec clauses it checks. The master runs fresh for every case
+ * (--run), in its own scratch directory; the cases write through its NBD
+ * export and check what reaches the mirror. The (state, message) matrix is in
+ * master-matrix.c; the steps in master-steps.c.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "conform.h"
+#include "master.h"
+#include "tls.h"
+#include "util.h"
 
-/* The master's first frame is a well-formed HELLO for one lane of a fresh session. */
-static int hs_hello(struct cctx *x)
+#define PH_CREATED FREP__V1__PHASE__PHASE_CREATED
+#define PH_REPLICATE FREP__V1__PHASE__PHASE_REPLICATE
+#define PH_OUTOFSYNC FREP__V1__PHASE__PHASE_OUTOFSYNC
+#define PH_INSYNC FREP__V1__PHASE__PHASE_INSYNC
+#define MIB (1024u * 1024u)
+
+/*
+ * How long a master stopped in ERROR must stay away: its --backoff MAX must
+ * be well below this for the cases that wait it out to mean anything.
+ */
+enum { NO_RECONNECT_MS = 2000 };
+
+/* --- helpers ---------------------------------------------------------------------- */
+
+/* An ERROR from this mirror, with the severity given (not necessarily the table's). */
+static int send_error(struct cctx *x, uint32_t code, bool severe)
 {
-	struct frame f;
-	STEP(cx_accept(x));
-	x->p.skip_heartbeats = true;
-	STEP(cx_expect(x, FREP_MSG_HELLO, &f));
-	const Frep__V1__Hello *h = (const Frep__V1__Hello *)f.msg;
-	CHECK(x, h->proto_min <= 1 && h->proto_max >= 1, "HELLO offers versions %u..%u, not 1",
-	      h->proto_min, h->proto_max);
-	CHECK(x, h->lane == 0 && h->lane_count == 1, "HELLO lane %u of %u; version 1 has one lane",
-	      h->lane, h->lane_count);
-	CHECK(x, h->volume_uuid.len == 16 && h->session_id.len == 16,
-	      "HELLO volume_uuid of %zu bytes, session_id of %zu; both must be 16", h->volume_uuid.len,
-	      h->session_id.len);
+	Frep__V1__Error e = FREP__V1__ERROR__INIT;
+	e.code = code;
+	e.severe = severe;
+	e.message = "frep-conform: an error from the mirror";
+	return cx_send(x, FREP_MSG_ERROR, &e.base, NULL, 0);
+}
+
+static int send_goodbye(struct cctx *x)
+{
+	Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
+	g.reason = "frep-conform: goodbye";
+	return cx_send(x, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+}
+
+/* The next connection, with a WELCOME saying w, up to PARTS_READY. */
+static int reopen(struct mside *s, const struct mwelcome *w)
+{
+	STEP(ms_accept(s));
+	STEP(ms_welcome(s, w));
+	STEP(ms_extents(s));
+	return ms_parts_ready(s, !w->known, 0);
+}
+
+/* WELCOME then MAKEPARTS on the connection already accepted. */
+static int welcome_parts(struct mside *s, const struct mwelcome *w)
+{
+	STEP(ms_welcome(s, w));
+	STEP(ms_extents(s));
+	return ms_parts_ready(s, !w->known, 0);
+}
+
+static uint64_t next_rand(uint64_t *st)
+{
+	*st ^= *st << 13;
+	*st ^= *st >> 7;
+	*st ^= *st << 17;
+	return *st;
+}
+
+/*
+ * n operations through NBD over the first MiB: writes of 1 byte to 64 KiB,
+ * byte-granular when the export allows it (MSG-7), trims and zeroes when it
+ * offers them; ranges overlap on purpose.
+ */
+static int write_mix(struct mside *s, unsigned n, uint64_t seed)
+{
+	static const uint32_t lens[] = { 4096, 512, 65536, 12288, 1, 3000, 8192, 4096 };
+	uint64_t st = seed * 2654435761u + 1;
+	STEP(ms_nbd(s));
+	uint64_t span = s->size < MIB ? s->size : MIB;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t r = next_rand(&st);
+		uint32_t len = lens[r % 8];
+		if (s->min_block > 1)
+			len = (uint32_t)((len + s->min_block - 1) / s->min_block * s->min_block);
+		if (len > span)
+			len = (uint32_t)span;
+		uint64_t off = (r >> 8) % (span - len + 1);
+		off -= off % s->min_block;
+		unsigned op = (unsigned)((r >> 40) % 8);
+		if (op == 6 && s->can_trim)
+			STEP(ms_trim(s, off, len));
+		else if (op == 7 && s->can_zero)
+			STEP(ms_zero(s, off, len));
+		else
+			STEP(ms_write(s, off, len, seed * 1000 + i));
+	}
 	return 0;
 }
 
+static struct mwelcome wel(bool known, uint32_t phase, bool consistent, uint64_t d)
+{
+	return (struct mwelcome){ .proto_version = 1, .known = known, .consistent = consistent,
+				  .durable_txid = d, .consistent_txid = consistent ? d : 0,
+				  .phase = phase };
+}
+
+/* The heartbeat interval HB-1 gives for the master's --heartbeat-timeout (--peer-timeout). */
+static int hb_interval_ms(const struct cctx *x)
+{
+	return x->cf->peer_timeout_ms / 3 < 2000 ? x->cf->peer_timeout_ms / 3 : 2000;
+}
+
+/* --- INIT and lanes ------------------------------------------------------------------ */
+
+static int hs_hello(struct cctx *x)
+{
+	return ms_accept(x->ms);
+}
+
+static int hs_session_id(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	uint8_t first[FREP_SESSION_ID_SIZE];
+	STEP(ms_accept(s));
+	memcpy(first, s->h.session_id, sizeof(first));
+	/* Before WELCOME a lost link is minor (ERR-4): the master tries again. */
+	cx_abort(x);
+	STEP(ms_accept(s));
+	STEP(welcome_parts(s, &w));
+	STEP(ms_pass(s, PH_REPLICATE));
+	/* After INIT a lost link is LINKDOWN, and the master reconnects too (FSM-4). */
+	cx_abort(x);
+	STEP(ms_accept(s));
+	CHECK(x, memcmp(first, s->h.session_id, sizeof(first)) != 0,
+	      "the third connection repeats the first one's session_id (LANE-3)");
+	return 0;
+}
+
+static int hs_version(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	w.proto_version = 2;
+	STEP(ms_accept(s));
+	STEP(ms_welcome(s, &w));
+	STEP(cx_expect_error(x, FREP_E_VERSION, NULL));
+	STEP(ms_restart(s));
+	w.proto_version = 0;
+	STEP(ms_accept(s));
+	STEP(ms_welcome(s, &w));
+	return cx_expect_error(x, FREP_E_VERSION, NULL);
+}
+
+/* --- MAKEPARTS ------------------------------------------------------------------------ */
+
+static int mp_table(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	STEP(ms_welcome(s, &w));
+	STEP(ms_extents(s));
+	/* The export the master serves is the volume the table describes (ms_nbd checks the size). */
+	return ms_nbd(s);
+}
+
+static int mp_size(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	STEP(ms_welcome(s, &w));
+	STEP(ms_extents(s));
+	STEP(ms_parts_ready(s, true, s->volume_size + 4096));
+	return cx_expect_error(x, FREP_E_BAD_EXTENTS, NULL);
+}
+
+static int mp_restart(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mtx t;
+	STEP(ms_insync(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->committed));
+	uint64_t d = s->committed, g = s->h.generation;
+	STEP(ms_quiet(s, 200));
+	STEP(ms_restart(s));
+	/* The restarted master validates the extents again, then sequences from D. */
+	struct mwelcome w = wel_insync(d);
+	STEP(reopen(s, &w));
+	STEP(ms_start_sync(s, d));
+	STEP(ms_write(s, 8192, 4096, 2));
+	STEP(ms_tx(s, &t));
+	CHECK(x, t.generation == s->h.generation && s->h.generation > g,
+	      "TX %" PRIu64 " committed after the restart carries generation %" PRIu64 "; the new "
+	      "HELLO says %" PRIu64 ", the old one %" PRIu64 " (DUR-3)", t.txid, t.generation,
+	      s->h.generation, g);
+	return 0;
+}
+
+/* After a lost link READY decides anew, from the fresh WELCOME (FSM-4). */
+static int mp_reconnect(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	cx_abort(x);
+	struct mwelcome w = wel(true, PH_CREATED, false, 0);
+	STEP(reopen(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	CHECK(x, s->copy.full && s->copy.start_offset == 0,
+	      "a mirror that reports phase CREATED got a %s pass from %" PRIu64
+	      " (RDY-1 row 2: full, from 0)", s->copy.full ? "full" : "dirty", s->copy.start_offset);
+	return ms_copy(s);
+}
+
+/* --- READY ------------------------------------------------------------------------------ */
+
+static int rdy_ahead(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	struct mwelcome w = wel_insync(s->committed + 1);
+	STEP(welcome_parts(s, &w));
+	STEP(cx_expect_error(x, FREP_E_AHEAD, NULL));
+	return ms_no_reconnect(s, NO_RECONNECT_MS);
+}
+
+static int rdy_new(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(send_goodbye(x));
+	STEP(ms_expect_close(s));
+	/* A mirror that created the extents but never started a copy. */
+	struct mwelcome w = wel(true, PH_CREATED, false, 0);
+	STEP(reopen(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	CHECK(x, s->copy.full && s->copy.start_offset == 0,
+	      "phase CREATED got a %s pass from %" PRIu64 " (RDY-1 row 2, RDY-5: full, from 0)",
+	      s->copy.full ? "full" : "dirty", s->copy.start_offset);
+	return ms_copy(s);
+}
+
+static int rdy_sync(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_write(s, 4096, 4096, 1));
+	uint64_t d = s->committed;
+	/* This mirror holds the volume as it was at D. */
+	memcpy(s->img, s->model, s->size);
+	STEP(ms_write(s, 0, 8192, 2));
+	STEP(ms_write(s, 6144, 4096, 3));
+	struct mwelcome w = wel_insync(d);
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_sync(s, d));
+	/* RDY-7: D counts as acknowledged, so acknowledging it is no TXID "never sent" (SEQ-5). */
+	STEP(ms_ack(s, d));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->committed));
+	STEP(ms_write(s, 65536, 4096, 4));
+	return ms_check_image(s, "after START_SYNC and the TXs after D,");
+}
+
+static int rdy_outofsync(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_nbd(s)); /* the mirror holds the volume as it was before the writes: consistent at D */
+	uint64_t d = s->committed;
+	STEP(write_mix(s, 12, 7));
+	struct mwelcome w = wel(true, PH_OUTOFSYNC, false, d);
+	STEP(welcome_parts(s, &w));
+	STEP(ms_pass(s, PH_OUTOFSYNC));
+	return ms_check_image(s, "after the OUTOFSYNC pass and CONSISTENT,");
+}
+
+/* Row 4 also takes a mirror in phase INSYNC that is not consistent. */
+static int rdy_not_consistent(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_nbd(s));
+	uint64_t d = s->committed;
+	STEP(ms_write(s, 0, 4096, 1));
+	struct mwelcome w = wel(true, PH_INSYNC, false, d);
+	STEP(welcome_parts(s, &w));
+	STEP(ms_pass(s, PH_OUTOFSYNC));
+	return ms_check_image(s, "after the OUTOFSYNC pass,");
+}
+
+static int rdy_resume(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_nbd(s));
+	uint64_t cur = s->size / 2 - s->size / 2 % 4096;
+	STEP(ms_write(s, 0, 8192, 1));
+	STEP(ms_write(s, cur + 4096, 4096, 2));
+	uint64_t base = s->committed;
+	/* The interrupted pass of base B copied [0, cursor) durably, after B was applied. */
+	memcpy(s->img, s->model, cur);
+	STEP(ms_write(s, 4096, 4096, 3));
+	STEP(ms_write(s, cur + 8192, 4096, 4));
+	struct mwelcome w = wel(true, PH_REPLICATE, false, base);
+	w.copy_cursor = cur;
+	w.copy_base = base;
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	CHECK(x, s->copy.full && s->copy.start_offset == cur && s->copy.base == base,
+	      "START_COPY %s start_offset %" PRIu64 " base %" PRIu64 "; the mirror's interrupted full "
+	      "pass resumes: full, start_offset %" PRIu64 " (its cursor), base %" PRIu64 " (RDY-6)",
+	      s->copy.full ? "full" : "dirty", s->copy.start_offset, s->copy.base, cur, base);
+	STEP(ms_copy(s));
+	STEP(ms_txs(s, s->copy.t_c));
+	STEP(ms_copy_ack(s, s->volume_size));
+	STEP(ms_ack(s, s->copy.t_c));
+	STEP(ms_consistent(s, s->copy.t_c));
+	return ms_check_image(s, "after the resumed pass,");
+}
+
+static int rdy_resume_end(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	uint64_t base = s->committed;
+	memcpy(s->img, s->model, s->size);
+	struct mwelcome w = wel(true, PH_REPLICATE, false, base);
+	w.copy_cursor = s->size + 65536;
+	w.copy_base = base;
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	CHECK(x, s->copy.start_offset == s->volume_size && s->copy.base == base,
+	      "a cursor past the volume's end resumed at %" PRIu64 " base %" PRIu64 "; RDY-6: "
+	      "min(cursor, volume size) = %" PRIu64 ", base %" PRIu64, s->copy.start_offset,
+	      s->copy.base, s->volume_size, base);
+	STEP(ms_copy(s));
+	return ms_check_image(s, "after an empty resumed pass,");
+}
+
+static int rdy_no_resume(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	/* A base this master never committed: it cannot hold every TXID after it. */
+	struct mwelcome w = wel(true, PH_REPLICATE, false, 0);
+	w.copy_cursor = 65536;
+	w.copy_base = s->committed + 5;
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	CHECK(x, s->copy.start_offset == 0 && s->copy.base == s->committed,
+	      "START_COPY start_offset %" PRIu64 " base %" PRIu64 "; a pass that cannot resume starts "
+	      "afresh: from 0, with t_s its last committed TXID %" PRIu64 " (RDY-6, COPY-1)",
+	      s->copy.start_offset, s->copy.base, s->committed);
+	return ms_copy(s);
+}
+
+/* --- the copy ----------------------------------------------------------------------------- */
+
+static int copy_content(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	STEP(write_mix(s, 24, 3));
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	CHECK(x, s->copy.base == s->committed, "START_COPY base_txid %" PRIu64 "; every write was "
+	      "replied before it, so t_s is the last committed TXID, %" PRIu64 " (COPY-1)",
+	      s->copy.base, s->committed);
+	STEP(ms_copy(s));
+	STEP(ms_check_image(s, "after the copy,"));
+	STEP(ms_copy_ack(s, s->volume_size));
+	STEP(ms_consistent(s, s->copy.t_c));
+	/* COPY-12: it took CONSISTENT(t_c) and sequences now. */
+	STEP(ms_write(s, 4096, 4096, 99));
+	return ms_check_image(s, "in INSYNC,");
+}
+
+static int copy_live(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	STEP(ms_nbd(s));
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	/* Writes while the master copies: they reach the mirror as TXs after COPY_DONE. */
+	STEP(write_mix(s, 16, 5));
+	STEP(ms_copy(s));
+	STEP(ms_check_image(s, "after the copy and every TX from t_s + 1,"));
+	STEP(ms_copy_ack(s, s->volume_size));
+	STEP(ms_ack(s, s->committed));
+	return ms_consistent(s, s->committed);
+}
+
+static int copy_ack_beyond(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_open(s, NULL));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	STEP(ms_copy(s));
+	STEP(ms_copy_ack(s, s->volume_size + 4096));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+/* A copy with t_c >= 2, read to its end; CONSISTENT is next. */
+static int copied(struct mside *s)
+{
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	STEP(ms_write(s, 8192, 4096, 2));
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	STEP(ms_copy(s));
+	return ms_txs(s, s->copy.t_c);
+}
+
+static int copy_consistent_low(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(copied(s));
+	CHECK(x, s->copy.t_c >= 1, "t_c is 0 after two writes");
+	STEP(ms_consistent(s, s->copy.t_c - 1));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+static int copy_consistent_high(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(copied(s));
+	uint64_t sent = s->max_txid > s->copy.t_c ? s->max_txid : s->copy.t_c;
+	STEP(ms_consistent(s, sent + 1));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+/* --- sequencing ----------------------------------------------------------------------------- */
+
+static int seq_order(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(write_mix(s, 40, 11));
+	STEP(ms_check_image(s, "after 40 writes in INSYNC,"));
+	return ms_ack(s, s->committed);
+}
+
+/*
+ * SEQ-3: without a TX_ACK the master stops after a bound. Writes of 1 MiB
+ * (each one TX) go on until the master falls behind and stays behind for a
+ * second; then a TX_ACK lets the rest come. The writes stay within three
+ * quarters of the buffer the HELLO announces, so the bound shows before a
+ * full buffer would crack the mirror.
+ */
+static int seq_window(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(ms_nbd(s));
+	uint32_t len = s->size < MIB ? (uint32_t)s->size : MIB;
+	uint64_t budget = s->h.journal_size / 4 * 3 / len;
+	uint64_t written = 0, got = 0, first = s->committed;
+	unsigned n;
+	if (budget > 256)
+		budget = 256;
+	for (;;) {
+		CHECK(x, written < budget, "the master sent all %" PRIu64 " TXs (%" PRIu64 " MiB) "
+		      "without a TX_ACK; SEQ-3 requires a bound on what is unacknowledged", written,
+		      written * len / MIB);
+		STEP(ms_write(s, 0, len, written + 1));
+		written++;
+		STEP(ms_poll_txs(s, 20, &n));
+		got += n;
+		if (written % 8 || got == written)
+			continue;
+		/* Behind: slow, or stopped? Stopped stays behind while nothing is acknowledged. */
+		STEP(ms_poll_txs(s, 1000, &n));
+		got += n;
+		if (got == written)
+			continue;
+		STEP(ms_poll_txs(s, 500, &n));
+		got += n;
+		if (n == 0)
+			break;
+	}
+	STEP(ms_ack(s, first + got));
+	return ms_txs(s, s->committed);
+}
+
+static int seq_ack_unsent(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(write_mix(s, 2, 13));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->max_txid + 1));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+/* Five TXs sent and none acknowledged; *first is the first of them. */
+static int five_sent(struct mside *s, uint64_t *first)
+{
+	STEP(ms_insync(s));
+	*first = s->committed + 1;
+	for (unsigned i = 0; i < 5; i++)
+		STEP(ms_write(s, (uint64_t)i * 8192, 4096, 20 + i));
+	return ms_txs(s, s->committed);
+}
+
+static int seq_resend(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	uint64_t first;
+	STEP(five_sent(s, &first));
+	STEP(ms_resend(s, first + 1, first + 2));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->committed));
+	return ms_check_image(s, "after the resend,");
+}
+
+static int seq_resend_reversed(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	uint64_t first;
+	STEP(five_sent(s, &first));
+	STEP(ms_resend(s, first + 2, first + 1));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+static int seq_resend_unsent(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	uint64_t first;
+	STEP(five_sent(s, &first));
+	STEP(ms_resend(s, first + 1, s->max_txid + 1));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+/* --- heartbeats ------------------------------------------------------------------------------ */
+
+/* At least two heartbeats in the next stretch, none further apart than HB-1 allows. */
+static int heartbeats(struct mside *s, const char *when)
+{
+	int iv = hb_interval_ms(s->x);
+	unsigned before = s->n_hb;
+	s->hb_max_gap_ms = 0;
+	STEP(ms_quiet(s, 2 * iv + iv / 2 + 200));
+	CHECK(s->x, s->n_hb >= before + 2, "%u HEARTBEAT(s) %s in %d ms; HB-1: one every %d ms",
+	      s->n_hb - before, when, 2 * iv + iv / 2 + 200, iv);
+	CHECK(s->x, s->hb_max_gap_ms <= (uint64_t)iv * 3 / 2 + 200,
+	      "%" PRIu64 " ms between two HEARTBEATs %s; HB-1: one every %d ms", s->hb_max_gap_ms,
+	      when, iv);
+	CHECK(s->x, !s->hb_bad[0], "%s", s->hb_bad);
+	return 0;
+}
+
+static int hb_send(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	struct mwelcome w = wel_new();
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	STEP(ms_copy(s));
+	STEP(ms_txs(s, s->copy.t_c));
+	/* Still REPLICATE until CONSISTENT. */
+	STEP(heartbeats(s, "while copying"));
+	CHECK(x, s->hb_txid == s->committed, "HEARTBEAT txid %" PRIu64 "; the master's committed TXID "
+	      "is %" PRIu64 " (HB-1)", s->hb_txid, s->committed);
+	STEP(ms_copy_ack(s, s->volume_size));
+	STEP(ms_consistent(s, s->copy.t_c));
+	STEP(ms_write(s, 4096, 4096, 2));
+	STEP(ms_txs(s, s->committed));
+	STEP(heartbeats(s, "while sequencing"));
+	CHECK(x, s->hb_txid == s->committed, "HEARTBEAT txid %" PRIu64 "; the master's committed TXID "
+	      "is %" PRIu64 " (HB-1)", s->hb_txid, s->committed);
+	return 0;
+}
+
+static int hb_silence(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	int t = x->cf->peer_timeout_ms;
+	STEP(ms_insync(s));
+	uint64_t start = now_ms();
+	s->echo = false;
+	x->p.timeout_ms = t * 2 + 5000;
+	STEP(ms_expect_close(s));
+	uint64_t took = now_ms() - start;
+	CHECK(x, took + 250 >= (uint64_t)t, "the master closed after %" PRIu64 " ms of silence, "
+	      "before its --heartbeat-timeout of %d ms (HB-3)", took, t);
+	CHECK(x, took <= (uint64_t)t + (uint64_t)t / 2 + 1000, "the master closed only after %" PRIu64
+	      " ms of silence; its --heartbeat-timeout is %d ms (HB-3)", took, t);
+	s->echo = true;
+	x->p.timeout_ms = x->cf->timeout_ms;
+	/* A lost link: LINKDOWN, then a new connection (FSM-4). */
+	return ms_accept(s);
+}
+
+/* --- IDLE: an operator's pause (--pause-cmd, --resume-cmd) ----------------------------------- */
+
+static int idle_pause(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->committed));
+	STEP(ms_pause(s));
+	STEP(ms_expect(s, FREP_MSG_PAUSE, NULL));
+	/* Paused: local writes go on, nothing is sequenced, heartbeats go on (IDLE-2, HB-1). */
+	STEP(ms_write(s, 8192, 4096, 2));
+	STEP(ms_write(s, 0, 12288, 3));
+	STEP(heartbeats(s, "while paused"));
+	CHECK(x, s->hb_txid == s->committed, "HEARTBEAT txid %" PRIu64 " in IDLE; the master's "
+	      "committed TXID is %" PRIu64 " (HB-1)", s->hb_txid, s->committed);
+	STEP(ms_resume(s));
+	STEP(ms_expect(s, FREP_MSG_RESUME, NULL));
+	STEP(ms_check_image(s, "after RESUME,"));
+	STEP(ms_ack(s, s->committed));
+	return ms_quiet(s, 200);
+}
+
+/* --- errors and goodbyes ------------------------------------------------------------------- */
+
+static int err_minor(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	STEP(send_error(x, FREP_E_BUSY, false));
+	STEP(ms_expect_close(s));
+	/* RESET, then INIT again on a new connection (FSM-3). */
+	STEP(ms_accept(s));
+	STEP(ms_welcome(s, &w));
+	STEP(ms_extents(s));
+	STEP(send_error(x, FREP_E_IO, false));
+	STEP(ms_expect_close(s));
+	/* A failed MAKEPARTS is retried from a new HELLO and WELCOME too (FSM-3). */
+	STEP(reopen(s, &w));
+	return ms_pass(s, PH_REPLICATE);
+}
+
+static int err_minor_insync(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->committed));
+	STEP(ms_quiet(s, 100));
+	STEP(send_error(x, FREP_E_IO, false));
+	STEP(ms_expect_close(s));
+	struct mwelcome w = wel_insync(s->committed);
+	STEP(reopen(s, &w));
+	return ms_start_sync(s, s->committed);
+}
+
+/* A severe error: closed without an answer, no retry, and local I/O goes on (FSM-6). */
+static int severe(struct cctx *x, uint32_t code, bool flag)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(send_error(x, code, flag));
+	STEP(ms_expect_close(s));
+	STEP(ms_no_reconnect(s, NO_RECONNECT_MS));
+	STEP(ms_write(s, 0, 4096, 1));
+	return ms_read_check(s, 0, 4096, "in ERROR");
+}
+
+static int err_severe(struct cctx *x)
+{
+	return severe(x, FREP_E_NAME_CLASH, true);
+}
+
+static int err_severe_flag(struct cctx *x)
+{
+	return severe(x, FREP_E_BUSY, true);
+}
+
+static int err_unknown_code(struct cctx *x)
+{
+	return severe(x, 99, false);
+}
+
+static int err_code_zero(struct cctx *x)
+{
+	return severe(x, 0, false);
+}
+
+/* The wait before the next connection after a minor error at INIT. */
+static int busy_delay(struct mside *s, uint64_t *ms)
+{
+	uint64_t sent = now_ms();
+	STEP(send_error(s->x, FREP_E_BUSY, false));
+	STEP(ms_expect_close(s));
+	STEP(ms_accept(s));
+	*ms = s->accepted_ms - sent;
+	return 0;
+}
+
+static int err_backoff(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	uint64_t d1, d2, d3, d4;
+	STEP(ms_accept(s));
+	STEP(busy_delay(s, &d1));
+	STEP(busy_delay(s, &d2));
+	STEP(busy_delay(s, &d3));
+	CHECK(x, d3 > d1, "retries after %" PRIu64 ", %" PRIu64 ", %" PRIu64 " ms; the backoff doubles "
+	      "from MIN up to MAX (FSM-5; frep-conform needs MAX >= 4 MIN)", d1, d2, d3);
+	/* CONSISTENT resets it to MIN. */
+	struct mwelcome w = wel_new();
+	STEP(welcome_parts(s, &w));
+	STEP(ms_pass(s, PH_REPLICATE));
+	STEP(ms_quiet(s, 100));
+	uint64_t sent = now_ms();
+	STEP(send_error(x, FREP_E_IO, false));
+	STEP(ms_expect_close(s));
+	STEP(ms_accept(s));
+	d4 = s->accepted_ms - sent;
+	CHECK(x, d4 < d3, "the retry after CONSISTENT waited %" PRIu64 " ms, the third before it %" PRIu64
+	      " ms; CONSISTENT resets the backoff to MIN (FSM-5)", d4, d3);
+	return 0;
+}
+
+static int bye_insync(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(send_goodbye(x));
+	STEP(ms_expect_close(s));
+	struct mwelcome w = wel_insync(s->copy.t_c);
+	STEP(reopen(s, &w));
+	return ms_start_sync(s, s->copy.t_c);
+}
+
+static int bye_init(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(send_goodbye(x));
+	STEP(ms_expect_close(s));
+	return ms_accept(s);
+}
+
+/* --- framing and encoding ---------------------------------------------------------------- */
+
+static int bad_header(struct cctx *x, uint32_t magic, uint8_t version, uint8_t type, uint16_t flags,
+		      uint32_t body_len, uint32_t trailer_len)
+{
+	STEP(ms_insync(x->ms));
+	STEP(cx_send_hdr(x, magic, version, type, flags, body_len, trailer_len));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+static int frame_magic(struct cctx *x)
+{
+	return bad_header(x, 0x58585858, 1, FREP_MSG_HEARTBEAT, 0, 4, 0);
+}
+
+static int frame_version(struct cctx *x)
+{
+	return bad_header(x, FREP_FRAME_MAGIC, 2, FREP_MSG_HEARTBEAT, 0, 4, 0);
+}
+
+static int frame_type_zero(struct cctx *x)
+{
+	return bad_header(x, FREP_FRAME_MAGIC, 1, 0, 0, 0, 0);
+}
+
+static int frame_type_unknown(struct cctx *x)
+{
+	return bad_header(x, FREP_FRAME_MAGIC, 1, FREP_MSG__MAX + 1, 0, 0, 0);
+}
+
+static int frame_flags(struct cctx *x)
+{
+	return bad_header(x, FREP_FRAME_MAGIC, 1, FREP_MSG_HEARTBEAT, 0x0001, 4, 0);
+}
+
+static int frame_body_limit(struct cctx *x)
+{
+	return bad_header(x, FREP_FRAME_MAGIC, 1, FREP_MSG_TX_ACK, 0, FREP_MAX_BODY + 1, 0);
+}
+
+static int frame_trailer_type(struct cctx *x)
+{
+	return bad_header(x, FREP_FRAME_MAGIC, 1, FREP_MSG_TX_ACK, 0, 2, 16);
+}
+
+static int frame_trailer_limit(struct cctx *x)
+{
+	return bad_header(x, FREP_FRAME_MAGIC, 1, FREP_MSG_TX, 0, 8, FREP_MAX_TRAILER + 1);
+}
+
+static int msg_garbage(struct cctx *x)
+{
+	static const uint8_t junk[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	STEP(ms_insync(x->ms));
+	STEP(cx_send_body(x, FREP_MSG_TX_ACK, junk, sizeof(junk), NULL, 0));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+static int msg_required(struct cctx *x)
+{
+	STEP(ms_insync(x->ms));
+	STEP(cx_send_body(x, FREP_MSG_TX_ACK, NULL, 0, NULL, 0));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+static int msg_unknown_field(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	/* seq 1, txid 0, then field 99 (varint 7) and field 100 (bytes "x") */
+	static const uint8_t hb[] = { 0x08, 0x01, 0x10, 0x00, 0x98, 0x06, 0x07, 0xa2, 0x06, 0x01, 'x' };
+	STEP(ms_insync(s));
+	STEP(cx_send_body(x, FREP_MSG_HEARTBEAT, hb, sizeof(hb), NULL, 0));
+	STEP(ms_quiet(s, 300));
+	STEP(ms_write(s, 0, 4096, 1));
+	return ms_txs(s, s->committed);
+}
+
+/* --- durability: power loss of the master (--crash-cmd, --restart-cmd) ------------------------ */
+
+static int dur_committed(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mtx t;
+	STEP(ms_insync(s));
+	uint64_t base = s->committed, g = s->h.generation;
+	STEP(write_mix(s, 10, 17));
+	STEP(ms_txs(s, s->committed));
+	uint64_t acked = base + 4;
+	STEP(ms_ack(s, acked));
+	STEP(ms_quiet(s, 200));
+	STEP(ms_power_cycle(s));
+	STEP(ms_accept(s)); /* committed_txid covers every replied write; generation higher */
+	CHECK(x, s->h.retained_first_txid && s->h.retained_first_txid <= acked + 1,
+	      "after the power loss the master retains TXIDs from %" PRIu64 ", but the mirror "
+	      "acknowledged only up to %" PRIu64 " (DUR-6)", s->h.retained_first_txid, acked);
+	struct mwelcome w = wel_insync(acked);
+	STEP(welcome_parts(s, &w));
+	STEP(ms_start_sync(s, acked));
+	/* The unacknowledged TXs again, as they were (ms_tx compares each with the first time). */
+	while (s->next_txid <= s->committed) {
+		STEP(ms_tx(s, &t));
+		CHECK(x, t.generation == g, "TX %" PRIu64 " resent after the restart carries generation %"
+		      PRIu64 "; it was committed by generation %" PRIu64 " (DUR-3, SEQ-11)", t.txid,
+		      t.generation, g);
+	}
+	STEP(ms_write(s, 65536, 4096, 99));
+	STEP(ms_tx(s, &t));
+	CHECK(x, t.generation == s->h.generation, "TX %" PRIu64 " committed after the restart carries "
+	      "generation %" PRIu64 ", the HELLO %" PRIu64 " (DUR-3)", t.txid, t.generation,
+	      s->h.generation);
+	return ms_check_image(s, "after the power loss and the resent TXs,");
+}
+
+static int dur_redo(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	STEP(write_mix(s, 24, 19));
+	STEP(ms_power_cycle(s));
+	/* ms_nbd reads the whole volume again: every replied write must be there (DUR-5). */
+	STEP(ms_nbd(s));
+	return ms_accept(s);
+}
+
 #define C(id, clauses, title, fn) { id, clauses, title, ROLE_MASTER, false, fn, 0, 0 }
+#define D(id, clauses, title, fn) { id, clauses, title, ROLE_MASTER, true, fn, 0, 0 }
 
 const struct conform_case master_cases[] = {
-	C("master.hs.hello", "HS-1 LANE-1 LANE-2", "the first frame is a HELLO for one lane", hs_hello),
+	C("master.hs.hello", "HS-1 LANE-1 LANE-2 HS-2 MSG-4", "the first frame is a well-formed HELLO for one lane", hs_hello),
+	C("master.hs.session-id", "LANE-3 ERR-4 FSM-4", "every connection attempt has a fresh session_id", hs_session_id),
+	C("master.hs.version", "HS-3", "WELCOME proto_version 2, or 0, is VERSION", hs_version),
+	C("master.mp.table", "MP-1 MP-5", "the extent table is valid and describes the exported volume", mp_table),
+	C("master.mp.size", "MP-5", "PARTS_READY with another volume_size is BAD_EXTENTS", mp_size),
+	C("master.mp.restart", "MP-6 DUR-3 RDY-1", "after a restart MAKEPARTS runs again, then START_SYNC from D", mp_restart),
+	C("master.mp.reconnect", "FSM-4 MP-6 RDY-1", "after a lost link READY decides from the fresh WELCOME", mp_reconnect),
+	C("master.rdy.ahead", "RDY-1 RDY-2 ERR-3", "row 1: D > C is AHEAD, and the master stays away", rdy_ahead),
+	C("master.rdy.new", "RDY-1 RDY-5", "row 2: a new or CREATED volume gets a full pass from 0", rdy_new),
+	C("master.rdy.sync", "RDY-1 RDY-3 RDY-7 SEQ-1 SEQ-5", "row 3: START_SYNC from D, then TX D+1.. as written", rdy_sync),
+	C("master.rdy.outofsync", "RDY-1 RDY-5 CRK-4 COPY-5 DUR-14", "row 4: an OUTOFSYNC pass brings the mirror level", rdy_outofsync),
+	C("master.rdy.not-consistent", "RDY-1", "row 4: phase INSYNC but not consistent is OUTOFSYNC", rdy_not_consistent),
+	C("master.rdy.resume", "RDY-6 COPY-16 COPY-5 DUR-13", "an interrupted full pass resumes at the cursor with its base", rdy_resume),
+	C("master.rdy.resume-end", "RDY-6", "a cursor past the end resumes at the volume size", rdy_resume_end),
+	C("master.rdy.no-resume", "RDY-6 COPY-1", "a base the master never committed starts a new pass", rdy_no_resume),
+	C("master.copy.content", "COPY-1 COPY-5 COPY-9 COPY-12 DUR-10 MSG-7", "the copy carries exactly what was written; t_s is the last commit", copy_content),
+	C("master.copy.live", "COPY-10 DUR-10 SEQ-1", "writes during the copy come as TXs after COPY_DONE, from t_s+1", copy_live),
+	C("master.copy.ack-beyond", "COPY-8", "COPY_ACK beyond what was copied is PROTOCOL", copy_ack_beyond),
+	C("master.copy.consistent-low", "COPY-12", "CONSISTENT below t_c is PROTOCOL", copy_consistent_low),
+	C("master.copy.consistent-high", "COPY-12", "CONSISTENT above the last TXID sent is PROTOCOL", copy_consistent_high),
+	C("master.seq.order", "SEQ-1 SEQ-2 MSG-7 DUR-2", "TXs in TXID order, none skipped, each as written", seq_order),
+	C("master.seq.window", "SEQ-3", "without TX_ACK the master stops after a bound, and goes on after one", seq_window),
+	C("master.seq.ack-unsent", "SEQ-5", "TX_ACK of a TXID never sent is PROTOCOL", seq_ack_unsent),
+	C("master.seq.resend", "SEQ-7 SEQ-1", "RESEND gets every TXID from `from` again, unchanged", seq_resend),
+	C("master.seq.resend-reversed", "SEQ-7", "RESEND with from > to is PROTOCOL", seq_resend_reversed),
+	C("master.seq.resend-unsent", "SEQ-7", "RESEND up to a TXID never sent is PROTOCOL", seq_resend_unsent),
+	C("master.hb.send", "HB-1", "heartbeats while copying and sequencing: seq +1, the committed TXID", hb_send),
+	C("master.hb.silence", "HB-3 ERR-5 FSM-4", "a silent mirror is dropped after the timeout, then reconnected", hb_silence),
+	C("master.idle.pause", "IDLE-1 IDLE-2 IDLE-3 HB-1", "an operator's pause: PAUSE, no TX, heartbeats; RESUME, then the TXs", idle_pause),
+	C("master.err.minor", "ERR-2 ERR-3 FSM-3 HS-6", "a minor ERROR in INIT or MAKEPARTS: no answer, a retry", err_minor),
+	C("master.err.minor-insync", "ERR-3 FSM-3 RDY-1", "a minor ERROR in INSYNC: a retry that decides again", err_minor_insync),
+	C("master.err.severe", "ERR-2 ERR-3 FSM-6", "a severe ERROR: no answer, no retry, local writes go on", err_severe),
+	C("master.err.severe-flag", "ERR-6", "a minor code with severe=true is severe", err_severe_flag),
+	C("master.err.unknown-code", "ERR-6", "code 99 with severe=false is severe", err_unknown_code),
+	C("master.err.code-zero", "ERR-6", "code 0 with severe=false is severe", err_code_zero),
+	C("master.err.backoff", "FSM-5", "retries back off, doubling; CONSISTENT resets the backoff", err_backoff),
+	C("master.bye.insync", "BYE-1 ERR-5 FSM-4", "GOODBYE in INSYNC: the master closes, reconnects, syncs", bye_insync),
+	C("master.bye.init", "BYE-1 ERR-4", "GOODBYE in INIT: the master closes and retries", bye_init),
+	C("master.frame.magic", "FRAME-2 FRAME-9", "a bad magic is PROTOCOL", frame_magic),
+	C("master.frame.version", "FRAME-3 FRAME-9", "frame version 2 is PROTOCOL", frame_version),
+	C("master.frame.type-zero", "FRAME-4", "type 0 is PROTOCOL", frame_type_zero),
+	C("master.frame.type-unknown", "FRAME-4", "type 20 is PROTOCOL", frame_type_unknown),
+	C("master.frame.flags", "FRAME-5", "a flag bit set is PROTOCOL", frame_flags),
+	C("master.frame.body-limit", "FRAME-6 FRAME-8", "body_len 65537 is PROTOCOL from the header alone", frame_body_limit),
+	C("master.frame.trailer-type", "FRAME-7", "a trailer on TX_ACK is PROTOCOL", frame_trailer_type),
+	C("master.frame.trailer-limit", "FRAME-7 FRAME-8", "trailer_len 32 MiB + 1 is PROTOCOL from the header alone", frame_trailer_limit),
+	C("master.msg.garbage", "MSG-1 FRAME-9", "a body that is not protobuf is PROTOCOL", msg_garbage),
+	C("master.msg.required", "MSG-2 FRAME-9", "a TX_ACK without its txid is PROTOCOL", msg_required),
+	C("master.msg.unknown-field", "MSG-3", "unknown fields are ignored", msg_unknown_field),
+	D("master.dur.committed", "DUR-1 DUR-2 DUR-3 DUR-6 SEQ-11 RDY-3", "after a power loss every replied write is committed and resent as it was", dur_committed),
+	D("master.dur.redo", "DUR-5 DUR-1", "after a power loss the volume holds every replied write", dur_redo),
 	{ NULL, NULL, NULL, ROLE_MASTER, false, NULL, 0, 0 },
 };
-
-const struct conform_case *master_matrix_cases(void)
-{
-	static const struct conform_case none[] = { { NULL, NULL, NULL, ROLE_MASTER, false, NULL, 0, 0 } };
-	return none;
-}

@@ -1,6 +1,10 @@
-/* frep-conform as a mirror: the master under test, one process group per case. */
+/* frep-conform as a mirror: the master under test, one process group per case, and its restarts. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,21 +15,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "conform.h"
+#include "master.h"
 #include "util.h"
 
-static char scratch_buf[256], port_buf[32];
+static char scratch_buf[256], scratch_abs[PATH_MAX], port_buf[32];
 
-/* Expands {host} {port} {ca} {cert} {key} {dir} {pid} of tmpl into out. */
-int master_expand(const struct conform *cf, const char *tmpl, const char *dir, char *out,
-		  size_t out_len)
+/* Expands {host} {port} {ca} {cert} {key} {dir} {pid} {nbd} of tmpl into out. */
+static int expand(const struct conform *cf, const char *tmpl, const char *dir, const char *nbd,
+		  char *out, size_t out_len)
 {
 	char pid[24];
 	snprintf(pid, sizeof(pid), "%d", cf->master_pid);
 	const char *keys[][2] = {
 		{ "{host}", cf->host }, { "{port}", cf->port }, { "{ca}", cf->ca },
 		{ "{cert}", cf->cert }, { "{key}", cf->key },	{ "{dir}", dir ? dir : "" },
-		{ "{pid}", pid },
+		{ "{pid}", pid },	{ "{nbd}", nbd },
 	};
 	size_t o = 0;
 	for (const char *s = tmpl; *s;) {
@@ -51,6 +55,25 @@ int master_expand(const struct conform *cf, const char *tmpl, const char *dir, c
 	}
 	out[o] = '\0';
 	return 0;
+}
+
+/* The default export of frep-client --nbd unix:{dir}/nbd.sock. */
+#define DEFAULT_NBD_URI "nbd+unix:///?socket={dir}/nbd.sock"
+
+int master_nbd_uri(const struct conform *cf, char *out, size_t out_len)
+{
+	char dir[300];
+	master_dir(cf, dir, sizeof(dir));
+	return expand(cf, cf->nbd_uri ? cf->nbd_uri : DEFAULT_NBD_URI, dir, "", out, out_len);
+}
+
+int master_expand(const struct conform *cf, const char *tmpl, const char *dir, char *out,
+		  size_t out_len)
+{
+	char nbd[1024];
+	if (master_nbd_uri(cf, nbd, sizeof(nbd)) < 0)
+		return -1;
+	return expand(cf, tmpl, dir, nbd, out, out_len);
 }
 
 int master_setup(struct conform *cf)
@@ -86,7 +109,16 @@ int master_setup(struct conform *cf)
 			return -1;
 		}
 		cf->scratch = scratch_buf;
+	} else if (mkdir(cf->scratch, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "frep-conform: --dir %s: %s\n", cf->scratch, strerror(errno));
+		return -1;
 	}
+	/* Absolute: the master runs in {dir}, and its command may name files relative to ours. */
+	if (!realpath(cf->scratch, scratch_abs)) {
+		fprintf(stderr, "frep-conform: --dir %s: %s\n", cf->scratch, strerror(errno));
+		return -1;
+	}
+	cf->scratch = scratch_abs;
 	return 0;
 }
 
@@ -95,6 +127,9 @@ void master_teardown(struct conform *cf)
 	if (cf->listen_fd >= 0)
 		close(cf->listen_fd);
 	cf->listen_fd = -1;
+	/* Ours, and empty once every case passed; a failed case's directory keeps it. */
+	if (scratch_buf[0])
+		rmdir(scratch_buf);
 }
 
 /* The case's scratch directory: {dir} of its command. */
@@ -104,7 +139,23 @@ const char *master_dir(const struct conform *cf, char *buf, size_t len)
 	return buf;
 }
 
-int master_start(struct cctx *x)
+/*
+ * Connections a stopped master left in the listen queue: the next case's
+ * accept must get its own master, never a dead one's.
+ */
+static void drain_backlog(struct conform *cf)
+{
+	struct pollfd p = { .fd = cf->listen_fd, .events = POLLIN };
+	while (poll(&p, 1, 0) == 1) {
+		int fd = accept4(cf->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			break;
+		close(fd);
+	}
+}
+
+/* Runs --run in the case's directory, in a process group of its own. */
+static int spawn(struct cctx *x)
 {
 	struct conform *cf = x->cf;
 	char dir[300], cmd[4096], log[320];
@@ -114,6 +165,7 @@ int master_start(struct cctx *x)
 	if (master_expand(cf, cf->run_cmd, dir, cmd, sizeof(cmd)) < 0)
 		return cx_fail(x, "--run: the command is too long once expanded");
 	snprintf(log, sizeof(log), "%s/master.log", dir);
+	drain_backlog(cf);
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid < 0)
@@ -126,12 +178,20 @@ int master_start(struct cctx *x)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
+		if (chdir(dir) < 0)
+			_exit(126);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
 	setpgid(pid, pid);
 	cf->master_pid = pid;
 	return 0;
+}
+
+int master_start(struct cctx *x)
+{
+	STEP(ms_init(x));
+	return spawn(x);
 }
 
 void master_stop(struct conform *cf)
@@ -143,4 +203,119 @@ void master_stop(struct conform *cf)
 	while (waitpid(cf->master_pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	cf->master_pid = 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void master_end(struct cctx *x, bool passed)
+{
+	char dir[300];
+	ms_free(x);
+	master_stop(x->cf);
+	/* A failed case keeps its directory: master.log says what the master saw. */
+	if (passed)
+		nftw(master_dir(x->cf, dir, sizeof(dir)), rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int ms_restart(struct mside *s)
+{
+	struct cctx *x = s->x;
+	ms_nbd_close(s);
+	if (x->p.c)
+		cx_abort(x);
+	master_stop(x->cf);
+	s->restarted = true;
+	return spawn(x);
+}
+
+int ms_power_cycle(struct mside *s)
+{
+	struct cctx *x = s->x;
+	struct conform *cf = x->cf;
+	char dir[300], cmd[4096];
+	int status;
+	if (!cf->crash_cmd || !cf->restart_cmd)
+		return cx_skip(x, "needs --crash-cmd and --restart-cmd");
+	ms_nbd_close(s);
+	master_dir(cf, dir, sizeof(dir));
+	if (master_expand(cf, cf->crash_cmd, dir, cmd, sizeof(cmd)) < 0)
+		return cx_fail(x, "--crash-cmd: the command is too long once expanded");
+	STEP(cx_run(x, "--crash-cmd", cmd));
+	uint64_t end = now_ms() + (uint64_t)cf->timeout_ms;
+	for (;;) {
+		pid_t r = waitpid(cf->master_pid, &status, WNOHANG);
+		if (r == cf->master_pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return cx_fail(x, "waitpid %d: %s", cf->master_pid, strerror(errno));
+		if (now_ms() >= end)
+			return cx_fail(x, "the master (pid %d) still runs %d ms after --crash-cmd",
+				       cf->master_pid, cf->timeout_ms);
+		usleep(20 * 1000);
+	}
+	/* Whatever else the group held goes down with it. */
+	kill(-cf->master_pid, SIGKILL);
+	cf->master_pid = 0;
+	if (x->p.c)
+		cx_abort(x);
+	if (master_expand(cf, cf->restart_cmd, dir, cmd, sizeof(cmd)) < 0)
+		return cx_fail(x, "--restart-cmd: the command is too long once expanded");
+	STEP(cx_run(x, "--restart-cmd", cmd));
+	s->restarted = true;
+	return spawn(x);
+}
+
+/* Runs an operator's command (--pause-cmd, --resume-cmd) for the current case. */
+static int operator_cmd(struct mside *s, const char *opt, const char *tmpl)
+{
+	struct cctx *x = s->x;
+	char dir[300], cmd[4096];
+	if (!tmpl)
+		return cx_skip(x, "needs --pause-cmd and --resume-cmd (an operator's pause and resume)");
+	if (master_expand(x->cf, tmpl, master_dir(x->cf, dir, sizeof(dir)), cmd, sizeof(cmd)) < 0)
+		return cx_fail(x, "%s: the command is too long once expanded", opt);
+	return cx_run(x, opt, cmd);
+}
+
+int ms_pause(struct mside *s)
+{
+	return operator_cmd(s, "--pause-cmd", s->x->cf->pause_cmd);
+}
+
+int ms_resume(struct mside *s)
+{
+	return operator_cmd(s, "--resume-cmd", s->x->cf->resume_cmd);
+}
+
+int master_alive(struct cctx *x)
+{
+	struct conform *cf = x->cf;
+	int status;
+	if (cf->master_pid <= 0)
+		return cx_fail(x, "the master is not running after this case");
+	pid_t r = waitpid(cf->master_pid, &status, WNOHANG);
+	if (r == cf->master_pid) {
+		cf->master_pid = 0;
+		if (WIFSIGNALED(status))
+			return cx_fail(x, "the master died by signal %d during this case (MSG-5)",
+				       WTERMSIG(status));
+		return cx_fail(x, "the master exited with status %d during this case (MSG-5)",
+			       WEXITSTATUS(status));
+	}
+	/* Its local users are served whatever the mirror did (FSM-6). */
+	struct mside *s = x->ms;
+	if (ms_nbd(s) < 0 || ms_read_check(s, 0, s->size < 65536 ? s->size : 65536, "after the case") < 0) {
+		char why[sizeof(x->why)];
+		snprintf(why, sizeof(why), "%s", x->why);
+		return cx_fail(x, "after this case the master's NBD export no longer serves (FSM-6): %s",
+			       why);
+	}
+	return 0;
 }

@@ -44,8 +44,9 @@ int cx_connect(struct cctx *x)
 {
 	char err[256];
 	struct conform *cf = x->cf;
+	/* A connection still open is dropped, never leaked with its reader. */
 	if (x->p.c)
-		cx_abort(x); /* a case moving on to a new connection drops the old one */
+		cx_abort(x);
 	frame_reader_init(&x->p.rd);
 	x->p.timeout_ms = cf->timeout_ms;
 	x->p.c = tls_client_connect(x->use_other ? cf->tls_other : cf->tls, cf->host, cf->port, cf->server_name, cf->timeout_ms,
@@ -182,9 +183,15 @@ int cx_expect(struct cctx *x, unsigned type, struct frame *f)
 	return cx_fail(x, "expected %s, got %s", frep_msg_name(type), frep_msg_name(f->hdr.type));
 }
 
-/* Frames a peer may still send before its ERROR: acknowledgements of what came earlier. */
-static bool may_precede_error(unsigned type)
+/*
+ * Frames a peer may still send before its ERROR: a mirror's acknowledgements
+ * of what came earlier; what a master was streaming when it read the offence.
+ */
+static bool may_precede_error(const struct cctx *x, unsigned type)
 {
+	if (x->kase && x->kase->role == ROLE_MASTER)
+		return type == FREP_MSG_TX || type == FREP_MSG_COPY_DATA || type == FREP_MSG_COPY_HOLE ||
+		       type == FREP_MSG_COPY_DONE || type == FREP_MSG_HEARTBEAT;
 	return type == FREP_MSG_COPY_ACK || type == FREP_MSG_TX_ACK || type == FREP_MSG_CONSISTENT ||
 	       type == FREP_MSG_RESEND || type == FREP_MSG_HEARTBEAT;
 }
@@ -194,7 +201,7 @@ int cx_expect_error(struct cctx *x, unsigned code, const char *msg_re)
 	struct frame f;
 	for (unsigned n = 0;; n++) {
 		enum frame_status st = cx_recv(x, &f, x->p.timeout_ms);
-		if (st == FRAME_OK && f.hdr.type != FREP_MSG_ERROR && may_precede_error(f.hdr.type) &&
+		if (st == FRAME_OK && f.hdr.type != FREP_MSG_ERROR && may_precede_error(x, f.hdr.type) &&
 		    n < 1024)
 			continue;
 		if (st == FRAME_OK && f.hdr.type == FREP_MSG_ERROR)

@@ -126,8 +126,9 @@ main := (
 		SEVERE @to_error -> error |
 		LINK_LOST @to_linkdown -> linkdown
 	),
+	# A RESEND in flight at the pause is no error: the resend waits for RESUME.
 	idle: (
-		(MSG_TX_ACK | MSG_HEARTBEAT) @stay_idle -> idle |
+		(MSG_TX_ACK | MSG_RESEND | MSG_HEARTBEAT) @stay_idle -> idle |
 		RESUME @to_insync -> insync |
 		CRACK @to_outofsync -> outofsync |
 		SEVERE @to_error -> error |

@@ -14,7 +14,7 @@ packages=(
 	openssl
 	nbdkit nbdkit-plugin-dev
 	libwireshark-dev wireshark-dev tshark tcpdump
-	libnbd-bin python3-libnbd qemu-utils nbd-client fio
+	libnbd-bin libnbd-dev python3-libnbd qemu-utils nbd-client fio
 	python3
 	util-linux coreutils procps iproute2
 )

@@ -85,6 +85,7 @@ static const struct master_edge master_edges[] = {
 	{ MS_INSYNC, ME_LINK_LOST, MS_LINKDOWN },
 
 	{ MS_IDLE, ME_MSG_TX_ACK, MS_IDLE },
+	{ MS_IDLE, ME_MSG_RESEND, MS_IDLE },
 	{ MS_IDLE, ME_MSG_HEARTBEAT, MS_IDLE },
 	{ MS_IDLE, ME_RESUME, MS_INSYNC },
 	{ MS_IDLE, ME_CRACK, MS_OUTOFSYNC },
