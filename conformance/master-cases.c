@@ -498,6 +498,51 @@ static int seq_window(struct cctx *x)
 	return ms_txs(s, s->committed);
 }
 
+/*
+ * A full buffer cracks (CRK-2): with nothing acknowledged, writes of twice the
+ * master's buffer (HELLO's journal_size) end the connection, and the master
+ * comes back at once; the mirror, consistent at what it acknowledged, then
+ * gets a dirty OUTOFSYNC pass (READY row 4: the master no longer holds D + 1;
+ * RDY-5) that brings it level. This is the default policy; a master told to
+ * make writers wait instead (CRK-6) would hold these writes, and fail here.
+ */
+static int crk_crack(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	uint64_t d = s->copy.t_c;
+	STEP(ms_nbd(s));
+	uint32_t len = s->size < MIB ? (uint32_t)s->size : MIB;
+	uint64_t writes = 2 * s->h.journal_size / len + 16;
+	for (uint64_t i = 0; i < writes; i++)
+		STEP(ms_write(s, 0, len, i + 1));
+	/* Nothing read, nothing acknowledged: the TXs wait in the socket until the crack drops them. */
+	for (;;) {
+		struct frame f;
+		enum frame_status st = cx_recv(x, &f, x->p.timeout_ms);
+		if (st == FRAME_OK) {
+			CHECK(x, f.hdr.type == FREP_MSG_TX || f.hdr.type == FREP_MSG_HEARTBEAT,
+			      "got %s while the master's buffer overflowed", frep_msg_name(f.hdr.type));
+			continue;
+		}
+		CHECK(x, st == FRAME_EOF || !strstr(x->why, "nothing received"),
+		      "the master still holds the connection after %" PRIu64 " MiB of writes with "
+		      "nothing acknowledged, twice its %" PRIu64 " MiB buffer (CRK-2)",
+		      writes * len / MIB, s->h.journal_size / MIB);
+		break;
+	}
+	cx_abort(x);
+	uint64_t cut = now_ms();
+	STEP(ms_accept(s));
+	CHECK(x, s->accepted_ms - cut < 5000, "the master took %" PRIu64 " ms to come back after the "
+	      "crack; CRK-2 reconnects at once", s->accepted_ms - cut);
+	struct mwelcome w = wel_insync(d);
+	STEP(welcome_parts(s, &w));
+	STEP(ms_pass(s, PH_OUTOFSYNC));
+	CHECK(x, !s->copy.full, "after a crack the master sent a full pass; RDY-5: a dirty one");
+	return ms_check_image(s, "after the crack and its dirty pass,");
+}
+
 static int seq_ack_unsent(struct cctx *x)
 {
 	struct mside *s = x->ms;
@@ -884,7 +929,7 @@ static int dur_redo(struct cctx *x)
 #define D(id, clauses, title, fn) { id, clauses, title, ROLE_MASTER, true, fn, 0, 0 }
 
 const struct conform_case master_cases[] = {
-	C("master.hs.hello", "HS-1 LANE-1 LANE-2 HS-2 MSG-4", "the first frame is a well-formed HELLO for one lane", hs_hello),
+	C("master.hs.hello", "ROLE-1 HS-1 LANE-1 LANE-2 HS-2 MSG-4", "the first frame is a well-formed HELLO for one lane", hs_hello),
 	C("master.hs.session-id", "LANE-3 ERR-4 FSM-4", "every connection attempt has a fresh session_id", hs_session_id),
 	C("master.hs.version", "HS-3", "WELCOME proto_version 2, or 0, is VERSION", hs_version),
 	C("master.mp.table", "MP-1 MP-5", "the extent table is valid and describes the exported volume", mp_table),
@@ -906,6 +951,7 @@ const struct conform_case master_cases[] = {
 	C("master.copy.consistent-high", "COPY-12", "CONSISTENT above the last TXID sent is PROTOCOL", copy_consistent_high),
 	C("master.seq.order", "SEQ-1 SEQ-2 MSG-7 DUR-2", "TXs in TXID order, none skipped, each as written", seq_order),
 	C("master.seq.window", "SEQ-3", "without TX_ACK the master stops after a bound, and goes on after one", seq_window),
+	C("master.crk.crack", "CRK-2 CRK-4 RDY-5", "a full buffer cracks: the connection ends, a dirty OUTOFSYNC pass follows", crk_crack),
 	C("master.seq.ack-unsent", "SEQ-5", "TX_ACK of a TXID never sent is PROTOCOL", seq_ack_unsent),
 	C("master.seq.resend", "SEQ-7 SEQ-1", "RESEND gets every TXID from `from` again, unchanged", seq_resend),
 	C("master.seq.resend-reversed", "SEQ-7", "RESEND with from > to is PROTOCOL", seq_resend_reversed),
