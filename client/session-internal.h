@@ -93,6 +93,21 @@ struct session {
 };
 
 /* session.c */
+/*
+ * The session thread (session_start) is these, in order: session_enter,
+ * session_step until the master stops, session_leave. tests/fuzz drives them
+ * in its own thread, one step at a time, without session_start.
+ */
+/* Allocates a session for m (no thread, no connection); session_free frees it. NULL if out of memory. */
+struct session *session_new(struct master *m, const struct session_options *o);
+void session_free(struct session *s);
+/* NEW -> INIT, or ERROR if the journal was salvaged at open. */
+void session_enter(struct session *s);
+/* One turn of the state loop: the work of the current state, until it changes or the master stops. */
+void session_step(struct session *s);
+/* Says Goodbye if connected, then frees what the mirror acknowledged. */
+void session_leave(struct session *s);
+
 bool session_stopping(struct session *s);
 
 /*
