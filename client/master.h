@@ -32,6 +32,20 @@ struct master_options {
 				   * before exec'ing nbdkit); master_open adopts it. -1: take it. */
 };
 
+/*
+ * FREP_FUZZ_SIZES (tests/fuzz only): buffers scaled to the fuzz harness's
+ * 1 MiB volume and journal. ASan poisons the shadow of a whole allocation
+ * when it is made and freed, which for the full sizes costs more than the
+ * rest of a run; at these sizes the harness also reaches the paths the full
+ * ones keep for big volumes (a full send cache or send window, a copy in
+ * several chunks, too many dirty runs). session-internal.h scales the rest.
+ */
+#ifdef FREP_FUZZ_SIZES
+#define FREP_SEND_CACHE_BYTES (256 << 10)
+#else
+#define FREP_SEND_CACHE_BYTES (4 << 20)
+#endif
+
 enum {
 	/* Transactions between TXID reservation and their apply: the pipeline's window. */
 	MASTER_INFLIGHT = 1024,
@@ -40,7 +54,7 @@ enum {
 	 * of reading the journal back: about the pipeline's window of 4 KiB
 	 * writes, and small next to the journal, so memory stays flat.
 	 */
-	SEND_CACHE_BYTES = 4 << 20,
+	SEND_CACHE_BYTES = FREP_SEND_CACHE_BYTES,
 	FULL_WARN_MS = 10000, /* "writers wait for the mirror" at most this often */
 };
 

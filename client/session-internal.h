@@ -6,11 +6,24 @@
 #include "frep/v1/frep.pb-c.h"
 #include "session.h"
 
+/* Scaled down by FREP_FUZZ_SIZES (tests/fuzz only), as master.h says why. */
+#ifdef FREP_FUZZ_SIZES
+#define FREP_COPY_CHUNK (64 << 10)
+#define FREP_WINDOW_TX 16
+#define FREP_WINDOW_BYTES (256 << 10)
+#define FREP_MAX_DIRTY_RUNS 4
+#else
+#define FREP_COPY_CHUNK (4 << 20)
+#define FREP_WINDOW_TX 4096
+#define FREP_WINDOW_BYTES (64 << 20)
+#define FREP_MAX_DIRTY_RUNS (1 << 20)
+#endif
+
 enum session_limits {
 	HANDSHAKE_TIMEOUT_MS = 15000,
-	COPY_CHUNK = 4 << 20,	   /* bytes of data per COPY_DATA frame */
-	WINDOW_TX = 4096,	   /* TXIDs in flight before waiting for acknowledgements */
-	WINDOW_BYTES = 64 << 20,   /* data bytes in flight before waiting */
+	COPY_CHUNK = FREP_COPY_CHUNK,	  /* bytes of data per COPY_DATA frame */
+	WINDOW_TX = FREP_WINDOW_TX,	  /* TXIDs in flight before waiting for acknowledgements */
+	WINDOW_BYTES = FREP_WINDOW_BYTES, /* data bytes in flight before waiting */
 	FREE_INTERVAL_MS = 1000,   /* acknowledged records are freed at least this often */
 	FREE_STEP = 8,		   /* and as soon as they fill 1/FREE_STEP of the buffer */
 	RATE_SAMPLE_MS = 1000,	   /* dirtying and draining rates: one sample a second */
@@ -19,7 +32,7 @@ enum session_limits {
 	OUTRUN_SAMPLES = 3,	   /* samples of a growing buffer before "writes outrun the link" */
 	HEARTBEAT_MAX_MS = 2000,   /* heartbeat interval: this, or a third of the timeout */
 	PROGRESS_MS = 10000,
-	MAX_DIRTY_RUNS = 1 << 20,  /* dirty runs remembered per pass for clearing */
+	MAX_DIRTY_RUNS = FREP_MAX_DIRTY_RUNS, /* dirty runs remembered per pass for clearing */
 };
 
 
@@ -93,6 +106,21 @@ struct session {
 };
 
 /* session.c */
+/*
+ * The session thread (session_start) is these, in order: session_enter,
+ * session_step until the master stops, session_leave. tests/fuzz drives them
+ * in its own thread, one step at a time, without session_start.
+ */
+/* Allocates a session for m (no thread, no connection); session_free frees it. NULL if out of memory. */
+struct session *session_new(struct master *m, const struct session_options *o);
+void session_free(struct session *s);
+/* NEW -> INIT, or ERROR if the journal was salvaged at open. */
+void session_enter(struct session *s);
+/* One turn of the state loop: the work of the current state, until it changes or the master stops. */
+void session_step(struct session *s);
+/* Says Goodbye if connected, then frees what the mirror acknowledged. */
+void session_leave(struct session *s);
+
 bool session_stopping(struct session *s);
 
 /*

@@ -324,9 +324,9 @@ static void backoff_wait(struct session *s)
 	s->backoff_ms = s->backoff_ms * 2 > s->o.backoff_max_ms ? s->o.backoff_max_ms : s->backoff_ms * 2;
 }
 
-static void *session_main(void *arg)
+/* The mirror buffer was reserved by master_open: INIT, unless it found a committed record damaged. */
+void session_enter(struct session *s)
 {
-	struct session *s = arg;
 	struct master *m = s->m;
 
 	if (m->journal_damage[0]) {
@@ -338,60 +338,78 @@ static void *session_main(void *arg)
 	} else {
 		master_fsm_feed(&s->fsm, ME_JOURNAL_OK, NULL);
 	}
-	while (!session_stopping(s)) {
-		session_publish_state(s);
-		switch (s->fsm.state) {
-		case MS_INIT:
-			session_step_init(s);
-			break;
-		case MS_MAKEPARTS:
-			session_step_makeparts(s);
-			break;
-		case MS_READY:
-			session_step_ready(s);
-			break;
-		case MS_REPLICATE:
-		case MS_OUTOFSYNC:
-			session_step_copy(s);
-			break;
-		case MS_INSYNC:
-		case MS_IDLE:
-			session_sequence(s, s->fsm.state);
-			break;
-		case MS_RESET:
-		case MS_LINKDOWN:
-			backoff_wait(s);
-			if (!session_stopping(s))
-				master_fsm_retry(&s->fsm);
-			break;
-		case MS_ERROR:
-			/*
-			 * The operator fixes the cause and restarts; local I/O goes on
-			 * meanwhile, and a full buffer cracks into the bitmap, so the
-			 * later resync is incremental.
-			 */
-			pthread_mutex_lock(&m->lock);
-			while (!m->stopping)
-				pthread_cond_wait(&m->cond, &m->lock);
-			pthread_mutex_unlock(&m->lock);
-			break;
-		case MS_NEW:
-		case MS__COUNT:
-			session_fail(s, ME_SEVERE, 0, "session in state %s", master_state_name(s->fsm.state));
-			break;
-		}
+}
+
+void session_step(struct session *s)
+{
+	struct master *m = s->m;
+
+	session_publish_state(s);
+	switch (s->fsm.state) {
+	case MS_INIT:
+		session_step_init(s);
+		break;
+	case MS_MAKEPARTS:
+		session_step_makeparts(s);
+		break;
+	case MS_READY:
+		session_step_ready(s);
+		break;
+	case MS_REPLICATE:
+	case MS_OUTOFSYNC:
+		session_step_copy(s);
+		break;
+	case MS_INSYNC:
+	case MS_IDLE:
+		session_sequence(s, s->fsm.state);
+		break;
+	case MS_RESET:
+	case MS_LINKDOWN:
+		backoff_wait(s);
+		if (!session_stopping(s))
+			master_fsm_retry(&s->fsm);
+		break;
+	case MS_ERROR:
+		/*
+		 * The operator fixes the cause and restarts; local I/O goes on
+		 * meanwhile, and a full buffer cracks into the bitmap, so the
+		 * later resync is incremental.
+		 */
+		pthread_mutex_lock(&m->lock);
+		while (!m->stopping)
+			pthread_cond_wait(&m->cond, &m->lock);
+		pthread_mutex_unlock(&m->lock);
+		break;
+	case MS_NEW:
+	case MS__COUNT:
+		session_fail(s, ME_SEVERE, 0, "session in state %s", master_state_name(s->fsm.state));
+		break;
 	}
+}
+
+void session_leave(struct session *s)
+{
 	if (s->c) {
 		Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
 		g.reason = "master shutting down";
 		frame_send(s->c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
 		disconnect(s);
 	}
-	master_free_acked(m);
+	master_free_acked(s->m);
+}
+
+static void *session_main(void *arg)
+{
+	struct session *s = arg;
+
+	session_enter(s);
+	while (!session_stopping(s))
+		session_step(s);
+	session_leave(s);
 	return NULL;
 }
 
-struct session *session_start(struct master *m, const struct session_options *o)
+struct session *session_new(struct master *m, const struct session_options *o)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -400,11 +418,28 @@ struct session *session_start(struct master *m, const struct session_options *o)
 	s->o = *o;
 	s->buf_len = m->max_payload > COPY_CHUNK ? m->max_payload : COPY_CHUNK;
 	s->buf = malloc(s->buf_len);
+	if (!s->buf) {
+		free(s);
+		return NULL;
+	}
 	frame_reader_init(&s->rd);
 	master_fsm_init(&s->fsm, m->name);
-	if (!s->buf || pthread_create(&s->thread, NULL, session_main, s) != 0) {
-		free(s->buf);
-		free(s);
+	return s;
+}
+
+void session_free(struct session *s)
+{
+	frame_reader_free(&s->rd);
+	free(s->runs);
+	free(s->buf);
+	free(s);
+}
+
+struct session *session_start(struct master *m, const struct session_options *o)
+{
+	struct session *s = session_new(m, o);
+	if (s && pthread_create(&s->thread, NULL, session_main, s) != 0) {
+		session_free(s);
 		return NULL;
 	}
 	return s;
@@ -413,8 +448,5 @@ struct session *session_start(struct master *m, const struct session_options *o)
 void session_join(struct session *s)
 {
 	pthread_join(s->thread, NULL);
-	frame_reader_free(&s->rd);
-	free(s->runs);
-	free(s->buf);
-	free(s);
+	session_free(s);
 }

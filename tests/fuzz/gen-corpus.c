@@ -184,6 +184,278 @@ static void frames(void)
 	tls_close(c);
 }
 
+/* ------------------------------------------------------------ a mirror's side, in bursts */
+
+/*
+ * fuzz-master-session's input: two config bytes, then bursts of what a
+ * mirror sends (see the harness). burst_begin opens one, send_one into
+ * mirror_conn fills it, burst_end appends it.
+ */
+static uint8_t seed[64 << 10];
+static size_t seed_len;
+static struct tls_conn *mirror_conn;
+static uint8_t burst_action;
+
+static void seed_begin(uint8_t writes_before, uint8_t flags)
+{
+	seed[0] = writes_before;
+	seed[1] = flags;
+	seed_len = 2;
+}
+
+static void burst_begin(uint8_t action)
+{
+	mirror_conn = mem_tls_open(NULL, 0, "gen", 1);
+	burst_action = action;
+}
+
+static void burst_end(void)
+{
+	size_t len;
+	const uint8_t *out = mem_tls_output(mirror_conn, &len);
+	require(len <= 0xffff && seed_len + 3 + len <= sizeof(seed));
+	seed[seed_len++] = burst_action;
+	seed[seed_len++] = (uint8_t)len;
+	seed[seed_len++] = (uint8_t)(len >> 8);
+	memcpy(seed + seed_len, out, len);
+	seed_len += len;
+	tls_close(mirror_conn);
+	mirror_conn = NULL;
+}
+
+/* One burst of one message, or of none (an action alone). */
+static void burst(uint8_t action, unsigned type, const ProtobufCMessage *m)
+{
+	burst_begin(action);
+	if (m)
+		send_one(mirror_conn, type, m, NULL, 0);
+	burst_end();
+}
+
+/* The harness's ACTION byte (fuzz-master-session.c). */
+enum {
+	ACT_WRITES = 0,	   /* | count: local 4 KiB writes as the burst arrives */
+	ACT_TRIMS = 2 << 3,
+	ACT_BIG = 1 << 5,
+	ACT_PAUSE = 1 << 6 | 1,
+	ACT_RESUME = 1 << 6 | 2,
+	ACT_RESYNC_FULL = 1 << 6 | 3,
+	ACT_CLOSE = 1 << 7,
+	CFG_RESYNC_FULL = 1,
+	CFG_TWO_EXTENTS = 2,
+	CFG_CRACKED = 4,
+	MASTER_VOLUME = 1 << 20,
+};
+
+static void welcome(uint8_t action, bool known, uint32_t phase, bool consistent, uint64_t durable,
+		    uint64_t cursor, uint64_t base)
+{
+	Frep__V1__Welcome w = FREP__V1__WELCOME__INIT;
+	w.proto_version = FREP_PROTO_VERSION;
+	w.known = known;
+	w.phase = phase;
+	w.consistent = consistent;
+	w.durable_txid = durable;
+	w.consistent_txid = consistent ? durable : 0;
+	w.copy_cursor = cursor;
+	w.has_copy_base = cursor != 0;
+	w.copy_base = base;
+	burst(action, FREP_MSG_WELCOME, &w.base);
+}
+
+static void parts_ready(uint8_t action, bool created, uint64_t size)
+{
+	Frep__V1__PartsReady p = FREP__V1__PARTS_READY__INIT;
+	p.created = created;
+	p.volume_size = size;
+	burst(action, FREP_MSG_PARTS_READY, &p.base);
+}
+
+static void copy_ack(uint8_t action, uint64_t through)
+{
+	Frep__V1__CopyAck a = FREP__V1__COPY_ACK__INIT;
+	a.through = through;
+	burst(action, FREP_MSG_COPY_ACK, &a.base);
+}
+
+static void tx_ack(uint8_t action, uint64_t txid)
+{
+	Frep__V1__TxAck a = FREP__V1__TX_ACK__INIT;
+	a.txid = txid;
+	burst(action, FREP_MSG_TX_ACK, &a.base);
+}
+
+static void consistent(uint8_t action, uint64_t txid)
+{
+	Frep__V1__Consistent c = FREP__V1__CONSISTENT__INIT;
+	c.txid = txid;
+	burst(action, FREP_MSG_CONSISTENT, &c.base);
+}
+
+static void resend(uint8_t action, uint64_t from, uint64_t to)
+{
+	Frep__V1__Resend r = FREP__V1__RESEND__INIT;
+	r.from_txid = from;
+	r.to_txid = to;
+	burst(action, FREP_MSG_RESEND, &r.base);
+}
+
+static void heartbeat(uint8_t action, uint64_t seq, uint64_t txid)
+{
+	Frep__V1__Heartbeat hb = FREP__V1__HEARTBEAT__INIT;
+	hb.seq = seq;
+	hb.txid = txid;
+	burst(action, FREP_MSG_HEARTBEAT, &hb.base);
+}
+
+static void goodbye(uint8_t action)
+{
+	Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
+	g.reason = "mirror shutting down";
+	burst(action, FREP_MSG_GOODBYE, &g.base);
+}
+
+static void error_frame(uint8_t action, uint32_t code, bool severe, const char *message)
+{
+	Frep__V1__Error e = FREP__V1__ERROR__INIT;
+	e.code = code;
+	e.severe = severe;
+	e.message = (char *)message;
+	burst(action, FREP_MSG_ERROR, &e.base);
+}
+
+/*
+ * The mirror's side of real sessions with the harness's master (1 MiB
+ * volume, TXIDs from 1), as frep-server answers. Each was checked with
+ * FREP_FUZZ_LOG=info to take the path its comment names.
+ */
+static void mirror_sessions(void)
+{
+	/*
+	 * First contact: create, full copy with writes meanwhile, catch-up to
+	 * CONSISTENT, INSYNC with resends, pause and resume; the link drops and
+	 * the next connection resumes sequencing (READY row 3); then GOODBYE.
+	 */
+	seed_begin(3, 0);
+	welcome(0, false, FREP__V1__PHASE__PHASE_NONE, false, 0, 0, 0);
+	parts_ready(0, true, MASTER_VOLUME);
+	/* The copy drains a burst after each data chunk: heartbeats fit any of them. */
+	heartbeat(ACT_WRITES | 2, 1, 0); /* TXIDs 4, 5 during the copy */
+	copy_ack(0, 64 << 10);
+	for (unsigned i = 2; i < 7; i++)
+		heartbeat(0, i, 0);
+	copy_ack(0, MASTER_VOLUME);
+	tx_ack(0, 4);
+	consistent(0, 5);
+	heartbeat(ACT_WRITES | 3, 7, 5); /* 6..8 in INSYNC */
+	heartbeat(0, 8, 5);
+	resend(0, 6, 7);
+	heartbeat(0, 9, 5);
+	heartbeat(0, 10, 5);
+	heartbeat(0, 11, 5);
+	tx_ack(0, 8);
+	heartbeat(ACT_PAUSE, 12, 8);
+	heartbeat(ACT_WRITES | 1, 13, 8); /* 9, held while IDLE */
+	heartbeat(ACT_RESUME, 14, 8);
+	heartbeat(0, 15, 8);
+	heartbeat(0, 16, 8);
+	tx_ack(ACT_CLOSE, 9);
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 8, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	heartbeat(ACT_WRITES | ACT_TRIMS | 2, 1, 8); /* 10, 11 */
+	heartbeat(0, 2, 8);
+	heartbeat(0, 3, 8);
+	tx_ack(0, 11);
+	goodbye(0);
+	put("fuzz-master-session", "first-copy-insync", seed, seed_len, NULL, 0);
+
+	/*
+	 * A restart during the first copy: the mirror's cursor and base resume
+	 * it (RDY-6) on two extents, and records an earlier session acknowledged
+	 * are freed already. Then the operator asks for a full resync.
+	 */
+	seed_begin(2 << 4 | 5, CFG_TWO_EXTENTS);
+	welcome(0, true, FREP__V1__PHASE__PHASE_REPLICATE, false, 2, 512 << 10, 2);
+	parts_ready(0, false, MASTER_VOLUME);
+	heartbeat(0, 1, 2);
+	copy_ack(0, 576 << 10);
+	for (unsigned i = 2; i < 6; i++)
+		heartbeat(0, i, 2);
+	copy_ack(0, MASTER_VOLUME);
+	tx_ack(0, 5);
+	consistent(0, 5);
+	heartbeat(ACT_RESYNC_FULL, 6, 5);
+	for (unsigned i = 7; i < 14; i++)
+		heartbeat(0, i, 5);
+	copy_ack(0, MASTER_VOLUME);
+	consistent(0, 5);
+	goodbye(0);
+	put("fuzz-master-session", "resume-copy", seed, seed_len, NULL, 0);
+
+	/*
+	 * The buffer overflowed before the session: the mirror, consistent at a
+	 * TXID the journal no longer follows, gets a dirty pass (READY row 4);
+	 * big writes in INSYNC crack it again, and another pass follows, on a
+	 * new connection (as frep-client does it).
+	 */
+	seed_begin(2, CFG_CRACKED);
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 1, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	for (unsigned i = 1; i < 24; i++)
+		heartbeat(0, i, 1);
+	copy_ack(0, MASTER_VOLUME);
+	consistent(0, 18);
+	heartbeat(ACT_BIG | 7, 24, 18); /* 19..25 */
+	tx_ack(0, 19);
+	heartbeat(ACT_BIG | 7, 25, 19);
+	tx_ack(0, 21);
+	heartbeat(ACT_BIG | 7, 26, 21); /* the crack: the session reconnects */
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 21, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	for (unsigned i = 1; i < 24; i++)
+		heartbeat(0, i, 21);
+	copy_ack(0, MASTER_VOLUME);
+	consistent(0, 39);
+	put("fuzz-master-session", "crack-resync", seed, seed_len, NULL, 0);
+
+	/*
+	 * A crack that dropped only TXIDs the mirror had (1..15; its TX_ACKs were
+	 * lost with the link): READY row 3 finds the dirty bits stale.
+	 */
+	seed_begin(0, CFG_CRACKED);
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 15, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	heartbeat(0, 1, 15);
+	tx_ack(ACT_WRITES | 1, 16);
+	heartbeat(0, 2, 16);
+	tx_ack(0, 17);
+	goodbye(0);
+	put("fuzz-master-session", "stale-bits", seed, seed_len, NULL, 0);
+
+	/*
+	 * Minor failures, then a severe one: a busy volume (RESET), a GOODBYE
+	 * in MAKEPARTS (LINKDOWN), a mirror AHEAD of the master (ERROR).
+	 */
+	seed_begin(1, 0);
+	error_frame(0, FREP_E_BUSY, false, "volume fuzz is in use by another session");
+	welcome(0, false, FREP__V1__PHASE__PHASE_NONE, false, 0, 0, 0);
+	goodbye(0);
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 7, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	put("fuzz-master-session", "refusals", seed, seed_len, NULL, 0);
+
+	/* A mirror of another size, and one acknowledging a copy not sent yet (PROTOCOL). */
+	seed_begin(1, 0);
+	welcome(0, false, FREP__V1__PHASE__PHASE_NONE, false, 0, 0, 0);
+	parts_ready(ACT_CLOSE, true, MASTER_VOLUME - 4096);
+	put("fuzz-master-session", "wrong-size", seed, seed_len, NULL, 0);
+	seed_begin(1, 0);
+	welcome(0, true, FREP__V1__PHASE__PHASE_CREATED, false, 0, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	copy_ack(0, MASTER_VOLUME);
+	put("fuzz-master-session", "early-copy-ack", seed, seed_len, NULL, 0);
+}
+
 /* ------------------------------------------------------------ journal */
 
 enum { J_FILE = 1 << 20, J_HDR = 4096, J_RING = J_FILE - J_HDR };
@@ -365,6 +637,7 @@ int main(int argc, char **argv)
 		data[i] = (uint8_t)(i * 7 + 1);
 	const char *dir = fuzz_tmpdir();
 	frames();
+	mirror_sessions();
 	journals(dir);
 	metas(dir);
 	bitmaps(dir);
