@@ -8,9 +8,10 @@ certs master-1
 mkvol "$T/e0" 24M; fill "$T/e0" 0 2 d
 LOG=$T/client-vol.log
 mkdir -p "$T/small"
-# The mirror's data dir on a 48 MiB tmpfs in its own mount namespace.
+# The mirror's data dir on a 112 MiB tmpfs in its own mount namespace: room for the
+# 24 MiB volume and the mirror's 64 MiB journal (its minimum), until the filler takes the rest.
 SERVER_LOG=$T/server.log
-unshare -m bash -c "mount -t tmpfs -o size=48M tmpfs '$T/small' && exec '$BIN/frep-server' \
+unshare -m bash -c "mount -t tmpfs -o size=112M tmpfs '$T/small' && exec '$BIN/frep-server' \
 	--listen 127.0.0.1:0 --data-dir '$T/small/data' --cert '$PKI/server.crt' \
 	--key '$PKI/server.key' --ca '$PKI/ca.crt'" >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
