@@ -225,6 +225,12 @@ int cx_expect_error(struct cctx *x, unsigned code, const char *msg_re)
 	      "ERROR %s has severe=%s; the spec's table says %s (ERR-1)", frep_error_name(code),
 	      e->severe ? "true" : "false", frep_error_is_severe(code) ? "severe" : "minor");
 	CHECK(x, msg[0], "ERROR %s carries no message (ERR-8)", frep_error_name(code));
+	/*
+	 * ERR-2: the receiver of an ERROR closes. Our half of the stream ends
+	 * now, so a sender lingering to drain it (ERR-1) sees the end at once;
+	 * what we still read must be the peer's close, not another frame.
+	 */
+	shutdown(tls_fd(x->p.c), SHUT_WR);
 	if (msg_re) {
 		regex_t re;
 		if (regcomp(&re, msg_re, REG_EXTENDED | REG_NOSUB | REG_ICASE) != 0)

@@ -5,10 +5,7 @@
 # frep-client afresh for every case (--run), in the case's own directory {dir},
 # under the crashfs shim there, so that --crash-cmd can pull the plug
 # (CRASHFS_SIGNAL=USR2) and nothing SKIPs at home.
-CONFORM=$BIN/frep-conform
-SHIM=${FREP_CRASHFS:-$BIN/tests/crashfs.so}
-[ -x "$CONFORM" ] || fail "frep-conform not built: $CONFORM"
-[ -f "$SHIM" ] || fail "crashfs shim not built: $SHIM"
+source "$(dirname "${BASH_SOURCE[0]}")/conform.sh"
 # frep-client's silence timeout (HB-3): short, so that the cases that wait it out
 # fit the test's time; frep-conform is told it. The backoff is short too: the
 # cases that check a master stays away after a severe error wait 2 s, well past
@@ -41,18 +38,12 @@ print(answer)
 sys.exit(0 if answer.startswith("ok") else 1)
 PY
 	for p in "$@"; do cases+=(--case "$p"); done
-	want=0
-	while read -r id; do
-		for p in "$@"; do
-			# shellcheck disable=SC2053 # a glob, as frep-conform --case takes it
-			if [[ $id == $p ]]; then want=$((want + 1)); break; fi
-		done
-	done < <("$CONFORM" list master | cut -f1)
+	want=$(selected_cases master "$@" | wc -l)
 	[ "$want" -gt 0 ] || fail "no master case matches $*"
 	# The power cut: the shim undoes every write not made durable, then SIGKILL;
 	# frep-conform waits for the master to die and starts --run again in {dir}.
 	"$CONFORM" master --listen 127.0.0.1:0 --ca "$PKI/ca.crt" --cert "$PKI/server.crt" \
-		--key "$PKI/server.key" --run "$run" --dir "$T/scratch" --peer-timeout $PEER_TIMEOUT_S \
+		--key "$PKI/server.key" --run "$run" --dir "$FAST/scratch" --peer-timeout $PEER_TIMEOUT_S \
 		--crash-cmd 'kill -USR2 {pid}' --restart-cmd 'grep -q "crashfs: power loss" {dir}/master.log' \
 		--pause-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl pause" \
 		--resume-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl resume" \
@@ -60,17 +51,16 @@ PY
 	cat "$T/conform.log"
 	if [ $rc -ne 0 ]; then
 		# A failed case keeps its directory: show what its master logged.
-		for f in "$T"/scratch/case-*/master.log; do
+		for f in "$FAST"/scratch/case-*/master.log; do
 			[ -f "$f" ] && { echo "=== $f" >&2; tail -n 30 "$f" >&2; }
 		done
 		fail "frep-conform master exited $rc"
 	fi
 	grep -Eq "^$want passed, 0 failed, 0 skipped " "$T/conform.log" ||
 		fail "expected $want cases passed, none failed or skipped: $(tail -n1 "$T/conform.log")"
-	grep -q "<testsuite name=\"frep-conform master\" tests=\"$want\" failures=\"0\" skipped=\"0\"" \
-		"$T/junit.xml" || fail "the JUnit report does not say $want cases, 0 failures"
+	check_junit "$T/junit.xml" master "$want"
 	# Passed cases leave nothing behind, and no master outlives its case.
-	[ -z "$(ls -A "$T/scratch")" ] || fail "case directories left in $T/scratch: $(ls "$T/scratch")"
-	! pgrep -f "frep-plugin.so.*$T/scratch" >/dev/null || fail "a master of this run still runs"
+	[ -z "$(ls -A "$FAST/scratch")" ] || fail "case directories left in $FAST/scratch: $(ls "$FAST/scratch")"
+	! pgrep -f "frep-plugin.so.*$FAST/scratch" >/dev/null || fail "a master of this run still runs"
 	pass "$want master cases passed"
 }

@@ -1,4 +1,5 @@
-# Shared by tests/conformance/test-*.sh: frep-conform against frep's own daemons.
+# Shared by tests/conformance/test-*.sh: frep-conform against frep's own daemons
+# (conform_mirror here; conform_master in conform-master.sh, which sources this).
 #
 # Source it after tests/e2e/lib.sh; it is not a test itself. Nothing may SKIP at
 # home: every case, the durability ones included, runs against frep-server
@@ -12,11 +13,50 @@ SHIM=${FREP_CRASHFS:-$BIN/tests/crashfs.so}
 # the cases that wait them out fit the test's time; frep-conform is told both.
 FRAME_BOUND_MS=2000
 PEER_TIMEOUT_S=3
+# The daemons' files go on tmpfs: every case makes a volume (a mirror's journal is
+# at least 64 MiB), and the fsyncs of that on a disk cost a case 0.3 s, a tenth of
+# that here. The crashfs shim's power cut works the same on either.
+FAST=$(mktemp -d /dev/shm/frep-conform.XXXXXX)
+conform_exit() {
+	local rc=$?
+	[ -z "${MIRROR_UP:-}" ] || stop_mirror
+	rm -rf "$FAST"
+	(exit $rc)
+	cleanup
+}
+trap conform_exit EXIT
+
+# selected_cases ROLE PATTERN...: the IDs of ROLE's cases those --case globs select.
+selected_cases() {
+	local role=$1 id p
+	shift
+	while read -r id; do
+		for p in "$@"; do
+			# shellcheck disable=SC2053 # a glob, as frep-conform --case takes it
+			if [[ $id == $p ]]; then echo "$id"; break; fi
+		done
+	done < <("$CONFORM" list "$role" | cut -f1)
+}
+
+# check_junit FILE ROLE N: FILE is well-formed XML with N passing testcases of ROLE.
+check_junit() {
+	/usr/bin/python3 - "$@" <<'PY' || fail "the JUnit report $1 is not what the run printed"
+import sys, xml.etree.ElementTree as ET
+path, role, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
+suite = ET.parse(path).getroot()
+cases = suite.findall("testcase")
+assert suite.get("name") == "frep-conform " + role, suite.get("name")
+assert int(suite.get("tests")) == want == len(cases), (suite.get("tests"), len(cases))
+assert suite.get("failures") == "0" and suite.get("skipped") == "0"
+assert all(c.find("failure") is None and c.find("skipped") is None for c in cases)
+assert all(c.find("properties/property[@name='clauses']").get("value") for c in cases)
+PY
+}
 
 # The mirror runs from a launcher script so that --restart-cmd, run by
 # frep-conform, can start it again on the same port after a power cut.
 mirror_scripts() {
-	local data=$T/mirror
+	local data=$FAST/mirror
 	mkdir -p "$data"
 	cat >"$T/mirror-start.sh" <<EOS
 #!/usr/bin/env bash
@@ -57,17 +97,6 @@ stop_mirror() {
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
-# selected_cases PATTERN...: the IDs of the mirror cases those --case globs select.
-selected_cases() {
-	local id p
-	while read -r id; do
-		for p in "$@"; do
-			# shellcheck disable=SC2053 # a glob, as frep-conform --case takes it
-			if [[ $id == $p ]]; then echo "$id"; break; fi
-		done
-	done < <("$CONFORM" list mirror | cut -f1)
-}
-
 # run_conform RC_VAR [OPTIONS...] -- PATTERN...: frep-conform mirror against the
 # running mirror, output in $T/conform.log (and shown), exit status in RC_VAR.
 run_conform() {
@@ -87,25 +116,10 @@ run_conform() {
 	cat "$T/conform.log"
 }
 
-# check_junit FILE ROLE N: FILE is well-formed XML with N passing testcases of ROLE.
-check_junit() {
-	/usr/bin/python3 - "$@" <<'PY' || fail "the JUnit report $1 is not what the run printed"
-import sys, xml.etree.ElementTree as ET
-path, role, want = sys.argv[1], sys.argv[2], int(sys.argv[3])
-suite = ET.parse(path).getroot()
-cases = suite.findall("testcase")
-assert suite.get("name") == "frep-conform " + role, suite.get("name")
-assert int(suite.get("tests")) == want == len(cases), (suite.get("tests"), len(cases))
-assert suite.get("failures") == "0" and suite.get("skipped") == "0"
-assert all(c.find("failure") is None and c.find("skipped") is None for c in cases)
-assert all(c.find("properties/property[@name='clauses']").get("value") for c in cases)
-PY
-}
-
 start_mirror() {
 	certs master-1 master-2
 	mirror_scripts
-	trap 'rc=$?; stop_mirror; (exit $rc); cleanup' EXIT
+	MIRROR_UP=1
 	bash "$T/mirror-start.sh" 0 || fail "frep-server did not start"
 }
 
@@ -114,7 +128,7 @@ start_mirror() {
 conform_mirror() {
 	local want rc
 	start_mirror
-	want=$(selected_cases "$@" | wc -l)
+	want=$(selected_cases mirror "$@" | wc -l)
 	[ "$want" -gt 0 ] || fail "no mirror case matches $*"
 	run_conform rc -- "$@"
 	[ "$rc" -eq 0 ] || fail "frep-conform mirror exited $rc"
@@ -139,7 +153,7 @@ conform_broken() {
 	local rule=$1 clause=$2 rc
 	shift 2
 	MIRROR_BIN=frep-server-broken MIRROR_ENV="FREP_BREAK=$rule" start_mirror
-	selected_cases "$@" >"$T/selected"
+	selected_cases mirror "$@" >"$T/selected"
 	"$CONFORM" list mirror | awk -F'\t' -v c="$clause" '{ n = split($2, a, " "); for (i = 1; i <= n; i++) if (a[i] == c) print $1 }' |
 		sort >"$T/cite"
 	sort "$T/selected" | comm -12 - "$T/cite" >"$T/want"
