@@ -432,7 +432,7 @@ static void mirror_sessions(void)
 	goodbye(0);
 	put("fuzz-master-session", "stale-bits", seed, seed_len, NULL, 0);
 
-	/* Messages illegal in the state they come in: RESEND while IDLE, CONSISTENT in INSYNC. */
+	/* Messages at the edge of their states: RESEND while IDLE, CONSISTENT in INSYNC (UNEXPECTED). */
 	seed_begin(3, 0);
 	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 3, 0, 0);
 	parts_ready(0, false, MASTER_VOLUME);
