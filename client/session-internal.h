@@ -11,7 +11,7 @@
 #define FREP_COPY_CHUNK (64 << 10)
 #define FREP_WINDOW_TX 16
 #define FREP_WINDOW_BYTES (256 << 10)
-#define FREP_MAX_DIRTY_RUNS 4
+#define FREP_MAX_DIRTY_RUNS 2
 #else
 #define FREP_COPY_CHUNK (4 << 20)
 #define FREP_WINDOW_TX 4096

@@ -432,6 +432,36 @@ static void mirror_sessions(void)
 	goodbye(0);
 	put("fuzz-master-session", "stale-bits", seed, seed_len, NULL, 0);
 
+	/* Messages at the edge of their states: RESEND while IDLE, CONSISTENT in INSYNC (UNEXPECTED). */
+	seed_begin(3, 0);
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 3, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	heartbeat(ACT_WRITES | 2, 1, 3); /* 4, 5 */
+	heartbeat(ACT_PAUSE, 2, 3);
+	heartbeat(0, 3, 3);
+	resend(0, 4, 5);
+	put("fuzz-master-session", "resend-in-idle", seed, seed_len, NULL, 0);
+	seed_begin(3, 0);
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 3, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	heartbeat(0, 1, 3);
+	consistent(0, 3);
+	put("fuzz-master-session", "consistent-in-insync", seed, seed_len, NULL, 0);
+
+	/*
+	 * A resync whose dirty regions (those of TXIDs 1..3) make more runs than
+	 * the pass remembers (FREP_FUZZ_SIZES: 2): it copies everything.
+	 */
+	seed_begin(3, 0);
+	welcome(0, true, FREP__V1__PHASE__PHASE_OUTOFSYNC, false, 0, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	for (unsigned i = 1; i < 24; i++)
+		heartbeat(0, i, 0);
+	copy_ack(0, MASTER_VOLUME);
+	consistent(0, 3);
+	goodbye(0);
+	put("fuzz-master-session", "fragmented-resync", seed, seed_len, NULL, 0);
+
 	/*
 	 * Minor failures, then a severe one: a busy volume (RESET), a GOODBYE
 	 * in MAKEPARTS (LINKDOWN), a mirror AHEAD of the master (ERROR).
