@@ -20,7 +20,9 @@ grep -q 'key log enabled: TLS sessions can be decrypted by anyone who reads' "$T
 
 # --- 2. server mode: each bad peer is rejected with its reason; the server keeps serving ---
 SLOG=$T/server.log
-timeout 55 "$PIPE" --server 127.0.0.1:0 --certs "$PKI" --timeout 500 >"$SLOG" 2>&1 &
+# Started directly, not under timeout(1): cleanup must signal the server itself
+# (and SIGKILL it if it does not exit), not a wrapper that leaves it orphaned.
+"$PIPE" --server 127.0.0.1:0 --certs "$PKI" --timeout 500 >"$SLOG" 2>&1 &
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
 wait_log "$SLOG" 'listening on 127\.0\.0\.1:[0-9]+' 10
