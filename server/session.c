@@ -115,7 +115,6 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 	s->done = true;
 }
 
-/* Feeds the event a message stands for; illegal ones end the session. */
 #ifdef FREP_CONFORM_BREAK
 /*
  * frep-server-broken only (a test build, never installed): FREP_BREAK names one
@@ -135,6 +134,7 @@ static inline bool broken(const char *rule)
 }
 #endif
 
+/* Feeds the event a message stands for; illegal ones end the session. */
 static int feed(struct msession *s, enum mirror_event ev, unsigned type)
 {
 	if (mirror_fsm_feed(&s->fsm, ev, NULL) == 0)
