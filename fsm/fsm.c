@@ -1,6 +1,9 @@
 /* Names of the replication states and events, for logs, status and the diagrams. */
 #include "fsm.h"
 
+void (*fsm_observer)(const char *volume, bool mirror, int from, int to, const char *event,
+		    const char *reason);
+
 static const char *const master_state_names[MS__COUNT] = {
 	[MS_NEW] = "NEW",
 	[MS_INIT] = "INIT",

@@ -2,6 +2,8 @@
 #ifndef FREP_FSM_H
 #define FREP_FSM_H
 
+#include <stdbool.h>
+
 /* Master states: every state of the model (../shared/PRODUCT.md). */
 enum master_state {
 	MS_NEW,
@@ -106,6 +108,14 @@ int master_fsm_retry(struct master_fsm *f);
 
 void mirror_fsm_init(struct mirror_fsm *f, const char *volume);
 int mirror_fsm_feed(struct mirror_fsm *f, enum mirror_event ev, const char *reason);
+
+/*
+ * Called after every state change of either machine, in the thread that fed
+ * the event (the admin API's events: common/events.h). mirror says which
+ * machine; from and to are its enum values. Set once at startup, or NULL.
+ */
+extern void (*fsm_observer)(const char *volume, bool mirror, int from, int to, const char *event,
+			    const char *reason);
 
 const char *master_state_name(enum master_state s);
 const char *master_event_name(enum master_event e);

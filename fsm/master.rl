@@ -168,6 +168,8 @@ static void master_enter(struct master_fsm *f, enum master_state to, enum master
 	else
 		log_info(f->volume, "state %s -> %s (event %s)", master_state_name(from),
 			 master_state_name(to), master_event_name(ev));
+	if (fsm_observer)
+		fsm_observer(f->volume, false, (int)from, (int)to, master_event_name(ev), reason);
 }
 
 static void master_stay(struct master_fsm *f, enum master_state in, enum master_event ev)

@@ -117,6 +117,8 @@ static void mirror_enter(struct mirror_fsm *f, enum mirror_state to, enum mirror
 	else
 		log_info(f->volume, "state %s -> %s (event %s)", mirror_state_name(from),
 			 mirror_state_name(to), mirror_event_name(ev));
+	if (fsm_observer)
+		fsm_observer(f->volume, true, (int)from, (int)to, mirror_event_name(ev), reason);
 }
 
 static void mirror_stay(struct mirror_fsm *f, enum mirror_state in, enum mirror_event ev)

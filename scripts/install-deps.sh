@@ -10,7 +10,9 @@ packages=(
 	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 	libcmocka-dev
 	clang libclang-rt-14-dev
-	libgrpc-dev
+	libgrpc-dev python3-grpcio python3-protobuf
+	libjson-c-dev libsystemd-dev systemd libmicrohttpd-dev python3-prometheus-client
+	libxxhash-dev xxhash
 	openssl
 	nbdkit nbdkit-plugin-dev
 	libwireshark-dev wireshark-dev tshark tcpdump

@@ -1,0 +1,97 @@
+/*
+ * The admin API server (proto/frep/admin/v1/admin.proto) on the gRPC core C
+ * API: a 0600 unix socket and optionally TLS with an allow list of admin
+ * identities. Everything gRPC lives in common/admin.c; a daemon supplies its
+ * volumes through struct admin_ops, whose calls run on the admin thread and
+ * must never wait on I/O or hold a replication lock longer than a copy of
+ * numbers takes.
+ */
+#ifndef FREP_ADMIN_H
+#define FREP_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+/* gRPC status codes the handlers answer with (grpc/status.h values). */
+enum admin_code {
+	ADMIN_OK = 0,
+	ADMIN_INVALID_ARGUMENT = 3,
+	ADMIN_NOT_FOUND = 5,
+	ADMIN_PERMISSION_DENIED = 7,
+	ADMIN_RESOURCE_EXHAUSTED = 8,
+	ADMIN_FAILED_PRECONDITION = 9,
+	ADMIN_INTERNAL = 13,
+	ADMIN_UNAVAILABLE = 14,
+};
+
+/* A command's outcome: code, and a message that names the volume and the reason. */
+struct admin_reply {
+	enum admin_code code;
+	char message[1024];
+};
+
+struct status_region {
+	uint64_t offset, length;
+};
+
+/*
+ * A daemon's side of the API. ctx is admin_opts.ctx. Every op names a volume;
+ * an unknown one is NOT_FOUND. An op left NULL answers FAILED_PRECONDITION
+ * (for example the master-only commands on frep-server).
+ */
+struct admin_ops {
+	/*
+	 * volume NULL: every volume. Fills *out (malloc'd, freed by the caller)
+	 * and *n; returns 0, or -1 with r filled (NOT_FOUND).
+	 */
+	int (*status)(void *ctx, const char *volume, struct vol_status **out, size_t *n,
+		      struct admin_reply *r);
+	void (*pause)(void *ctx, const char *volume, struct admin_reply *r);
+	void (*resume)(void *ctx, const char *volume, struct admin_reply *r);
+	void (*resync)(void *ctx, const char *volume, bool full, struct admin_reply *r);
+	void (*set_rate)(void *ctx, const char *volume, uint64_t bytes_per_second,
+			 struct admin_reply *r);
+	void (*verify)(void *ctx, const char *volume, bool repair, uint64_t *verify_id,
+		       struct admin_reply *r);
+	/* The last verify: *regions malloc'd (freed by the caller). */
+	void (*verify_result)(void *ctx, const char *volume, struct status_verify *st,
+			      uint64_t *region_size, struct status_region **regions, size_t *n,
+			      struct admin_reply *r);
+};
+
+struct admin_opts {
+	const char *daemon;	  /* "frep-server" or "frep-client": logs and StatusResponse */
+	const char *unix_path;	  /* the 0600 socket, or NULL for none */
+	const char *listen;	  /* --admin-listen HOST:PORT, or NULL */
+	const char *cert, *key, *ca; /* --admin-cert, --admin-key, --admin-ca (with listen) */
+	const char *allow;	  /* --admin-allow: one CN per line (with listen) */
+	const struct admin_ops *ops;
+	void *ctx;
+};
+
+/*
+ * Checks the options without starting anything (paths, PEM files readable,
+ * allow file parses, socket path free): for the daemons' argument checks,
+ * which exit 2 on an operator error. 0, or -1 with err.
+ */
+int admin_check(const struct admin_opts *o, char *err, size_t err_len);
+
+/*
+ * Starts the admin thread and its listeners. Call with the quit signals
+ * blocked (gRPC's threads inherit the mask) and never fork afterwards.
+ * 0, or -1 with err. The bound TCP address is logged.
+ */
+int admin_start(const struct admin_opts *o, char *err, size_t err_len);
+
+/* Ends every call (watchers get UNAVAILABLE), stops the thread, shuts gRPC down. */
+void admin_stop(void);
+
+/* The default unix socket paths (README "Running in production"). */
+#define ADMIN_RUN_DIR "/run/frep"
+#define ADMIN_SERVER_SOCKET ADMIN_RUN_DIR "/server.sock"
+#define ADMIN_CLIENT_SOCKET_FMT ADMIN_RUN_DIR "/client-%s.sock"
+
+#endif
