@@ -3,6 +3,7 @@
 #define FREP_MASTER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -171,6 +172,12 @@ struct master {
 
 	/* Operator requests (control socket), taken by the session thread. */
 	bool pause_req, resume_req, resync_full_req;
+
+	/*
+	 * Bytes/s for bulk copies and verify, 0 = unlimited: --max-rate, or the
+	 * operator's SetRate. Atomic: the session reads it between chunks.
+	 */
+	_Atomic uint64_t max_rate;
 };
 
 /*

@@ -208,6 +208,7 @@ static int frep_get_ready(void)
 		/* nbdkit's own status for a failed .get_ready would be 1. */
 		plugin_exit(exit_code);
 	}
+	atomic_store(&frep.m.max_rate, o->max_rate);
 	frep.opened = true;
 	return 0;
 }
@@ -394,7 +395,6 @@ static int start_threads(void)
 		.server_name = o->server_name,
 		.tls = frep.tls,
 		.resync_full = o->resync_full,
-		.max_rate = o->max_rate,
 		.backoff_min_ms = o->backoff_min_ms,
 		.backoff_max_ms = o->backoff_max_ms,
 		.heartbeat_timeout_ms = o->heartbeat_timeout_ms,

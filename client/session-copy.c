@@ -45,17 +45,17 @@ static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 		s->copy_off = off;
 		s->copy_bytes += n;
 		s->copy_bytes_total += n;
-		s->pass_bytes += n;
+		s->pass_budget.bytes += n;
 		if (session_drain(s) < 0 || session_housekeeping(s) < 0 || session_stopping(s) ||
 		    session_cracked(s))
 			return -1;
-		/* --max-rate: a shared DR link; wait until this pass is back on its budget. */
-		while (s->o.max_rate && !session_stopping(s)) {
-			uint64_t due_ms = s->pass_bytes * 1000 / s->o.max_rate;
-			uint64_t spent = now_ms() - s->pass_started_ms;
-			if (spent >= due_ms)
+		/* --max-rate or SetRate: a shared DR link; wait until this pass is back on its budget. */
+		while (!session_stopping(s)) {
+			uint64_t wait = rate_budget_wait_ms(&s->pass_budget, atomic_load(&s->m->max_rate),
+							    now_ms());
+			if (!wait)
 				break;
-			uint64_t nap = due_ms - spent < 100 ? due_ms - spent : 100;
+			uint64_t nap = wait < 100 ? wait : 100;
 			if (session_wait_event(s, (int)nap) < 0 || session_housekeeping(s) < 0 ||
 			    session_cracked(s))
 				return -1;
@@ -246,9 +246,10 @@ void session_step_copy(struct session *s)
 
 	s->backoff_ms = 0; /* the link works: a later failure backs off from the start */
 	s->copying = true;
-	s->copy_off = s->copy_bytes = s->copy_acked = s->pass_bytes = 0;
+	s->copy_off = s->copy_bytes = s->copy_acked = 0;
 	s->copy_total = total;
-	s->copy_started_ms = s->pass_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
+	s->copy_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
+	rate_budget_start(&s->pass_budget, s->copy_started_ms);
 	s->rate_mark_bytes = 0;
 	s->next_send = s->copy_base + 1;
 	s->max_sent = s->copy_base;

@@ -5,6 +5,7 @@
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "session.h"
+#include "util.h"
 
 /* Scaled down by FREP_FUZZ_SIZES (tests/fuzz only), as master.h says why. */
 #ifdef FREP_FUZZ_SIZES
@@ -76,7 +77,8 @@ struct session {
 	bool copying;
 	bool need_full;	/* next pass walks every allocated block (else the bitmap) */
 	uint64_t copy_base, copy_tc, copy_off, copy_total, copy_bytes, copy_acked;
-	uint64_t copy_started_ms, pass_bytes, pass_started_ms;
+	uint64_t copy_started_ms;
+	struct rate_budget pass_budget; /* this pass's bytes against the copy rate */
 	uint64_t cracks_seen;	/* m->cracks when last looked at */
 
 	/*

@@ -12,7 +12,6 @@ struct session_options {
 	const char *server_name; /* name the mirror's certificate must carry */
 	struct tls_config *tls;	 /* borrowed */
 	bool resync_full;	 /* --resync=full: OUTOFSYNC copies every allocated block */
-	uint64_t max_rate;	 /* bytes/s for bulk copies, 0 = unlimited */
 	uint64_t backoff_min_ms, backoff_max_ms;
 	uint64_t heartbeat_timeout_ms; /* mirror silent this long: LINKDOWN */
 };

@@ -181,6 +181,24 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+void rate_budget_start(struct rate_budget *b, uint64_t now)
+{
+	b->bytes = 0;
+	b->start_ms = now;
+}
+
+uint64_t rate_budget_wait_ms(struct rate_budget *b, uint64_t rate, uint64_t now)
+{
+	if (rate != b->rate) {
+		b->rate = rate;
+		rate_budget_start(b, now);
+	}
+	if (!rate)
+		return 0;
+	uint64_t due = b->bytes * 1000 / rate, spent = now - b->start_ms;
+	return spent >= due ? 0 : due - spent;
+}
+
 uint64_t now_ms(void)
 {
 	return now_ns() / 1000000u;
