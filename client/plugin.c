@@ -32,9 +32,11 @@
 #endif
 
 #include "control.h"
+#include "events.h"
 #include "log.h"
 #include "master.h"
 #include "options.h"
+#include "service.h"
 #include "session.h"
 #include "tls.h"
 #include "util.h"
@@ -172,6 +174,8 @@ static int frep_get_ready(void)
 	const struct client_options *o = &frep.o;
 
 	remove_tls_dir();
+	fsm_observer = events_fsm_observer;
+	service_status("%s: journal redo", o->volume_name);
 	/* A lost mirror is an EPIPE for the session, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	frep.tls = tls_config_new(TLS_ROLE_CLIENT, o->cert, o->key, o->ca, o->keylog, err,
@@ -344,8 +348,10 @@ static void *stopper_main(void *arg)
 		if (r > 0) {
 			if (read(frep.stop_pipe[0], &sig, 1) != 1 || sig == 0)
 				break; /* .cleanup: nbdkit is done with the clients */
-			if (!stopped)
+			if (!stopped) {
 				log_info(frep.m.name, "%s: shutting down", strsignal(sig));
+				service_stopping("shutting down: disconnecting NBD clients");
+			}
 			master_stop(&frep.m);
 			stopped = true;
 		}
@@ -421,6 +427,9 @@ static int frep_after_fork(void)
 	pthread_sigmask(SIG_BLOCK, &quit, &old);
 	int rc = start_threads();
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* nbdkit listens already (note_listeners found its sockets) and accepts next. */
+	if (rc == 0)
+		service_ready("%s: serving NBD on %s", frep.m.name, frep.o.nbd);
 	return rc;
 }
 

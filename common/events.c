@@ -6,7 +6,9 @@
 #include <time.h>
 
 #include "events.h"
+#include "frep/admin/v1/admin.pb-c.h"
 #include "fsm.h"
+#include "service.h"
 
 static struct {
 	pthread_mutex_t mu;
@@ -38,6 +40,8 @@ void events_publish(enum event_kind kind, const char *volume, int old_state, int
 	e.seq = ev.head++;
 	ev.ring[e.seq % EVENTS_RING] = e;
 	pthread_mutex_unlock(&ev.mu);
+	if (kind == EVENT_STATE_CHANGE)
+		service_volume_state(e.volume, new_state);
 }
 
 uint64_t events_head(void)
@@ -87,4 +91,19 @@ int events_mirror_state(int s)
 		[MR_IDLE] = ST_IDLE,	     [MR_ERROR] = ST_ERROR,
 	};
 	return s >= 0 && s < MR__COUNT ? map[s] : 0;
+}
+
+const char *events_state_name(int state)
+{
+	const ProtobufCEnumValue *v =
+		protobuf_c_enum_descriptor_get_value(&frep__admin__v1__state__descriptor, state);
+	return v ? v->name : "UNKNOWN";
+}
+
+void events_fsm_observer(const char *volume, bool mirror, int from, int to, const char *event,
+			 const char *reason)
+{
+	int (*map)(int) = mirror ? events_mirror_state : events_master_state;
+	events_publish(EVENT_STATE_CHANGE, volume, map(from), map(to), "(%s)%s%s", event,
+		       reason ? " " : "", reason ? reason : "");
 }

@@ -61,4 +61,16 @@ int events_get(uint64_t seq, struct event *e);
 int events_master_state(int master_state);
 int events_mirror_state(int mirror_state);
 
+/* frep.admin.v1.State values are 0 .. EVENTS_STATES - 1. */
+#define EVENTS_STATES 13
+/* A frep.admin.v1.State's name in the proto ("INSYNC"); "UNKNOWN" outside it. */
+const char *events_state_name(int state);
+
+/*
+ * For fsm_observer (fsm/fsm.h): publishes every state change of either
+ * machine as EVENT_STATE_CHANGE, with the event and reason as logged.
+ */
+void events_fsm_observer(const char *volume, bool mirror, int from, int to, const char *event,
+			 const char *reason);
+
 #endif

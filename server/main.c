@@ -17,7 +17,10 @@
 #include <unistd.h>
 
 #include "authz.h"
+#include "events.h"
+#include "fsm.h"
 #include "log.h"
+#include "service.h"
 #include "session.h"
 #include "store.h"
 #include "tls.h"
@@ -319,7 +322,9 @@ int main(int argc, char **argv)
 	}
 	srv.heartbeat_timeout_ms = a.heartbeat_timeout_ms;
 	store_set_trace_fd(srv.trace_fd);
+	fsm_observer = events_fsm_observer;
 	/* A mirror that crashed replays its journals before anyone can see it. */
+	service_status("replaying the mirror journals in %s", a.data_dir);
 	if (store_recover_all(a.data_dir) > 0)
 		log_error(NULL, "some volumes could not be recovered; their masters will get an error");
 	srv.data_dir = a.data_dir;
@@ -329,6 +334,7 @@ int main(int argc, char **argv)
 		conn_fds[i] = -1;
 	log_info(NULL, "listening on %s, data dir %s%s", bound, a.data_dir,
 		 allow ? ", --allow rules in force" : "");
+	service_ready("listening on %s, no master connected yet", bound);
 
 	for (;;) {
 		struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
@@ -342,6 +348,7 @@ int main(int argc, char **argv)
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == sizeof(si))
 				log_info(NULL, "%s: shutting down", strsignal((int)si.ssi_signo));
+			service_stopping("shutting down: sessions say GOODBYE");
 			break;
 		}
 		if (p[0].revents & POLLIN)
