@@ -57,6 +57,10 @@ uint64_t events_head(void);
  */
 int events_get(uint64_t seq, struct event *e);
 
+/* fsm_observer (fsm.h) for both roles: every state change becomes an event. */
+void events_fsm_observer(const char *volume, bool mirror, int from, int to, const char *event,
+			 const char *reason);
+
 /* Maps the FSM's states to frep.admin.v1.State. */
 int events_master_state(int master_state);
 int events_mirror_state(int mirror_state);
@@ -65,12 +69,5 @@ int events_mirror_state(int mirror_state);
 #define EVENTS_STATES 13
 /* A frep.admin.v1.State's name in the proto ("INSYNC"); "UNKNOWN" outside it. */
 const char *events_state_name(int state);
-
-/*
- * For fsm_observer (fsm/fsm.h): publishes every state change of either
- * machine as EVENT_STATE_CHANGE, with the event and reason as logged.
- */
-void events_fsm_observer(const char *volume, bool mirror, int from, int to, const char *event,
-			 const char *reason);
 
 #endif
