@@ -36,6 +36,7 @@
 #include "fsm.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "options.h"
 #include "service.h"
 #include "session.h"
@@ -405,6 +406,10 @@ static int start_threads(void)
 		nbdkit_error("%s", err);
 		return -1;
 	}
+	if (o->metrics && metrics_start(o->metrics, &admin_master_ops, &frep.m, err, sizeof(err)) < 0) {
+		nbdkit_error("%s", err);
+		return -1;
+	}
 	if (relay_quit_signals() < 0)
 		return -1;
 	struct session_options so = {
@@ -459,7 +464,8 @@ static void frep_cleanup(void)
 	for (int i = 0; i < 2; i++)
 		if (frep.stop_pipe[i] >= 0)
 			close(frep.stop_pipe[i]);
-	/* The admin API first: its handlers read the master, which goes next. */
+	/* Metrics and the admin API first: their handlers read the master, which goes next. */
+	metrics_stop();
 	admin_stop();
 	/* Writers blocked on a full buffer wake before the session is joined. */
 	if (frep.opened) {
