@@ -460,7 +460,10 @@ out:
 		close(lfd);
 	if (sfd >= 0)
 		close(sfd);
-	if (rc == 0) {
+	pthread_mutex_lock(&conns_lock);
+	unsigned running = conns;
+	pthread_mutex_unlock(&conns_lock);
+	if (running == 0) {
 		/* Only once no connection thread can still be using them. */
 		authz_free(allow);
 		tls_config_free(tls);
