@@ -4,11 +4,14 @@ python3-protobuf; messages from `protoc --python_out`, no generated stubs): the 
 non-C client works, and the tests' way to call methods frepctl does not shape.
 
   admin-client.py [--tls CA CERT KEY SERVER_NAME] TARGET METHOD [REQUEST_JSON]
-      [--count N] [--stall] [--repeat N] [--timeout S]
+      [--count N] [--stall] [--repeat N] [--timeout S] [--field KEY]
 
 TARGET is unix:PATH or HOST:PORT. A unary answer is printed as one JSON document, a stream
 as JSON lines (--count N stops after N events; --stall opens the stream and never reads,
 until killed). --repeat N makes the same unary call N times and prints the last answer.
+--flat prints every scalar field of the volume as key=value lines. --field KEY prints one field of the answer instead: a top-level one (message), else one of
+its (first) volume's VolumeStatus, MasterStatus or MirrorStatus (booleans as true/false), or
+"error" for the volume's last error as "CODE: message".
 A failed call prints "CODE: details" on stderr and exits 1 (3 for UNAVAILABLE and
 DEADLINE_EXCEEDED, as frepctl does).
 """
@@ -42,6 +45,35 @@ def to_json(msg):
                                      including_default_value_fields=True)
 
 
+def field(resp, key):
+    d = to_json(resp)
+    if key in d and not isinstance(d[key], (dict, list)):
+        return d[key]
+    v = d["volumes"][0] if "volumes" in d else d.get("volume") or {}
+    if key == "error":
+        e = v.get("last_error") or {}
+        return "%s: %s" % (e.get("code", ""), e.get("message", "")) if e else ""
+    for part in (v, v.get("master") or {}, v.get("mirror") or {}):
+        if key in part:
+            x = part[key]
+            return str(x).lower() if isinstance(x, bool) else x
+    raise SystemExit("no field %r in the answer" % key)
+
+
+def flat(resp):
+    """Every scalar field of the (first) volume as key=value lines, master or mirror part
+    included: for shell tests that read several fields of one snapshot."""
+    v = to_json(resp)
+    v = v["volumes"][0] if "volumes" in v else v.get("volume") or {}
+    lines = []
+    for part in (v, v.get("master") or {}, v.get("mirror") or {}):
+        for k, x in part.items():
+            if not isinstance(x, (dict, list)):
+                lines.append("%s=%s" % (k, str(x).lower() if isinstance(x, bool) else x))
+    lines.append("error=" + field(resp, "error"))
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tls", nargs=4, metavar=("CA", "CERT", "KEY", "SERVER_NAME"))
@@ -49,6 +81,8 @@ def main():
     ap.add_argument("--stall", action="store_true")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--field")
+    ap.add_argument("--flat", action="store_true")
     ap.add_argument("target")
     ap.add_argument("method")
     ap.add_argument("request", nargs="?", default="{}")
@@ -92,7 +126,12 @@ def main():
                                           response_deserializer=resp_cls.FromString)
                 for _ in range(a.repeat):
                     resp = call(request, timeout=a.timeout)
-                print(json.dumps(to_json(resp), indent=1))
+                if a.field:
+                    print(field(resp, a.field))
+                elif a.flat:
+                    print(flat(resp))
+                else:
+                    print(json.dumps(to_json(resp), indent=1))
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.CANCELLED and a.count:
                 return 0
