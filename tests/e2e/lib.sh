@@ -51,6 +51,13 @@ certs() {
 	bash "$FREP_SRC/scripts/gen-certs.sh" "$PKI" "$@"
 }
 
+# admin_certs [OPERATOR_CN...]: the admin API's own PKI in $APKI (gen-certs.sh --admin):
+# ca.crt, server.crt/key (CN frep-admin) and one certificate per operator (default admin).
+APKI=$T/admin-pki
+admin_certs() {
+	bash "$FREP_SRC/scripts/gen-certs.sh" --admin "$APKI" "$@"
+}
+
 # wait_for TIMEOUT_S DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
 	local timeout=$1 what=$2
