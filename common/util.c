@@ -199,6 +199,13 @@ uint64_t rate_budget_wait_ms(struct rate_budget *b, uint64_t rate, uint64_t now)
 	return spent >= due ? 0 : due - spent;
 }
 
+int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 uint64_t now_ms(void)
 {
 	return now_ns() / 1000000u;

@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""A generic client of frep's admin API, from the .proto alone (Debian's python3-grpcio and
+python3-protobuf; messages from `protoc --python_out`, no generated stubs): the proof that a
+non-C client works, and the tests' way to call methods frepctl does not shape.
+
+  admin-client.py [--tls CA CERT KEY SERVER_NAME] TARGET METHOD [REQUEST_JSON]
+      [--count N] [--stall] [--repeat N] [--timeout S]
+
+TARGET is unix:PATH or HOST:PORT. A unary answer is printed as one JSON document, a stream
+as JSON lines (--count N stops after N events; --stall opens the stream and never reads,
+until killed). --repeat N makes the same unary call N times and prints the last answer.
+A failed call prints "CODE: details" on stderr and exits 1 (3 for UNAVAILABLE and
+DEADLINE_EXCEEDED, as frepctl does).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import grpc
+from google.protobuf import json_format
+
+sys.path.insert(0, os.path.join(os.environ.get("FREP_BUILD", "build"), "gen-py"))
+from frep.admin.v1 import admin_pb2 as pb  # noqa: E402
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Admin"]
+
+
+def channel(target, tls):
+    if not tls:
+        return grpc.insecure_channel(target)
+    ca, cert, key = (open(p, "rb").read() for p in tls[:3])
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                         certificate_chain=cert)
+    return grpc.secure_channel(target, creds,
+                               options=[("grpc.ssl_target_name_override", tls[3])])
+
+
+def to_json(msg):
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True,
+                                     including_default_value_fields=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tls", nargs=4, metavar=("CA", "CERT", "KEY", "SERVER_NAME"))
+    ap.add_argument("--count", type=int, default=0)
+    ap.add_argument("--stall", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("target")
+    ap.add_argument("method")
+    ap.add_argument("request", nargs="?", default="{}")
+    a = ap.parse_args()
+
+    m = SERVICE.methods_by_name.get(a.method)
+    # An unknown method still goes out (with StatusRequest/StatusResponse): the server's
+    # answer to it is what a test checks.
+    req_cls = getattr(pb, m.input_type.name) if m else pb.StatusRequest
+    resp_cls = getattr(pb, m.output_type.name) if m else pb.StatusResponse
+    streaming = m is not None and m.name == "Watch"
+    request = json_format.Parse(a.request, req_cls()) if not a.request.startswith("raw:") \
+        else None
+    path = "/%s/%s" % (SERVICE.full_name, a.method)
+    with channel(a.target, a.tls) as ch:
+        try:
+            if streaming:
+                call = ch.unary_stream(path, request_serializer=req_cls.SerializeToString,
+                                       response_deserializer=resp_cls.FromString)
+                stream = call(request)
+                if a.stall:
+                    # Only the first message is read (the server has started sending),
+                    # then nothing: flow control backs up into the server.
+                    next(stream)
+                    print("stalled", flush=True)
+                    time.sleep(3600)
+                for n, ev in enumerate(stream, 1):
+                    print(json.dumps(to_json(ev)), flush=True)
+                    if a.count and n >= a.count:
+                        stream.cancel()
+                        break
+            else:
+                if request is None:
+                    # raw:HEX sends these bytes as the request (a NUL inside a string).
+                    raw = bytes.fromhex(a.request[4:])
+                    call = ch.unary_unary(path, request_serializer=lambda _: raw,
+                                          response_deserializer=resp_cls.FromString)
+                    request = b""
+                else:
+                    call = ch.unary_unary(path, request_serializer=req_cls.SerializeToString,
+                                          response_deserializer=resp_cls.FromString)
+                for _ in range(a.repeat):
+                    resp = call(request, timeout=a.timeout)
+                print(json.dumps(to_json(resp), indent=1))
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED and a.count:
+                return 0
+            print("%s: %s" % (e.code().name, e.details()), file=sys.stderr)
+            return 3 if e.code() in (grpc.StatusCode.UNAVAILABLE,
+                                     grpc.StatusCode.DEADLINE_EXCEEDED) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
