@@ -17,13 +17,15 @@ static int request(struct ctl *c, int target, const char *method, const Protobuf
 	return EXIT_OK;
 }
 
-/* "db: pausing ..." (or the JSON of the answer), for the commands that end once taken. */
+/* The daemon's words ("pausing db: ..."; they name the volume) or the JSON of the answer. */
 static void print_taken(const struct ctl *c, const CommandResponse *r)
 {
 	if (c->json)
 		print_json(pb_to_json(&r->base));
+	else if (*r->message)
+		printf("%s\n", r->message);
 	else
-		printf("%s: %s\n", c->volume, *r->message ? r->message : "done");
+		printf("%s: %s: done\n", c->cmd, c->volume);
 }
 
 /* A command answered by a CommandResponse: sent, and its answer printed unless quiet. */

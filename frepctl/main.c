@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "frepctl.h"
 #include "util.h"
 
@@ -204,10 +205,9 @@ int main(int argc, char **argv)
 			return EXIT_UNREACHABLE;
 		}
 		if (targets.n == 0) {
-			const char *dir = getenv("FREP_RUN_DIR");
 			fprintf(stderr, PROG ": no frep admin socket in %s (server.sock, client-*.sock): no "
 					"daemon runs here, or use --admin or --connect\n",
-				dir && *dir ? dir : "/run/frep");
+				admin_run_dir());
 			return EXIT_UNREACHABLE;
 		}
 	}

@@ -20,6 +20,7 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
+#include "admin.h"
 #include "frepctl.h"
 
 enum {
@@ -82,39 +83,14 @@ static void init(void)
 	grpc_init();
 }
 
-static char *slurp(const char *path, char *err, size_t err_len)
-{
-	FILE *f = fopen(path, "re");
-	if (!f) {
-		snprintf(err, err_len, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&buf, &len);
-	char chunk[4096];
-	size_t n;
-	while (m && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		fwrite(chunk, 1, n, m);
-	bool bad = ferror(f) || !m;
-	fclose(f);
-	if (m)
-		fclose(m);
-	if (bad) {
-		snprintf(err, err_len, "%s: read error", path);
-		free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
 struct rpc_conn *rpc_open(const char *target, const struct rpc_tls *tls, char *err, size_t err_len)
 {
 	char *ca = NULL, *cert = NULL, *key = NULL;
 	struct rpc_conn *c = NULL;
 
-	if (tls && (!(ca = slurp(tls->ca, err, err_len)) || !(cert = slurp(tls->cert, err, err_len)) ||
-		    !(key = slurp(tls->key, err, err_len))))
+	if (tls && (!(ca = admin_slurp("--ca", tls->ca, err, err_len)) ||
+		    !(cert = admin_slurp("--cert", tls->cert, err, err_len)) ||
+		    !(key = admin_slurp("--key", tls->key, err, err_len))))
 		goto out;
 	init();
 	grpc_channel_credentials *creds;

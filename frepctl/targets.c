@@ -41,10 +41,7 @@ static int admin_socket_name(const struct dirent *d)
 
 int targets_discover(struct targets *t, char *err, size_t err_len)
 {
-	/* FREP_RUN_DIR: tests (and unusual setups) keep their sockets elsewhere. */
-	const char *dir = getenv("FREP_RUN_DIR");
-	if (!dir || !*dir)
-		dir = ADMIN_RUN_DIR;
+	const char *dir = admin_run_dir(); /* $FREP_RUN_DIR, as the daemons read it */
 	struct dirent **list;
 	int n = scandir(dir, &list, admin_socket_name, by_name);
 	if (n < 0) {
