@@ -3,7 +3,6 @@
 # prometheus_client) says exactly what the admin API's Status says at the same moment, for
 # the master and the mirror volume of an idle INSYNC pair; a bad --metrics is exit 2.
 source "$(dirname "$0")/lib.sh"
-export FREP_RUN_DIR=$T/run # the default admin sockets, apart from other tests'
 certs master-1
 CHECK=(/usr/bin/python3 "$FREP_SRC/tests/tools/metrics-check.py")
 

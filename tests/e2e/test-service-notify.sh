@@ -4,7 +4,6 @@
 # its journal redo, with NBD answering), STATUS= lines naming the state up to INSYNC,
 # STOPPING=1 and exit 0 on SIGTERM. Twice: the second start has journals to replay.
 source "$(dirname "$0")/lib.sh"
-export FREP_RUN_DIR=$T/run # the default admin sockets, apart from other tests'
 certs master-1
 
 # notify NAME ON_READY: a notify socket $T/NAME.notify logging to $T/NAME.notify.out;
