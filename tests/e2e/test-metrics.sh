@@ -6,6 +6,27 @@ source "$(dirname "$0")/lib.sh"
 certs master-1
 CHECK=(/usr/bin/python3 "$FREP_SRC/tests/tools/metrics-check.py")
 
+# http URL [METHOD]: the HTTP status code on the first line, then the body.
+http() {
+	/usr/bin/python3 - "$@" <<'PY'
+import sys, urllib.error, urllib.request
+url, method = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "GET"
+req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+try:
+    r = urllib.request.urlopen(req, timeout=10)
+except urllib.error.HTTPError as e:
+    r = e
+print(r.getcode())
+sys.stdout.write(r.read().decode())
+PY
+}
+
+# scrape URL: the body of a 200 answer.
+scrape() {
+	local out
+	out=$(http "$1") && [ "${out%%$'\n'*}" = 200 ] && printf '%s\n' "${out#*$'\n'}"
+}
+
 # metrics_url LOG: the address the daemon logged ("metrics on http://...").
 metrics_url() {
 	grep -Eo 'metrics on http://127\.0\.0\.1:[0-9]+/metrics' "$1" | tail -n1 | cut -d' ' -f3
@@ -26,7 +47,8 @@ CLIENT_URL=$(metrics_url "$T/client-vol.log")
 # A quiet pair: nothing unacknowledged. The rates still move once a second (they are
 # sampled), so metrics-check takes a scrape only between two equal Status answers.
 quiet() {
-	curl -fsS "$CLIENT_URL" | grep -qx 'frep_lag_transactions{volume="vol"} 0'
+	local m
+	m=$(scrape "$CLIENT_URL") && grep -qx 'frep_lag_transactions{volume="vol"} 0' <<<"$m"
 }
 wait_for 10 "the master to have nothing unacknowledged" quiet
 
@@ -36,8 +58,8 @@ out=$("${CHECK[@]}" "unix:$T/run/server.sock" "$SERVER_URL") || fail "frep-serve
 echo "frep-server: $out"
 
 # The figures are real ones: INSYNC, the writes counted, the mirror consistent.
-curl -fsS "$CLIENT_URL" >"$T/client.metrics"
-curl -fsS "$SERVER_URL" >"$T/server.metrics"
+scrape "$CLIENT_URL" >"$T/client.metrics" || fail "scraping $CLIENT_URL"
+scrape "$SERVER_URL" >"$T/server.metrics" || fail "scraping $SERVER_URL"
 grep -qx 'frep_state{volume="vol",state="INSYNC"} 1' "$T/client.metrics" || fail "client metrics: not INSYNC"
 appends=$(sed -n 's/^frep_journal_appends_total{volume="vol"} //p' "$T/client.metrics")
 [ "${appends:-0}" -ge 2 ] || fail "frep_journal_appends_total=$appends after two writes"
@@ -49,8 +71,8 @@ grep -qx 'frep_state{volume="vol",state="INSYNC"} 1' "$T/server.metrics" || fail
 grep -q '^differs  frep_role' "$T/cross.out" || fail "metrics-check cross: $(head -n 3 "$T/cross.out")"
 
 # Only /metrics, only GET.
-[ "$(curl -s -o /dev/null -w '%{http_code}' "${CLIENT_URL%/metrics}/")" = 404 ] || fail "GET / is not 404"
-[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$CLIENT_URL")" = 405 ] || fail "POST is not 405"
+[ "$(http "${CLIENT_URL%/metrics}/" | head -n1)" = 404 ] || fail "GET / is not 404"
+[ "$(http "$CLIENT_URL" POST | head -n1)" = 405 ] || fail "POST is not 405"
 
 # A port in use is an operator error, before anything serves.
 port=${SERVER_URL#http://127.0.0.1:}
