@@ -169,7 +169,9 @@ ctl() {
 	case $2 in
 	pause | resume) args=("$2" "$1") ;;
 	resync-full) args=(resync "$1" --full) ;;
-	status) frepctl_for "$1" --json status "$1"; return ;;
+	# Status polls run in loops: without the exit-time leak scan of gRPC's heap
+	# (frepctl's own tests keep it), each costs a third less CPU under ASan.
+	status) ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0 frepctl_for "$1" --json status "$1"; return ;;
 	*) fail "ctl: unknown command $2" ;;
 	esac
 	out=$(frepctl_for "$1" "${args[@]}" 2>&1) || rc=$?
@@ -187,7 +189,7 @@ status_field() {
 
 # ctl_field NAME KEY: one field of volume NAME's status.
 ctl_field() {
-	frepctl_for "$1" --json status "$1" | status_field "$2"
+	ctl "$1" status | status_field "$2"
 }
 
 # dirty_regions NAME: the dirty bitmap's set regions (64 KiB each) of volume NAME.
