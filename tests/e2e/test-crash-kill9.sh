@@ -64,10 +64,10 @@ now_ms() {
 
 # status_of KEY: one key of the status line fetched last by get_status.
 get_status() {
-	STATUS=$(admin "$VOL" Status --flat 2>/dev/null) || STATUS=""
+	STATUS=$(ctl "$VOL" status 2>/dev/null) || STATUS=""
 }
 status_of() {
-	sed -n "s/^$1=//p" <<<"$STATUS"
+	[ -n "$STATUS" ] && status_field "$1" <<<"$STATUS"
 }
 
 # in_sync_drained: INSYNC with every committed TXID acknowledged by the mirror.
