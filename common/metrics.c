@@ -170,14 +170,14 @@ static const struct series table[] = {
 /* The exposition text being built: out of memory once f is NULL. */
 struct text {
 	FILE *f;
-	const char *family; /* whose HELP and TYPE came last */
+	char family[128]; /* whose HELP and TYPE came last */
 };
 
 static void header(struct text *t, const char *name, const char *type, const char *help)
 {
-	if (t->family && strcmp(t->family, name) == 0)
+	if (strcmp(t->family, name) == 0)
 		return;
-	t->family = name;
+	snprintf(t->family, sizeof(t->family), "%s", name);
 	fprintf(t->f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
