@@ -70,6 +70,26 @@ status_of() {
 	[ -n "$STATUS" ] && status_field "$1" <<<"$STATUS"
 }
 
+# last_txid TRACE: the TXID of the last transaction line of a trace ("" if none).
+last_txid() {
+	grep ' txid=' "$1" 2>/dev/null | tail -n1 | grep -Eo ' txid=[0-9]+' | cut -d= -f2
+}
+
+# mirror_caught_up: the mirror applied the last TXID the master committed (both traces
+# end on it). Reading two files costs nothing; drained() polls status only after this.
+mirror_caught_up() {
+	local m
+	m=$(last_txid "$MTRACE")
+	[ -z "$m" ] || [ "$(last_txid "$RTRACE")" = "$m" ]
+}
+
+# drained: the master INSYNC with every committed TXID acknowledged (status), waited for
+# first in the traces, so that the status is asked once or twice rather than polled.
+drained() {
+	wait_fast 30 "the mirror to apply every committed TXID" mirror_caught_up
+	drained
+}
+
 # in_sync_drained: INSYNC with every committed TXID acknowledged by the mirror.
 in_sync_drained() {
 	get_status
@@ -80,7 +100,7 @@ in_sync_drained() {
 # committed transaction, in order: its last line says, without a status call.
 committed_past() {
 	local c
-	c=$(tail -n1 "$MTRACE" 2>/dev/null | grep -Eo ' txid=[0-9]+' | cut -d= -f2)
+	c=$(last_txid "$MTRACE")
 	[ -n "$c" ] && [ "$c" -gt "$1" ]
 }
 

@@ -196,10 +196,10 @@ for c in "${CASES[@]}"; do
 	fi
 	# No write in flight: the recovered master volume holds every replied write; INSYNC
 	# with every committed TXID acknowledged.
-	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
+	drained
 	check_master "$k" "$(status_of committed_txid)"
 	write_some 50
-	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
+	drained
 	wait_fast 30 "mirror byte-identical to master" same_bytes "$MASTER" "$MIRROR"
 	out=$("${C[@]}" converge --master "$MASTER" --mirror "$MIRROR" 2>&1) || fail "case $k: $out"
 	check_trace "$k"
