@@ -87,7 +87,7 @@ mirror_caught_up() {
 # first in the traces, so that the status is asked once or twice rather than polled.
 drained() {
 	wait_fast 30 "the mirror to apply every committed TXID" mirror_caught_up
-	drained
+	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
 }
 
 # in_sync_drained: INSYNC with every committed TXID acknowledged by the mirror.
@@ -388,7 +388,7 @@ for ((i = 0; i < total; i++)); do
 	REC_SUM[$side]=$((REC_SUM[$side] + rec))
 	[ "$rec" -gt "${REC_MAX[$side]}" ] && REC_MAX[$side]=$rec
 	# The writer is stopped: everything committed reaches the mirror, bytes converge.
-	wait_fast 30 "the mirror to acknowledge every committed TXID" in_sync_drained
+	drained
 	if [ "$side" = master ]; then
 		a2=$(status_of acked_txid)
 		[ "$a2" -ge "$acked" ] || check_fail "$i" "after the restart acked_txid $a2 < $acked before the kill"
