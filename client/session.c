@@ -17,6 +17,7 @@
 #include "session-internal.h"
 #include "tls.h"
 #include "util.h"
+#include "verify.h"
 
 bool session_stopping(struct session *s)
 {
@@ -283,6 +284,7 @@ void session_publish_state(struct session *s)
 		m->unreachable_since_ms = now_ms();
 	}
 	m->insync = insync;
+	verify_state_locked(m, s->fsm.state);
 	if (s->fsm.state != MS_ERROR)
 		m->error[0] = '\0';
 	pthread_mutex_unlock(&m->lock);

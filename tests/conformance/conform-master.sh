@@ -19,7 +19,7 @@ conform_master() {
 	local run cases=() want rc=0
 	# A 1 MiB sparse volume; the journal takes its default size (100M), so the
 	# window case (SEQ-3) meets frep's 64 MiB bound before a full buffer.
-	run="truncate -s 1M {dir}/vol && LD_PRELOAD=$SHIM CRASHFS_ROOT={dir} CRASHFS_SIGNAL=USR2"
+	run="truncate -s ${CONFORM_VOLUME:-1M} {dir}/vol && LD_PRELOAD=$SHIM CRASHFS_ROOT={dir} CRASHFS_SIGNAL=USR2"
 	run+=" ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 exec $BIN/frep-client"
 	run+=" --volume vol={dir}/vol --mirror {host}:{port} --server-name frep-mirror"
 	run+=" --journal {dir}/j --cert $PKI/master-1.crt --key $PKI/master-1.key --ca $PKI/ca.crt"
@@ -47,6 +47,8 @@ PY
 		--crash-cmd 'kill -USR2 {pid}' --restart-cmd 'grep -q "crashfs: power loss" {dir}/master.log' \
 		--pause-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl pause" \
 		--resume-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl resume" \
+		--verify-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl verify" \
+		--verify-repair-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl verify-repair" \
 		--junit "$T/junit.xml" "${cases[@]}" >"$T/conform.log" 2>&1 || rc=$?
 	cat "$T/conform.log"
 	if [ $rc -ne 0 ]; then
