@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "log.h"
 #include "options.h"
 #include "tls.h"
@@ -65,6 +66,23 @@ static void check_files(const struct client_options *o)
 			operator_error("%s %s: %s", tls_files[i][0], tls_files[i][1], strerror(errno));
 		close(fd);
 	}
+}
+
+/* The admin API's options, checked as the plugin will use them (admin_start). */
+static void check_admin(const struct client_options *o)
+{
+	char err[512];
+	struct admin_opts ao = {
+		.unix_path = strcmp(o->admin, "none") == 0 ? NULL : o->admin + 5,
+		.listen = o->admin_listen,
+		.cert = o->admin_cert,
+		.key = o->admin_key,
+		.ca = o->admin_ca,
+		.allow = o->admin_allow,
+	};
+	if ((ao.unix_path && admin_make_run_dir(ao.unix_path, err, sizeof(err)) < 0) ||
+	    admin_check(&ao, err, sizeof(err)) < 0)
+		operator_error("%s", err);
 }
 
 /*
@@ -195,6 +213,7 @@ int main(int argc, char **argv)
 	log_init(PROG, (enum log_level)o.log_level);
 	check_files(&o);
 	int lock_fd = take_journal_lock(o.journal);
+	check_admin(&o);
 
 	nargv[n++] = "nbdkit";
 	nargv[n++] = "--foreground"; /* this process (same PID) is the daemon */

@@ -28,6 +28,39 @@ static uint64_t default_journal_size(uint64_t volume_size)
 	return tenth > JOURNAL_DEFAULT_FLOOR ? tenth : JOURNAL_DEFAULT_FLOOR;
 }
 
+/* Forgets commit times the mirror acknowledged. Under lock. */
+static void drop_acked_commit_times_locked(struct master *m)
+{
+	while (m->commit_times_n &&
+	       m->commit_times[m->commit_times_first].txid <= m->acked_txid) {
+		m->commit_times_first = (m->commit_times_first + 1) % COMMIT_TIMES;
+		m->commit_times_n--;
+	}
+}
+
+/* A group commit made every TXID up to `to` durable now. Under lock. */
+static void note_commit_time_locked(struct master *m, uint64_t to)
+{
+	drop_acked_commit_times_locked(m);
+	if (m->commit_times_n == COMMIT_TIMES) {
+		unsigned last = (m->commit_times_first + COMMIT_TIMES - 1) % COMMIT_TIMES;
+		m->commit_times[last].txid = to; /* keeps its older time: see COMMIT_TIMES */
+		return;
+	}
+	unsigned i = (m->commit_times_first + m->commit_times_n++) % COMMIT_TIMES;
+	m->commit_times[i].txid = to;
+	m->commit_times[i].unix_ms = wall_ms();
+}
+
+double master_lag_seconds_locked(struct master *m)
+{
+	drop_acked_commit_times_locked(m);
+	if (m->acked_txid >= m->committed_txid || !m->commit_times_n)
+		return 0;
+	int64_t age = wall_ms() - m->commit_times[m->commit_times_first].unix_ms;
+	return age > 0 ? (double)age / 1000 : 0;
+}
+
 /* Loads or creates the metadata beside the journal and bumps the generation. */
 static int master_load_meta(struct master *m, bool journal_empty, char *err, size_t err_len)
 {
@@ -67,6 +100,13 @@ static int master_load_meta(struct master *m, bool journal_empty, char *err, siz
 		snprintf(err, err_len, "%s: %s; the journal cannot be trusted without it",
 			 m->meta_path, errno == ENOENT ? "missing" : strerror(errno));
 		return -1;
+	}
+	/* The operator's settings (admin API) outlive restarts. */
+	uint64_t paused = 0, rate = 0;
+	m->paused = meta_get_u64(&md, "paused", &paused) == 0 && paused;
+	if (meta_get_u64(&md, "max_rate", &rate) == 0) {
+		m->rate_set_by_operator = true;
+		atomic_store(&m->max_rate, rate);
 	}
 	m->generation = gen + 1;
 	meta_set_u64(&md, "generation", m->generation);
@@ -236,8 +276,15 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	m->j = journal_open_salvage(o->journal_path, size, o->name, &damage, err, err_len);
 	if (!m->j)
 		return -1;
+	atomic_store(&m->max_rate, o->max_rate);
 	if (master_load_meta(m, journal_last_txid(m->j) == 0, err, err_len) < 0)
 		return -1;
+	if (m->rate_set_by_operator && atomic_load(&m->max_rate) != o->max_rate)
+		log_info(o->name, "copy rate %s/s set by the operator (frepctl set-rate) overrides "
+			 "--max-rate", m->max_rate ? format_size(m->max_rate, a, sizeof(a)) : "unlimited");
+	if (m->paused)
+		log_info(o->name, "paused by the operator: sequencing stays paused until `frepctl "
+			 "resume %s`", o->name);
 
 	uint64_t max = journal_capacity(m->j) / 8;
 	if (max > NBD_MAX_PAYLOAD)
@@ -249,6 +296,13 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	m->written_txid = m->committed_txid = m->applied_txid = journal_last_txid(m->j);
 	/* Unfreed records are not known to be on the mirror. */
 	m->acked_txid = journal_first_txid(m->j) - 1;
+	m->state_since_unix_ms = wall_ms();
+	/* Their commit times died with the last run: at least as old as this start. */
+	if (m->committed_txid > m->acked_txid) {
+		m->commit_times[0].txid = m->committed_txid;
+		m->commit_times[0].unix_ms = m->state_since_unix_ms;
+		m->commit_times_n = 1;
+	}
 	if (o->trace_path) {
 		m->trace_fd = open(o->trace_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 		if (m->trace_fd < 0) {
@@ -612,8 +666,26 @@ static int commit(struct master *m, uint64_t txid, int write_err)
 		}
 		journal_mark_synced(m->j, to);
 		m->committed_txid = to;
+		note_commit_time_locked(m, to);
 		pthread_cond_broadcast(&m->commit_cond);
 		master_notify_session(m);
+	}
+	return 0;
+}
+
+int master_save_settings(struct master *m, bool paused, bool rate_set, uint64_t max_rate,
+			 char *err, size_t err_len)
+{
+	struct meta md;
+	if (meta_load(m->meta_path, &md) < 0) {
+		snprintf(err, err_len, "reading %s: %s", m->meta_path, strerror(errno));
+		return -1;
+	}
+	if (meta_set_u64(&md, "paused", paused) < 0 ||
+	    (rate_set && meta_set_u64(&md, "max_rate", max_rate) < 0) ||
+	    meta_save(m->meta_path, &md) < 0) {
+		snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
+		return -1;
 	}
 	return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "fsm.h"
 #include "journal.h"
+#include "status.h"
 #include "volume.h"
 #include "wire.h"
 
@@ -29,6 +30,7 @@ struct master_options {
 	bool sync_fail;		  /* --sync-fallback=fail: EIO instead of degrading */
 	unsigned degrade_after_s; /* unreachable this long: sync -> async, block -> crack */
 	const char *trace_path;	  /* --trace-tx, or NULL */
+	uint64_t max_rate;	  /* --max-rate; a rate the operator set (SetRate) overrides it */
 	int lock_fd;		  /* >= 0: the journal lock, already taken (frep-client takes it
 				   * before exec'ing nbdkit); master_open adopts it. -1: take it. */
 };
@@ -57,6 +59,13 @@ enum {
 	 */
 	SEND_CACHE_BYTES = FREP_SEND_CACHE_BYTES,
 	FULL_WARN_MS = 10000, /* "writers wait for the mirror" at most this often */
+	/*
+	 * Group commits remembered for lag_seconds (the age of the oldest
+	 * unacknowledged commit). When more are unacknowledged, the newest entry
+	 * absorbs the rest: the age of the oldest stays exact, later ones read
+	 * older than they are, never younger.
+	 */
+	COMMIT_TIMES = 4096,
 };
 
 /*
@@ -147,9 +156,8 @@ struct master {
 	uint64_t journal_appends; /* records appended since start (status) */
 	uint64_t journal_syncs;	  /* journal fdatasyncs since start (status: group commit) */
 
-	/* Replication status, written by the session thread, read by writers and control. */
-	enum master_state state;
-	char error[1024];	 /* "CODE: message" while in ERROR */
+	/* Replication status, written by the session thread, read by writers and the admin API. */
+	enum master_state state; /* the FSM's, set as it changes (fsm_observer) */
 	char journal_damage[1024]; /* set at open when a committed record was damaged:
 				    * the session starts in ERROR with it */
 	bool insync;		 /* INSYNC or IDLE: the mirror is reachable and consistent */
@@ -180,8 +188,26 @@ struct master {
 	bool range_locked;
 	uint64_t range_off, range_len;
 
-	/* Operator requests (control socket), taken by the session thread. */
-	bool pause_req, resume_req, resync_full_req;
+	/*
+	 * Operator settings (admin API), taken by the session thread. paused and
+	 * an operator's max_rate persist in the .meta beside the journal
+	 * (master_save_settings): a pause holds across reconnects and restarts
+	 * until resumed, IDLE whenever the mirror is in sync.
+	 */
+	bool paused, resync_full_req;
+	bool rate_set_by_operator;
+
+	/* Published by the session for the admin API's Status. */
+	int64_t state_since_unix_ms;
+	struct status_error last_error;
+	struct status_peer peer;
+	struct status_progress copy;
+	bool copy_full;
+	struct {
+		uint64_t txid;	 /* every TXID up to this one was committed by then */
+		int64_t unix_ms;
+	} commit_times[COMMIT_TIMES];
+	unsigned commit_times_first, commit_times_n;
 
 	/*
 	 * Bytes/s for bulk copies and verify, 0 = unlimited: --max-rate, or the
@@ -266,6 +292,21 @@ void master_release_cached_locked(struct master *m, uint64_t upto);
 
 /* Wakes the session thread (it polls notify_fd): a commit, or a VERIFY ready to send. */
 void master_notify_session(struct master *m);
+
+/*
+ * Persists the operator's settings (paused, and max_rate if the operator set
+ * it) in the .meta, atomically. Called by the admin thread without the lock.
+ * 0, or -1 with err.
+ */
+int master_save_settings(struct master *m, bool paused, bool rate_set, uint64_t max_rate,
+			 char *err, size_t err_len);
+
+/*
+ * Age in seconds of the oldest committed transaction the mirror has not
+ * acknowledged (0 if none): what an asynchronous failover would lose now.
+ * Called with lock held.
+ */
+double master_lag_seconds_locked(struct master *m);
 
 /* Wakes every waiter (writers blocked on a full buffer, the session). */
 void master_stop(struct master *m);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "log.h"
 #include "options.h"
 #include "util.h"
@@ -19,7 +20,9 @@ static const char usage[] =
 	"                   [--mode async|sync] [--degrade-after SECS] [--sync-fallback=degrade|fail]\n"
 	"                   [--max-rate RATE] [--backoff MIN:MAX] [--heartbeat-timeout SECS]\n"
 	"                   [--nbd-tls-cert FILE --nbd-tls-key FILE --nbd-tls-ca FILE]\n"
-	"                   [--control unix:PATH] [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
+	"                   [--admin unix:PATH|none] [--admin-listen HOST:PORT --admin-cert FILE\n"
+	"                    --admin-key FILE --admin-ca FILE --admin-allow FILE]\n"
+	"                   [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"Owns the master volume NAME (its extents PATH,... concatenated), serves it over\n"
 	"NBD (export name NAME; the process becomes nbdkit, with frep as its plugin),\n"
@@ -56,7 +59,11 @@ static const char usage[] =
 	"  --max-rate RATE               bandwidth of bulk copies, e.g. 50M (per second)\n"
 	"  --backoff MIN:MAX             retry delay bounds in seconds (default 1:30)\n"
 	"  --heartbeat-timeout SECS      mirror silent this long: link down (default 30)\n"
-	"  --control unix:PATH           control socket: status, pause, resume, resync-full\n"
+	"  --admin unix:PATH|none        the admin API's socket, mode 0600 (frepctl; default\n"
+	"                                /run/frep/client-NAME.sock, or $FREP_RUN_DIR/...)\n"
+	"  --admin-listen HOST:PORT      also serve the admin API over TLS, to the identities\n"
+	"                                (certificate CN) listed in --admin-allow FILE, with\n"
+	"                                --admin-cert, --admin-key and --admin-ca (PEM) of its own\n"
 	"  --trace-tx FILE               append a line per committed transaction (tests)\n"
 	"  --log-level LEVEL             error, warn, info (default) or debug\n"
 	"  --help, --version\n";
@@ -143,7 +150,8 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 	enum {
 		OPT_JOURNAL_SIZE = 256, OPT_SERVER_NAME, OPT_KEYLOG, OPT_LOG_LEVEL, OPT_ON_FULL,
 		OPT_RESYNC, OPT_MODE, OPT_DEGRADE_AFTER, OPT_SYNC_FALLBACK, OPT_MAX_RATE,
-		OPT_BACKOFF, OPT_HEARTBEAT_TIMEOUT, OPT_CONTROL, OPT_TRACE_TX, OPT_NBD_TLS_CERT,
+		OPT_BACKOFF, OPT_HEARTBEAT_TIMEOUT, OPT_ADMIN, OPT_ADMIN_LISTEN, OPT_ADMIN_CERT,
+		OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW, OPT_TRACE_TX, OPT_NBD_TLS_CERT,
 		OPT_NBD_TLS_KEY, OPT_NBD_TLS_CA,
 	};
 	static const char *const on_full_words[] = { "crack", "block" };
@@ -170,7 +178,12 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		{ "max-rate", required_argument, NULL, OPT_MAX_RATE },
 		{ "backoff", required_argument, NULL, OPT_BACKOFF },
 		{ "heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT_TIMEOUT },
-		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "admin", required_argument, NULL, OPT_ADMIN },
+		{ "admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN },
+		{ "admin-cert", required_argument, NULL, OPT_ADMIN_CERT },
+		{ "admin-key", required_argument, NULL, OPT_ADMIN_KEY },
+		{ "admin-ca", required_argument, NULL, OPT_ADMIN_CA },
+		{ "admin-allow", required_argument, NULL, OPT_ADMIN_ALLOW },
 		{ "trace-tx", required_argument, NULL, OPT_TRACE_TX },
 		{ "nbd-tls-cert", required_argument, NULL, OPT_NBD_TLS_CERT },
 		{ "nbd-tls-key", required_argument, NULL, OPT_NBD_TLS_KEY },
@@ -241,11 +254,16 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 			if (parse_seconds(optarg, 300, &a->heartbeat_timeout_ms) < 0)
 				bad_arg("--heartbeat-timeout: expected seconds (at least 0.3), got '%s'", optarg);
 			break;
-		case OPT_CONTROL:
-			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5])
-				bad_arg("--control: expected unix:PATH, got '%s'", optarg);
-			param = set(&a->control, absolute_unix("--control", optarg));
+		case OPT_ADMIN:
+			if (strcmp(optarg, "none") != 0 && (strncmp(optarg, "unix:", 5) != 0 || !optarg[5]))
+				bad_arg("--admin: expected unix:PATH or none, got '%s'", optarg);
+			param = set(&a->admin, absolute_unix("--admin", optarg));
 			break;
+		case OPT_ADMIN_LISTEN: a->admin_listen = optarg; break;
+		case OPT_ADMIN_CERT: param = set(&a->admin_cert, absolute("--admin-cert", optarg)); break;
+		case OPT_ADMIN_KEY: param = set(&a->admin_key, absolute("--admin-key", optarg)); break;
+		case OPT_ADMIN_CA: param = set(&a->admin_ca, absolute("--admin-ca", optarg)); break;
+		case OPT_ADMIN_ALLOW: param = set(&a->admin_allow, absolute("--admin-allow", optarg)); break;
 		case OPT_TRACE_TX: param = set(&a->trace, absolute("--trace-tx", optarg)); break;
 		case 'v': {
 			char *copy = strdup(optarg);
@@ -322,6 +340,13 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 	if (n_tls != 0 && n_tls != 3)
 		bad_arg("--nbd-tls-cert, --nbd-tls-key and --nbd-tls-ca go together (NBD over TLS "
 			"with client certificates): give all three or none");
+	if (!a->admin) {
+		char *def;
+		if (asprintf(&def, "unix:%s/client-%s.sock", admin_run_dir(), a->volume_name) < 0)
+			bad_arg("out of memory");
+		set(&a->admin, def);
+		a->admin_default = true;
+	}
 	snprintf(dport, sizeof(dport), "%d", FREP_DEFAULT_PORT);
 	if (split_host_port(mirror, a->host, sizeof(a->host), a->port, sizeof(a->port), dport) < 0)
 		bad_arg("--mirror: expected HOST[:PORT], got '%s'", mirror);
@@ -339,7 +364,8 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 void client_options_free(struct client_options *a)
 {
 	const char **strings[] = { &a->journal, &a->cert, &a->key, &a->ca, &a->nbd, &a->keylog,
-				   &a->control, &a->trace, &a->nbd_tls_cert, &a->nbd_tls_key,
+				   &a->admin, &a->admin_cert, &a->admin_key, &a->admin_ca,
+				   &a->admin_allow, &a->trace, &a->nbd_tls_cert, &a->nbd_tls_key,
 				   &a->nbd_tls_ca };
 	for (unsigned i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		set(strings[i], NULL);

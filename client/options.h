@@ -25,7 +25,10 @@ struct client_options {
 	char *paths[CLIENT_MAX_EXTENTS];
 	unsigned n_paths;
 	char host[256], port[8];
-	const char *journal, *cert, *key, *ca, *server_name, *nbd, *keylog, *control, *trace;
+	const char *journal, *cert, *key, *ca, *server_name, *nbd, *keylog, *trace;
+	/* --admin: "unix:PATH" or "none"; admin_default: the default path, not given */
+	const char *admin, *admin_listen, *admin_cert, *admin_key, *admin_ca, *admin_allow;
+	bool admin_default;
 	const char *nbd_tls_cert, *nbd_tls_key, *nbd_tls_ca;
 	uint64_t journal_size, max_rate;
 	int log_level;

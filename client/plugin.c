@@ -6,7 +6,7 @@
  * KEY=VALUE is one of its own options. The lifecycle maps onto nbdkit's:
  *   .config_complete  parses the options with frep-client's own parser;
  *   .get_ready        opens the master (journal redo) before nbdkit listens;
- *   .after_fork       starts the replication and control threads (threads do
+ *   .after_fork       starts the replication and admin threads (threads do
  *                     not survive a fork, and nbdkit may fork before this);
  *   .cleanup          stops them and closes the master.
  */
@@ -31,7 +31,9 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-#include "control.h"
+#include "admin-master.h"
+#include "events.h"
+#include "fsm.h"
 #include "log.h"
 #include "master.h"
 #include "options.h"
@@ -69,7 +71,6 @@ static struct {
 	bool opened;
 	struct tls_config *tls;
 	struct session *s;
-	struct control *ctl;
 	/* Shutdown relay: quit_handler writes the signal number, stopper reads it. */
 	int stop_pipe[2];
 	pthread_t stopper;
@@ -191,6 +192,7 @@ static int frep_get_ready(void)
 		.sync_fail = o->sync_fail,
 		.degrade_after_s = o->degrade_after_s,
 		.trace_path = o->trace,
+		.max_rate = o->max_rate,
 		.lock_fd = frep.lock_fd,
 	};
 	if (master_open(&frep.m, &mo, err, sizeof(err), &exit_code) < 0) {
@@ -208,7 +210,6 @@ static int frep_get_ready(void)
 		/* nbdkit's own status for a failed .get_ready would be 1. */
 		plugin_exit(exit_code);
 	}
-	atomic_store(&frep.m.max_rate, o->max_rate);
 	frep.opened = true;
 	return 0;
 }
@@ -377,13 +378,40 @@ static int relay_quit_signals(void)
 	return 0;
 }
 
+/*
+ * Every state change, as it happens: the master's published state (which the
+ * admin API's commands check) and an event for Watch.
+ */
+static void on_state_change(const char *volume, bool mirror, int from, int to, const char *event,
+			    const char *reason)
+{
+	pthread_mutex_lock(&frep.m.lock);
+	frep.m.state = (enum master_state)to;
+	frep.m.state_since_unix_ms = wall_ms();
+	pthread_mutex_unlock(&frep.m.lock);
+	events_fsm_observer(volume, mirror, from, to, event, reason);
+}
+
 static int start_threads(void)
 {
 	char err[512];
 	const struct client_options *o = &frep.o;
 
-	/* The control socket first: a bad path fails before anything else runs. */
-	if (o->control && !(frep.ctl = control_start(o->control, &frep.m, err, sizeof(err)))) {
+	/* Every state change from NEW on is an admin API event. */
+	fsm_observer = on_state_change;
+	/* The admin API before replication: Status answers from the first moment. */
+	struct admin_opts ao = {
+		.daemon = FREP_CLIENT_PROG,
+		.unix_path = strcmp(o->admin, "none") == 0 ? NULL : o->admin + 5,
+		.listen = o->admin_listen,
+		.cert = o->admin_cert,
+		.key = o->admin_key,
+		.ca = o->admin_ca,
+		.allow = o->admin_allow,
+		.ops = &admin_master_ops,
+		.ctx = &frep.m,
+	};
+	if (admin_start(&ao, err, sizeof(err)) < 0) {
 		nbdkit_error("%s", err);
 		return -1;
 	}
@@ -438,8 +466,9 @@ static void frep_cleanup(void)
 	for (int i = 0; i < 2; i++)
 		if (frep.stop_pipe[i] >= 0)
 			close(frep.stop_pipe[i]);
+	/* The admin API first: its handlers read the master, which goes next. */
+	admin_stop();
 	/* Writers blocked on a full buffer wake before the session is joined. */
-	control_stop(frep.ctl);
 	if (frep.opened) {
 		master_stop(&frep.m);
 		if (frep.s)

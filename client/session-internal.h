@@ -105,6 +105,9 @@ struct session {
 	uint64_t backoff_ms;
 	uint64_t last_free_ms, last_heartbeat_ms, last_progress_ms, heartbeat_seq;
 	uint64_t rate_mark_ms, rate_mark_bytes;
+	uint64_t rate_copy_bytes;		 /* copy_bytes at the last rate sample */
+	const struct tls_conn *published_conn; /* the link m->peer describes */
+	uint32_t peer_error;			 /* the code of an ERROR the mirror sent */
 };
 
 /* session.c */

@@ -263,13 +263,17 @@ int session_wait_event(struct session *s, int timeout_ms)
 	return 0;
 }
 
-/* Operator requests from the control socket. 0, or -1 if the state changed. */
+/*
+ * Operator settings from the admin API. A pause holds until resumed, across
+ * reconnects and restarts: INSYNC with it set pauses at once. 0, or -1 if the
+ * state changed.
+ */
 static int take_requests(struct session *s)
 {
 	struct master *m = s->m;
 	pthread_mutex_lock(&m->lock);
-	bool pause = m->pause_req, resume = m->resume_req, full = m->resync_full_req;
-	m->pause_req = m->resume_req = false;
+	bool paused = m->paused, full = m->resync_full_req;
+	bool pause = paused && s->fsm.state == MS_INSYNC, resume = !paused && s->fsm.state == MS_IDLE;
 	if (full && (s->fsm.state == MS_INSYNC || s->fsm.state == MS_IDLE))
 		m->resync_full_req = false;
 	pthread_mutex_unlock(&m->lock);

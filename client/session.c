@@ -11,6 +11,7 @@
 
 #include "bitmap.h"
 #include "crashpoint.h"
+#include "events.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "log.h"
@@ -33,6 +34,19 @@ static void disconnect(struct session *s)
 	s->c = NULL;
 	s->copying = false;
 	s->pass_open = false;
+}
+
+/* The last error, for Status and Watch; in ERROR also the state's reason. */
+static void note_error(struct session *s, const char *code, const char *why)
+{
+	pthread_mutex_lock(&s->m->lock);
+	struct status_error *le = &s->m->last_error;
+	le->set = true;
+	snprintf(le->code, sizeof(le->code), "%s", code);
+	snprintf(le->message, sizeof(le->message), "%s", why);
+	le->time_unix_ms = wall_ms();
+	pthread_mutex_unlock(&s->m->lock);
+	events_publish(EVENT_ERROR, s->m->name, 0, 0, "%s", why);
 }
 
 void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, const char *fmt, ...)
@@ -59,11 +73,14 @@ void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, c
 		log_error(s->m->name, "mirror %s:%s: %s", s->o.host, s->o.port, why);
 	if (master_fsm_feed(&s->fsm, ev, why) < 0 && ev != ME_SEVERE)
 		master_fsm_feed(&s->fsm, ME_SEVERE, why);
-	if (s->fsm.state == MS_ERROR) {
-		pthread_mutex_lock(&s->m->lock);
-		snprintf(s->m->error, sizeof(s->m->error), "%s", why);
-		pthread_mutex_unlock(&s->m->lock);
-	}
+	/* The code as the operator knows it: the wire's, the mirror's, or what happened. */
+	const char *code = wire_code	     ? frep_error_name(wire_code)
+			   : s->peer_error   ? frep_error_name(s->peer_error)
+			   : ev == ME_MINOR  ? "MINOR"
+			   : ev == ME_SEVERE ? "SEVERE"
+					     : "LINK_LOST";
+	s->peer_error = 0;
+	note_error(s, code, why);
 }
 
 /* Feeds the event a received message stands for; an illegal one is a protocol error. */
@@ -107,6 +124,7 @@ int session_recv(struct session *s, struct frame *f)
 	if (f->hdr.type == FREP_MSG_ERROR) {
 		Frep__V1__Error *e = (Frep__V1__Error *)f->msg;
 		bool severe = e->severe || frep_error_is_severe(e->code);
+		s->peer_error = e->code;
 		session_fail(s, severe ? ME_SEVERE : ME_MINOR, 0, "mirror reported %s: %s",
 		     frep_error_name(e->code), e->message);
 		return -1;
@@ -135,13 +153,17 @@ void session_log_progress(struct session *s, uint64_t now)
 	char eta[24] = "-";
 	if (s->copying && rate)
 		snprintf(eta, sizeof(eta), "%" PRIu64 "s", (s->copy_total - s->copy_off) / rate);
-	log_info(m->name,
-		 "progress state=%s copied=%s total=%s rate=%s/s eta=%s lag_tx=%" PRIu64
+	char line[256];
+	snprintf(line, sizeof(line),
+		 "state=%s copied=%s total=%s rate=%s/s eta=%s lag_tx=%" PRIu64
 		 " lag_bytes=%s buffer_free=%" PRIu64 "%%",
 		 master_state_name(s->fsm.state), format_size(s->copy_off, a, sizeof(a)),
 		 format_size(s->copy_total, b, sizeof(b)), format_size(rate, c, sizeof(c)), eta,
 		 committed - acked, format_size(lag, d, sizeof(d)),
 		 cap ? (cap - used) * 100 / cap : 0);
+	log_info(m->name, "progress %s", line);
+	/* Watch's progress tick: the same figures, and the volume's status with it. */
+	events_publish(EVENT_PROGRESS, m->name, 0, 0, "%s", line);
 	s->rate_mark_ms = now;
 	s->rate_mark_bytes = s->copy_bytes;
 	s->last_progress_ms = now;
@@ -187,9 +209,20 @@ static void sample_rates(struct session *s, uint64_t now)
 	bool keeps_up = !waited && (dirty <= drain || lag < cap / (2 * FREE_STEP));
 	s->outrun_samples = growing ? s->outrun_samples + 1 : 0;
 
+	uint64_t copy_rate = first || s->copy_bytes < s->rate_copy_bytes
+				     ? 0
+				     : (s->copy_bytes - s->rate_copy_bytes) * 1000 / dt;
+	s->rate_copy_bytes = s->copy_bytes;
 	pthread_mutex_lock(&m->lock);
 	m->dirty_rate = dirty;
 	m->drain_rate = drain;
+	m->copy.active = s->copying;
+	m->copy.done_bytes = s->copy_off;
+	m->copy.total_bytes = s->copy_total;
+	m->copy.rate_bps = copy_rate;
+	m->copy.eta_seconds = copy_rate && s->copy_total > s->copy_off
+				      ? (s->copy_total - s->copy_off + copy_rate - 1) / copy_rate
+				      : 0;
 	if (s->outrun_samples >= OUTRUN_SAMPLES)
 		m->outrun = true;
 	else if (keeps_up)
@@ -272,7 +305,24 @@ void session_publish_state(struct session *s)
 	/* A paused mirror acknowledges nothing: IDLE runs the degrade clock too. */
 	bool insync = s->fsm.state == MS_INSYNC;
 	pthread_mutex_lock(&m->lock);
-	m->state = s->fsm.state;
+	/* The copy pass and the peer, as the admin API's Status shows them. */
+	m->copy.active = s->copying;
+	m->copy.done_bytes = s->copy_off;
+	m->copy.total_bytes = s->copy_total;
+	m->copy_full = s->pass_full;
+	if (s->c != s->published_conn) {
+		struct status_peer *p = &m->peer;
+		memset(p, 0, sizeof(*p));
+		if (s->c) {
+			p->connected = true;
+			snprintf(p->address, sizeof(p->address), "%s", tls_peer_addr(s->c));
+			snprintf(p->identity, sizeof(p->identity), "%s", tls_peer_cn(s->c));
+			snprintf(p->cipher, sizeof(p->cipher), "%s", tls_cipher(s->c));
+			p->lanes = 1;
+			p->compression_ratio = 1;
+		}
+		s->published_conn = s->c;
+	}
 	if (insync && !m->insync) {
 		m->unreachable_since_ms = 0;
 		if (m->degraded)
@@ -285,8 +335,6 @@ void session_publish_state(struct session *s)
 	}
 	m->insync = insync;
 	verify_state_locked(m, s->fsm.state);
-	if (s->fsm.state != MS_ERROR)
-		m->error[0] = '\0';
 	pthread_mutex_unlock(&m->lock);
 }
 static void backoff_wait(struct session *s)
@@ -334,9 +382,10 @@ void session_enter(struct session *s)
 	if (m->journal_damage[0]) {
 		/* A damaged committed record: replicating on could hide divergence. */
 		master_fsm_feed(&s->fsm, ME_JOURNAL_FAIL, m->journal_damage);
-		pthread_mutex_lock(&m->lock);
-		snprintf(m->error, sizeof(m->error), "%s", m->journal_damage);
-		pthread_mutex_unlock(&m->lock);
+		const char *prefix = "CHECKSUM: ", *why = m->journal_damage;
+		if (strncmp(why, prefix, strlen(prefix)) == 0)
+			why += strlen(prefix);
+		note_error(s, "CHECKSUM", why);
 	} else {
 		master_fsm_feed(&s->fsm, ME_JOURNAL_OK, NULL);
 	}

@@ -37,6 +37,7 @@ struct verify {
 
 	struct status_verify st;
 	bool aborting;
+	char why[STATUS_TEXT_MAX]; /* aborting: the outcome, "aborted: ..." or "failed: ..." */
 	uint64_t cursor;	  /* next region of the first walk */
 	uint64_t *retry;	  /* regions answered NOT_AT_TXID: asked again */
 	size_t n_retry, cap_retry;
@@ -90,7 +91,7 @@ void verify_abort_locked(struct master *m, const char *why)
 	if (!v || !v->st.running || v->aborting)
 		return;
 	v->aborting = true;
-	snprintf(v->st.outcome, sizeof(v->st.outcome), "%s", why);
+	snprintf(v->why, sizeof(v->why), "%s", why);
 	/* Not hashed yet, or not sent: never sent now, so the session is not held (VFY-3). */
 	v->q_tail = v->q_sent;
 	pthread_cond_broadcast(&v->cond);
@@ -332,17 +333,9 @@ static void *verify_main(void *arg)
 	compare_locked(m, v, buf, &b);
 	if (v->st.repair)
 		repair_locked(m, v, buf, &b);
-	if (!v->aborting) {
-		if (!v->n_bad)
-			snprintf(v->st.outcome, sizeof(v->st.outcome), "ok: no region differs");
-		else if (v->st.repair)
-			snprintf(v->st.outcome, sizeof(v->st.outcome),
-				 "repaired: %zu regions differed and were rewritten from the master",
-				 v->n_bad);
-		else
-			snprintf(v->st.outcome, sizeof(v->st.outcome), "mismatch: %zu regions differ",
-				 v->n_bad);
-	}
+	/* admin.proto's words: "ok", "mismatch", "repaired", or why it stopped. */
+	const char *outcome = v->aborting ? v->why : !v->n_bad ? "ok" : v->st.repair ? "repaired"
+										: "mismatch";
 	/* The result line names every mismatching region (the admin API has them too). */
 	char list[1024] = "";
 	size_t used = 0;
@@ -353,11 +346,13 @@ static void *verify_main(void *arg)
 		snprintf(list + used, sizeof(list) - used, " ...");
 	progress_locked(m, v);
 	log_info(m->name, "verify %" PRIu64 " done in %" PRIu64 " ms: %s; %" PRIu64
-		 " bytes compared; mismatching regions: %s", v->st.verify_id,
-		 now_ms() - v->started_ms, v->st.outcome, v->st.progress.done_bytes,
-		 v->n_bad ? list : "none");
-	events_publish(EVENT_VERIFY_DONE, m->name, 0, 0, "%s", v->st.outcome);
-	v->st.finished_unix_ms = now_unix_ms();
+		 " bytes compared, %zu regions differ%s; mismatching regions: %s", v->st.verify_id,
+		 now_ms() - v->started_ms, outcome, v->st.progress.done_bytes, v->n_bad,
+		 v->st.repair ? " (repair asked)" : "", v->n_bad ? list : "none");
+	events_publish(EVENT_VERIFY_DONE, m->name, 0, 0, "verify %" PRIu64 ": %s, %zu regions differ",
+		       v->st.verify_id, outcome, v->n_bad);
+	snprintf(v->st.outcome, sizeof(v->st.outcome), "%s", outcome);
+	v->st.finished_unix_ms = wall_ms();
 	v->st.running = false;
 	v->st.progress.active = false;
 	pthread_mutex_unlock(&m->lock);
@@ -395,7 +390,7 @@ int master_verify_start(struct master *m, bool repair, uint64_t *verify_id, stru
 		.running = true,
 		.repair = repair,
 		.progress = { .active = true, .total_bytes = m->vol.size },
-		.started_unix_ms = now_unix_ms(),
+		.started_unix_ms = wall_ms(),
 	};
 	v->aborting = false;
 	v->cursor = 0;

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "status.h"
 
@@ -23,6 +24,7 @@ enum admin_code {
 	ADMIN_PERMISSION_DENIED = 7,
 	ADMIN_RESOURCE_EXHAUSTED = 8,
 	ADMIN_FAILED_PRECONDITION = 9,
+	ADMIN_UNIMPLEMENTED = 12,
 	ADMIN_INTERNAL = 13,
 	ADMIN_UNAVAILABLE = 14,
 };
@@ -79,6 +81,22 @@ struct admin_opts {
  */
 int admin_check(const struct admin_opts *o, char *err, size_t err_len);
 
+enum { ADMIN_MAX_ALLOW = 256 };
+
+/* The parts of admin_check, for admin.c. */
+int admin_check_unix_path(const char *path, char *err, size_t err_len);
+/* One CN per line, '#' starts a comment; at least one. 0, or -1 with err. */
+int admin_allow_load(const char *path, char (*allow)[STATUS_TEXT_MAX], unsigned max,
+		     unsigned *n_allow, char *err, size_t err_len);
+/* The whole file, NUL-terminated (gRPC wants PEM strings), or NULL with err. */
+char *admin_slurp(const char *what, const char *path, char *err, size_t err_len);
+
+/*
+ * Creates admin_run_dir() (0755) if unix_path is directly in it and it is
+ * missing: the default sockets' directory. 0, or -1 with err.
+ */
+int admin_make_run_dir(const char *unix_path, char *err, size_t err_len);
+
 /*
  * Starts the admin thread and its listeners. Call with the quit signals
  * blocked (gRPC's threads inherit the mask) and never fork afterwards.
@@ -89,9 +107,15 @@ int admin_start(const struct admin_opts *o, char *err, size_t err_len);
 /* Ends every call (watchers get UNAVAILABLE), stops the thread, shuts gRPC down. */
 void admin_stop(void);
 
-/* The default unix socket paths (README "Running in production"). */
-#define ADMIN_RUN_DIR "/run/frep"
-#define ADMIN_SERVER_SOCKET ADMIN_RUN_DIR "/server.sock"
-#define ADMIN_CLIENT_SOCKET_FMT ADMIN_RUN_DIR "/client-%s.sock"
+/*
+ * Where the default admin sockets live: /run/frep/server.sock and
+ * /run/frep/client-VOLUME.sock (frepctl asks these), or $FREP_RUN_DIR
+ * instead of /run/frep (tests, unprivileged runs).
+ */
+static inline const char *admin_run_dir(void)
+{
+	const char *d = getenv("FREP_RUN_DIR");
+	return d && *d ? d : "/run/frep";
+}
 
 #endif

@@ -7,19 +7,13 @@
 
 #include "events.h"
 #include "fsm.h"
+#include "util.h"
 
 static struct {
 	pthread_mutex_t mu;
 	uint64_t head; /* seq of the next event; ring[seq % EVENTS_RING] holds seq */
 	struct event ring[EVENTS_RING];
 } ev = { .mu = PTHREAD_MUTEX_INITIALIZER, .head = 1 };
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void events_publish(enum event_kind kind, const char *volume, int old_state, int new_state,
 		    const char *fmt, ...)
@@ -62,6 +56,15 @@ int events_get(uint64_t seq, struct event *e)
 	}
 	pthread_mutex_unlock(&ev.mu);
 	return r;
+}
+
+void events_fsm_observer(const char *volume, bool mirror, int from, int to, const char *event,
+			 const char *reason)
+{
+	int old_state = mirror ? events_mirror_state(from) : events_master_state(from);
+	int new_state = mirror ? events_mirror_state(to) : events_master_state(to);
+	events_publish(EVENT_STATE_CHANGE, volume, old_state, new_state, "event %s%s%s", event,
+		       reason ? " reason: " : "", reason ? reason : "");
 }
 
 /* frep.admin.v1.State values, in the proto's order. */

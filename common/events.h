@@ -57,6 +57,10 @@ uint64_t events_head(void);
  */
 int events_get(uint64_t seq, struct event *e);
 
+/* fsm_observer (fsm.h) for both roles: every state change becomes an event. */
+void events_fsm_observer(const char *volume, bool mirror, int from, int to, const char *event,
+			 const char *reason);
+
 /* Maps the FSM's states to frep.admin.v1.State. */
 int events_master_state(int master_state);
 int events_mirror_state(int mirror_state);

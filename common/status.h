@@ -66,6 +66,7 @@ struct status_master {
 	uint64_t max_rate_bps;
 	uint64_t full_waits, journal_appends, journal_syncs, cracks;
 	uint64_t volume_size_bytes;
+	bool outrun;
 };
 
 struct status_mirror {

@@ -181,13 +181,6 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int64_t now_unix_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void rate_budget_start(struct rate_budget *b, uint64_t now)
 {
 	b->bytes = 0;
@@ -204,6 +197,13 @@ uint64_t rate_budget_wait_ms(struct rate_budget *b, uint64_t rate, uint64_t now)
 		return 0;
 	uint64_t due = b->bytes * 1000 / rate, spent = now - b->start_ms;
 	return spent >= due ? 0 : due - spent;
+}
+
+int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 uint64_t now_ms(void)

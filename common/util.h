@@ -40,8 +40,8 @@ bool is_loopback_host(const char *host);
 /* Monotonic clock in ms / ns. */
 uint64_t now_ms(void);
 uint64_t now_ns(void);
-/* Wall clock, ms since the Unix epoch (status times). */
-int64_t now_unix_ms(void);
+/* Wall clock: ms since the Unix epoch (timestamps for operators). */
+int64_t wall_ms(void);
 
 /*
  * A rate budget (--max-rate, SetRate): bytes spent since start_ms at rate

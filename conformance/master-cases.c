@@ -955,6 +955,8 @@ static int vfy_compare(struct cctx *x)
 	STEP(ms_verify(s, false));
 	STEP(ms_write(s, s->volume_size - 8192, 4096, 77)); /* a write while it runs */
 	STEP(ms_verify_all(s, UINT64_MAX, &off, &len));
+	STEP(ms_txs(s, s->committed)); /* the write's TX, if it came after every VERIFY */
+	STEP(ms_ack(s, s->committed));
 	STEP(ms_quiet(s, 300));
 	return ms_check_image(s, "after a verify");
 }

@@ -16,7 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin-mirror.h"
 #include "authz.h"
+#include "events.h"
+#include "fsm.h"
 #include "log.h"
 #include "session.h"
 #include "store.h"
@@ -36,6 +39,8 @@ static const char usage[] =
 	"Usage: " PROG " --listen HOST[:PORT] --data-dir DIR --cert FILE --key FILE --ca FILE\n"
 	"                   [--allow FILE] [--keylog FILE] [--heartbeat-timeout SECS]\n"
 	"                   [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
+	"                   [--admin unix:PATH|none] [--admin-listen HOST:PORT --admin-cert FILE\n"
+	"                    --admin-key FILE --admin-ca FILE --admin-allow FILE]\n"
 	"\n"
 	"Accepts masters (frep-client) that present a certificate signed by --ca, and\n"
 	"keeps their mirror volumes under DIR.\n"
@@ -52,6 +57,12 @@ static const char usage[] =
 	"  --heartbeat-timeout SECS  a master silent this long is gone (default 30)\n"
 	"  --trace-tx FILE         append a line per applied transaction (tests)\n"
 	"  --log-level LEVEL       error, warn, info (default) or debug\n"
+	"  --admin unix:PATH|none  the admin API's socket, mode 0600 (frepctl; default\n"
+	"                          /run/frep/server.sock, or $FREP_RUN_DIR/server.sock)\n"
+	"  --admin-listen HOST:PORT  also serve the admin API over TLS to the identities\n"
+	"                          (certificate CN) listed in --admin-allow FILE, with\n"
+	"                          --admin-cert, --admin-key, --admin-ca (PEM) of its own;\n"
+	"                          admin identities never replicate, and masters never admin\n"
 	"  --help, --version\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
@@ -59,13 +70,16 @@ static const char usage[] =
 struct args {
 	char host[256], port[8];
 	const char *data_dir, *cert, *key, *ca, *allow, *keylog, *trace;
+	struct admin_opts admin;
+	char admin_path[4096];
 	int log_level;
 	uint64_t heartbeat_timeout_ms;
 };
 
 static void parse_args(struct args *a, int argc, char **argv)
 {
-	enum { OPT_KEYLOG = 256, OPT_LOG_LEVEL, OPT_HEARTBEAT_TIMEOUT, OPT_TRACE_TX };
+	enum { OPT_KEYLOG = 256, OPT_LOG_LEVEL, OPT_HEARTBEAT_TIMEOUT, OPT_TRACE_TX, OPT_ADMIN,
+	       OPT_ADMIN_LISTEN, OPT_ADMIN_CERT, OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "data-dir", required_argument, NULL, 'd' },
@@ -77,11 +91,17 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "heartbeat-timeout", required_argument, NULL, OPT_HEARTBEAT_TIMEOUT },
 		{ "trace-tx", required_argument, NULL, OPT_TRACE_TX },
+		{ "admin", required_argument, NULL, OPT_ADMIN },
+		{ "admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN },
+		{ "admin-cert", required_argument, NULL, OPT_ADMIN_CERT },
+		{ "admin-key", required_argument, NULL, OPT_ADMIN_KEY },
+		{ "admin-ca", required_argument, NULL, OPT_ADMIN_CA },
+		{ "admin-allow", required_argument, NULL, OPT_ADMIN_ALLOW },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	const char *listen_spec = NULL;
+	const char *listen_spec = NULL, *admin = NULL;
 	char dport[8];
 
 	memset(a, 0, sizeof(*a));
@@ -101,6 +121,12 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case 'A': a->allow = optarg; break;
 		case OPT_KEYLOG: a->keylog = optarg; break;
 		case OPT_TRACE_TX: a->trace = optarg; break;
+		case OPT_ADMIN: admin = optarg; break;
+		case OPT_ADMIN_LISTEN: a->admin.listen = optarg; break;
+		case OPT_ADMIN_CERT: a->admin.cert = optarg; break;
+		case OPT_ADMIN_KEY: a->admin.key = optarg; break;
+		case OPT_ADMIN_CA: a->admin.ca = optarg; break;
+		case OPT_ADMIN_ALLOW: a->admin.allow = optarg; break;
 		case OPT_HEARTBEAT_TIMEOUT:
 			if (parse_seconds(optarg, 300, &a->heartbeat_timeout_ms) < 0)
 				bad_arg("--heartbeat-timeout: expected seconds (at least 0.3), got '%s'", optarg);
@@ -123,6 +149,14 @@ static void parse_args(struct args *a, int argc, char **argv)
 		bad_arg("--data-dir is required (directory of the mirror volumes)");
 	if (!a->cert || !a->key || !a->ca)
 		bad_arg("--cert, --key and --ca are required (PEM files)");
+	if (!admin)
+		snprintf(a->admin_path, sizeof(a->admin_path), "%s/server.sock", admin_run_dir());
+	else if (strncmp(admin, "unix:", 5) == 0 && admin[5])
+		snprintf(a->admin_path, sizeof(a->admin_path), "%s", admin + 5);
+	else if (strcmp(admin, "none") != 0)
+		bad_arg("--admin: expected unix:PATH or none, got '%s'", admin);
+	a->admin.unix_path = a->admin_path[0] ? a->admin_path : NULL;
+	a->admin.daemon = PROG;
 	snprintf(dport, sizeof(dport), "%d", FREP_DEFAULT_PORT);
 	if (split_host_port(listen_spec, a->host, sizeof(a->host), a->port, sizeof(a->port),
 			    dport) < 0)
@@ -297,6 +331,13 @@ int main(int argc, char **argv)
 		close(lock_fd);
 		return 2;
 	}
+	if ((a.admin.unix_path && admin_make_run_dir(a.admin.unix_path, err, sizeof(err)) < 0) ||
+	    admin_check(&a.admin, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		authz_free(allow);
+		close(lock_fd);
+		return 2;
+	}
 	tls = tls_config_new(TLS_ROLE_SERVER, a.cert, a.key, a.ca, a.keylog, err, sizeof(err));
 	if (!tls) {
 		fprintf(stderr, PROG ": %s\n", err);
@@ -327,6 +368,15 @@ int main(int argc, char **argv)
 	atomic_init(&srv.stopping, false);
 	for (unsigned i = 0; i < MAX_CONNECTIONS; i++)
 		conn_fds[i] = -1;
+	/* The admin API once the journals are replayed, so Status is true from its first answer. */
+	fsm_observer = events_fsm_observer;
+	a.admin.ops = &admin_mirror_ops;
+	a.admin.ctx = &srv;
+	if (admin_start(&a.admin, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		rc = 2;
+		goto out;
+	}
 	log_info(NULL, "listening on %s, data dir %s%s", bound, a.data_dir,
 		 allow ? ", --allow rules in force" : "");
 
@@ -348,6 +398,8 @@ int main(int argc, char **argv)
 			accept_one(&srv, tls, lfd);
 	}
 
+	/* The admin API first: watchers get UNAVAILABLE, and nothing new starts. */
+	admin_stop();
 	/* Sessions notice within their poll interval, say Goodbye and save state. */
 	close(lfd);
 	lfd = -1;
@@ -381,6 +433,7 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	admin_stop();
 	if (lfd >= 0)
 		close(lfd);
 	if (sfd >= 0)

@@ -9,10 +9,13 @@
 
 #include "authz.h"
 #include "crashpoint.h"
+#include "events.h"
+#include "frep/admin/v1/admin.pb-c.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "fsm.h"
 #include "log.h"
+#include "registry.h"
 #include "session.h"
 #include "store.h"
 #include "tls.h"
@@ -81,6 +84,11 @@ struct msession {
 	uint64_t last_checkpoint_ms;
 	uint8_t *verify_buf;   /* VERIFY_BUF bytes, allocated at the first VERIFY */
 	bool done;	       /* session over: close */
+	/* What the admin API sees of this volume while the session holds it (registry.h). */
+	struct mirror_live live;
+	struct vol_status live_st;
+	bool live_added;
+	uint64_t copy_total; /* bytes of the current copy pass (StartCopy) */
 	bool linger;	       /* ...after an Error, once the master stops sending (see linger()) */
 };
 
@@ -115,6 +123,62 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 	}
 	frame_send_error(s->c, code, "%s", why);
 	s->done = true;
+	struct status_error *e = &s->live_st.last_error;
+	e->set = true;
+	snprintf(e->code, sizeof(e->code), "%s", frep_error_name(code));
+	snprintf(e->message, sizeof(e->message), "%s", why);
+	e->time_unix_ms = wall_ms();
+	events_publish(EVENT_ERROR, vol(s), 0, 0, "%s: %s", frep_error_name(code), why);
+}
+
+/* Copies the volume's status as this session holds it into the registry. */
+static void publish(struct msession *s)
+{
+	if (!s->live_added)
+		return;
+	struct vol_status *v = &s->live_st;
+	struct status_mirror *m = &v->mirror;
+	if (!m->owner_identity[0] && s->mv.owner[0]) /* a new volume: pinned at MAKEPARTS */
+		snprintf(m->owner_identity, sizeof(m->owner_identity), "%s", s->mv.owner);
+	int state = events_mirror_state(s->fsm.state);
+	if (state != v->state) {
+		v->state = state;
+		v->state_since_unix_ms = wall_ms();
+	}
+	if (m->consistent != s->mv.consistent || m->consistent_txid != s->mv.consistent_txid)
+		m->consistent_unix_ms = s->mv.consistent ? wall_ms() : 0;
+	m->consistent = s->mv.consistent;
+	m->consistent_txid = s->mv.consistent_txid;
+	m->last_applied_txid = s->mv.applied_txid;
+	m->journal_used_bytes = s->mv.j ? journal_used(s->mv.j) : 0;
+	m->journal_size_bytes = s->mv.j ? journal_capacity(s->mv.j) : 0;
+	m->volume_size_bytes = s->mv.vol_open ? s->mv.vol.size : 0;
+	m->copy.active = (s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC) &&
+			 !s->copy_done;
+	m->copy.done_bytes = s->copy_through;
+	m->copy.total_bytes = s->copy_total;
+	registry_update(&s->live, v);
+}
+
+/* The session holds the volume from HELLO on: the admin API sees it live. */
+static void go_live(struct msession *s)
+{
+	struct vol_status *v = &s->live_st;
+	struct status_peer *p = &v->mirror.connected_master;
+	snprintf(v->name, sizeof(v->name), "%s", s->volume);
+	v->role = FREP__ADMIN__V1__ROLE__MIRROR;
+	v->state = events_mirror_state(s->fsm.state);
+	v->state_since_unix_ms = wall_ms();
+	snprintf(v->mirror.owner_identity, sizeof(v->mirror.owner_identity), "%s", s->mv.owner);
+	p->connected = true;
+	snprintf(p->address, sizeof(p->address), "%s", tls_peer_addr(s->c));
+	snprintf(p->identity, sizeof(p->identity), "%s", tls_peer_cn(s->c));
+	snprintf(p->cipher, sizeof(p->cipher), "%s", tls_cipher(s->c));
+	p->lanes = 1;
+	p->compression_ratio = 1;
+	registry_add(&s->live, v);
+	s->live_added = true;
+	publish(s);
 }
 
 #ifdef FREP_CONFORM_BREAK
@@ -258,6 +322,7 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	w.copy_base = copying ? s->mv.copy_base : 0;
 	w.has_verify = true;
 	w.verify = true;
+	go_live(s);
 	log_info(vol(s), "master %s (%s, node %s, generation %" PRIu64 ") connected: known=%d durable_txid=%" PRIu64,
 		 who, tls_peer_addr(s->c), h->master_node, h->generation, w.known, durable);
 	send_msg(s, FREP_MSG_WELCOME, &w.base);
@@ -400,6 +465,7 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	s->copy_done = false;
 	s->copy_unsynced = 0;
 	s->copy_through = sc->start_offset;
+	s->copy_total = sc->total_bytes;
 	s->copy_acked_through = sc->start_offset;
 	s->copy_acked_ms = now_ms();
 	log_info(vol(s), "%s %s pass %s: %" PRIu64 " bytes, base TXID %" PRIu64,
@@ -980,6 +1046,7 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 			}
 			if (!s->done && s->have_volume)
 				copy_ack_if_due(s);
+			publish(s);
 			if (now_ms() - last_frame_ms > srv->heartbeat_timeout_ms) {
 				log_warn(vol(s), "master %s silent for %" PRIu64 " ms (--heartbeat-timeout): closing",
 					 tls_peer_addr(c), now_ms() - last_frame_ms);
@@ -1007,7 +1074,10 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 			if (store_checkpoint(&s->mv) < 0)
 				session_error(s, FREP_E_IO, "checkpoint failed: %s", strerror(errno));
 		}
+		publish(s);
 	}
+	if (s->live_added)
+		registry_remove(&s->live);
 	for (unsigned i = 0; i < s->n_held; i++)
 		give_back(s, &s->held[i]);
 	batch_clear(s);
