@@ -27,7 +27,9 @@ PIDS+=($!)
 wait_for 10 "the silent connections" test -e "$T/silent.ready"
 
 # A watcher that reads its first event, then stops reading.
-admin vol Watch '{"volume": "vol"}' --stall-until "$T/read-again" >"$T/watch.out" 2>"$T/watch.err" &
+# (Started directly, not through lib.sh's admin function: $! must be python's own PID.)
+/usr/bin/python3 "$FREP_SRC/tests/tools/admin-client.py" "unix:$SOCK" Watch '{"volume": "vol"}' \
+	--stall-until "$T/read-again" >"$T/watch.out" 2>"$T/watch.err" &
 WATCHER=$!
 PIDS+=("$WATCHER")
 wait_for 10 "the watcher to stall" grep -q stalled "$T/watch.out"

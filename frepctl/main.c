@@ -1,0 +1,243 @@
+/* frepctl: the admin CLI of frep-server and frep-client, over their gRPC admin API. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "frepctl.h"
+#include "util.h"
+
+static const char usage[] =
+	"Usage: " PROG " [--admin unix:PATH | --connect HOST:PORT --ca FILE --cert FILE --key FILE\n"
+	"                [--server-name NAME]] [--json] COMMAND\n"
+	"\n"
+	"Commands:\n"
+	"  status [VOLUME]             every volume, or one: role, state, peer, lag, progress\n"
+	"  watch [VOLUME]              the current state, then one line per event, until\n"
+	"                              interrupted (like drbdsetup events2)\n"
+	"  pause VOLUME                suspend sequencing (INSYNC -> IDLE); persists\n"
+	"  resume VOLUME               resume sequencing (IDLE -> INSYNC)\n"
+	"  resync VOLUME --full [--wait]  copy every allocated block again\n"
+	"  set-rate VOLUME RATE        copy and verify rate, bytes/s with K, M, G suffixes\n"
+	"                              (50M); 0 = unlimited; persists\n"
+	"  verify VOLUME [--repair] [--wait]  compare master and mirror by checksums;\n"
+	"                              --repair resends mismatching regions\n"
+	"\n"
+	"Options:\n"
+	"  --admin unix:PATH           the daemon's admin socket\n"
+	"  --connect HOST:PORT         a daemon's --admin-listen, over TLS with the admin\n"
+	"                              certificate --cert, its key --key, and --ca, the CA\n"
+	"                              that signed the daemon's certificate\n"
+	"  --server-name NAME          the name the daemon's certificate must carry\n"
+	"                              (default: HOST)\n"
+	"  --json                      machine-readable output: one JSON document; watch\n"
+	"                              prints one JSON object per line\n"
+	"  --wait                      follow the resync or verify to its end, with a\n"
+	"                              progress bar on a terminal\n"
+	"  --help, --version\n"
+	"\n"
+	"Without --admin or --connect, frepctl asks every local daemon: /run/frep/server.sock\n"
+	"and /run/frep/client-*.sock ($FREP_RUN_DIR overrides /run/frep), and sends a\n"
+	"command on VOLUME to the daemon that has it (its master, if both roles run here).\n"
+	"\n"
+	"Exit status: 0 ok; 1 the operation failed (the daemon refused it: unknown volume,\n"
+	"wrong state, bad argument, permission denied; verify --wait found regions that\n"
+	"differ and were not repaired); 2 usage; 3 a daemon could not be reached (no\n"
+	"socket, stale socket, TLS refused, no answer in time, or it shut down).\n";
+
+#define bad_arg(...) usage_error(PROG, __VA_ARGS__)
+
+int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *res)
+{
+	if (conn)
+		rpc_explain(conn, res);
+	int rc = rpc_exit_code(res->code);
+	fprintf(stderr, PROG ": %s%s%s: ", c->cmd, c->volume ? " " : "", c->volume ? c->volume : "");
+	if (conn && (c->targets->n > 1 || rc == EXIT_UNREACHABLE))
+		fprintf(stderr, "%s: ", rpc_target(conn));
+	fprintf(stderr, "%s: %s\n", rpc_code_name(res->code), res->details);
+	return rc;
+}
+
+int exit_worse(int a, int b)
+{
+	/* A daemon that did not answer may have held the answer: that outranks a refusal. */
+	if (a == EXIT_UNREACHABLE || b == EXIT_UNREACHABLE)
+		return EXIT_UNREACHABLE;
+	return a > b ? a : b;
+}
+
+void print_json(struct json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	fflush(stdout);
+	json_object_put(o);
+}
+
+struct args {
+	const char *admin, *connect;
+	struct rpc_tls tls;
+	bool json, full, wait, repair;
+	const char *cmd;
+	const char *pos[3]; /* the command's own arguments */
+	int npos;
+};
+
+static void parse_args(struct args *a, int argc, char **argv)
+{
+	enum { OPT_ADMIN = 256, OPT_CONNECT, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_JSON,
+	       OPT_FULL, OPT_WAIT, OPT_REPAIR };
+	static const struct option opts[] = {
+		{ "admin", required_argument, NULL, OPT_ADMIN },
+		{ "connect", required_argument, NULL, OPT_CONNECT },
+		{ "ca", required_argument, NULL, OPT_CA },
+		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "key", required_argument, NULL, OPT_KEY },
+		{ "server-name", required_argument, NULL, OPT_SERVER_NAME },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "full", no_argument, NULL, OPT_FULL },
+		{ "wait", no_argument, NULL, OPT_WAIT },
+		{ "repair", no_argument, NULL, OPT_REPAIR },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	memset(a, 0, sizeof(*a));
+	opterr = 0;
+	/* Options may come before or after the command: "frepctl status --json" works. */
+	for (;;) {
+		int o = getopt_long(argc, argv, "", opts, NULL);
+		if (o == -1)
+			break;
+		switch (o) {
+		case OPT_ADMIN:
+			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5])
+				bad_arg("--admin: expected unix:PATH, got '%s'", optarg);
+			a->admin = optarg;
+			break;
+		case OPT_CONNECT: a->connect = optarg; break;
+		case OPT_CA: a->tls.ca = optarg; break;
+		case OPT_CERT: a->tls.cert = optarg; break;
+		case OPT_KEY: a->tls.key = optarg; break;
+		case OPT_SERVER_NAME: a->tls.server_name = optarg; break;
+		case OPT_JSON: a->json = true; break;
+		case OPT_FULL: a->full = true; break;
+		case OPT_WAIT: a->wait = true; break;
+		case OPT_REPAIR: a->repair = true; break;
+		case 'h': fputs(usage, stdout); exit(0);
+		case 'V': printf(PROG " %s\n", FREP_VERSION); exit(0);
+		case ':': bad_arg("%s needs a value", argv[optind - 1]);
+		default: bad_arg("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		bad_arg("a command is required (status, watch, pause, resume, resync, set-rate, verify)");
+	a->cmd = argv[optind++];
+	for (; optind < argc; optind++) {
+		if (a->npos == 3)
+			bad_arg("%s: unexpected argument '%s'", a->cmd, argv[optind]);
+		a->pos[a->npos++] = argv[optind];
+	}
+	if (a->admin && a->connect)
+		bad_arg("--admin and --connect exclude each other");
+	bool any_tls = a->tls.ca || a->tls.cert || a->tls.key || a->tls.server_name;
+	if (a->connect && !(a->tls.ca && a->tls.cert && a->tls.key))
+		bad_arg("--connect needs --ca, --cert and --key (the admin API is TLS-only over TCP)");
+	if (!a->connect && any_tls)
+		bad_arg("--ca, --cert, --key and --server-name go with --connect");
+	if (a->connect && !strchr(a->connect, ':'))
+		bad_arg("--connect: expected HOST:PORT, got '%s'", a->connect);
+}
+
+/* The command's arguments: exactly min..max positional ones, and only its own flags. */
+static void want(const struct args *a, int min, int max, const char *synopsis, bool full, bool wait,
+		 bool repair)
+{
+	if (a->npos < min)
+		bad_arg("%s: missing argument (%s)", a->cmd, synopsis);
+	if (a->npos > max)
+		bad_arg("%s: unexpected argument '%s' (%s)", a->cmd, a->pos[max], synopsis);
+	if ((a->full && !full) || (a->wait && !wait) || (a->repair && !repair))
+		bad_arg("%s: %s does not apply (%s)", a->cmd,
+			a->full && !full ? "--full" : a->wait && !wait ? "--wait" : "--repair", synopsis);
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	parse_args(&a, argc, argv);
+
+	uint64_t rate = 0;
+	const char *cmd = a.cmd;
+	if (!strcmp(cmd, "status") || !strcmp(cmd, "watch")) {
+		want(&a, 0, 1, !strcmp(cmd, "status") ? "status [VOLUME]" : "watch [VOLUME]", false, false,
+		     false);
+	} else if (!strcmp(cmd, "pause") || !strcmp(cmd, "resume")) {
+		want(&a, 1, 1, !strcmp(cmd, "pause") ? "pause VOLUME" : "resume VOLUME", false, false, false);
+	} else if (!strcmp(cmd, "resync")) {
+		want(&a, 1, 1, "resync VOLUME --full [--wait]", true, true, false);
+		/* The only resync there is today copies everything: say so rather than send a request
+		 * the daemon must refuse (INVALID_ARGUMENT). */
+		if (!a.full)
+			bad_arg("resync: --full is required (resync VOLUME --full [--wait]; a crack already "
+				"resyncs only the dirty regions on its own)");
+	} else if (!strcmp(cmd, "set-rate")) {
+		want(&a, 2, 2, "set-rate VOLUME RATE", false, false, false);
+		if (parse_size(a.pos[1], &rate) < 0)
+			bad_arg("set-rate: expected RATE in bytes per second with K, M, G suffixes (50M; 0 = "
+				"unlimited), got '%s'", a.pos[1]);
+	} else if (!strcmp(cmd, "verify")) {
+		want(&a, 1, 1, "verify VOLUME [--repair] [--wait]", false, true, true);
+	} else {
+		bad_arg("unknown command '%s' (status, watch, pause, resume, resync, set-rate, verify)", cmd);
+	}
+
+	struct targets targets = { 0 };
+	struct ctl c = { .cmd = cmd, .volume = a.npos ? a.pos[0] : NULL, .json = a.json,
+			 .targets = &targets };
+	char err[512];
+	if (a.admin || a.connect) {
+		targets_add(&targets, a.admin ? a.admin : a.connect);
+	} else {
+		c.discovered = true;
+		if (targets_discover(&targets, err, sizeof(err)) < 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			return EXIT_UNREACHABLE;
+		}
+		if (targets.n == 0) {
+			fprintf(stderr, PROG ": no frep admin socket in %s (server.sock, client-*.sock): no "
+					"daemon runs here, or use --admin or --connect\n",
+				admin_run_dir());
+			return EXIT_UNREACHABLE;
+		}
+	}
+	c.conns = calloc(targets.n, sizeof(*c.conns));
+	for (size_t i = 0; i < targets.n; i++) {
+		c.conns[i] = rpc_open(targets.names[i], a.connect ? &a.tls : NULL, err, sizeof(err));
+		if (!c.conns[i]) /* only the PEM files can fail here: an operator error */
+			bad_arg("%s", err);
+	}
+
+	int rc;
+	if (!strcmp(cmd, "status"))
+		rc = cmd_status(&c);
+	else if (!strcmp(cmd, "watch"))
+		rc = cmd_watch(&c);
+	else if (!strcmp(cmd, "pause"))
+		rc = cmd_volume(&c, "Pause");
+	else if (!strcmp(cmd, "resume"))
+		rc = cmd_volume(&c, "Resume");
+	else if (!strcmp(cmd, "resync"))
+		rc = cmd_resync(&c, a.full, a.wait);
+	else if (!strcmp(cmd, "set-rate"))
+		rc = cmd_set_rate(&c, rate);
+	else
+		rc = cmd_verify(&c, a.repair, a.wait);
+
+	for (size_t i = 0; i < targets.n; i++)
+		rpc_close(c.conns[i]);
+	free(c.conns);
+	targets_free(&targets);
+	rpc_shutdown();
+	return rc;
+}
