@@ -145,10 +145,14 @@ static void publish(struct msession *s)
 		v->state = state;
 		v->state_since_unix_ms = wall_ms();
 	}
-	if (m->consistent != s->mv.consistent || m->consistent_txid != s->mv.consistent_txid)
+	/* Sequencing keeps write order: in sync, every applied prefix is consistent. */
+	uint64_t ctxid = s->mv.consistent && s->mv.phase == FREP__V1__PHASE__PHASE_INSYNC
+				 ? s->mv.applied_txid
+				 : s->mv.consistent_txid;
+	if (m->consistent != s->mv.consistent || m->consistent_txid != ctxid)
 		m->consistent_unix_ms = s->mv.consistent ? wall_ms() : 0;
 	m->consistent = s->mv.consistent;
-	m->consistent_txid = s->mv.consistent_txid;
+	m->consistent_txid = ctxid;
 	m->last_applied_txid = s->mv.applied_txid;
 	m->journal_used_bytes = s->mv.j ? journal_used(s->mv.j) : 0;
 	m->journal_size_bytes = s->mv.j ? journal_capacity(s->mv.j) : 0;
@@ -1084,6 +1088,10 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	free(s->verify_buf);
 	if (s->have_volume)
 		store_close(&s->mv);
+	/* Watch (and systemd's STATUS) see the volume left without its master. */
+	if (s->live_added)
+		events_publish(EVENT_STATE_CHANGE, s->volume, s->live_st.state,
+			       FREP__ADMIN__V1__STATE__DETACHED, "the master's session ended");
 	/* The volume first: a master reconnecting meanwhile does not find it BUSY. */
 	if (s->linger)
 		linger(s);

@@ -9,7 +9,7 @@ non-C client works, and the tests' way to call methods frepctl does not shape.
 TARGET is unix:PATH or HOST:PORT. A unary answer is printed as one JSON document, a stream
 as JSON lines (--count N stops after N events; --stall-until FILE reads the first event,
 then nothing until FILE exists, then the rest). --repeat N makes the same unary call N times and prints the last answer.
---flat prints every scalar field of the volume as key=value lines. --field KEY prints one field of the answer instead: a top-level one (message), else one of
+--field KEY prints one field of the answer instead: a top-level one (message), else one of
 its (first) volume's VolumeStatus, MasterStatus or MirrorStatus (booleans as true/false), or
 "error" for the volume's last error as "CODE: message".
 A failed call prints "CODE: details" on stderr and exits 1 (3 for UNAVAILABLE and
@@ -60,20 +60,6 @@ def field(resp, key):
     raise SystemExit("no field %r in the answer" % key)
 
 
-def flat(resp):
-    """Every scalar field of the (first) volume as key=value lines, master or mirror part
-    included: for shell tests that read several fields of one snapshot."""
-    v = to_json(resp)
-    v = v["volumes"][0] if "volumes" in v else v.get("volume") or {}
-    lines = []
-    for part in (v, v.get("master") or {}, v.get("mirror") or {}):
-        for k, x in part.items():
-            if not isinstance(x, (dict, list)):
-                lines.append("%s=%s" % (k, str(x).lower() if isinstance(x, bool) else x))
-    lines.append("error=" + field(resp, "error"))
-    return "\n".join(lines)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tls", nargs=4, metavar=("CA", "CERT", "KEY", "SERVER_NAME"))
@@ -82,7 +68,6 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=10)
     ap.add_argument("--field")
-    ap.add_argument("--flat", action="store_true")
     ap.add_argument("target")
     ap.add_argument("method")
     ap.add_argument("request", nargs="?", default="{}")
@@ -132,8 +117,6 @@ def main():
                     resp = call(request, timeout=a.timeout)
                 if a.field:
                     print(field(resp, a.field))
-                elif a.flat:
-                    print(flat(resp))
                 else:
                     print(json.dumps(to_json(resp), indent=1))
         except grpc.RpcError as e:
