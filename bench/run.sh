@@ -7,12 +7,14 @@
 #                frep runs interleaved with its baseline, ROUNDS rounds, median [range]
 #   REPLICATE    a dense volume on tmpfs copied to the mirror, against a raw mbedTLS
 #                pipe (same suite) and rsync over ssh (chacha20-poly1305)
+#   verify       (issue 9) online verify of a dense volume, master and mirror on
+#                tmpfs, unthrottled, against `xxhsum -H2` over both copies in turn
 #   peak RSS     both daemons, a small volume against a large sparse one
 #   sustained    (issue 7) the link is tests/tools/fault-proxy with a rate cap; the
 #                master's volume and journal on disk, default journal size, the
 #                mirror on tmpfs; writes for minutes against the cap (rows below)
 #
-# Usage: bash bench/run.sh [SECTION...]   SECTION: write, replicate, rss, sustained;
+# Usage: bash bench/run.sh [SECTION...]   SECTION: write, replicate, verify, rss, sustained;
 #        none runs them all (about 15 minutes on 2 cores; run as root for sshd)
 # Environment, for a quick run:
 #   BENCH_ROUNDS=3         rounds of each write row and of REPLICATE
@@ -50,11 +52,11 @@ overload_s=${BENCH_OVERLOAD_S:-20}
 insync_wait_s=${BENCH_INSYNC_WAIT_S:-180}
 sus_rounds=${BENCH_SUSTAINED_ROUNDS:-1}
 sus_bs=${BENCH_SUSTAINED_BS:-256k}
-sections=" ${*:-write replicate rss sustained} "
+sections=" ${*:-write replicate verify rss sustained} "
 for s in $sections; do
 	case $s in
-	write | replicate | rss | sustained) ;;
-	*) echo "bench: unknown section '$s': give write, replicate, rss or sustained, or none for all" >&2; exit 2 ;;
+	write | replicate | verify | rss | sustained) ;;
+	*) echo "bench: unknown section '$s': give write, replicate, verify, rss or sustained, or none for all" >&2; exit 2 ;;
 	esac
 done
 want() {
@@ -132,7 +134,7 @@ PY
 }
 
 # --- data ----------------------------------------------------------------------
-if want write || want replicate; then
+if want write || want replicate || want verify; then
 	echo "bench: preparing volumes (master on $DISK, mirror on $SHM)" >&2
 	fill "$SHM/random.img" 0 "$vol_mib" 1
 fi
@@ -284,8 +286,39 @@ EOF
 	kill -TERM "$sshd_pid"
 	wait "$sshd_pid" 2>/dev/null || true
 	PIDS=()
-	rm -f "$SHM/random.img"
 fi
+
+# --- online verify: both copies on tmpfs, against xxhsum -H2 over both in turn ----
+# The same hash (XXH3-128) over the same bytes: xxhsum reads the master's copy, then
+# the mirror's; frep's verify hashes both at once, one side in each daemon, plus its
+# range locks, a frame each way per 1 MiB region and the mirror's batch commit. The
+# verify time is the master's own ("verify N done in MS ms"), from start to result.
+if want verify; then
+	warm_tmpfs $((2 * vol_mib + 512))
+	SERVER_DATA=$SHM/mirror-v start_server
+	JOURNAL=$SHM/verify.journal start_client vfy "$SHM/random.img" master-1 \
+		--journal-size "${journal_mib}M"
+	wait_status vfy state INSYNC 300
+	cmp "$SHM/random.img" "$SHM/mirror-v/vfy/extent.0" || fail "the mirror differs from the master"
+	xxhsum -H2 "$SHM/random.img" "$SHM/mirror-v/vfy/extent.0" >/dev/null # both in the page cache
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: verify, round $r of $rounds" >&2
+		t0=$(now)
+		xxhsum -H2 "$SHM/random.img" "$SHM/mirror-v/vfy/extent.0" >"$T/xxhsum.out"
+		t1=$(now)
+		record xxhsum_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')"
+		"$BIN/frepctl" verify vfy --wait >"$T/verify.out" 2>&1 ||
+			fail "frepctl verify failed: $(cat "$T/verify.out")"
+		ms=$(grep -Eo "verify $r done in [0-9]+ ms: ok" "$T/client-vfy.log" | grep -Eo '[0-9]+ ms' | cut -d' ' -f1)
+		[ -n "$ms" ] || fail "verify $r: no 'done ... ok' line in the master's log"
+		record verify_s "$(awk -v ms="$ms" 'BEGIN { print ms / 1000 }')"
+	done
+	stop "$CLIENT_PID"
+	stop "$SERVER_PID"
+	PIDS=()
+	rm -rf "$SHM/mirror-v" "$SHM/verify.journal"
+fi
+rm -f "$SHM/random.img"
 
 # --- peak RSS of both daemons: a small volume against a large sparse one ---------
 if want rss; then
@@ -441,6 +474,8 @@ if want write; then
 fi
 ! want replicate ||
 	echo "REPLICATE: ${vol_mib} MiB dense on tmpfs, cipher ${cipher}; rsync over ssh with chacha20-poly1305"
+! want verify ||
+	echo "verify: ${vol_mib} MiB dense, master and mirror on tmpfs, unthrottled; xxhsum -H2 over both copies in turn"
 if want rss; then
 	echo "peak RSS: ${rss_alloc_mib} MiB allocated in a ${vol_mib} MiB and a ${sparse_gib} GiB sparse volume, then ${journal_mib} MiB"
 	echo "  of 4 KiB random writes; mirror on disk (it reserves the whole volume, too big for tmpfs)"
@@ -503,6 +538,12 @@ if "write" in sections:
 if "replicate" in sections:
     row("REPLICATE copy phase MB/s", "copy_mbps", "pipe_mbps", "mbedTLS pipe", ">= 0.9", 1)
     row("REPLICATE start->INSYNC MB/s", "insync_mbps", "rsync_mbps", "rsync/ssh", ">= 1.0", 1)
+if "verify" in sections:
+    # The ratio is xxhsum's time over verify's: at least 0.8 means verify takes at most
+    # 1.25 times as long as hashing both copies in turn.
+    rows.append(("online verify, s", fmt(vals.get("verify_s", []), 3),
+                 f"xxhsum -H2 x2 {fmt(vals.get('xxhsum_s', []), 3)}",
+                 fmt(pair("xxhsum_s", "verify_s"), 2), ">= 0.8", "ratio = xxhsum time / verify time"))
 if "rss" in sections:
     for who in ("client", "server"):
         row(f"peak RSS frep-{who} MiB, {big}", f"rss_{who}_big", f"rss_{who}_small", small, "flat", 1)

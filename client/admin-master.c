@@ -18,6 +18,7 @@
 #include "events.h"
 #include "frep/admin/v1/admin.pb-c.h"
 #include "util.h"
+#include "verify.h"
 
 static void wake_session(struct master *m)
 {
@@ -65,6 +66,7 @@ void master_status(struct master *m, struct vol_status *v)
 	pthread_mutex_unlock(&m->lock);
 	s->max_rate_bps = atomic_load(&m->max_rate);
 	s->volume_size_bytes = m->vol.size;
+	master_verify_status(m, &v->verify);
 }
 
 static bool ours(struct master *m, const char *volume, struct admin_reply *r)
@@ -226,10 +228,33 @@ static void op_set_rate(void *ctx, const char *volume, uint64_t rate, struct adm
 		 m->name, rate ? a : "unlimited", rate ? "/s" : "");
 }
 
+static void op_verify(void *ctx, const char *volume, bool repair, uint64_t *verify_id,
+		      struct admin_reply *r)
+{
+	struct master *m = ctx;
+	if (ours(m, volume, r) && master_verify_start(m, repair, verify_id, r) == 0)
+		snprintf(r->message, sizeof(r->message), "%s: verify %" PRIu64 " started%s", m->name,
+			 *verify_id, repair ? ", repairing what differs" : "");
+}
+
+static void op_verify_result(void *ctx, const char *volume, struct status_verify *st,
+			     uint64_t *region_size, struct status_region **regions, size_t *n,
+			     struct admin_reply *r)
+{
+	struct master *m = ctx;
+	if (ours(m, volume, r) && master_verify_result(m, st, region_size, regions, n) < 0) {
+		r->code = ADMIN_INTERNAL;
+		snprintf(r->message, sizeof(r->message), "%s: out of memory for the verify result",
+			 m->name);
+	}
+}
+
 const struct admin_ops admin_master_ops = {
 	.status = op_status,
 	.pause = op_pause,
 	.resume = op_resume,
 	.resync = op_resync,
 	.set_rate = op_set_rate,
+	.verify = op_verify,
+	.verify_result = op_verify_result,
 };

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "master.h"
+#include "verify.h"
 #include "meta.h"
 #include "bitmap.h"
 #include "crashpoint.h"
@@ -353,6 +354,7 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 
 void master_close(struct master *m)
 {
+	verify_free(m);
 	if (m->j) {
 		/* After a failed write the chain has a hole: never mark it committed. */
 		if (!m->journal_failed)
@@ -463,7 +465,7 @@ static struct inflight *slot(struct master *m, uint64_t txid)
 	return &m->slots[txid % MASTER_INFLIGHT];
 }
 
-static void notify_session(struct master *m)
+void master_notify_session(struct master *m)
 {
 	uint64_t one = 1;
 	ssize_t w = write(m->notify_fd, &one, sizeof(one));
@@ -553,15 +555,25 @@ void master_release_cached_locked(struct master *m, uint64_t upto)
  * pipeline window is full or a crack drains it; a full journal cracks or
  * blocks (wait_for_room). 0 or an errno.
  */
+static bool overlap(const struct journal_rec *a, const struct journal_rec *b);
+
+/* A write that verify's range lock holds off (see struct master). Called with m->lock held. */
+static bool range_blocks(const struct master *m, const struct journal_rec *r, bool in_range)
+{
+	const struct journal_rec lk = { .offset = m->range_off, .length = m->range_len };
+	return m->range_locked && !in_range && overlap(r, &lk);
+}
+
 static int reserve(struct master *m, struct journal_rec *r, struct journal_resv *v,
-		   unsigned char **cache_dst)
+		   unsigned char **cache_dst, bool in_range)
 {
 	int e;
 
 	for (;;) {
 		if (m->journal_failed)
 			return EIO;
-		if (m->cracking || journal_last_txid(m->j) - m->applied_txid >= MASTER_INFLIGHT) {
+		if (m->cracking || journal_last_txid(m->j) - m->applied_txid >= MASTER_INFLIGHT ||
+		    range_blocks(m, r, in_range)) {
 			wait_applied(m);
 			continue;
 		}
@@ -656,7 +668,7 @@ static int commit(struct master *m, uint64_t txid, int write_err)
 		m->committed_txid = to;
 		note_commit_time_locked(m, to);
 		pthread_cond_broadcast(&m->commit_cond);
-		notify_session(m);
+		master_notify_session(m);
 	}
 	return 0;
 }
@@ -735,7 +747,8 @@ static int apply(struct master *m, const struct journal_rec *r, const void *data
  * order only where ranges overlap), reply. A crash after commit is repaired by
  * redo at start; before it, the write was never replied to.
  */
-int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data)
+static int submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data,
+		  bool in_range)
 {
 	struct journal_rec r = {
 		.generation = m->generation,
@@ -759,7 +772,7 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		pthread_mutex_unlock(&m->lock);
 		return EIO;
 	}
-	if ((e = reserve(m, &r, &v, &cache_dst)) != 0) {
+	if ((e = reserve(m, &r, &v, &cache_dst, in_range)) != 0) {
 		pthread_mutex_unlock(&m->lock);
 		return e;
 	}
@@ -784,6 +797,36 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		e = wait_for_mirror(m, r.txid);
 	pthread_mutex_unlock(&m->lock);
 	return e;
+}
+
+int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data)
+{
+	return submit(m, op, off, len, data, false);
+}
+
+int master_submit_in_range(struct master *m, unsigned op, uint64_t off, uint32_t len,
+			   const void *data)
+{
+	return submit(m, op, off, len, data, true);
+}
+
+uint64_t master_range_lock_locked(struct master *m, uint64_t off, uint64_t len)
+{
+	m->range_locked = true;
+	m->range_off = off;
+	m->range_len = len;
+	/* wait_turn's test, for every transaction reserved so far. */
+	struct journal_rec lk = { .txid = journal_last_txid(m->j) + 1, .offset = off, .length = len };
+	wait_turn(m, &lk);
+	return m->committed_txid;
+}
+
+void master_range_unlock_locked(struct master *m)
+{
+	m->range_locked = false;
+	/* Writers the lock held off wait in reserve() on apply_cond. */
+	if (m->apply_waiters)
+		pthread_cond_broadcast(&m->apply_cond);
 }
 
 uint64_t master_quiesce_locked(struct master *m)
@@ -864,7 +907,7 @@ static int master_crack_locked(struct master *m)
 	log_warn(m->name, "mirror buffer full: mirror cracked; %" PRIu64 " unacknowledged transaction(s) "
 		 "(TXIDs %" PRIu64 "..%" PRIu64 ") moved to the dirty bitmap (%" PRIu64 " dirty regions)",
 		 last > acked ? last - acked : 0, acked + 1, last, bitmap_dirty_regions(m->bm));
-	notify_session(m);
+	master_notify_session(m);
 	rc = 0;
 out:
 	m->cracking = false;
@@ -917,7 +960,8 @@ void master_stop(struct master *m)
 {
 	pthread_mutex_lock(&m->lock);
 	m->stopping = true;
+	verify_abort_locked(m, "aborted: frep-client is stopping");
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
-	notify_session(m);
+	master_notify_session(m);
 }

@@ -179,6 +179,16 @@ struct master {
 	bool outrun;
 
 	/*
+	 * Online verify (client/verify.c), NULL until the first connection. Its
+	 * range lock: while range_locked, no new transaction overlapping
+	 * [range_off, range_off + range_len) is reserved, except the holder's own
+	 * (master_submit_in_range).
+	 */
+	struct verify *verify;
+	bool range_locked;
+	uint64_t range_off, range_len;
+
+	/*
 	 * Operator settings (admin API), taken by the session thread. paused and
 	 * an operator's max_rate persist in the .meta beside the journal
 	 * (master_save_settings): a pause holds across reconnects and restarts
@@ -227,6 +237,25 @@ void master_close(struct master *m);
 int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data);
 
 /*
+ * master_submit for the holder of the range lock, inside its range: passes
+ * the lock it holds. Called without m->lock.
+ */
+int master_submit_in_range(struct master *m, unsigned op, uint64_t off, uint32_t len,
+			   const void *data);
+
+/*
+ * The range lock of online verify (spec VFY-3): holds off every new
+ * transaction overlapping [off, off + len) and waits until those already
+ * reserved are applied. The range on the volume is then its value after
+ * every TXID up to the one returned (the committed TXID: every overlapping
+ * transaction is applied, hence committed), and stays so until
+ * master_range_unlock_locked; writers elsewhere go on. One range at a time;
+ * both called with lock held.
+ */
+uint64_t master_range_lock_locked(struct master *m, uint64_t off, uint64_t len);
+void master_range_unlock_locked(struct master *m);
+
+/*
  * Frees journal records the mirror acknowledged, once the master's own extents
  * holding them are durable (fdatasync of the volume first, without the lock).
  * The session calls it regularly; a writer that finds the journal full calls
@@ -260,6 +289,9 @@ int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto);
 bool master_cached_locked(struct master *m, uint64_t txid, struct journal_rec *r,
 			  const void **data);
 void master_release_cached_locked(struct master *m, uint64_t upto);
+
+/* Wakes the session thread (it polls notify_fd): a commit, or a VERIFY ready to send. */
+void master_notify_session(struct master *m);
 
 /*
  * Persists the operator's settings (paused, and max_rate if the operator set

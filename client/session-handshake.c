@@ -16,6 +16,7 @@
 #include "session-internal.h"
 #include "tls.h"
 #include "util.h"
+#include "verify.h"
 
 /* TLS, HELLO, WELCOME. 0, or -1 with the failure handled (state changed). */
 static int connect_and_hello(struct session *s)
@@ -76,6 +77,9 @@ static int connect_and_hello(struct session *s)
 		.copy_cursor = w->copy_cursor,
 		.copy_base = w->copy_base,
 	};
+	pthread_mutex_lock(&m->lock);
+	verify_link_reset_locked(m, w->has_verify && w->verify);
+	pthread_mutex_unlock(&m->lock);
 	log_info(m->name, "connected to mirror %s:%s (%s): known=%d phase=%u durable_txid=%" PRIu64
 		 " consistent=%d@%" PRIu64,
 		 s->o.host, s->o.port, tls_cipher(s->c), w->known, w->phase, w->durable_txid,

@@ -16,6 +16,7 @@
 #include "session-internal.h"
 #include "tls.h"
 #include "util.h"
+#include "verify.h"
 
 /* Handles one frame from the mirror while copying or sequencing. 0 or -1 (state changed). */
 static int handle_incoming(struct session *s)
@@ -104,6 +105,19 @@ static int handle_incoming(struct session *s)
 		s->backoff_ms = 0;
 		return 0;
 	}
+	case FREP_MSG_VERIFY_RESULT: {
+		if (session_feed(s, ME_MSG_VERIFY_RESULT, type) < 0)
+			return -1;
+		char why[512];
+		pthread_mutex_lock(&m->lock);
+		int rc = verify_result_locked(m, (Frep__V1__VerifyResult *)f.msg, why, sizeof(why));
+		pthread_mutex_unlock(&m->lock);
+		if (rc < 0) {
+			session_fail(s, ME_SEVERE, FREP_E_PROTOCOL, "%s", why);
+			return -1;
+		}
+		return 0;
+	}
 	case FREP_MSG_HEARTBEAT:
 		return session_feed(s, ME_MSG_HEARTBEAT, type);
 	default:
@@ -165,6 +179,18 @@ static int send_committed(struct session *s)
 		struct journal_loc loc;
 		const void *data = s->buf;
 		pthread_mutex_lock(&m->lock);
+		/* A VERIFY goes right after the TX it was hashed at, before the next (VFY-3). */
+		Frep__V1__Verify vr;
+		uint8_t hash[FREP_VERIFY_HASH_SIZE];
+		int due = verify_due_locked(m, s->next_send, &vr, hash);
+		if (due != 0) {
+			pthread_mutex_unlock(&m->lock);
+			if (due < 0)
+				return 0; /* still hashing: the verify thread wakes us */
+			if (session_send(s, FREP_MSG_VERIFY, &vr.base, NULL, 0) < 0)
+				return -1;
+			continue;
+		}
 		uint64_t committed = m->committed_txid, acked = m->acked_txid;
 		if (s->next_send > committed || s->next_send - acked > WINDOW_TX ||
 		    s->inflight_since_ack >= WINDOW_BYTES) {

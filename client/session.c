@@ -18,6 +18,7 @@
 #include "session-internal.h"
 #include "tls.h"
 #include "util.h"
+#include "verify.h"
 
 bool session_stopping(struct session *s)
 {
@@ -333,6 +334,7 @@ void session_publish_state(struct session *s)
 		m->unreachable_since_ms = now_ms();
 	}
 	m->insync = insync;
+	verify_state_locked(m, s->fsm.state);
 	pthread_mutex_unlock(&m->lock);
 }
 static void backoff_wait(struct session *s)

@@ -96,6 +96,8 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
 	[FREP_MSG_RESUME] = &frep__v1__resume__descriptor,
 	[FREP_MSG_ERROR] = &frep__v1__error__descriptor,
 	[FREP_MSG_GOODBYE] = &frep__v1__goodbye__descriptor,
+	[FREP_MSG_VERIFY] = &frep__v1__verify__descriptor,
+	[FREP_MSG_VERIFY_RESULT] = &frep__v1__verify_result__descriptor,
 };
 
 const ProtobufCMessageDescriptor *frame_msg_descriptor(unsigned type)

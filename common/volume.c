@@ -15,6 +15,10 @@
 #include "log.h"
 #include "util.h"
 #include "volume.h"
+
+/* The state on the stack: its definition is in the "static linking only" part. */
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
 #include "wire.h"
 
 enum volume_limits {
@@ -256,6 +260,28 @@ int volume_punch(const struct volume *v, uint64_t off, uint64_t len)
 int volume_zero(const struct volume *v, uint64_t off, uint64_t len)
 {
 	return zero_range(v, off, len, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, "zero range");
+}
+
+int volume_hash(const struct volume *v, uint64_t off, uint64_t len, void *buf, size_t buf_len,
+		uint8_t out[16])
+{
+	XXH3_state_t st;
+	if (XXH3_128bits_reset(&st) != XXH_OK)
+		goto fail;
+	while (len) {
+		size_t n = len < buf_len ? (size_t)len : buf_len;
+		if (volume_pread(v, buf, n, off) < 0)
+			return -1;
+		if (XXH3_128bits_update(&st, buf, n) != XXH_OK)
+			goto fail;
+		off += n;
+		len -= n;
+	}
+	XXH128_canonicalFromHash((XXH128_canonical_t *)out, XXH3_128bits_digest(&st));
+	return 0;
+fail:
+	errno = EINVAL;
+	return -1;
 }
 
 int volume_sync(const struct volume *v)

@@ -45,6 +45,14 @@ int volume_pwrite(const struct volume *v, const void *buf, uint64_t len, uint64_
 int volume_punch(const struct volume *v, uint64_t off, uint64_t len);
 /* Zeroes, allocated or not: FALLOC_FL_ZERO_RANGE, else writes zeros. */
 int volume_zero(const struct volume *v, uint64_t off, uint64_t len);
+/*
+ * Online verify (spec VFY-2): the XXH3-128 of [off, off + len), read through
+ * buf (buf_len bytes, any size > 0) in pieces, into out in canonical
+ * (big-endian) form. Both sides hash this way, so their hashes compare.
+ * 0, or -1 with errno.
+ */
+int volume_hash(const struct volume *v, uint64_t off, uint64_t len, void *buf, size_t buf_len,
+		uint8_t out[16]);
 /* fdatasync every extent. */
 int volume_sync(const struct volume *v);
 

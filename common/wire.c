@@ -21,6 +21,8 @@ static const char *const msg_names[] = {
 	[FREP_MSG_RESUME] = "RESUME",
 	[FREP_MSG_ERROR] = "ERROR",
 	[FREP_MSG_GOODBYE] = "GOODBYE",
+	[FREP_MSG_VERIFY] = "VERIFY",
+	[FREP_MSG_VERIFY_RESULT] = "VERIFY_RESULT",
 };
 
 const char *frep_msg_name(unsigned type)

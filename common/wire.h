@@ -41,6 +41,8 @@ enum frep_limits {
 	FREP_MAX_LANES = 1,		   /* lanes per session in version 1 */
 	FREP_EXTENT_ALIGN = 4096,	   /* every extent size is a multiple of this */
 	FREP_UUID_SIZE = 16,
+	FREP_VERIFY_HASH_SIZE = 16,	   /* XXH3-128, canonical form */
+	FREP_MAX_VERIFY_LEN = 32 * 1024 * 1024, /* bytes one Verify may cover */
 	FREP_SESSION_ID_SIZE = 16,
 };
 
@@ -65,7 +67,9 @@ enum frep_msg_type {
 	FREP_MSG_RESUME = 17,	  /* master -> mirror */
 	FREP_MSG_ERROR = 18,	  /* both */
 	FREP_MSG_GOODBYE = 19,	  /* both */
-	FREP_MSG__MAX = FREP_MSG_GOODBYE,
+	FREP_MSG_VERIFY = 20,	  /* master -> mirror */
+	FREP_MSG_VERIFY_RESULT = 21, /* mirror -> master */
+	FREP_MSG__MAX = FREP_MSG_VERIFY_RESULT,
 };
 
 /* Error.code values. Severity is fixed per code (frep_error_is_severe). */

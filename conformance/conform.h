@@ -34,7 +34,15 @@ struct seen {
 	unsigned n_resends;
 	uint64_t echo_txid; /* Heartbeat.txid of the last echo */
 	uint64_t resend_from, resend_to;
+	unsigned n_verify_results; /* VERIFY_RESULTs, the first SEEN_VERIFY_MAX kept in order */
+	struct seen_verify {
+		uint64_t verify_id, offset, txid;
+		uint32_t status;
+		size_t hash_len; /* 0: no hash */
+		uint8_t hash[FREP_VERIFY_HASH_SIZE];
+	} vr[8];
 };
+enum { SEEN_VERIFY_MAX = 8 };
 
 enum case_result { CASE_PASS, CASE_FAIL, CASE_SKIP };
 
@@ -94,6 +102,7 @@ struct conform {
 	const char *run_cmd;	/* the master's command line, placeholders expanded */
 	const char *nbd_uri;	/* the master's NBD export */
 	const char *pause_cmd, *resume_cmd; /* an operator's pause and resume (IDLE), or NULL */
+	const char *verify_cmd, *verify_repair_cmd; /* an operator's online verify (VFY), or NULL */
 	int listen_fd;
 	int master_pid;		/* the running master's process group, 0 if none */
 	const char *scratch;	/* a directory for the master's files ({dir}) */
@@ -182,6 +191,8 @@ int cx_skip(struct cctx *x, const char *fmt, ...) __attribute__((format(printf, 
 /* --- shared steps (conformance/steps.c) ------------------------------------ */
 
 void cx_fill(uint8_t *buf, size_t len, uint64_t seed);
+/* The XXH3-128 of buf in its canonical form, as VERIFY carries it (VFY-2). */
+void cx_hash(const void *buf, size_t len, uint8_t out[FREP_VERIFY_HASH_SIZE]);
 /* Runs a shell command (placeholders already expanded); 0 if it exited 0. */
 int cx_run(struct cctx *x, const char *what, const char *cmd);
 

@@ -53,6 +53,8 @@ static void usage(FILE *to)
 		"  --nbd URI             the master's NBD export (default nbd+unix:///?socket={dir}/nbd.sock)\n"
 		"  --pause-cmd CMD --resume-cmd CMD   an operator's pause and resume of the master\n"
 		"                        (master mode: the IDLE cases; placeholders as in COMMAND)\n"
+		"  --verify-cmd CMD --verify-repair-cmd CMD   an operator's online verify of the master,\n"
+		"                        without and with repair (master mode: the VFY cases)\n"
 		"  --dir DIR             scratch directory for the master's files (default: a new one in /tmp)\n"
 		"  --timeout S           bound of every wait for the peer (default 10)\n"
 		"  --junit FILE          also write a JUnit XML report\n"
@@ -243,6 +245,8 @@ int main(int argc, char **argv)
 		{ "nbd", required_argument, NULL, 'N' },
 		{ "pause-cmd", required_argument, NULL, 'P' },
 		{ "resume-cmd", required_argument, NULL, 'U' },
+		{ "verify-cmd", required_argument, NULL, 'V' },
+		{ "verify-repair-cmd", required_argument, NULL, 'W' },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "junit", required_argument, NULL, 'j' },
@@ -314,6 +318,8 @@ int main(int argc, char **argv)
 		case 'N': cf.nbd_uri = optarg; break;
 		case 'P': cf.pause_cmd = optarg; break;
 		case 'U': cf.resume_cmd = optarg; break;
+		case 'V': cf.verify_cmd = optarg; break;
+		case 'W': cf.verify_repair_cmd = optarg; break;
 		case 'd': cf.scratch = optarg; break;
 		case 'T':
 			if (parse_secs("--timeout", optarg, &cf.timeout_ms) < 0)

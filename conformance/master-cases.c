@@ -925,6 +925,161 @@ static int dur_redo(struct cctx *x)
 	return ms_accept(s);
 }
 
+/* --- online verify ---------------------------------------------------------------- */
+
+/* INSYNC with a mirror that says it verifies (VFY-1), data written everywhere, all acknowledged. */
+static int vfy_ready(struct mside *s)
+{
+	struct mwelcome w = wel_new();
+	w.verify = true;
+	STEP(ms_insync_w(s, &w));
+	STEP(ms_nbd(s));
+	for (uint64_t off = 0; off < s->volume_size; off += 256 * 1024)
+		STEP(ms_write(s, off + 4096, 65536, off + 1));
+	STEP(ms_txs(s, s->committed));
+	return ms_ack(s, s->committed);
+}
+
+/* The last region, in the middle: what a mismatch there names. */
+static uint64_t vfy_bad_at(const struct mside *s)
+{
+	return s->volume_size - 4096;
+}
+
+/* A verify compares every region once, each at the TXID it follows, with writes going on. */
+static int vfy_compare(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	uint64_t off, len;
+	STEP(vfy_ready(s));
+	STEP(ms_verify(s, false));
+	STEP(ms_write(s, s->volume_size - 8192, 4096, 77)); /* a write while it runs */
+	STEP(ms_verify_all(s, UINT64_MAX, &off, &len));
+	STEP(ms_txs(s, s->committed)); /* the write's TX, if it came after every VERIFY */
+	STEP(ms_ack(s, s->committed));
+	STEP(ms_quiet(s, 300));
+	return ms_check_image(s, "after a verify");
+}
+
+/* Without Welcome.verify, no VERIFY, whatever the operator asks (VFY-1). */
+static int vfy_not_announced(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(ms_nbd(s));
+	STEP(ms_write(s, 0, 4096, 1));
+	STEP(ms_tx(s, NULL));
+	STEP(ms_ack(s, s->committed));
+	if (!x->cf->verify_cmd)
+		return cx_skip(x, "needs --verify-cmd (an operator's online verify)");
+	char dir[300], cmd[4096];
+	if (master_expand(x->cf, x->cf->verify_cmd, master_dir(x->cf, dir, sizeof(dir)), cmd,
+			  sizeof(cmd)) < 0)
+		return cx_fail(x, "--verify-cmd: the command is too long once expanded");
+	fflush(NULL);
+	int rc = system(cmd); /* refused or not: the wire must stay free of VERIFY */
+	(void)rc;
+	return ms_quiet(s, 1000);
+}
+
+/* A mismatch is no error: the session goes on, and without repair nothing is rewritten (VFY-7). */
+static int vfy_mismatch(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	uint64_t off, len;
+	STEP(vfy_ready(s));
+	STEP(ms_verify(s, false));
+	STEP(ms_verify_all(s, vfy_bad_at(s), &off, &len));
+	CHECK(x, len, "no VERIFY covered offset %" PRIu64, vfy_bad_at(s));
+	STEP(ms_quiet(s, 500));
+	STEP(ms_write(s, 0, 4096, 99));
+	STEP(ms_tx(s, NULL));
+	return ms_ack(s, s->committed);
+}
+
+/* With repair, exactly the mismatching region comes again as TX_WRITEs of the master's data (VFY-8). */
+static int vfy_repair(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	uint64_t off, len, first;
+	unsigned n;
+	STEP(vfy_ready(s));
+	STEP(ms_verify(s, true));
+	STEP(ms_verify_all(s, vfy_bad_at(s), &off, &len));
+	CHECK(x, len, "no VERIFY covered offset %" PRIu64, vfy_bad_at(s));
+	/*
+	 * The repair's TXs are the master's own, not writes of this case: it
+	 * cannot know how many to expect, so any TXID may come (SEQ-1 aside).
+	 */
+	first = s->max_txid + 1;
+	s->committed = UINT64_MAX >> 2;
+	STEP(ms_poll_txs(s, 1000, &n));
+	s->committed = s->max_txid;
+	CHECK(x, n, "no TX rewrote the mismatching region [%" PRIu64 ", +%" PRIu64 ") (VFY-8)", off, len);
+	uint64_t covered = 0;
+	for (size_t i = 0; i < s->n_got; i++) {
+		const struct mtx *t = &s->got[i];
+		if (t->txid < first)
+			continue;
+		CHECK(x, t->op == FREP__V1__TX_OP__TX_WRITE && t->offset >= off &&
+			 t->offset + t->length <= off + len,
+		      "after the verify, TX %" PRIu64 " (op %u, [%" PRIu64 ", +%" PRIu64 ")) is not a "
+		      "TX_WRITE inside the mismatching region [%" PRIu64 ", +%" PRIu64 ") (VFY-8)",
+		      t->txid, t->op, t->offset, t->length, off, len);
+		covered += t->length;
+	}
+	CHECK(x, covered == len, "the repair rewrote %" PRIu64 " bytes of the %" PRIu64
+	      "-byte mismatching region (VFY-8)", covered, len);
+	STEP(ms_ack(s, s->max_txid));
+	return ms_check_image(s, "after the repair");
+}
+
+/* The first VERIFY answered with a result it cannot take: PROTOCOL (VFY-5). */
+static int vfy_bad_answer(struct cctx *x, bool bad_echo)
+{
+	struct mside *s = x->ms;
+	struct frame f;
+	uint8_t hash[FREP_VERIFY_HASH_SIZE] = { 0 };
+	STEP(vfy_ready(s));
+	STEP(ms_verify(s, false));
+	STEP(ms_expect(s, FREP_MSG_VERIFY, &f));
+	const Frep__V1__Verify *v = (const Frep__V1__Verify *)f.msg;
+	Frep__V1__VerifyResult r = FREP__V1__VERIFY_RESULT__INIT;
+	r.verify_id = v->verify_id;
+	r.offset = v->offset + (bad_echo ? 4096 : 0);
+	r.txid = v->txid;
+	r.status = FREP__V1__VERIFY_STATUS__VERIFY_HASHED;
+	r.has_hash = true;
+	r.hash = (ProtobufCBinaryData){ bad_echo ? sizeof(hash) : 8, hash };
+	STEP(cx_send(x, FREP_MSG_VERIFY_RESULT, &r.base, NULL, 0));
+	/* VERIFYs the master sent before it read the result are passed over. */
+	for (;;) {
+		enum frame_status st = ms_recv(s, &f, x->p.timeout_ms);
+		if (st != FRAME_OK)
+			return cx_fail(x, "expected ERROR PROTOCOL, the master %s",
+				       st == FRAME_EOF ? "closed the connection" : "sent nothing readable");
+		if (f.hdr.type != FREP_MSG_VERIFY)
+			break;
+	}
+	CHECK(x, f.hdr.type == FREP_MSG_ERROR, "expected ERROR PROTOCOL, got %s",
+	      frep_msg_name(f.hdr.type));
+	const Frep__V1__Error *e = (const Frep__V1__Error *)f.msg;
+	CHECK(x, e->code == FREP_E_PROTOCOL && e->severe && e->message[0],
+	      "expected ERROR PROTOCOL (severe, with a message), got %s severe=%d \"%.200s\" (ERR-1)",
+	      frep_error_name(e->code), e->severe, e->message);
+	return cx_expect_close(x);
+}
+
+static int vfy_bad_echo(struct cctx *x)
+{
+	return vfy_bad_answer(x, true);
+}
+
+static int vfy_short_hash(struct cctx *x)
+{
+	return vfy_bad_answer(x, false);
+}
+
 #define C(id, clauses, title, fn) { id, clauses, title, ROLE_MASTER, false, fn, 0, 0 }
 #define D(id, clauses, title, fn) { id, clauses, title, ROLE_MASTER, true, fn, 0, 0 }
 
@@ -958,6 +1113,12 @@ const struct conform_case master_cases[] = {
 	C("master.seq.resend-unsent", "SEQ-7", "RESEND up to a TXID never sent is PROTOCOL", seq_resend_unsent),
 	C("master.hb.send", "HB-1", "heartbeats while copying and sequencing: seq +1, the committed TXID", hb_send),
 	C("master.hb.silence", "HB-3 ERR-5 FSM-4", "a silent mirror is dropped after the timeout, then reconnected", hb_silence),
+	C("master.vfy.compare", "VFY-1 VFY-2 VFY-3 VFY-5", "a verify covers the volume once, each VERIFY right after its TXID, with writes going on", vfy_compare),
+	C("master.vfy.not-announced", "VFY-1", "no VERIFY to a mirror whose WELCOME does not say verify", vfy_not_announced),
+	C("master.vfy.mismatch", "VFY-7", "a mismatching hash is no error, and nothing is rewritten without repair", vfy_mismatch),
+	C("master.vfy.repair", "VFY-8 SEQ-1", "repair rewrites exactly the mismatching region as TX_WRITEs of the master's data", vfy_repair),
+	C("master.vfy.bad-echo", "VFY-5", "a VERIFY_RESULT echoing another offset is PROTOCOL", vfy_bad_echo),
+	C("master.vfy.short-hash", "VFY-5", "VERIFY_HASHED with an 8-byte hash is PROTOCOL", vfy_short_hash),
 	C("master.idle.pause", "IDLE-1 IDLE-2 IDLE-3 HB-1", "an operator's pause: PAUSE, no TX, heartbeats; RESUME, then the TXs", idle_pause),
 	C("master.err.minor", "ERR-2 ERR-3 FSM-3 HS-6", "a minor ERROR in INIT or MAKEPARTS: no answer, a retry", err_minor),
 	C("master.err.minor-insync", "ERR-3 FSM-3 RDY-1", "a minor ERROR in INSYNC: a retry that decides again", err_minor_insync),

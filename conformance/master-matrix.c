@@ -21,17 +21,26 @@
 /* What a case sends in the state: what a mirror sends, then what only a master sends (MSG-6). */
 enum msend {
 	SEND_WELCOME, SEND_PARTS_READY, SEND_COPY_ACK, SEND_TX_ACK, SEND_RESEND, SEND_CONSISTENT,
-	SEND_HEARTBEAT, SEND_ERROR, SEND_GOODBYE,
+	SEND_VERIFY_RESULT, SEND_HEARTBEAT, SEND_ERROR, SEND_GOODBYE,
 	SEND_HELLO, SEND_EXTENT_TABLE, SEND_START_COPY, SEND_START_SYNC, SEND_COPY_DATA,
-	SEND_COPY_HOLE, SEND_COPY_DONE, SEND_TX, SEND_PAUSE, SEND_RESUME,
+	SEND_COPY_HOLE, SEND_COPY_DONE, SEND_TX, SEND_PAUSE, SEND_RESUME, SEND_VERIFY,
 	SEND__N
 };
 
 static const char *const send_name[SEND__N] = {
-	"welcome", "parts-ready", "copy-ack", "tx-ack", "resend", "consistent", "heartbeat", "error",
-	"goodbye", "hello", "extent-table", "start-copy", "start-sync", "copy-data", "copy-hole",
-	"copy-done", "tx", "pause", "resume",
+	"welcome", "parts-ready", "copy-ack", "tx-ack", "resend", "consistent", "verify-result",
+	"heartbeat", "error", "goodbye", "hello", "extent-table", "start-copy", "start-sync",
+	"copy-data", "copy-hole", "copy-done", "tx", "pause", "resume", "verify",
 };
+
+/*
+ * VERIFY_RESULT is legal in OUTOFSYNC, INSYNC and IDLE (VFY-7: one may be in
+ * flight at a crack or a pause), but here it answers no VERIFY: PROTOCOL (VFY-5).
+ */
+static bool unsolicited_result(int st, int m)
+{
+	return m == SEND_VERIFY_RESULT && (st == MST_OUTOFSYNC || st == MST_INSYNC || st == MST_IDLE);
+}
 
 static const char *const state_name[MST__N] = { "INIT", "MAKEPARTS", "REPLICATE", "OUTOFSYNC",
 						 "INSYNC", "IDLE" };
@@ -112,6 +121,24 @@ static int send_it(struct mside *s, int m)
 		return ms_resend(s, first_sent, s->max_txid);
 	case SEND_CONSISTENT:
 		return ms_consistent(s, s->max_txid);
+	case SEND_VERIFY_RESULT: {
+		uint8_t hash[FREP_VERIFY_HASH_SIZE] = { 0 };
+		Frep__V1__VerifyResult r = FREP__V1__VERIFY_RESULT__INIT;
+		r.verify_id = 1;
+		r.txid = s->max_txid;
+		r.status = FREP__V1__VERIFY_STATUS__VERIFY_HASHED;
+		r.has_hash = true;
+		r.hash = (ProtobufCBinaryData){ sizeof(hash), hash };
+		return cx_send(x, FREP_MSG_VERIFY_RESULT, &r.base, NULL, 0);
+	}
+	case SEND_VERIFY: {
+		uint8_t hash[FREP_VERIFY_HASH_SIZE] = { 0 };
+		Frep__V1__Verify v = FREP__V1__VERIFY__INIT;
+		v.verify_id = 1;
+		v.length = 4096;
+		v.hash = (ProtobufCBinaryData){ sizeof(hash), hash };
+		return cx_send(x, FREP_MSG_VERIFY, &v.base, NULL, 0);
+	}
 	case SEND_HEARTBEAT: {
 		Frep__V1__Heartbeat hb = FREP__V1__HEARTBEAT__INIT;
 		hb.seq = 1;
@@ -268,6 +295,8 @@ static int run_pair(struct cctx *x, int st, int m)
 	}
 	int next = legal_next(st, m);
 	STEP(send_it(s, m));
+	if (unsolicited_result(st, m))
+		return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
 	if (next < 0)
 		return cx_expect_error(x, FREP_E_UNEXPECTED, NULL);
 	switch (m) {
@@ -313,6 +342,7 @@ static const char *pair_clauses(int st, int m)
 	case SEND_GOODBYE: return st == MST_INIT ? "BYE-1 ERR-4" : "BYE-1 ERR-5";
 	case SEND_HEARTBEAT: return st == MST_IDLE ? "FSM-1 HB-4 IDLE-2" : "FSM-1 HB-4";
 	case SEND_PARTS_READY: return st == MST_MAKEPARTS ? "FSM-1 RDY-1" : "FSM-1";
+	case SEND_VERIFY_RESULT: return unsolicited_result(st, m) ? "FSM-10 VFY-5" : "FSM-1";
 	case SEND_CONSISTENT:
 		return st == MST_REPLICATE || st == MST_OUTOFSYNC ? "FSM-1 FSM-10 COPY-12" : "FSM-1";
 	case SEND_RESEND:
@@ -346,6 +376,9 @@ const struct conform_case *master_matrix_cases(void)
 			else if (m == SEND_GOODBYE)
 				snprintf(titles[n], sizeof(titles[n]), "goodbye in %s: the master closes and reconnects",
 					 state_name[st]);
+			else if (unsolicited_result(st, m))
+				snprintf(titles[n], sizeof(titles[n]), "%s in %s answering no VERIFY is PROTOCOL",
+					 send_name[m], state_name[st]);
 			else if (next < 0)
 				snprintf(titles[n], sizeof(titles[n]), "%s in %s is UNEXPECTED", send_name[m],
 					 state_name[st]);

@@ -273,12 +273,12 @@ int ms_power_cycle(struct mside *s)
 }
 
 /* Runs an operator's command (--pause-cmd, --resume-cmd) for the current case. */
-static int operator_cmd(struct mside *s, const char *opt, const char *tmpl)
+static int operator_cmd(struct mside *s, const char *opt, const char *tmpl, const char *needs)
 {
 	struct cctx *x = s->x;
 	char dir[300], cmd[4096];
 	if (!tmpl)
-		return cx_skip(x, "needs --pause-cmd and --resume-cmd (an operator's pause and resume)");
+		return cx_skip(x, "needs %s", needs);
 	if (master_expand(x->cf, tmpl, master_dir(x->cf, dir, sizeof(dir)), cmd, sizeof(cmd)) < 0)
 		return cx_fail(x, "%s: the command is too long once expanded", opt);
 	return cx_run(x, opt, cmd);
@@ -286,12 +286,33 @@ static int operator_cmd(struct mside *s, const char *opt, const char *tmpl)
 
 int ms_pause(struct mside *s)
 {
-	return operator_cmd(s, "--pause-cmd", s->x->cf->pause_cmd);
+	return operator_cmd(s, "--pause-cmd", s->x->cf->pause_cmd,
+			    "--pause-cmd and --resume-cmd (an operator's pause and resume)");
 }
 
 int ms_resume(struct mside *s)
 {
-	return operator_cmd(s, "--resume-cmd", s->x->cf->resume_cmd);
+	return operator_cmd(s, "--resume-cmd", s->x->cf->resume_cmd,
+			    "--pause-cmd and --resume-cmd (an operator's pause and resume)");
+}
+
+int ms_verify(struct mside *s, bool repair)
+{
+	const char *opt = repair ? "--verify-repair-cmd" : "--verify-cmd";
+	const char *tmpl = repair ? s->x->cf->verify_repair_cmd : s->x->cf->verify_cmd;
+	if (!tmpl)
+		return cx_skip(s->x, "needs %s (an operator's online verify)", opt);
+	/*
+	 * A master refuses a verify outside INSYNC (VFY-7), and it may not have
+	 * taken in the CONSISTENT that ends its pass yet: the operator tries again.
+	 */
+	uint64_t end = now_ms() + (uint64_t)s->x->p.timeout_ms;
+	for (;;) {
+		int rc = operator_cmd(s, opt, tmpl, opt);
+		if (rc == 0 || now_ms() >= end)
+			return rc;
+		usleep(100 * 1000);
+	}
 }
 
 int master_alive(struct cctx *x)

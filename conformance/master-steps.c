@@ -300,6 +300,8 @@ int ms_welcome(struct mside *s, const struct mwelcome *w)
 	m.copy_cursor = w->copy_cursor;
 	m.has_copy_base = w->copy_base != 0;
 	m.copy_base = w->copy_base;
+	m.has_verify = w->verify;
+	m.verify = w->verify;
 	return cx_send(s->x, FREP_MSG_WELCOME, &m.base, NULL, 0);
 }
 
@@ -655,11 +657,72 @@ int ms_pass(struct mside *s, uint32_t kind)
 
 int ms_insync(struct mside *s)
 {
-	STEP(ms_open(s, NULL));
+	return ms_insync_w(s, NULL);
+}
+
+int ms_insync_w(struct mside *s, const struct mwelcome *w)
+{
+	STEP(ms_open(s, w));
 	STEP(ms_pass(s, PH_REPLICATE));
 	CHECK(s->x, s->copy.full && s->copy.start_offset == 0,
 	      "a new volume got a %s pass from %" PRIu64 "; RDY-1 row 2 and RDY-5: full, from 0",
 	      s->copy.full ? "full" : "dirty", s->copy.start_offset);
+	return 0;
+}
+
+int ms_verify_all(struct mside *s, uint64_t bad_at, uint64_t *bad_off, uint64_t *bad_len)
+{
+	struct cctx *x = s->x;
+	uint64_t covered = 0, id = 0;
+	*bad_off = *bad_len = 0;
+	while (covered < s->volume_size) {
+		struct frame f;
+		enum frame_status st = ms_recv(s, &f, x->p.timeout_ms);
+		if (st != FRAME_OK)
+			return read_failed(s, st, "VERIFY");
+		if (f.hdr.type == FREP_MSG_TX) {
+			STEP(ms_take_tx(s, &f, NULL));
+			STEP(ms_ack(s, s->max_txid));
+			continue;
+		}
+		if (f.hdr.type != FREP_MSG_VERIFY)
+			return unexpected(s, "VERIFY or TX", &f);
+		const Frep__V1__Verify *v = (const Frep__V1__Verify *)f.msg;
+		uint64_t last = s->next_txid - 1;
+		CHECK(x, v->txid == last, "VERIFY of [%" PRIu64 ", +%" PRIu64 ") at TXID %" PRIu64
+		      " came right after TX %" PRIu64 ": it goes after TX txid and before TX txid + 1 (VFY-3)",
+		      v->offset, v->length, v->txid, last);
+		CHECK(x, v->length >= 1 && v->length <= FREP_MAX_VERIFY_LEN && v->offset <= s->volume_size &&
+			 v->length <= s->volume_size - v->offset && v->hash.len == FREP_VERIFY_HASH_SIZE,
+		      "VERIFY of [%" PRIu64 ", +%" PRIu64 ") with a %zu-byte hash: a region of the volume, "
+		      "1..32 MiB, and 16 bytes (VFY-4)", v->offset, v->length, v->hash.len);
+		CHECK(x, !id || v->verify_id == id, "VERIFY of verify %" PRIu64 " during verify %" PRIu64,
+		      v->verify_id, id);
+		id = v->verify_id;
+		uint8_t h[FREP_VERIFY_HASH_SIZE];
+		cx_hash(s->img + v->offset, v->length, h);
+		CHECK(x, memcmp(h, v->hash.data, sizeof(h)) == 0,
+		      "VERIFY of [%" PRIu64 ", +%" PRIu64 ") at TXID %" PRIu64 ": its hash is not the "
+		      "XXH3-128 of the region after exactly the TXIDs up to %" PRIu64 " (VFY-2, VFY-3)",
+		      v->offset, v->length, v->txid, v->txid);
+		if (bad_at >= v->offset && bad_at - v->offset < v->length) {
+			h[0] ^= 0x5a; /* the damage a mismatch stands for */
+			*bad_off = v->offset;
+			*bad_len = v->length;
+		}
+		Frep__V1__VerifyResult r = FREP__V1__VERIFY_RESULT__INIT;
+		r.verify_id = v->verify_id;
+		r.offset = v->offset;
+		r.txid = v->txid;
+		r.status = FREP__V1__VERIFY_STATUS__VERIFY_HASHED;
+		r.has_hash = true;
+		r.hash.data = h;
+		r.hash.len = sizeof(h);
+		covered += v->length;
+		STEP(cx_send(x, FREP_MSG_VERIFY_RESULT, &r.base, NULL, 0));
+	}
+	CHECK(x, covered == s->volume_size, "VERIFYs covered %" PRIu64 " bytes of a %" PRIu64
+	      "-byte volume", covered, s->volume_size);
 	return 0;
 }
 

@@ -20,6 +20,7 @@ struct mwelcome {
 	bool known, consistent;
 	uint64_t durable_txid, consistent_txid, copy_cursor, copy_base;
 	uint32_t phase;
+	bool verify; /* Welcome.verify: this mirror answers VERIFY (VFY-1) */
 };
 struct mwelcome wel_new(void);
 /* A mirror consistent in phase INSYNC at TXID d (READY row 3 when the master holds d + 1). */
@@ -135,6 +136,18 @@ int ms_resend(struct mside *s, uint64_t from, uint64_t to);
 int ms_pass(struct mside *s, uint32_t kind);
 /* A new volume all the way to INSYNC: ms_open, then a full pass from 0 (RDY-1 row 2). */
 int ms_insync(struct mside *s);
+/*
+ * Answers the master's VERIFYs until their regions cover the volume once
+ * (VFY-3, VFY-5), applying the TXs that come meanwhile. Each VERIFY must come
+ * right after the TX of its TXID (the last one received, or the base) and
+ * carry the XXH3-128 of the image's region, which then holds the master's
+ * content at that TXID (VFY-2, VFY-3). The answer is VERIFY_HASHED with the
+ * image's hash, except for the region holding offset bad_at (UINT64_MAX:
+ * none), which gets a wrong one; *bad_off and *bad_len get that region.
+ */
+int ms_verify_all(struct mside *s, uint64_t bad_at, uint64_t *bad_off, uint64_t *bad_len);
+/* ms_insync with the WELCOME w (NULL: a new volume). */
+int ms_insync_w(struct mside *s, const struct mwelcome *w);
 /* The mirror's image equals the master volume as written (DUR-10). */
 int ms_check_image(struct mside *s, const char *when);
 
@@ -175,6 +188,8 @@ int ms_power_cycle(struct mside *s);
 /* An operator pauses or resumes the master (--pause-cmd, --resume-cmd; SKIP without them). */
 int ms_pause(struct mside *s);
 int ms_resume(struct mside *s);
+/* An operator starts an online verify, with repair or not (--verify-cmd, --verify-repair-cmd; SKIP without). */
+int ms_verify(struct mside *s, bool repair);
 /* The master's process still runs and its export serves a read. */
 int master_alive(struct cctx *x);
 

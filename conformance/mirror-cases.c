@@ -79,7 +79,7 @@ static int frame_type0(struct cctx *x)
 	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
 }
 
-static int frame_type20(struct cctx *x)
+static int frame_type_unknown(struct cctx *x)
 {
 	STEP(m_insync(x));
 	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, 1, FREP_MSG__MAX + 1, 0, 0, 0));
@@ -1107,6 +1107,138 @@ static int seq_generation_held(struct cctx *x)
 	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
 }
 
+/* --- online verify ---------------------------------------------------------------- */
+
+enum { VFY_REGION = 64 << 10 };
+
+/* INSYNC at TXID 0 (every byte zero) on a mirror that verifies; SKIP if it says it does not (VFY-1). */
+static int vfy_insync(struct cctx *x)
+{
+	struct welcome w;
+	STEP(m_insync_w(x, &w));
+	if (!w.verify)
+		return cx_skip(x, "the mirror does not announce online verify (Welcome.verify, VFY-1)");
+	return 0;
+}
+
+/* This case's view of the first VFY_REGION * 2 bytes: m_insync's zeroes, then its TX_WRITEs. */
+static void vfy_write(uint8_t *img, uint64_t txid, uint64_t off, uint32_t len)
+{
+	cx_fill(img + off, len, txid); /* m_tx's data */
+}
+
+/* The n-th VERIFY_RESULT (from 0) echoes its VERIFY and says HASHED with this hash. */
+static int vfy_check(struct cctx *x, unsigned n, uint64_t off, uint64_t txid, const uint8_t *want)
+{
+	const struct seen_verify *v = &x->seen.vr[n];
+	CHECK(x, v->verify_id == 7 && v->offset == off && v->txid == txid,
+	      "VERIFY_RESULT %u echoes verify %" PRIu64 " offset %" PRIu64 " TXID %" PRIu64
+	      ", not the VERIFY's 7, %" PRIu64 ", %" PRIu64 " (VFY-5)", n, v->verify_id, v->offset,
+	      v->txid, off, txid);
+	CHECK(x, v->status == FREP__V1__VERIFY_STATUS__VERIFY_HASHED && v->hash_len == FREP_VERIFY_HASH_SIZE,
+	      "VERIFY_RESULT %u: status %u with a %zu-byte hash; VERIFY_HASHED and 16 bytes expected",
+	      n, v->status, v->hash_len);
+	CHECK(x, memcmp(v->hash, want, FREP_VERIFY_HASH_SIZE) == 0,
+	      "VERIFY_RESULT %u (offset %" PRIu64 ", TXID %" PRIu64 "): the hash is not the XXH3-128 of "
+	      "the region after exactly the TXIDs up to %" PRIu64 " (VFY-2, VFY-5)", n, off, txid, txid);
+	return 0;
+}
+
+/*
+ * VERIFYs between TXs, sent without waiting: each is hashed after exactly the
+ * TXIDs before it on the lane; a VERIFY whose master hash is wrong is still
+ * answered with the mirror's own, and the session goes on.
+ */
+static int vfy_hash(struct cctx *x)
+{
+	static uint8_t img[2 * VFY_REGION];
+	uint8_t h1[16], h2[16], zero[16], wrong[16];
+	memset(img, 0, sizeof(img));
+	STEP(vfy_insync(x));
+	m_reset_seen(x);
+	cx_hash(img + VFY_REGION, VFY_REGION, zero);
+	memcpy(wrong, zero, sizeof(wrong));
+	wrong[0] ^= 1;
+	STEP(m_tx(x, 1, TX_WRITE, 0, 4096));
+	vfy_write(img, 1, 0, 4096);
+	cx_hash(img, VFY_REGION, h1);
+	STEP(m_verify(x, 7, 0, VFY_REGION, 1, h1, sizeof(h1)));
+	STEP(m_tx(x, 2, TX_WRITE, 4096, 8192));
+	vfy_write(img, 2, 4096, 8192);
+	cx_hash(img, VFY_REGION, h2);
+	STEP(m_verify(x, 7, 0, VFY_REGION, 2, h2, sizeof(h2)));
+	STEP(m_verify(x, 7, VFY_REGION, VFY_REGION, 2, wrong, sizeof(wrong)));
+	STEP(m_wait_verify(x, 3));
+	STEP(vfy_check(x, 0, 0, 1, h1));
+	STEP(vfy_check(x, 1, 0, 2, h2));
+	STEP(vfy_check(x, 2, VFY_REGION, 2, zero));
+	STEP(m_tx(x, 3, TX_WRITE, 0, 4096));
+	return m_wait_ack(x, 3);
+}
+
+/* A VERIFY the mirror must refuse, on a session of its own. */
+static int vfy_refused(struct cctx *x, uint64_t off, uint64_t len, uint64_t txid, size_t hash_len,
+		       unsigned code, const char *what)
+{
+	uint8_t hash[17] = { 0 };
+	STEP(vfy_insync(x));
+	STEP(m_tx(x, 1, TX_WRITE, 0, 4096));
+	STEP(m_verify(x, 1, off, len, txid, hash, hash_len));
+	if (cx_expect_error(x, code, NULL) < 0) {
+		char why[sizeof(x->why)];
+		snprintf(why, sizeof(why), "%s", x->why);
+		return cx_fail(x, "%s: %s", what, why);
+	}
+	return 0;
+}
+
+static int vfy_bad(struct cctx *x)
+{
+	uint64_t end = x->volume_size;
+	STEP(vfy_refused(x, 0, 4096, 1, 15, FREP_E_PROTOCOL, "a 15-byte hash"));
+	STEP(vfy_refused(x, 0, 4096, 1, 17, FREP_E_PROTOCOL, "a 17-byte hash"));
+	STEP(vfy_refused(x, 0, 0, 1, 16, FREP_E_PROTOCOL, "a region of 0 bytes"));
+	STEP(vfy_refused(x, 0, FREP_MAX_VERIFY_LEN + 1, 1, 16, FREP_E_PROTOCOL,
+			 "a region of 32 MiB + 1 bytes"));
+	STEP(vfy_refused(x, 0, 4096, 1ull << 62, 16, FREP_E_PROTOCOL, "TXID 2^62"));
+	STEP(vfy_refused(x, 0, 4096, 2, 16, FREP_E_PROTOCOL, "TXID 2 before TX 2 was sent"));
+	STEP(vfy_refused(x, end - 4096, 8192, 1, 16, FREP_E_RANGE, "a region past the end"));
+	return vfy_refused(x, UINT64_MAX - 4095, 8192, 1, 16, FREP_E_RANGE, "a region whose end wraps");
+}
+
+/* Held back past a gap, the mirror is not at the TXID: NOT_AT_TXID, no hash; then it is. */
+static int vfy_not_at_txid(struct cctx *x)
+{
+	static uint8_t img[VFY_REGION];
+	uint8_t h[16];
+	memset(img, 0, sizeof(img));
+	STEP(vfy_insync(x));
+	STEP(m_tx(x, 1, TX_WRITE, 0, 4096));
+	STEP(m_wait_ack(x, 1));
+	STEP(m_tx(x, 3, TX_WRITE, 8192, 4096));
+	m_reset_seen(x);
+	STEP(m_verify(x, 9, 0, VFY_REGION, 3, img, sizeof(h)));
+	STEP(m_wait_verify(x, 1));
+	const struct seen_verify *v = &x->seen.vr[0];
+	CHECK(x, v->status == FREP__V1__VERIFY_STATUS__VERIFY_NOT_AT_TXID && v->hash_len == 0 &&
+		 v->txid == 3 && v->verify_id == 9,
+	      "VERIFY at TXID 3 with TX 2 missing: status %u, %zu-byte hash, TXID %" PRIu64
+	      "; VERIFY_NOT_AT_TXID without a hash expected (VFY-6)", v->status, v->hash_len, v->txid);
+	STEP(m_tx(x, 2, TX_WRITE, 4096, 4096));
+	STEP(m_wait_ack(x, 3));
+	for (uint64_t t = 1; t <= 3; t++)
+		vfy_write(img, t, (t - 1) * 4096, 4096);
+	cx_hash(img, sizeof(img), h);
+	STEP(m_verify(x, 9, 0, VFY_REGION, 3, h, sizeof(h)));
+	STEP(m_wait_verify(x, 2));
+	v = &x->seen.vr[1];
+	CHECK(x, v->status == FREP__V1__VERIFY_STATUS__VERIFY_HASHED && v->hash_len == 16 &&
+		 memcmp(v->hash, h, 16) == 0,
+	      "VERIFY at TXID 3 once the gap is filled: status %u, not the hash of the region at 3",
+	      v->status);
+	return 0;
+}
+
 /* --- heartbeats ------------------------------------------------------------------- */
 
 static int hb_echo(struct cctx *x)
@@ -1283,7 +1415,7 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.frame.magic", "FRAME-1 FRAME-2 FRAME-9", "a bad magic is PROTOCOL", frame_magic),
 	C("mirror.frame.version", "FRAME-3 FRAME-9", "frame version 2 is PROTOCOL", frame_version),
 	C("mirror.frame.type-zero", "FRAME-4", "type 0 is PROTOCOL", frame_type0),
-	C("mirror.frame.type-unknown", "FRAME-4", "type 20 is PROTOCOL (in INSYNC)", frame_type20),
+	C("mirror.frame.type-unknown", "FRAME-4", "type 22, above the last, is PROTOCOL (in INSYNC)", frame_type_unknown),
 	C("mirror.frame.flags", "FRAME-5", "a flag bit set is PROTOCOL", frame_flags),
 	C("mirror.frame.body-limit", "FRAME-6 FRAME-8", "body_len 65537 is PROTOCOL from the header alone", frame_body_limit),
 	C("mirror.frame.body-hostile", "FRAME-8", "body_len 2^32-1 is refused before the body is read", frame_body_hostile),
@@ -1344,6 +1476,9 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.seq.generation-newer", "SEQ-11", "a TX from a newer generation than HELLO is PROTOCOL", seq_generation_newer),
 	C("mirror.seq.generation-order", "SEQ-11 DUR-3", "older generations are fine; going back is PROTOCOL", seq_generation_order),
 	C("mirror.seq.generation-held", "SEQ-11 SEQ-6", "a held-back TX going back a generation is PROTOCOL", seq_generation_held),
+	C("mirror.vfy.hash", "VFY-1 VFY-2 VFY-3 VFY-5 VFY-7", "VERIFYs between TXs are hashed at their TXID; a wrong master hash is no error", vfy_hash),
+	C("mirror.vfy.bad", "VFY-4", "bad hashes, lengths and TXIDs are PROTOCOL, regions outside RANGE", vfy_bad),
+	C("mirror.vfy.not-at-txid", "VFY-6 SEQ-6", "a VERIFY past a gap is NOT_AT_TXID, then hashed once it fills", vfy_not_at_txid),
 	C("mirror.hb.echo", "HB-2", "the echo carries the seq and the last TX_ACK", hb_echo),
 	C("mirror.hb.silence", "HB-3", "a silent master is dropped after the mirror's timeout, without an Error", hb_silence),
 	C("mirror.hb.not-reading", "HB-3", "a master that stops reading is dropped", hb_not_reading),

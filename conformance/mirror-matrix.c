@@ -13,16 +13,18 @@
 enum msend {
 	SEND_HELLO, SEND_EXTENT_TABLE, SEND_START_REPLICATE, SEND_START_OUTOFSYNC, SEND_START_SYNC,
 	SEND_COPY_DATA, SEND_COPY_HOLE, SEND_COPY_DONE, SEND_TX, SEND_HEARTBEAT, SEND_PAUSE,
-	SEND_RESUME, SEND_ERROR, SEND_GOODBYE,
+	SEND_RESUME, SEND_VERIFY, SEND_ERROR, SEND_GOODBYE,
 	/* Types only a mirror sends (MSG-6). */
 	SEND_WELCOME, SEND_PARTS_READY, SEND_COPY_ACK, SEND_TX_ACK, SEND_RESEND, SEND_CONSISTENT,
+	SEND_VERIFY_RESULT,
 	SEND__N
 };
 
 static const char *const send_name[SEND__N] = {
 	"hello", "extent-table", "start-copy-replicate", "start-copy-outofsync", "start-sync",
-	"copy-data", "copy-hole", "copy-done", "tx", "heartbeat", "pause", "resume", "error",
-	"goodbye", "welcome", "parts-ready", "copy-ack", "tx-ack", "resend", "consistent",
+	"copy-data", "copy-hole", "copy-done", "tx", "heartbeat", "pause", "resume", "verify",
+	"error", "goodbye", "welcome", "parts-ready", "copy-ack", "tx-ack", "resend", "consistent",
+	"verify-result",
 };
 
 static int send_it(struct cctx *x, int m)
@@ -67,6 +69,17 @@ static int send_it(struct cctx *x, int m)
 	case SEND_RESUME: {
 		Frep__V1__Resume r = FREP__V1__RESUME__INIT;
 		return cx_send(x, FREP_MSG_RESUME, &r.base, NULL, 0);
+	}
+	case SEND_VERIFY: {
+		/* Legal only in INSYNC, where the matrix's mirror is at TXID 0 (VFY-3). */
+		uint8_t hash[FREP_VERIFY_HASH_SIZE] = { 0 };
+		return m_verify(x, 1, 0, 4096, 0, hash, sizeof(hash));
+	}
+	case SEND_VERIFY_RESULT: {
+		Frep__V1__VerifyResult r = FREP__V1__VERIFY_RESULT__INIT;
+		r.verify_id = 1;
+		r.status = FREP__V1__VERIFY_STATUS__VERIFY_NOT_AT_TXID;
+		return cx_send(x, FREP_MSG_VERIFY_RESULT, &r.base, NULL, 0);
 	}
 	case SEND_ERROR: {
 		Frep__V1__Error e = FREP__V1__ERROR__INIT;
@@ -178,7 +191,7 @@ static int legal_next(int s, int m)
 					     : -1;
 	}
 	case MS_INSYNC:
-		return m == SEND_TX || m == SEND_HEARTBEAT ? MS_INSYNC
+		return m == SEND_TX || m == SEND_HEARTBEAT || m == SEND_VERIFY ? MS_INSYNC
 		       : m == SEND_PAUSE		   ? MS_IDLE
 		       : m == SEND_START_OUTOFSYNC	   ? MS_OUTOFSYNC
 							   : -1;
@@ -226,6 +239,9 @@ static int run_pair(struct cctx *x, int s, int m)
 	case SEND_HEARTBEAT:
 		STEP(m_wait_echo(x));
 		break;
+	case SEND_VERIFY:
+		STEP(m_wait_verify(x, 1));
+		break;
 	default:
 		break;
 	}
@@ -257,6 +273,7 @@ static const char *pair_clauses(int s, int m)
 		case SEND_TX: return s == MS_REPLICATE || s == MS_OUTOFSYNC ? "FSM-1 COPY-10" : "FSM-1";
 		case SEND_START_REPLICATE:
 		case SEND_START_OUTOFSYNC: return "FSM-1 COPY-17";
+		case SEND_VERIFY: return "FSM-1 VFY-4";
 		default: return s == MS_INIT ? "FSM-1 HS-1" : "FSM-1";
 		}
 	}
@@ -271,6 +288,7 @@ static const char *pair_clauses(int s, int m)
 	case SEND_START_SYNC: return "FSM-10 RDY-3";
 	case SEND_TX: return s == MS_IDLE ? "FSM-10 IDLE-2 SEQ-4" : "FSM-10 SEQ-4";
 	case SEND_COPY_DONE: return "FSM-10 COPY-11";
+	case SEND_VERIFY: return "FSM-10 VFY-5";
 	default: return "FSM-10";
 	}
 }

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "mirror.h"
 #include "util.h"
 
@@ -18,6 +20,11 @@ void cx_fill(uint8_t *buf, size_t len, uint64_t seed)
 		v ^= v << 17;
 		buf[i] = (uint8_t)v;
 	}
+}
+
+void cx_hash(const void *buf, size_t len, uint8_t out[FREP_VERIFY_HASH_SIZE])
+{
+	XXH128_canonicalFromHash((XXH128_canonical_t *)out, XXH3_128bits(buf, len));
 }
 
 int cx_run(struct cctx *x, const char *what, const char *cmd)
@@ -82,6 +89,7 @@ static void copy_welcome(const struct frame *f, struct welcome *w)
 		.copy_cursor = m->copy_cursor,
 		.copy_base = m->has_copy_base ? m->copy_base : 0,
 		.phase = m->phase,
+		.verify = m->has_verify && m->verify,
 	};
 }
 
@@ -200,8 +208,13 @@ int m_copy_hole(struct cctx *x, uint64_t offset, uint64_t len)
 
 int m_insync(struct cctx *x)
 {
+	return m_insync_w(x, NULL);
+}
+
+int m_insync_w(struct cctx *x, struct welcome *w)
+{
 	uint64_t t;
-	STEP(m_ready(x, NULL));
+	STEP(m_ready(x, w));
 	STEP(m_start_copy(x, FREP__V1__PHASE__PHASE_REPLICATE, 0, true, 0));
 	STEP(m_copy_hole(x, 0, x->volume_size));
 	STEP(m_copy_done(x, 0, 0));
@@ -266,6 +279,22 @@ static bool absorb(struct cctx *x, const struct frame *f)
 		s->consistent = true;
 		s->consistent_txid = ((const Frep__V1__Consistent *)f->msg)->txid;
 		return true;
+	case FREP_MSG_VERIFY_RESULT: {
+		const Frep__V1__VerifyResult *r = (const Frep__V1__VerifyResult *)f->msg;
+		if (s->n_verify_results < SEEN_VERIFY_MAX) {
+			struct seen_verify *v = &s->vr[s->n_verify_results];
+			*v = (struct seen_verify){ .verify_id = r->verify_id, .offset = r->offset,
+						   .txid = r->txid, .status = r->status };
+			if (r->has_hash && r->hash.len <= sizeof(v->hash)) {
+				v->hash_len = r->hash.len;
+				memcpy(v->hash, r->hash.data, r->hash.len);
+			} else if (r->has_hash) {
+				v->hash_len = r->hash.len; /* too long: the length tells */
+			}
+		}
+		s->n_verify_results++;
+		return true;
+	}
 	case FREP_MSG_RESEND:
 		s->n_resends++;
 		s->resend_from = ((const Frep__V1__Resend *)f->msg)->from_txid;
@@ -313,6 +342,31 @@ static int wait_until(struct cctx *x, bool (*done)(struct cctx *, uint64_t), uin
 static bool acked(struct cctx *x, uint64_t t)
 {
 	return t != UINT64_MAX && x->seen.n_tx_acks && x->seen.tx_ack >= t;
+}
+
+static bool verified(struct cctx *x, uint64_t n)
+{
+	return n != UINT64_MAX && x->seen.n_verify_results >= n;
+}
+
+int m_wait_verify(struct cctx *x, unsigned n)
+{
+	char what[64];
+	snprintf(what, sizeof(what), "VERIFY_RESULT number %u", n);
+	return wait_until(x, verified, n, what);
+}
+
+int m_verify(struct cctx *x, uint64_t id, uint64_t offset, uint64_t length, uint64_t txid,
+	     const uint8_t *hash, size_t hash_len)
+{
+	Frep__V1__Verify v = FREP__V1__VERIFY__INIT;
+	v.verify_id = id;
+	v.offset = offset;
+	v.length = length;
+	v.txid = txid;
+	v.hash.data = (uint8_t *)hash;
+	v.hash.len = hash_len;
+	return cx_send(x, FREP_MSG_VERIFY, &v.base, NULL, 0);
 }
 
 int m_wait_ack(struct cctx *x, uint64_t txid)

@@ -10,6 +10,7 @@ struct welcome {
 	bool known, consistent;
 	uint64_t durable_txid, consistent_txid, copy_cursor, copy_base;
 	uint32_t phase;
+	bool verify; /* Welcome.verify (VFY-1) */
 };
 
 /* A Hello with this case's defaults (one lane, version 1, its volume and UUID). */
@@ -41,12 +42,19 @@ int m_copy_data(struct cctx *x, uint64_t offset, uint32_t len, uint64_t seed);
 int m_copy_hole(struct cctx *x, uint64_t offset, uint64_t len);
 /* A new volume copied empty from base 0: the mirror is INSYNC at TXID 0. */
 int m_insync(struct cctx *x);
+/* The same, keeping the WELCOME in w. */
+int m_insync_w(struct cctx *x, struct welcome *w);
 /* Sends TX txid: a TX_WRITE of len bytes (data from seed) or a trim/zero. */
 int m_tx(struct cctx *x, uint64_t txid, unsigned op, uint64_t offset, uint32_t len);
 int m_tx_gen(struct cctx *x, uint64_t txid, uint64_t generation, unsigned op, uint64_t offset,
 	     uint32_t len);
 /* Reads until a TX_ACK covers txid (other acks and COPY_ACKs noted). */
 int m_wait_ack(struct cctx *x, uint64_t txid);
+/* Sends VERIFY (hash: hash_len bytes as they are, VFY-4 cases send bad ones). */
+int m_verify(struct cctx *x, uint64_t id, uint64_t offset, uint64_t length, uint64_t txid,
+	     const uint8_t *hash, size_t hash_len);
+/* Reads until the n-th VERIFY_RESULT since m_reset_seen (x->seen.vr). */
+int m_wait_verify(struct cctx *x, unsigned n);
 /* Reads until CONSISTENT; *txid gets its value. */
 int m_wait_consistent(struct cctx *x, uint64_t *txid);
 /* Reads until COPY_ACK through >= at least. */

@@ -46,13 +46,19 @@ struct pb_message {
 	gint ett;
 };
 
-/* enum Phase and enum TxOp of frep.proto. */
+/* enum Phase, TxOp and VerifyStatus of frep.proto. */
 static const value_string phase_vals[] = {
 	{ 0, "PHASE_NONE" },
 	{ 1, "PHASE_CREATED" },
 	{ 2, "PHASE_REPLICATE" },
 	{ 3, "PHASE_OUTOFSYNC" },
 	{ 4, "PHASE_INSYNC" },
+	{ 0, NULL },
+};
+
+static const value_string verify_status_vals[] = {
+	{ 1, "VERIFY_HASHED" },
+	{ 2, "VERIFY_NOT_AT_TXID" },
 	{ 0, NULL },
 };
 
@@ -91,6 +97,7 @@ static struct pb_field welcome_fields[] = {
 	NAMED_UINT32(6, "phase", phase_vals),
 	FIELD(7, "copy_cursor", PB_UINT64, PB_REQUIRED),
 	FIELD(8, "copy_base", PB_UINT64, PB_OPTIONAL),
+	FIELD(9, "verify", PB_BOOL, PB_OPTIONAL),
 };
 
 static struct pb_field extent_table_fields[] = {
@@ -170,6 +177,22 @@ static struct pb_field goodbye_fields[] = {
 	FIELD(1, "reason", PB_STRING, PB_REQUIRED),
 };
 
+static struct pb_field verify_fields[] = {
+	FIELD(1, "verify_id", PB_UINT64, PB_REQUIRED),
+	FIELD(2, "offset", PB_UINT64, PB_REQUIRED),
+	FIELD(3, "length", PB_UINT64, PB_REQUIRED),
+	FIELD(4, "txid", PB_UINT64, PB_REQUIRED),
+	FIELD(5, "hash", PB_BYTES, PB_REQUIRED),
+};
+
+static struct pb_field verify_result_fields[] = {
+	FIELD(1, "verify_id", PB_UINT64, PB_REQUIRED),
+	FIELD(2, "offset", PB_UINT64, PB_REQUIRED),
+	FIELD(3, "txid", PB_UINT64, PB_REQUIRED),
+	ENUM_FIELD(4, "status", verify_status_vals),
+	FIELD(5, "hash", PB_BYTES, PB_OPTIONAL),
+};
+
 #define MESSAGE(name, abbrev, fields) { name, abbrev, fields, G_N_ELEMENTS(fields), -1 }
 #define EMPTY_MESSAGE(name, abbrev) { name, abbrev, NULL, 0, -1 }
 
@@ -194,6 +217,8 @@ static struct pb_message messages[FREP_MSG__MAX + 1] = {
 	[FREP_MSG_RESUME] = EMPTY_MESSAGE("Resume", "resume"),
 	[FREP_MSG_ERROR] = MESSAGE("Error", "error", error_fields),
 	[FREP_MSG_GOODBYE] = MESSAGE("Goodbye", "goodbye", goodbye_fields),
+	[FREP_MSG_VERIFY] = MESSAGE("Verify", "verify", verify_fields),
+	[FREP_MSG_VERIFY_RESULT] = MESSAGE("VerifyResult", "verify_result", verify_result_fields),
 };
 
 static int hf_unknown_field = -1;
@@ -376,6 +401,8 @@ static void add_value(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const
 		break;
 	case PB_BYTES:
 		out->len[f->number] = (guint32)(vlen - (int)prefix);
+		out->bytes[f->number] = tvb_memdup(pinfo->pool, tvb, voff + (int)prefix,
+						   vlen - (int)prefix);
 		it = proto_tree_add_item(tree, f->hf, tvb, voff + (int)prefix, vlen - (int)prefix, ENC_NA);
 		break;
 	case PB_FIXED32:

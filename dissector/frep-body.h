@@ -23,6 +23,7 @@ struct frep_body {
 	guint64 u[FREP_BODY_MAX_FIELD + 1];	  /* integers, by field number */
 	const char *s[FREP_BODY_MAX_FIELD + 1];   /* strings, by field number */
 	guint32 len[FREP_BODY_MAX_FIELD + 1];	  /* bytes of a string or bytes field */
+	const guint8 *bytes[FREP_BODY_MAX_FIELD + 1]; /* a bytes field's content (len bytes) */
 	proto_item *item[FREP_BODY_MAX_FIELD + 1]; /* tree item, by field number */
 	guint32 present;			  /* bit n: field n was seen */
 	unsigned n_repeated;			  /* occurrences of a repeated field */

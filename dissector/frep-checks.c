@@ -178,6 +178,22 @@ void frep_checks_dissect(packet_info *pinfo, proto_item *fi, unsigned type,
 	case FREP_MSG_ERROR:
 		check_error(pinfo, fi, b);
 		break;
+	case FREP_MSG_VERIFY:
+		if (b->len[5] != FREP_VERIFY_HASH_SIZE)
+			expert_add_info_format(pinfo, at(b, 5, fi), &ei_limit,
+					       "hash is %u bytes: XXH3-128 is %d (VFY-4)", b->len[5],
+					       FREP_VERIFY_HASH_SIZE);
+		if (b->u[3] == 0 || b->u[3] > FREP_MAX_VERIFY_LEN)
+			expert_add_info_format(pinfo, at(b, 3, fi), &ei_limit,
+					       "length %" PRIu64 ": 1..%d (VFY-4)", b->u[3],
+					       FREP_MAX_VERIFY_LEN);
+		break;
+	case FREP_MSG_VERIFY_RESULT:
+		if (b->u[4] == 1 && b->len[5] != FREP_VERIFY_HASH_SIZE)
+			expert_add_info_format(pinfo, at(b, 4, fi), &ei_inconsistent,
+					       "VERIFY_HASHED with a %u-byte hash: 16 bytes (VFY-5)",
+					       b->len[5]);
+		break;
 	case FREP_MSG_GOODBYE:
 		if (b->len[1] >= FREP_MAX_MESSAGE)
 			expert_add_info_format(pinfo, at(b, 1, fi), &ei_limit,

@@ -7,6 +7,8 @@
  *   COPY_DATA, COPY_HOLE -> the first COPY_ACK of its pass with through >= its end (COPY-8)
  *   RESEND(from, to)     -> the TXs from..to sent after it (SEQ-7)
  *   HEARTBEAT(seq)       -> the HEARTBEAT with that seq from the other side (HB-2)
+ *   VERIFY               -> its VERIFY_RESULT, the first with the same verify_id,
+ *                           offset and txid (VFY-5); their hashes compared (VFY-7)
  *
  * A session is one TCP conversation; its state lives in the conversation
  * and is only ever changed on the first pass, in frame order. Each frep
@@ -36,6 +38,9 @@ enum msg_flags {
 	MSG_GAP = 1u << 0,	    /* TX past a gap: gap_from..gap_to were never sent */
 	MSG_DUPLICATE = 1u << 1,   /* TX whose TXID an earlier TX carried */
 	MSG_ACK_UNSENT = 1u << 2,  /* TX_ACK or COPY_ACK beyond what was sent (bound) */
+	MSG_VERIFY_MISMATCH = 1u << 3, /* VERIFY_RESULT: its hash differs from the VERIFY's */
+	MSG_VERIFY_MATCH = 1u << 4,    /* VERIFY_RESULT: both hashes equal */
+	MSG_VERIFY_ORPHAN = 1u << 5,   /* VERIFY_RESULT answering no VERIFY seen */
 };
 
 /* What the first pass found about one frep frame. File scope. */
@@ -57,6 +62,8 @@ struct msg {
 	guint64 resend_from;	 /* RESEND: its range */
 	guint64 resend_to;
 	guint64 resend_next;	 /* RESEND, first pass: the next TXID it waits for */
+	guint64 v_id, v_offset, v_txid; /* VERIFY, VERIFY_RESULT */
+	guint8 *v_hash;		 /* their hash (16 bytes), or NULL */
 };
 
 /* One session's state on the first pass. File scope. */
@@ -68,6 +75,7 @@ struct session {
 	wmem_map_t *first_tx;	   /* TXID (guint64 *) -> struct msg * of its first TX */
 	wmem_list_t *resends;	   /* RESENDs not fully answered */
 	wmem_map_t *heartbeats[2]; /* seq -> HEARTBEAT from that direction not yet echoed */
+	wmem_list_t *unanswered_verify; /* VERIFYs without a VERIFY_RESULT yet, oldest first */
 	gboolean tx_known;	   /* tx_high is known: START_*, or a TX seen */
 	guint64 tx_high;	   /* highest TXID sent, or the base of sequencing */
 	gboolean copy_known;	   /* a START_COPY was seen */
@@ -88,10 +96,17 @@ static int hf_resend_of = -1;
 static int hf_echo_in = -1;
 static int hf_echo_to = -1;
 static int hf_rtt = -1;
+static int hf_verify_result_in = -1;
+static int hf_verify_request_in = -1;
+static int hf_verify_time = -1;
+static int hf_verify_match = -1;
 static expert_field ei_gap = EI_INIT;
 static expert_field ei_resent = EI_INIT;
 static expert_field ei_resend = EI_INIT;
 static expert_field ei_ack_unsent = EI_INIT;
+static expert_field ei_verify_mismatch = EI_INIT;
+static expert_field ei_verify_orphan = EI_INIT;
+static expert_field ei_verify_not_at = EI_INIT;
 
 void frep_links_register(int proto)
 {
@@ -136,6 +151,21 @@ void frep_links_register(int proto)
 		{ &hf_rtt,
 		  { "Round-trip time", "frep.hb.rtt", FT_RELATIVE_TIME, BASE_NONE, NULL, 0x0,
 		    "From a HEARTBEAT to its echo", HFILL } },
+		{ &hf_verify_result_in,
+		  { "Result in", "frep.vfy.result_in", FT_FRAMENUM, BASE_NONE,
+		    FRAMENUM_TYPE(FT_FRAMENUM_RESPONSE), 0x0,
+		    "The VERIFY_RESULT that answers this VERIFY (VFY-5)", HFILL } },
+		{ &hf_verify_request_in,
+		  { "Request in", "frep.vfy.request_in", FT_FRAMENUM, BASE_NONE,
+		    FRAMENUM_TYPE(FT_FRAMENUM_REQUEST), 0x0,
+		    "The VERIFY this VERIFY_RESULT answers (VFY-5)", HFILL } },
+		{ &hf_verify_time,
+		  { "Verify time", "frep.vfy.time", FT_RELATIVE_TIME, BASE_NONE, NULL, 0x0,
+		    "From a VERIFY to its VERIFY_RESULT", HFILL } },
+		{ &hf_verify_match,
+		  { "Hashes match", "frep.vfy.match", FT_BOOLEAN, BASE_NONE, NULL, 0x0,
+		    "The mirror's hash equals the master's: the region is the same on both sides "
+		    "at the TXID (VFY-7)", HFILL } },
 	};
 	static ei_register_info ei[] = {
 		{ &ei_gap,
@@ -150,6 +180,15 @@ void frep_links_register(int proto)
 		{ &ei_ack_unsent,
 		  { "frep.seq.ack_unsent", PI_PROTOCOL, PI_ERROR,
 		    "Acknowledges what was never sent (SEQ-5, COPY-8)", EXPFILL } },
+		{ &ei_verify_mismatch,
+		  { "frep.vfy.mismatch", PI_CHECKSUM, PI_WARN,
+		    "The region differs between master and mirror (VFY-7)", EXPFILL } },
+		{ &ei_verify_orphan,
+		  { "frep.vfy.orphan", PI_PROTOCOL, PI_ERROR,
+		    "VERIFY_RESULT answering no VERIFY (VFY-5)", EXPFILL } },
+		{ &ei_verify_not_at,
+		  { "frep.vfy.not_at_txid", PI_SEQUENCE, PI_NOTE,
+		    "The mirror could not hash at the TXID; the master asks again (VFY-6)", EXPFILL } },
 	};
 
 	proto_frep = proto;
@@ -173,6 +212,7 @@ static struct session *session_get(packet_info *pinfo)
 	s->resends = wmem_list_new(wmem_file_scope());
 	for (unsigned d = 0; d < 2; d++)
 		s->heartbeats[d] = wmem_map_new(wmem_file_scope(), g_int64_hash, g_int64_equal);
+	s->unanswered_verify = wmem_list_new(wmem_file_scope());
 	conversation_add_proto_data(conv, proto_frep, s);
 	return s;
 }
@@ -278,6 +318,43 @@ static void first_pass_heartbeat(struct session *s, packet_info *pinfo, struct m
 	nstime_delta(m->lat, &m->ts, &req->ts);
 }
 
+/* A VERIFY or VERIFY_RESULT's identity and hash, from its body (field numbers of frep.proto). */
+static void verify_fields(struct msg *m, const struct frep_body *b)
+{
+	gboolean req = m->type == FREP_MSG_VERIFY;
+	unsigned txid_field = req ? 4 : 3;
+
+	m->v_id = b->u[1];
+	m->v_offset = b->u[2];
+	m->v_txid = b->u[txid_field];
+	if (b->bytes[5] && b->len[5] == FREP_VERIFY_HASH_SIZE)
+		m->v_hash = wmem_memdup(wmem_file_scope(), b->bytes[5], FREP_VERIFY_HASH_SIZE);
+}
+
+/* A VERIFY_RESULT answers the oldest VERIFY with its verify_id, offset and txid (VFY-5). */
+static void first_pass_verify_result(struct session *s, struct msg *m, const struct frep_body *b)
+{
+	wmem_list_frame_t *f;
+
+	for (f = wmem_list_head(s->unanswered_verify); f; f = wmem_list_frame_next(f)) {
+		struct msg *req = wmem_list_frame_data(f);
+
+		if (req->v_id != m->v_id || req->v_offset != m->v_offset || req->v_txid != m->v_txid)
+			continue;
+		wmem_list_remove_frame(s->unanswered_verify, f);
+		req->answer = m;
+		m->first = req;
+		m->n_answered = 1;
+		m->lat = wmem_new(wmem_file_scope(), nstime_t);
+		nstime_delta(m->lat, &m->ts, &req->ts);
+		if (b->u[4] == 1 && m->v_hash && req->v_hash)
+			m->flags |= memcmp(m->v_hash, req->v_hash, FREP_VERIFY_HASH_SIZE) ?
+					    MSG_VERIFY_MISMATCH : MSG_VERIFY_MATCH;
+		return;
+	}
+	m->flags |= MSG_VERIFY_ORPHAN;
+}
+
 /* The first pass: the session's state moves on by one frame. */
 static void first_pass(struct session *s, packet_info *pinfo, struct msg *m,
 		       const struct frep_body *b, guint32 trailer_len)
@@ -346,6 +423,15 @@ static void first_pass(struct session *s, packet_info *pinfo, struct msg *m,
 		m->key = u[1];
 		first_pass_heartbeat(s, pinfo, m);
 		break;
+	case FREP_MSG_VERIFY:
+		verify_fields(m, b);
+		wait_for_ack(s->unanswered_verify, m);
+		break;
+	case FREP_MSG_VERIFY_RESULT:
+		verify_fields(m, b);
+		m->key = u[4]; /* status */
+		first_pass_verify_result(s, m, b);
+		break;
 	default:
 		break;
 	}
@@ -369,7 +455,10 @@ static void show(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
 
 	if (m->answer) {
 		nstime_delta(&d, &m->answer->ts, &m->ts);
-		if (m->type == FREP_MSG_HEARTBEAT) {
+		if (m->type == FREP_MSG_VERIFY) {
+			add_frame(tree, tvb, hf_verify_result_in, m->answer->frame);
+			add_time(tree, tvb, hf_verify_time, &d);
+		} else if (m->type == FREP_MSG_HEARTBEAT) {
 			add_frame(tree, tvb, hf_echo_in, m->answer->frame);
 			add_time(tree, tvb, hf_rtt, &d);
 		} else {
@@ -396,6 +485,28 @@ static void show(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
 			add_frame(tree, tvb, hf_echo_to, m->first->frame);
 			add_time(tree, tvb, hf_rtt, &m->lat[0]);
 		}
+		break;
+	case FREP_MSG_VERIFY_RESULT:
+		if (m->first) {
+			add_frame(tree, tvb, hf_verify_request_in, m->first->frame);
+			add_time(tree, tvb, hf_verify_time, &m->lat[0]);
+		}
+		if (m->flags & (MSG_VERIFY_MATCH | MSG_VERIFY_MISMATCH))
+			proto_item_set_generated(proto_tree_add_boolean(tree, hf_verify_match, tvb, 0, 0,
+									(m->flags & MSG_VERIFY_MATCH) != 0));
+		if (m->flags & MSG_VERIFY_MISMATCH)
+			expert_add_info_format(pinfo, fi, &ei_verify_mismatch,
+					       "Region of verify %" PRIu64 " at offset %" PRIu64
+					       " differs at TXID %" PRIu64 ": the mirror's hash is not the "
+					       "master's in frame %u (VFY-7)", m->v_id, m->v_offset,
+					       m->v_txid, m->first->frame);
+		if (m->flags & MSG_VERIFY_ORPHAN)
+			expert_add_info_format(pinfo, fi, &ei_verify_orphan,
+					       "VERIFY_RESULT for verify %" PRIu64 " at offset %" PRIu64
+					       ", TXID %" PRIu64 ": no such VERIFY unanswered (VFY-5)",
+					       m->v_id, m->v_offset, m->v_txid);
+		if (m->key == 2)
+			expert_add_info(pinfo, fi, &ei_verify_not_at);
 		break;
 	case FREP_MSG_RESEND:
 		for (guint i = 0; m->resent_in && i < wmem_array_get_count(m->resent_in); i++)
@@ -454,7 +565,8 @@ void frep_links_dissect(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, pro
 	show(tvb, pinfo, tree, fi, m);
 	if (m->n_answered) {
 		lat->kind = type == FREP_MSG_TX_ACK ? FREP_LAT_TX :
-			    type == FREP_MSG_COPY_ACK ? FREP_LAT_COPY : FREP_LAT_HEARTBEAT;
+			    type == FREP_MSG_COPY_ACK ? FREP_LAT_COPY :
+			    type == FREP_MSG_VERIFY_RESULT ? FREP_LAT_VERIFY : FREP_LAT_HEARTBEAT;
 		lat->n = m->n_answered;
 		lat->t = m->lat;
 	}

@@ -12,6 +12,7 @@ enum frep_latency_kind {
 	FREP_LAT_TX,	    /* TX -> TX_ACK */
 	FREP_LAT_COPY,	    /* COPY_DATA, COPY_HOLE -> COPY_ACK */
 	FREP_LAT_HEARTBEAT, /* HEARTBEAT -> its echo */
+	FREP_LAT_VERIFY,    /* VERIFY -> VERIFY_RESULT */
 };
 
 /*

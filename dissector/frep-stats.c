@@ -32,6 +32,7 @@ static const char *const st_lat_names[] = {
 	[FREP_LAT_TX] = "TX -> TX_ACK",
 	[FREP_LAT_COPY] = "COPY_DATA/COPY_HOLE -> COPY_ACK",
 	[FREP_LAT_HEARTBEAT] = "HEARTBEAT -> echo (round trip)",
+	[FREP_LAT_VERIFY] = "VERIFY -> VERIFY_RESULT",
 };
 
 /* Byte totals of each open tree: stats_tree * -> guint64[FREP_MSG__MAX + 1]. */
@@ -48,7 +49,7 @@ static void tree_init(stats_tree *st)
 		stats_tree_create_node(st, frep_msg_name(t), messages, STAT_DT_INT, FALSE);
 		stats_tree_create_node(st, frep_msg_name(t), kib, STAT_DT_INT, FALSE);
 	}
-	for (unsigned k = FREP_LAT_TX; k <= FREP_LAT_HEARTBEAT; k++)
+	for (unsigned k = FREP_LAT_TX; k <= FREP_LAT_VERIFY; k++)
 		stats_tree_create_node(st, st_lat_names[k], latency, STAT_DT_FLOAT, FALSE);
 	if (!byte_totals)
 		byte_totals = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);

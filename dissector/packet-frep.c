@@ -159,6 +159,13 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 					  frep_error_name((unsigned)u[1]), b->s[3] ? b->s[3] : "");
 	case FREP_MSG_GOODBYE:
 		return wmem_strdup_printf(pinfo->pool, "%s \"%s\"", name, b->s[1] ? b->s[1] : "");
+	case FREP_MSG_VERIFY:
+		return wmem_strdup_printf(pinfo->pool, "%s id=%" PRIu64 " off=%" PRIu64 " len=%" PRIu64
+					  " txid=%" PRIu64, name, u[1], u[2], u[3], u[4]);
+	case FREP_MSG_VERIFY_RESULT:
+		return wmem_strdup_printf(pinfo->pool, "%s id=%" PRIu64 " off=%" PRIu64 " txid=%" PRIu64
+					  "%s", name, u[1], u[2], u[3],
+					  u[4] == 2 ? " not at txid" : "");
 	default:
 		return name;
 	}

@@ -41,6 +41,7 @@ static const char *const master_event_names[ME__COUNT] = {
 	[ME_RETRY_MAKEPARTS] = "RETRY_MAKEPARTS",
 	[ME_RECONNECT] = "RECONNECT",
 	[ME_RESTART] = "RESTART",
+	[ME_MSG_VERIFY_RESULT] = "MSG_VERIFY_RESULT",
 };
 
 static const char *const mirror_state_names[MR__COUNT] = {
@@ -69,6 +70,7 @@ static const char *const mirror_event_names[MV__COUNT] = {
 	[MV_MSG_RESUME] = "MSG_RESUME",
 	[MV_MSG_HEARTBEAT] = "MSG_HEARTBEAT",
 	[MV_SEVERE] = "SEVERE",
+	[MV_MSG_VERIFY] = "MSG_VERIFY",
 };
 
 /* Values come from the peer or from casts: anything outside a table is "UNKNOWN". */

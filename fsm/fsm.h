@@ -47,6 +47,7 @@ enum master_event {
 	ME_RETRY_MAKEPARTS,  /* RESET backoff over, failed step was MAKEPARTS */
 	ME_RECONNECT,	     /* LINKDOWN backoff over: reconnect */
 	ME_RESTART,	     /* operator restart out of ERROR */
+	ME_MSG_VERIFY_RESULT, /* the mirror's hash of a region (online verify) */
 	ME__COUNT
 };
 
@@ -78,6 +79,7 @@ enum mirror_event {
 	MV_MSG_RESUME,
 	MV_MSG_HEARTBEAT,
 	MV_SEVERE,		  /* local severe error, or severe Error received */
+	MV_MSG_VERIFY,		  /* INSYNC: hash a region (online verify) */
 	MV__COUNT
 };
 

@@ -43,6 +43,7 @@ RETRY_INIT = 19;
 RETRY_MAKEPARTS = 20;
 RECONNECT = 21;
 RESTART = 22;
+MSG_VERIFY_RESULT = 23;
 
 action to_new { master_enter(f, MS_NEW, ev, reason); }
 action to_init { master_enter(f, MS_INIT, ev, reason); }
@@ -110,8 +111,9 @@ main := (
 		SEVERE @to_error -> error |
 		LINK_LOST @to_linkdown -> linkdown
 	),
+	# A VERIFY_RESULT may be in flight when a crack ends INSYNC (VFY-7).
 	outofsync: (
-		copying @stay_outofsync -> outofsync |
+		(copying | MSG_VERIFY_RESULT) @stay_outofsync -> outofsync |
 		CRACK @crack_outofsync -> outofsync |
 		MSG_CONSISTENT @to_insync -> insync |
 		MINOR @to_reset -> reset |
@@ -119,7 +121,7 @@ main := (
 		LINK_LOST @to_linkdown -> linkdown
 	),
 	insync: (
-		(MSG_TX_ACK | MSG_RESEND | MSG_HEARTBEAT) @stay_insync -> insync |
+		(MSG_TX_ACK | MSG_RESEND | MSG_HEARTBEAT | MSG_VERIFY_RESULT) @stay_insync -> insync |
 		PAUSE @to_idle -> idle |
 		CRACK @to_outofsync -> outofsync |
 		MINOR @to_reset -> reset |
@@ -128,7 +130,7 @@ main := (
 	),
 	# A RESEND in flight at the pause is no error: the resend waits for RESUME.
 	idle: (
-		(MSG_TX_ACK | MSG_RESEND | MSG_HEARTBEAT) @stay_idle -> idle |
+		(MSG_TX_ACK | MSG_RESEND | MSG_HEARTBEAT | MSG_VERIFY_RESULT) @stay_idle -> idle |
 		RESUME @to_insync -> insync |
 		CRACK @to_outofsync -> outofsync |
 		SEVERE @to_error -> error |

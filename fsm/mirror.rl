@@ -33,6 +33,7 @@ MSG_PAUSE = 11;
 MSG_RESUME = 12;
 MSG_HEARTBEAT = 13;
 SEVERE = 14;
+MSG_VERIFY = 15;
 
 action to_makeparts { mirror_enter(f, MR_MAKEPARTS, ev, reason); }
 action to_ready { mirror_enter(f, MR_READY, ev, reason); }
@@ -85,7 +86,7 @@ main := (
 		SEVERE @to_error -> error
 	),
 	insync: (
-		(MSG_TX | MSG_HEARTBEAT) @stay_insync -> insync |
+		(MSG_TX | MSG_HEARTBEAT | MSG_VERIFY) @stay_insync -> insync |
 		MSG_PAUSE @to_idle -> idle |
 		MSG_START_OUTOFSYNC @to_outofsync -> outofsync |
 		SEVERE @to_error -> error

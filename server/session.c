@@ -33,6 +33,7 @@ enum mirror_session_limits {
 	HOLD_MAX = 1024,		   /* TXs held back past a gap */
 	HOLD_MAX_BYTES = 256 << 20,
 	CHECKPOINT_MS = 1000,
+	VERIFY_BUF = 1 << 20,		   /* a Verify's region is read and hashed in pieces of this */
 	LINGER_MS = 2000,		   /* after an Error: how long the master may take to close */
 };
 
@@ -81,6 +82,7 @@ struct msession {
 	uint64_t copy_acked_through; /* through of the last COPY_ACK this pass */
 	uint64_t copy_acked_ms;	/* when the last COPY_ACK went, or the pass started */
 	uint64_t last_checkpoint_ms;
+	uint8_t *verify_buf;   /* VERIFY_BUF bytes, allocated at the first VERIFY */
 	bool done;	       /* session over: close */
 	/* What the admin API sees of this volume while the session holds it (registry.h). */
 	struct mirror_live live;
@@ -322,6 +324,8 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	w.copy_cursor = copying ? s->mv.copy_cursor : 0;
 	w.has_copy_base = copying;
 	w.copy_base = copying ? s->mv.copy_base : 0;
+	w.has_verify = true;
+	w.verify = true;
 	go_live(s);
 	log_info(vol(s), "master %s (%s, node %s, generation %" PRIu64 ") connected: known=%d durable_txid=%" PRIu64,
 		 who, tls_peer_addr(s->c), h->master_node, h->generation, w.known, durable);
@@ -830,6 +834,75 @@ static void commit_batch(struct msession *s)
 	check_consistent(s);
 }
 
+/*
+ * Online verify (VFY-3..6): hashes a region as of exactly the TXID the master
+ * names. Every TX up to it came before this frame on the lane, so committing
+ * the batch applies them all; a gap (SEQ-6) can leave the mirror short of it,
+ * or a go-back-N resend past it, which is answered NOT_AT_TXID rather than a
+ * hash at another TXID that would read as a mismatch.
+ */
+static void on_verify(struct msession *s, Frep__V1__Verify *v)
+{
+	if (feed(s, MV_MSG_VERIFY, FREP_MSG_VERIFY) < 0)
+		return;
+	if (v->hash.len != FREP_VERIFY_HASH_SIZE || v->length == 0 ||
+	    v->length > FREP_MAX_VERIFY_LEN || v->txid >= JOURNAL_MAX_TXID) {
+		session_error(s, FREP_E_PROTOCOL, "VERIFY %" PRIu64 ": a %zu-byte hash, %" PRIu64
+			      " bytes at TXID %" PRIu64 ": the hash is 16 bytes, a region 1..%u bytes",
+			      v->verify_id, v->hash.len, v->length, v->txid, FREP_MAX_VERIFY_LEN);
+		return;
+	}
+	if (!range_ok(s, v->offset, v->length)) {
+		session_error(s, FREP_E_RANGE, "VERIFY %" PRIu64 ": %" PRIu64 " bytes at offset %" PRIu64
+			      " leave the %" PRIu64 "-byte volume", v->verify_id, v->length, v->offset,
+			      s->mv.vol.size);
+		return;
+	}
+	/* The TXs up to txid precede the VERIFY on the lane (VFY-3): none may be missing yet. */
+	uint64_t seen = s->expected ? s->expected - 1 : 0;
+	for (unsigned i = 0; i < s->n_held; i++)
+		if (s->held[i].r.txid > seen)
+			seen = s->held[i].r.txid;
+	if (v->txid > seen) {
+		session_error(s, FREP_E_PROTOCOL, "VERIFY %" PRIu64 " at TXID %" PRIu64 " came before that "
+			      "TX (last received: %" PRIu64 ")", v->verify_id, v->txid, seen);
+		return;
+	}
+	commit_batch(s);
+	if (s->done)
+		return;
+	Frep__V1__VerifyResult r = FREP__V1__VERIFY_RESULT__INIT;
+	r.verify_id = v->verify_id;
+	r.offset = v->offset;
+	r.txid = v->txid;
+	uint8_t hash[FREP_VERIFY_HASH_SIZE];
+	if (s->mv.applied_txid != v->txid) {
+		log_info(vol(s), "verify %" PRIu64 ": region at %" PRIu64 " asked at TXID %" PRIu64
+			 " while TXID %" PRIu64 " is applied: not hashed", v->verify_id, v->offset,
+			 v->txid, s->mv.applied_txid);
+		r.status = FREP__V1__VERIFY_STATUS__VERIFY_NOT_AT_TXID;
+	} else {
+		if (!s->verify_buf && !(s->verify_buf = malloc(VERIFY_BUF))) {
+			session_error(s, FREP_E_INTERNAL, "VERIFY: out of memory");
+			return;
+		}
+		if (volume_hash(&s->mv.vol, v->offset, v->length, s->verify_buf, VERIFY_BUF, hash) < 0) {
+			session_error(s, FREP_E_IO, "VERIFY %" PRIu64 ": reading %" PRIu64 " bytes at %" PRIu64
+				      ": %s", v->verify_id, v->length, v->offset, strerror(errno));
+			return;
+		}
+		if (memcmp(hash, v->hash.data, sizeof(hash)) != 0)
+			log_warn(vol(s), "verify %" PRIu64 ": region of %" PRIu64 " bytes at offset %" PRIu64
+				 " differs from the master's at TXID %" PRIu64, v->verify_id, v->length,
+				 v->offset, v->txid);
+		r.status = FREP__V1__VERIFY_STATUS__VERIFY_HASHED;
+		r.has_hash = true;
+		r.hash.data = hash;
+		r.hash.len = sizeof(hash);
+	}
+	send_msg(s, FREP_MSG_VERIFY_RESULT, &r.base);
+}
+
 static void dispatch(struct msession *s, struct frame *f)
 {
 	switch (f->hdr.type) {
@@ -864,6 +937,9 @@ static void dispatch(struct msession *s, struct frame *f)
 		return;
 	case FREP_MSG_TX:
 		on_tx(s, (Frep__V1__Tx *)f->msg, f);
+		return;
+	case FREP_MSG_VERIFY:
+		on_verify(s, (Frep__V1__Verify *)f->msg);
 		return;
 	case FREP_MSG_HEARTBEAT:
 		if (feed(s, MV_MSG_HEARTBEAT, f->hdr.type) == 0) {
@@ -1009,6 +1085,7 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	for (unsigned i = 0; i < s->n_held; i++)
 		give_back(s, &s->held[i]);
 	batch_clear(s);
+	free(s->verify_buf);
 	if (s->have_volume)
 		store_close(&s->mv);
 	/* Watch (and systemd's STATUS) see the volume left without its master. */

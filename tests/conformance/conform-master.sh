@@ -19,13 +19,13 @@ conform_master() {
 	local run cases=() want rc=0
 	# A 1 MiB sparse volume; the journal takes its default size (100M), so the
 	# window case (SEQ-3) meets frep's 64 MiB bound before a full buffer.
-	run="truncate -s 1M {dir}/vol && LD_PRELOAD=$SHIM CRASHFS_ROOT={dir} CRASHFS_SIGNAL=USR2"
+	run="truncate -s ${CONFORM_VOLUME:-1M} {dir}/vol && LD_PRELOAD=$SHIM CRASHFS_ROOT={dir} CRASHFS_SIGNAL=USR2"
 	run+=" ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 exec $BIN/frep-client"
 	run+=" --volume vol={dir}/vol --mirror {host}:{port} --server-name frep-mirror"
 	run+=" --journal {dir}/j --cert $PKI/master-1.crt --key $PKI/master-1.key --ca $PKI/ca.crt"
 	run+=" --nbd unix:{dir}/nbd.sock --backoff 0.1:0.5 --heartbeat-timeout $PEER_TIMEOUT_S"
 	run+=" --admin unix:{dir}/admin.sock"
-	# The operator's pause and resume (IDLE cases): one admin API call, which must
+	# The operator's pause, resume and verify (IDLE and VFY cases): one admin API call, which must
 	# succeed (the client exits non-zero otherwise).
 	local admin="/usr/bin/python3 $FREP_SRC/tests/tools/admin-client.py unix:{dir}/admin.sock"
 	for p in "$@"; do cases+=(--case "$p"); done
@@ -38,6 +38,8 @@ conform_master() {
 		--crash-cmd 'kill -USR2 {pid}' --restart-cmd 'grep -q "crashfs: power loss" {dir}/master.log' \
 		--pause-cmd "$admin Pause '{\"volume\": \"vol\"}'" \
 		--resume-cmd "$admin Resume '{\"volume\": \"vol\"}'" \
+		--verify-cmd "$admin Verify '{\"volume\": \"vol\"}'" \
+		--verify-repair-cmd "$admin Verify '{\"volume\": \"vol\", \"repair\": true}'" \
 		--junit "$T/junit.xml" "${cases[@]}" >"$T/conform.log" 2>&1 || rc=$?
 	cat "$T/conform.log"
 	if [ $rc -ne 0 ]; then

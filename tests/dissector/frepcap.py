@@ -15,7 +15,9 @@ check_all() runs the checks that hold for any capture and returns the problems f
   - the links equal the spec's definitions, recomputed here from the frames alone:
     a TX is acknowledged by the first TX_ACK after it with txid >= its TXID (SEQ-4),
     a COPY_DATA/COPY_HOLE by the first COPY_ACK of its pass with through >= its end
-    (COPY-8), a HEARTBEAT is echoed by the other side's next HEARTBEAT of that seq;
+    (COPY-8), a HEARTBEAT is echoed by the other side's next HEARTBEAT of that seq,
+    a VERIFY is answered by the first VERIFY_RESULT echoing its verify_id, offset and
+    txid (VFY-5), and frep.vfy.match says whether their hashes are equal (VFY-7);
   - one pass shows every backward link and expert info that two passes show;
   - tshark -z frep,tree counts the frames of each type, their KiB and one latency
     per acknowledged request, with the mean of the frames' own times.
@@ -26,14 +28,15 @@ import sys
 
 # Fields a single pass knows when it reaches the frame (links to earlier frames).
 BACKWARD = ("frep.ack_to", "frep.acks", "frep.hb.echo_to", "frep.resend_of",
-	    "frep.resent_for", "_ws.expert.message")
+	    "frep.resent_for", "frep.vfy.request_in", "frep.vfy.match", "_ws.expert.message")
 # ChaCha20-Poly1305, the suite frep offers first: each record's plaintext is its
 # length less the 16-byte tag.
 TLS_TAG = 16
 TX, TX_ACK, COPY_DATA, COPY_HOLE, COPY_ACK, START_COPY, HEARTBEAT = 11, 12, 7, 8, 9, 5, 15
+VERIFY, VERIFY_RESULT = 20, 21
 NAMES = ["", "HELLO", "WELCOME", "EXTENT_TABLE", "PARTS_READY", "START_COPY", "START_SYNC",
 	 "COPY_DATA", "COPY_HOLE", "COPY_ACK", "COPY_DONE", "TX", "TX_ACK", "RESEND", "CONSISTENT",
-	 "HEARTBEAT", "PAUSE", "RESUME", "ERROR", "GOODBYE"]
+	 "HEARTBEAT", "PAUSE", "RESUME", "ERROR", "GOODBYE", "VERIFY", "VERIFY_RESULT"]
 
 
 def _flatten(node, out):
@@ -139,6 +142,23 @@ def expected_links(frames):
 			req = waiting.pop(other)
 			want[req]["frep.hb.echo_in"] = fr["packet"]
 			want[i]["frep.hb.echo_to"] = frames[req]["packet"]
+	unanswered = []
+	for i, fr in enumerate(frames):
+		if fr["type"] == VERIFY:
+			unanswered.append(i)
+		elif fr["type"] == VERIFY_RESULT:
+			key = [num(fr, "frep.verify_result." + k) for k in ("verify_id", "offset", "txid")]
+			req = next((j for j in unanswered if frames[j]["stream"] == fr["stream"] and
+				    [num(frames[j], "frep.verify." + k) for k in ("verify_id", "offset", "txid")]
+				    == key), None)
+			if req is None:
+				continue
+			unanswered.remove(req)
+			want[req]["frep.vfy.result_in"] = fr["packet"]
+			want[i]["frep.vfy.request_in"] = frames[req]["packet"]
+			mine, theirs = val(frames[req], "frep.verify.hash"), val(fr, "frep.verify_result.hash")
+			if num(fr, "frep.verify_result.status") == 1 and mine and theirs:
+				want[i]["frep.vfy.match"] = int(mine == theirs)
 	return want
 
 
@@ -175,7 +195,8 @@ def check_all(two, one, two_json, stats_path):
 	want = expected_links(two)
 	for fr, w in zip(two, want):
 		got = {k: num(fr, k) for k in ("frep.ack_in", "frep.ack_to", "frep.acks",
-						"frep.hb.echo_in", "frep.hb.echo_to") if has(fr, k)}
+						"frep.hb.echo_in", "frep.hb.echo_to", "frep.vfy.result_in",
+						"frep.vfy.request_in", "frep.vfy.match") if has(fr, k)}
 		if got != w:
 			problems.append("packet %d %s: links %s, by definition %s" %
 					(fr["packet"], NAMES[fr["type"]], got, w))
@@ -191,7 +212,7 @@ def check_all(two, one, two_json, stats_path):
 	st = stats(stats_path)
 	msgs, kib, lat = (st.get(s, {}) for s in ("Messages by type", "KiB by type",
 						  "Acknowledgement latency (ms)"))
-	for t in range(1, 20):
+	for t in range(1, len(NAMES)):
 		frs = [f for f in two if f["type"] == t]
 		if msgs.get(NAMES[t], (0,))[0] != len(frs):
 			problems.append("-z frep,tree: %s count %s, frames %d" % (NAMES[t], msgs.get(NAMES[t]), len(frs)))
@@ -200,7 +221,8 @@ def check_all(two, one, two_json, stats_path):
 					(NAMES[t], kib.get(NAMES[t]), sum(f["bytes"] for f in frs)))
 	for name, types, field in (("TX -> TX_ACK", (TX,), "frep.ack_time"),
 				   ("COPY_DATA/COPY_HOLE -> COPY_ACK", (COPY_DATA, COPY_HOLE), "frep.ack_time"),
-				   ("HEARTBEAT -> echo (round trip)", (HEARTBEAT,), "frep.hb.echo_in")):
+				   ("HEARTBEAT -> echo (round trip)", (HEARTBEAT,), "frep.hb.echo_in"),
+				   ("VERIFY -> VERIFY_RESULT", (VERIFY,), "frep.vfy.time")):
 		times = [float(val(f, "frep.hb.rtt" if f["type"] == HEARTBEAT else field)) * 1000
 			 for f in two if f["type"] in types and has(f, field)]
 		count, avg = lat.get(name, (0, None))

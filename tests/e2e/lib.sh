@@ -192,6 +192,40 @@ ctl_field() {
 	ctl "$1" status | status_field "$2"
 }
 
+# start_load NAME SIZE [OFFSET]: 4 KiB random writes, 4 in flight (fio's nbd engine), to
+# [OFFSET, OFFSET + SIZE) of volume NAME for up to 55 s, in the background (LOAD is its
+# pid; log $T/fio.log); returns once 200 of them are committed.
+start_load() {
+	fio --name=load --ioengine=nbd --uri="$(nbd_uri "$1")" --rw=randwrite --bs=4k --iodepth=4 \
+		--offset="${3:-0}" --size="$2" --time_based --runtime=55 >"$T/fio.log" 2>&1 &
+	LOAD=$!
+	PIDS+=("$LOAD")
+	local from
+	from=$(ctl_field "$1" committed_txid)
+	wait_for 20 "the load's writes to commit" committed_above "$1" $((from + 200))
+}
+
+# committed_above NAME TXID: volume NAME's master has committed past TXID.
+committed_above() {
+	[ "$(ctl_field "$1" committed_txid)" -gt "$2" ]
+}
+
+# verify NAME [--repair]: frepctl verify NAME --wait --json (online verify, spec VFY-*);
+# sets VERIFY_RC (frepctl's exit code) and prints "OUTCOME MISMATCHED REPAIRED" and then
+# each mismatching region as "OFFSET+LENGTH", from the result it prints. Redirect its
+# output to a file rather than reading it through a pipe, which would lose VERIFY_RC.
+verify() {
+	VERIFY_RC=0
+	"$BIN/frepctl" --json verify "$@" --wait >"$T/verify.json" 2>"$T/verify.err" || VERIFY_RC=$?
+	/usr/bin/python3 - "$T/verify.json" <<'PY' || fail "frepctl verify $*: $(cat "$T/verify.json" "$T/verify.err")"
+import json, sys
+r = json.load(open(sys.argv[1]))
+s = r["status"]
+print(s.get("outcome", ""), s.get("mismatched_regions", 0), s.get("repaired_regions", 0),
+      *["%d+%d" % (g["offset"], g["length"]) for g in r.get("mismatches", [])])
+PY
+}
+
 # dirty_regions NAME: the dirty bitmap's set regions (64 KiB each) of volume NAME.
 dirty_regions() {
 	echo $(($(ctl_field "$1" dirty_bytes) / 65536))

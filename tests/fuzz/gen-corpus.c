@@ -118,6 +118,12 @@ static void master_session(struct tls_conn *c, bool whole)
 		tx.txid = 2;
 		tx.op = FREP__V1__TX_OP__TX_ZERO;
 		send_one(c, FREP_MSG_TX, &tx.base, NULL, 0);
+		Frep__V1__Verify v = FREP__V1__VERIFY__INIT;
+		v.verify_id = 1;
+		v.length = 8192;
+		v.txid = 3;
+		v.hash = (ProtobufCBinaryData){ 16, uuid };
+		send_one(c, FREP_MSG_VERIFY, &v.base, NULL, 0);
 		Frep__V1__Heartbeat hb = FREP__V1__HEARTBEAT__INIT;
 		hb.txid = 3;
 		send_one(c, FREP_MSG_HEARTBEAT, &hb.base, NULL, 0);
@@ -154,6 +160,13 @@ static void mirror_replies(struct tls_conn *c)
 	Frep__V1__TxAck ta = FREP__V1__TX_ACK__INIT;
 	ta.txid = 3;
 	send_one(c, FREP_MSG_TX_ACK, &ta.base, NULL, 0);
+	Frep__V1__VerifyResult vr = FREP__V1__VERIFY_RESULT__INIT;
+	vr.verify_id = 1;
+	vr.txid = 3;
+	vr.status = FREP__V1__VERIFY_STATUS__VERIFY_HASHED;
+	vr.has_hash = true;
+	vr.hash = (ProtobufCBinaryData){ 16, uuid };
+	send_one(c, FREP_MSG_VERIFY_RESULT, &vr.base, NULL, 0);
 	Frep__V1__Error e = FREP__V1__ERROR__INIT;
 	e.code = FREP_E_RANGE;
 	e.severe = true;
@@ -240,6 +253,7 @@ enum {
 	ACT_PAUSE = 1 << 6 | 1,
 	ACT_RESUME = 1 << 6 | 2,
 	ACT_RESYNC_FULL = 1 << 6 | 3,
+	ACT_VERIFY = 1 << 6 | 4,
 	ACT_CLOSE = 1 << 7,
 	CFG_RESYNC_FULL = 1,
 	CFG_TWO_EXTENTS = 2,
@@ -247,10 +261,14 @@ enum {
 	MASTER_VOLUME = 1 << 20,
 };
 
+static bool welcome_verify; /* the next WELCOMEs say Welcome.verify */
+
 static void welcome(uint8_t action, bool known, uint32_t phase, bool consistent, uint64_t durable,
 		    uint64_t cursor, uint64_t base)
 {
 	Frep__V1__Welcome w = FREP__V1__WELCOME__INIT;
+	w.has_verify = welcome_verify;
+	w.verify = welcome_verify;
 	w.proto_version = FREP_PROTO_VERSION;
 	w.known = known;
 	w.phase = phase;
@@ -306,6 +324,20 @@ static void heartbeat(uint8_t action, uint64_t seq, uint64_t txid)
 	hb.seq = seq;
 	hb.txid = txid;
 	burst(action, FREP_MSG_HEARTBEAT, &hb.base);
+}
+
+static void verify_result(uint8_t action, uint64_t id, uint64_t offset, uint64_t txid, uint8_t fill)
+{
+	uint8_t hash[16];
+	memset(hash, fill, sizeof(hash));
+	Frep__V1__VerifyResult r = FREP__V1__VERIFY_RESULT__INIT;
+	r.verify_id = id;
+	r.offset = offset;
+	r.txid = txid;
+	r.status = FREP__V1__VERIFY_STATUS__VERIFY_HASHED;
+	r.has_hash = true;
+	r.hash = (ProtobufCBinaryData){ sizeof(hash), hash };
+	burst(action, FREP_MSG_VERIFY_RESULT, &r.base);
 }
 
 static void goodbye(uint8_t action)
@@ -447,6 +479,30 @@ static void mirror_sessions(void)
 	heartbeat(0, 1, 3);
 	consistent(0, 3);
 	put("fuzz-master-session", "consistent-in-insync", seed, seed_len, NULL, 0);
+
+	/*
+	 * Online verify in INSYNC on a mirror that says it verifies: the one
+	 * 1 MiB region at TXID 3 answered with a hash that cannot match (a
+	 * mismatch), writes meanwhile; a second verify, then a result nobody
+	 * asked for.
+	 */
+	welcome_verify = true;
+	seed_begin(3, 0);
+	welcome(0, true, FREP__V1__PHASE__PHASE_INSYNC, true, 3, 0, 0);
+	parts_ready(0, false, MASTER_VOLUME);
+	heartbeat(0, 1, 3);
+	heartbeat(ACT_VERIFY, 2, 3);
+	heartbeat(0, 3, 3);
+	verify_result(0, 1, 0, 3, 0xee);
+	heartbeat(ACT_WRITES | 2, 4, 3); /* 4, 5 */
+	tx_ack(0, 5);
+	heartbeat(ACT_VERIFY, 5, 5);
+	heartbeat(0, 6, 5);
+	verify_result(0, 2, 0, 5, 0xee);
+	heartbeat(0, 7, 5);
+	verify_result(0, 2, 0, 5, 0);
+	put("fuzz-master-session", "verify-mismatch", seed, seed_len, NULL, 0);
+	welcome_verify = false;
 
 	/*
 	 * A resync whose dirty regions (those of TXIDs 1..3) make more runs than

@@ -200,6 +200,47 @@ static void test_rw_across_extents(void **state)
 	assert_int_equal(errno, EINVAL);
 }
 
+/*
+ * Online verify's region hash (spec VFY-2): the XXH3-128 of the bytes, in
+ * canonical form, whatever the extents and the read buffer's size.
+ */
+static void test_hash(void **state)
+{
+	struct fixture *f = *state;
+	static unsigned char w[24576], buf[65536];
+	uint8_t h[16], want[16];
+	const struct { uint64_t off, len; } ranges[] = { { 0, 24576 }, { 5000, 10000 }, { 8191, 2 },
+							  { 20480, 4096 } };
+	const size_t bufs[] = { 1, 4095, 4096, sizeof(buf) };
+
+	/* Known answer: 4096 zero bytes, as `xxhsum -H2` prints it. */
+	static const uint8_t zero4k[16] = { 0x3e, 0xe8, 0xdc, 0x4f, 0x9e, 0x7e, 0xe4, 0x95,
+					    0x93, 0xd7, 0x6f, 0xe1, 0x48, 0xc6, 0x89, 0xba };
+	assert_int_equal(volume_hash(&f->v, 20480, 4096, buf, sizeof(buf), h), 0);
+	assert_memory_equal(h, zero4k, sizeof(h));
+
+	pattern(w, sizeof(w), 3);
+	assert_int_equal(volume_pwrite(&f->v, w, sizeof(w), 0), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(ranges); i++) {
+		XXH128_canonicalFromHash((XXH128_canonical_t *)want,
+					 XXH3_128bits(w + ranges[i].off, ranges[i].len));
+		for (size_t j = 0; j < ARRAY_SIZE(bufs); j++) {
+			memset(h, 0, sizeof(h));
+			assert_int_equal(volume_hash(&f->v, ranges[i].off, ranges[i].len, buf, bufs[j], h), 0);
+			assert_memory_equal(h, want, sizeof(h));
+		}
+	}
+	/* One byte changed, in the last extent: another hash. */
+	XXH128_canonicalFromHash((XXH128_canonical_t *)want, XXH3_128bits(w, sizeof(w)));
+	w[24000] ^= 1;
+	assert_int_equal(volume_pwrite(&f->v, w + 24000, 1, 24000), 0);
+	assert_int_equal(volume_hash(&f->v, 0, sizeof(w), buf, sizeof(buf), h), 0);
+	assert_memory_not_equal(h, want, sizeof(h));
+	/* Past the end: the read fails, EINVAL. */
+	assert_int_equal(volume_hash(&f->v, 20480, 4097, buf, sizeof(buf), h), -1);
+	assert_int_equal(errno, EINVAL);
+}
+
 static void test_punch_zero_next_data(void **state)
 {
 	struct fixture *f = *state;
@@ -479,6 +520,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_open_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_map_table, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rw_across_extents, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_punch_zero_next_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_validate, setup, teardown),
