@@ -112,6 +112,19 @@ out=$(call "$CS" Resync '{"volume": "vol", "full": true}')
 wait_log "$T/client-vol.log" 'OUTOFSYNC: full pass over' 10
 wait_status vol state INSYNC 20
 
+# Verify and GetVerifyResult: an intact mirror, every region the same.
+out=$(call "$CS" Verify '{"volume": "vol"}')
+id=$(field 'd["verify_id"]' <<<"$out")
+[ "$id" -gt 0 ] || fail "verify id: $out"
+verify_done() {
+	"${AC[@]}" "$CS" GetVerifyResult '{"volume": "vol"}' >"$T/vr.json" 2>&1 &&
+		[ "$(field 'd["status"]["running"]' <"$T/vr.json")" = False ]
+}
+wait_for 30 "the verify to finish" verify_done
+[ "$(field 'd["status"]["verify_id"], d["status"]["outcome"], d["status"]["mismatched_regions"], len(d["mismatches"]), int(d["region_size"]) > 0' <"$T/vr.json")" = \
+	"('$id', 'ok', '0', 0, True)" ] || fail "verify result: $(cat "$T/vr.json")"
+[ "$(ctl_field vol verify | jq -r .outcome)" = ok ] || fail "Status lacks the verify: $(ctl vol status)"
+
 # The daemons served all of that and replication goes on: a write reaches the mirror.
 qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x42 1M 64k' >/dev/null || fail "write"
 wait_converged "$T/e0" "$M" 20
