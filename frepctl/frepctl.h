@@ -201,6 +201,12 @@ void answers_free(struct ctl *c, struct answers *a);
  * Returns the target's index, or -1 after reporting why with *exit_code set.
  */
 int route(struct ctl *c, int *exit_code);
+/*
+ * No daemon asked has VOLUME: says so (NOT_FOUND if every daemon answered, else
+ * that the unreachable ones may have it) and returns the exit code; asked is
+ * the exit code of asking them (answers.exit_code).
+ */
+int volume_missing(const struct ctl *c, int asked);
 int cmd_status(struct ctl *c);
 
 /* watch.c ----------------------------------------------------------------- */

@@ -86,11 +86,8 @@ static size_t pick(struct ctl *c, int *targets, int *rc)
 		}
 	}
 	answers_free(c, &a);
-	if (n == 0 && *rc == EXIT_OK) {
-		fprintf(stderr, PROG ": watch %s: NOT_FOUND: no volume '%s' on this host\n", c->volume,
-			c->volume);
-		*rc = EXIT_FAILED;
-	}
+	if (n == 0)
+		*rc = volume_missing(c, *rc);
 	return n;
 }
 
