@@ -100,6 +100,13 @@ expect 0 resync db --full --wait
 out_has '^db: full resync done in [0-9]+s: INSYNC$'
 out_has "^resync db: [0-9.]+% [0-9.]+[KM]?/16M [0-9.]+[KM]?/s eta:"
 wait_converged "$T/e0" "$M" 20
+# On a terminal (script(1) gives it a pty): a bar redrawn in place, no plain lines.
+script -qec "$BIN/frepctl resync db --full --wait" /dev/null >"$T/tty.out" ||
+	fail "resync --wait on a terminal failed: $(cat -v "$T/tty.out")"
+grep -aEq $'\rresync db \[#*\.*\] [0-9.]+% [0-9.]+[KM]?/16M .*\e\[K' "$T/tty.out" ||
+	fail "no progress bar on a terminal: $(cat -v "$T/tty.out")"
+! grep -aq '^resync db: ' "$T/tty.out" || fail "plain progress lines on a terminal"
+grep -aq 'db: full resync done in' "$T/tty.out" || fail "no result line on a terminal"
 expect 0 set-rate db 0
 expect 0 --json resync db --full --wait
 [ "$(pyjson "d['state'], d['master']['resync_full']" <<<"$OUT")" = '["INSYNC", false]' ] ||
