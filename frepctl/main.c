@@ -42,8 +42,10 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 ok; 1 the operation failed (the daemon refused it: unknown volume,\n"
 	"wrong state, bad argument, permission denied; verify --wait found regions that\n"
-	"differ and were not repaired); 2 usage; 3 a daemon could not be reached (no\n"
-	"socket, stale socket, TLS refused, no answer in time, or it shut down).\n";
+	"differ and were not repaired, or the verify stopped; a watcher too slow to keep\n"
+	"up was dropped); 2 usage; 3 a daemon could not be reached (no socket, stale\n"
+	"socket, TLS refused, no answer in time, or it shut down). watch exits 0 on\n"
+	"SIGINT and SIGTERM.\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
 
