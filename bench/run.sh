@@ -152,9 +152,9 @@ if want write; then
 	# block by default, not crack: a full buffer makes writers wait, so no row escapes
 	# the mirror into the dirty bitmap, and every figure includes replication.
 	JOURNAL=$DISK/fa.journal start_client fa "$DISK/fa.img" master-1 --journal-size "${journal_mib}M" \
-		--on-buffer-full="$on_full" --control "unix:$T/fa.ctl"
+		--on-buffer-full="$on_full"
 	JOURNAL=$DISK/fs.journal start_client fs "$DISK/fs.img" master-1 --journal-size "${journal_mib}M" \
-		--on-buffer-full="$on_full" --control "unix:$T/fs.ctl" --mode sync
+		--on-buffer-full="$on_full" --mode sync
 	wait_status fa state INSYNC 300
 	wait_status fs state INSYNC 300
 	warm_tmpfs $((2 * journal_mib + 256))
@@ -267,7 +267,7 @@ EOF
 		SERVER_DATA=$SHM/mirror-c start_server
 		t0=$(now)
 		JOURNAL=$SHM/copy.journal start_client copy "$SHM/random.img" master-1 \
-			--journal-size "${journal_mib}M" --control "unix:$T/copy.ctl"
+			--journal-size "${journal_mib}M"
 		wait_status copy state INSYNC 300
 		t1=$(log_time "$T/client-copy.log" 'state [A-Z]+ -> INSYNC')
 		copy_ms=$(sed -n 's/.*copy walked [0-9]* bytes ([0-9]* data) in \([0-9]*\) ms.*/\1/p' "$T/client-copy.log")
@@ -305,7 +305,7 @@ if want rss; then
 		SERVER_DATA=$DISK/mirror-r start_server
 		t0=$(now)
 		JOURNAL=$DISK/rss.journal start_client rss "$DISK/rss.img" master-1 \
-			--journal-size "${journal_mib}M" --on-buffer-full=block --control "unix:$T/rss.ctl"
+			--journal-size "${journal_mib}M" --on-buffer-full=block
 		wait_status rss state INSYNC 300
 		record "rss_insync_s_$size" "$(awk -v a="$t0" -v b="$(log_time "$T/client-rss.log" 'state [A-Z]+ -> INSYNC')" \
 			'BEGIN { printf "%.2f", b - a }')"
@@ -338,7 +338,7 @@ su_client() {
 	[ -z "${CLIENT_PID:-}" ] || stop "$CLIENT_PID"
 	PIDS=("$SERVER_PID" "$PROXY_PID")
 	SERVER_PORT=$PROXY_PORT JOURNAL=$DISK/su.journal start_client su "$DISK/su.img" master-1 \
-		--on-buffer-full="$1" --control "unix:$T/su.ctl"
+		--on-buffer-full="$1"
 	su_quiesce
 }
 su_quiesce() {

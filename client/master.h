@@ -156,9 +156,8 @@ struct master {
 	uint64_t journal_appends; /* records appended since start (status) */
 	uint64_t journal_syncs;	  /* journal fdatasyncs since start (status: group commit) */
 
-	/* Replication status, written by the session thread, read by writers and control. */
-	enum master_state state;
-	char error[1024];	 /* "CODE: message" while in ERROR */
+	/* Replication status, written by the session thread, read by writers and the admin API. */
+	enum master_state state; /* the FSM's, set as it changes (fsm_observer) */
 	char journal_damage[1024]; /* set at open when a committed record was damaged:
 				    * the session starts in ERROR with it */
 	bool insync;		 /* INSYNC or IDLE: the mirror is reachable and consistent */

@@ -378,13 +378,27 @@ static int relay_quit_signals(void)
 	return 0;
 }
 
+/*
+ * Every state change, as it happens: the master's published state (which the
+ * admin API's commands check) and an event for Watch.
+ */
+static void on_state_change(const char *volume, bool mirror, int from, int to, const char *event,
+			    const char *reason)
+{
+	pthread_mutex_lock(&frep.m.lock);
+	frep.m.state = (enum master_state)to;
+	frep.m.state_since_unix_ms = wall_ms();
+	pthread_mutex_unlock(&frep.m.lock);
+	events_fsm_observer(volume, mirror, from, to, event, reason);
+}
+
 static int start_threads(void)
 {
 	char err[512];
 	const struct client_options *o = &frep.o;
 
 	/* Every state change from NEW on is an admin API event. */
-	fsm_observer = events_fsm_observer;
+	fsm_observer = on_state_change;
 	/* The admin API before replication: Status answers from the first moment. */
 	struct admin_opts ao = {
 		.daemon = FREP_CLIENT_PROG,

@@ -35,6 +35,19 @@ static void disconnect(struct session *s)
 	s->pass_open = false;
 }
 
+/* The last error, for Status and Watch; in ERROR also the state's reason. */
+static void note_error(struct session *s, const char *code, const char *why)
+{
+	pthread_mutex_lock(&s->m->lock);
+	struct status_error *le = &s->m->last_error;
+	le->set = true;
+	snprintf(le->code, sizeof(le->code), "%s", code);
+	snprintf(le->message, sizeof(le->message), "%s", why);
+	le->time_unix_ms = wall_ms();
+	pthread_mutex_unlock(&s->m->lock);
+	events_publish(EVENT_ERROR, s->m->name, 0, 0, "%s", why);
+}
+
 void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, const char *fmt, ...)
 {
 	char text[448], why[512];
@@ -66,16 +79,7 @@ void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, c
 			   : ev == ME_SEVERE ? "SEVERE"
 					     : "LINK_LOST";
 	s->peer_error = 0;
-	pthread_mutex_lock(&s->m->lock);
-	if (s->fsm.state == MS_ERROR)
-		snprintf(s->m->error, sizeof(s->m->error), "%s", why);
-	struct status_error *le = &s->m->last_error;
-	le->set = true;
-	snprintf(le->code, sizeof(le->code), "%s", code);
-	snprintf(le->message, sizeof(le->message), "%s", why);
-	le->time_unix_ms = wall_ms();
-	pthread_mutex_unlock(&s->m->lock);
-	events_publish(EVENT_ERROR, s->m->name, 0, 0, "%s", why);
+	note_error(s, code, why);
 }
 
 /* Feeds the event a received message stands for; an illegal one is a protocol error. */
@@ -300,9 +304,6 @@ void session_publish_state(struct session *s)
 	/* A paused mirror acknowledges nothing: IDLE runs the degrade clock too. */
 	bool insync = s->fsm.state == MS_INSYNC;
 	pthread_mutex_lock(&m->lock);
-	if (m->state != s->fsm.state)
-		m->state_since_unix_ms = wall_ms();
-	m->state = s->fsm.state;
 	/* The copy pass and the peer, as the admin API's Status shows them. */
 	m->copy.active = s->copying;
 	m->copy.done_bytes = s->copy_off;
@@ -332,8 +333,6 @@ void session_publish_state(struct session *s)
 		m->unreachable_since_ms = now_ms();
 	}
 	m->insync = insync;
-	if (s->fsm.state != MS_ERROR)
-		m->error[0] = '\0';
 	pthread_mutex_unlock(&m->lock);
 }
 static void backoff_wait(struct session *s)
@@ -381,9 +380,10 @@ void session_enter(struct session *s)
 	if (m->journal_damage[0]) {
 		/* A damaged committed record: replicating on could hide divergence. */
 		master_fsm_feed(&s->fsm, ME_JOURNAL_FAIL, m->journal_damage);
-		pthread_mutex_lock(&m->lock);
-		snprintf(m->error, sizeof(m->error), "%s", m->journal_damage);
-		pthread_mutex_unlock(&m->lock);
+		const char *prefix = "CHECKSUM: ", *why = m->journal_damage;
+		if (strncmp(why, prefix, strlen(prefix)) == 0)
+			why += strlen(prefix);
+		note_error(s, "CHECKSUM", why);
 	} else {
 		master_fsm_feed(&s->fsm, ME_JOURNAL_OK, NULL);
 	}

@@ -8,11 +8,14 @@ src=$PWD
 bash scripts/install-deps.sh
 build=${FREP_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target frep-server frep-client >/dev/null
+cmake --build "$build" -j"$(nproc)" --target frep-server frep-client frepctl >/dev/null
 
 dir=${FREP_DEMO_DIR:-$(mktemp -d /tmp/frep-demo.XXXXXX)}
 port=${FREP_DEMO_PORT:-0}
 mkdir -p "$dir"
+# The daemons' admin sockets, which frepctl finds: here rather than in /run/frep, so the
+# demo never meets a frep already running on this host.
+export FREP_RUN_DIR=${FREP_RUN_DIR:-$dir/run}
 pids=()
 finish() {
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -87,6 +90,9 @@ print("  %d writes of 128K during the copy, plus one across the extent boundary"
 
 wait_for 120 "INSYNC" grep -q 'state REPLICATE -> INSYNC' "$dir/client.log"
 grep -E 'copy walked|state .* -> ' "$dir/client.log" | sed 's/^[^ ]* /  /'
+
+say "frepctl status (both daemons, through their admin sockets in $FREP_RUN_DIR)"
+"$build/frepctl" status | sed 's/^/  /'
 
 say "writing after the copy (qemu-io: write, discard, zero)"
 qemu-io -f raw "$uri" -c 'write -P 0x42 200M 4M' -c 'discard 10M 2M' -c 'write -z 60M 1M' |

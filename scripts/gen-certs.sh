@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
 # Throwaway ECDSA P-256 PKI for demos and tests: a CA, the mirror's server cert and client certs.
 #
-# Usage: gen-certs.sh [-v] DIR [CLIENT_CN ...]      (default CLIENT_CN: master-1)
+# Usage: gen-certs.sh [-v] [--admin] DIR [CLIENT_CN ...]  (default CLIENT_CN: master-1)
 #   DIR/ca.crt, ca.key          the CA (CN "frep test CA")
 #   DIR/server.crt, server.key  CN frep-mirror, SAN DNS:frep-mirror,DNS:localhost, EKU serverAuth
 #   DIR/CN.crt, CN.key          one per CLIENT_CN, EKU clientAuth
+# --admin makes the admin API's PKI instead, in its own DIR and so under its own CA
+# (CN "frep admin CA"): the daemons' --admin-cert server.crt (CN frep-admin, SAN
+# DNS:frep-admin,DNS:localhost), and one certificate per operator CLIENT_CN (default
+# admin) for frepctl --connect and the daemons' --admin-allow. An admin certificate
+# never replicates: the mirror trusts only the replication CA.
 # Files that already exist are kept, so tests can call it again with more CNs.
 # Quiet on success; -v lists what was made. Not for production use: keys are unencrypted.
 set -euo pipefail
 
-verbose=0
-if [ "${1:-}" = "-v" ]; then
-	verbose=1
+verbose=0 admin=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	-v) verbose=1 ;;
+	--admin) admin=1 ;;
+	*) break ;;
+	esac
 	shift
-fi
+done
 if [ $# -lt 1 ]; then
-	echo "usage: $0 [-v] DIR [CLIENT_CN ...]" >&2
+	echo "usage: $0 [-v] [--admin] DIR [CLIENT_CN ...]" >&2
 	exit 2
 fi
 dir=$1
 shift
 cns=("$@")
-[ ${#cns[@]} -gt 0 ] || cns=(master-1)
-
 readonly DAYS=825 # the longest validity Apple/browser policies accept; plenty for a test PKI
-readonly CA_CN="frep test CA"
-readonly SERVER_CN=frep-mirror
+if [ $admin -eq 1 ]; then
+	[ ${#cns[@]} -gt 0 ] || cns=(admin)
+	readonly CA_CN="frep admin CA" SERVER_CN=frep-admin
+else
+	[ ${#cns[@]} -gt 0 ] || cns=(master-1)
+	readonly CA_CN="frep test CA" SERVER_CN=frep-mirror
+fi
+if [ -f "$dir/ca.crt" ] && ! openssl x509 -in "$dir/ca.crt" -noout -subject | grep -q "CN *= *$CA_CN\$"; then
+	echo "gen-certs: $dir holds another PKI ($(openssl x509 -in "$dir/ca.crt" -noout -subject));" \
+		"the replication and admin PKIs each need a directory of their own" >&2
+	exit 2
+fi
 
 for cn in "${cns[@]}"; do
 	# The CN becomes a file name: keep it to characters that cannot escape DIR.

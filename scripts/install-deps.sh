@@ -17,7 +17,7 @@ packages=(
 	nbdkit nbdkit-plugin-dev
 	libwireshark-dev wireshark-dev tshark tcpdump
 	libnbd-bin libnbd-dev python3-libnbd qemu-utils nbd-client fio
-	python3
+	python3 jq
 	util-linux coreutils procps iproute2
 )
 

@@ -143,10 +143,14 @@ static void publish(struct msession *s)
 		v->state = state;
 		v->state_since_unix_ms = wall_ms();
 	}
-	if (m->consistent != s->mv.consistent || m->consistent_txid != s->mv.consistent_txid)
+	/* Sequencing keeps write order: in sync, every applied prefix is consistent. */
+	uint64_t ctxid = s->mv.consistent && s->mv.phase == FREP__V1__PHASE__PHASE_INSYNC
+				 ? s->mv.applied_txid
+				 : s->mv.consistent_txid;
+	if (m->consistent != s->mv.consistent || m->consistent_txid != ctxid)
 		m->consistent_unix_ms = s->mv.consistent ? wall_ms() : 0;
 	m->consistent = s->mv.consistent;
-	m->consistent_txid = s->mv.consistent_txid;
+	m->consistent_txid = ctxid;
 	m->last_applied_txid = s->mv.applied_txid;
 	m->journal_used_bytes = s->mv.j ? journal_used(s->mv.j) : 0;
 	m->journal_size_bytes = s->mv.j ? journal_capacity(s->mv.j) : 0;

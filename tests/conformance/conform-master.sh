@@ -24,19 +24,10 @@ conform_master() {
 	run+=" --volume vol={dir}/vol --mirror {host}:{port} --server-name frep-mirror"
 	run+=" --journal {dir}/j --cert $PKI/master-1.crt --key $PKI/master-1.key --ca $PKI/ca.crt"
 	run+=" --nbd unix:{dir}/nbd.sock --backoff 0.1:0.5 --heartbeat-timeout $PEER_TIMEOUT_S"
-	run+=" --control unix:{dir}/ctl"
-	# The operator's pause and resume (IDLE cases): one command on the control
-	# socket, as lib.sh's ctl sends it; the answer must be "ok ...".
-	cat >"$T/ctl.py" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(10)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-answer = s.recv(512).decode().strip()
-print(answer)
-sys.exit(0 if answer.startswith("ok") else 1)
-PY
+	run+=" --admin unix:{dir}/admin.sock"
+	# The operator's pause and resume (IDLE cases): one admin API call, which must
+	# succeed (the client exits non-zero otherwise).
+	local admin="/usr/bin/python3 $FREP_SRC/tests/tools/admin-client.py unix:{dir}/admin.sock"
 	for p in "$@"; do cases+=(--case "$p"); done
 	want=$(selected_cases master "$@" | wc -l)
 	[ "$want" -gt 0 ] || fail "no master case matches $*"
@@ -45,8 +36,8 @@ PY
 	"$CONFORM" master --listen 127.0.0.1:0 --ca "$PKI/ca.crt" --cert "$PKI/server.crt" \
 		--key "$PKI/server.key" --run "$run" --dir "$FAST/scratch" --peer-timeout $PEER_TIMEOUT_S \
 		--crash-cmd 'kill -USR2 {pid}' --restart-cmd 'grep -q "crashfs: power loss" {dir}/master.log' \
-		--pause-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl pause" \
-		--resume-cmd "/usr/bin/python3 $T/ctl.py {dir}/ctl resume" \
+		--pause-cmd "$admin Pause '{\"volume\": \"vol\"}'" \
+		--resume-cmd "$admin Resume '{\"volume\": \"vol\"}'" \
 		--junit "$T/junit.xml" "${cases[@]}" >"$T/conform.log" 2>&1 || rc=$?
 	cat "$T/conform.log"
 	if [ $rc -ne 0 ]; then

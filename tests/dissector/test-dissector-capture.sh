@@ -17,8 +17,7 @@ fill "$T/e0" 0 1 seed
 fill "$T/e0" 2 1 seed2
 start_server
 capture_start frep.pcap
-start_client vol1 "$T/e0" master-1 --keylog "$WS/keys" --trace-tx "$T/trace" \
-	--control "unix:$T/vol1.ctl"
+start_client vol1 "$T/e0" master-1 --keylog "$WS/keys" --trace-tx "$T/trace"
 wait_status vol1 state INSYNC 30
 write_tx vol1 0 24
 wait_converged "$T/e0" "$(mirror_extents vol1 1)" 30

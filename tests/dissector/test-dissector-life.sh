@@ -16,7 +16,7 @@ capture_start life.pcap
 # Heartbeats every second (min(2 s, timeout / 3), HB-1).
 client() {
 	start_client vol1 "$T/e0" master-1 --keylog "$WS/keys" --trace-tx "$T/trace" \
-		--control "unix:$T/vol1.ctl" --heartbeat-timeout 3
+		--heartbeat-timeout 3
 }
 client
 wait_status vol1 state INSYNC 30

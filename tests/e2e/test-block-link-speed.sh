@@ -18,7 +18,7 @@ LOG=$T/client-vol.log
 start_server
 start_proxy
 SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size ${JOURNAL_MIB}M \
-	--on-buffer-full=block --control "unix:$T/vol.ctl"
+	--on-buffer-full=block
 wait_status vol state INSYNC 30
 pctl rate $CAP >/dev/null
 up0=$(proxy_stat up)
@@ -31,7 +31,7 @@ FIO_PID=$!
 PIDS+=("$FIO_PID")
 wait_log "$LOG" 'mirror buffer full at TXID [0-9]+: writers wait for the mirror' 20
 outrun_seen() {
-	[ "$(ctl_field vol outrun)" = yes ]
+	[ "$(ctl_field vol outrun)" = true ]
 }
 wait_for 15 "status to say the writes outrun the link" outrun_seen
 wait_log "$LOG" 'writes outrun the link to the mirror: dirtying [0-9.]+[KM]?/s, draining [0-9.]+[KM]?/s' 5
@@ -45,9 +45,9 @@ grep -Eq 'state INSYNC -> ' "$LOG" && fail "the mirror left INSYNC: $(grep -E 's
 wait_status vol lag_tx 0 30
 pctl rate 0 >/dev/null
 wait_converged "$T/e0" "$M" 30
-[ "$(ctl_field vol dirty_regions)" = 0 ] || fail "dirty regions after the block policy: $(ctl vol status)"
+[ "$(dirty_regions vol)" = 0 ] || fail "dirty regions after the block policy: $(ctl vol status)"
 up=$(($(proxy_stat up) - up0))
 [ "$up" -ge "$written" ] || fail "$up bytes crossed the link for $written written: the mirror missed some"
-wait_status vol outrun no 15
+wait_status vol outrun false 15
 wait_log "$LOG" 'the mirror keeps up again' 5
 pass "block policy: $written bytes written through a $CAP MB/s link and a ${JOURNAL_MIB} MiB buffer, no crack, INSYNC throughout"

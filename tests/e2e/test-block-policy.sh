@@ -11,7 +11,7 @@ LOG=$T/client-vol.log
 start_server
 start_proxy
 SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size 2M \
-	--on-buffer-full=block --degrade-after 30 --heartbeat-timeout 30 --control "unix:$T/vol.ctl"
+	--on-buffer-full=block --degrade-after 30 --heartbeat-timeout 30
 wait_status vol state INSYNC 20
 
 # Stall the link, then write 4 MiB (twice the buffer): the writer must block.
@@ -44,8 +44,7 @@ echo "blocked after $n of 64 writes during the stall"
 stop "$CLIENT_PID"
 : >"$LOG"
 SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size 2M \
-	--on-buffer-full=block --degrade-after 2 --heartbeat-timeout 1.5 --backoff 0.2:1 \
-	--control "unix:$T/vol.ctl"
+	--on-buffer-full=block --degrade-after 2 --heartbeat-timeout 1.5 --backoff 0.2:1
 wait_status vol state INSYNC 20
 pctl stall >/dev/null
 wait_log "$LOG" 'no frame from the mirror for [0-9]+ ms \(--heartbeat-timeout\)' 10

@@ -14,14 +14,14 @@ M=$(mirror_extents vol 1)
 LOG=$T/client-vol.log
 start_server
 # A slow copy and a 1 MiB buffer: writes during the copy overflow it.
-start_client vol "$T/e0" master-1 --journal-size 1M --max-rate 40M --control "unix:$T/vol.ctl"
+start_client vol "$T/e0" master-1 --journal-size 1M --max-rate 40M
 wait_log "$LOG" 'REPLICATE: full pass over [0-9]+ bytes' 20
-dirty=$(ctl_field vol dirty_regions)
+dirty=$(dirty_regions vol)
 [ "$dirty" = $REGIONS ] || fail "a new full pass marks all $REGIONS regions dirty first: dirty_regions=$dirty"
 
 # A COPY_ACK clears what it covers before the pass ends.
 cleared_some() {
-	[ "$(ctl_field vol dirty_regions)" -lt $REGIONS ] && status_is vol state REPLICATE
+	[ "$(dirty_regions vol)" -lt $REGIONS ] && status_is vol state REPLICATE
 }
 wait_for 30 "a COPY_ACK to clear regions mid-pass" cleared_some
 grep -q 'state REPLICATE -> INSYNC' "$LOG" && fail "the copy ended before the test could crack it"
@@ -47,7 +47,7 @@ again=$(grep -Eo 'REPLICATE: dirty pass over [0-9]+ bytes' "$LOG" | head -n1 | g
 [ "$again" -gt 0 ] || fail "the pass after the crack walks nothing, but the first pass never finished"
 wait_status vol state INSYNC 60
 wait_converged "$T/e0" "$M" 30
-[ "$(ctl_field vol dirty_regions)" = 0 ] || fail "bitmap not clean once INSYNC: $(ctl vol status)"
+[ "$(dirty_regions vol)" = 0 ] || fail "bitmap not clean once INSYNC: $(ctl vol status)"
 # The mirror took the dirty pass as a dirty REPLICATE pass, not a resumed full one.
 grep -Eq 'volume=vol .*REPLICATE dirty pass started' "$SERVER_LOG" ||
 	fail "the mirror logged no dirty REPLICATE pass: $(grep -E 'pass (started|resumed)' "$SERVER_LOG")"

@@ -67,7 +67,7 @@ get_status() {
 	STATUS=$(ctl "$VOL" status 2>/dev/null) || STATUS=""
 }
 status_of() {
-	tr ' ' '\n' <<<"$STATUS" | sed -n "s/^$1=//p"
+	[ -n "$STATUS" ] && status_field "$1" <<<"$STATUS"
 }
 
 # in_sync_drained: INSYNC with every committed TXID acknowledged by the mirror.
@@ -239,7 +239,7 @@ MIRROR=$(mirror_extents vol 2)
 certs master-1
 
 SERVER_ARGS=(--trace-tx "$RTRACE" --heartbeat-timeout 3)
-CLIENT_ARGS=(--control "unix:$T/vol.ctl" --trace-tx "$MTRACE" --backoff 0.1:0.5
+CLIENT_ARGS=(--trace-tx "$MTRACE" --backoff 0.1:0.5
 	--heartbeat-timeout 3)
 
 start_server "${SERVER_ARGS[@]}"
@@ -250,7 +250,7 @@ URI=$(nbd_uri vol)
 
 # restart_client: after a kill -9; the stale sockets go first so the waits see the new ones.
 restart_client() {
-	rm -f "$T/vol.sock" "$T/vol.ctl"
+	rm -f "$T/vol.sock"
 	start_client vol "$MASTER" master-1 "${CLIENT_ARGS[@]}"
 }
 

@@ -48,13 +48,13 @@ SHIM_ENV=(LD_PRELOAD="$SHIM" ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=
 
 # client_args: frep-client's options for the current case.
 client_args() {
-	CLIENT_ARGS=(--control "unix:$T/$VOL.ctl" --trace-tx "$MTRACE" --backoff 0.1:0.5 --heartbeat-timeout 3)
+	CLIENT_ARGS=(--trace-tx "$MTRACE" --backoff 0.1:0.5 --heartbeat-timeout 3)
 }
 
 # launch_client [ENV...]: frep-client of the case, possibly under the shim. Not
 # start_client: a crash at the first metadata write comes before the NBD socket.
 launch_client() {
-	rm -f "$T/$VOL.sock" "$T/$VOL.ctl"
+	rm -f "$T/$VOL.sock"
 	env "$@" "$BIN/frep-client" --volume "$VOL=$MASTER" --mirror "127.0.0.1:$PORT" \
 		--server-name frep-mirror --journal "$JOURNAL" --cert "$PKI/master-1.crt" \
 		--key "$PKI/master-1.key" --ca "$PKI/ca.crt" --nbd "unix:$T/$VOL.sock" "${CLIENT_ARGS[@]}" \

@@ -9,7 +9,7 @@ MAX_SYNCS=$((N / 4))
 
 mkvol "$T/e0" 64M
 start_server
-start_client vol "$T/e0" master-1 --control "unix:$T/vol.ctl"
+start_client vol "$T/e0" master-1
 wait_status vol state INSYNC
 
 appends0=$(ctl_field vol journal_appends)

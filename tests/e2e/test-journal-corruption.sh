@@ -8,7 +8,7 @@ certs master-1
 mkvol "$T/e0" 8M; fill "$T/e0" 0 1 c
 mkvol "$T/o0" 4M; fill "$T/o0" 0 1 o
 start_server
-start_client vol "$T/e0" master-1 --mode sync --control "unix:$T/vol.ctl" --backoff 0.2:1
+start_client vol "$T/e0" master-1 --mode sync --backoff 0.2:1
 wait_status vol state INSYNC 20
 # Sync mode: each write is its own mirror batch, fdatasync'd before the next one.
 for i in 1 2 3 4 5 6; do
@@ -22,9 +22,10 @@ bad=$(corrupt_journal_record "$T/mirror/vol/journal" 3)
 SERVER_PORT_WANTED=$SERVER_PORT start_server
 wait_log "$SERVER_LOG" "volume=vol recovery failed: .*corrupt record TXID $bad .*to recover, remove $T/mirror/vol on the mirror" 10
 : >"$T/client-vol.log"
-start_client vol "$T/e0" master-1 --control "unix:$T/vol.ctl" --backoff 0.2:1
+start_client vol "$T/e0" master-1 --backoff 0.2:1
 wait_log "$T/client-vol.log" 'state INIT -> ERROR .*CHECKSUM.*corrupt record' 20
-ctl vol status | grep -q 'state=ERROR .*CHECKSUM' || fail "status: $(ctl vol status)"
+[ "$(ctl_field vol state)" = ERROR ] && ctl_field vol error | grep -q CHECKSUM ||
+	fail "status: state $(ctl_field vol state), last error $(ctl_field vol error)"
 
 # The server still serves another master's volume.
 JOURNAL=$T/o.journal start_client other "$T/o0" master-1

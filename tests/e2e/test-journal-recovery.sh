@@ -11,7 +11,7 @@ mkvol "$T/e0" 8M
 fill "$T/e0" 0 1 c
 M=$(mirror_extents vol 1)
 start_server
-start_client vol "$T/e0" master-1 --control "unix:$T/vol.ctl" --backoff 0.2:1 --trace-tx "$T/trace"
+start_client vol "$T/e0" master-1 --backoff 0.2:1 --trace-tx "$T/trace"
 wait_status vol state INSYNC 20
 # Paused, writes commit and apply locally and stay in the journal; a clean stop marks
 # them committed (the durable-through mark).
@@ -27,14 +27,14 @@ newest=$(corrupt_journal_record "$T/vol.journal" 1)
 
 : >"$T/client-vol.log"
 server_mark=$(wc -l <"$SERVER_LOG")
-start_client vol "$T/e0" master-1 --control "unix:$T/vol.ctl" --backoff 0.2:1 --trace-tx "$T/trace"
+start_client vol "$T/e0" master-1 --backoff 0.2:1 --trace-tx "$T/trace"
 LOG=$T/client-vol.log
 wait_log "$LOG" "state NEW -> ERROR \(event JOURNAL_FAIL\) reason: CHECKSUM: journal $T/vol.journal: corrupt record TXID $newest .*committed through TXID $newest" 10
 grep -q 'To recover, restart frep-client: it resyncs the whole volume to the mirror' "$LOG" ||
 	fail "the error lacks the recovery: $(grep ERROR "$LOG")"
-status=$(ctl vol status)
-grep -q "state=ERROR .*error=CHECKSUM: .*TXID $newest" <<<"$status" || fail "status: $status"
-dirty=$(ctl_field vol dirty_regions)
+[ "$(ctl_field vol state)" = ERROR ] || fail "state $(ctl_field vol state), not ERROR"
+ctl_field vol error | grep -q "^CHECKSUM: .*TXID $newest" || fail "last error: $(ctl_field vol error)"
+dirty=$(dirty_regions vol)
 [ "$dirty" = 128 ] || fail "the whole 8 MiB volume (128 regions) must be dirty, status says $dirty"
 tail -n +"$((server_mark + 1))" "$SERVER_LOG" | grep -q 'state .* -> INSYNC' &&
 	fail "the mirror went INSYNC with the damaged master"
@@ -47,11 +47,17 @@ qemu-io -f raw "$(nbd_uri vol)" -c "write -P 0x66 $((5 << 20)) 64k" >/dev/null |
 next=$(tail -n1 "$T/trace" | grep -Eo 'txid=[0-9]+' | cut -d= -f2)
 [ "$next" -gt "$newest" ] || fail "a new write got TXID $next, not above the damaged TXID $newest"
 
+# The operator's pause outlived the restart; lifted now, it lets sequencing go on later.
+[ "$(ctl_field vol paused)" = true ] || fail "the pause did not survive the restart"
+ctl vol resume | grep -q '^ok vol: pause lifted; sequencing goes on once the mirror is in sync (state ERROR)$' ||
+	fail "resume in ERROR: $(ctl vol resume)"
+[ "$(ctl_field vol paused)" = false ] || fail "still paused after resume"
+
 # The recovery the message gives: a restart resyncs the whole volume.
 stop "$CLIENT_PID"
-start_client vol "$T/e0" master-1 --control "unix:$T/vol.ctl" --backoff 0.2:1
+start_client vol "$T/e0" master-1 --backoff 0.2:1
 wait_status vol state INSYNC 20
 wait_converged "$T/e0" "$M" 20
-[ "$(ctl_field vol dirty_regions)" = 0 ] || fail "bitmap not clean after the resync: $(ctl vol status)"
+[ "$(dirty_regions vol)" = 0 ] || fail "bitmap not clean after the resync: $(ctl vol status)"
 alive "$SERVER_PID" frep-server
 pass "a damaged newest committed record: ERROR naming TXID $newest, volume served, TXID $next next, a restart resyncs and converges"

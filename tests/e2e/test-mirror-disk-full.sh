@@ -19,7 +19,7 @@ PIDS+=("$SERVER_PID")
 wait_log "$SERVER_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
 SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | cut -d: -f2)
 MNT=/proc/$SERVER_PID/root$T/small   # the tmpfs as the server sees it
-start_client vol "$T/e0" master-1 --journal-size 2M --control "unix:$T/vol.ctl"
+start_client vol "$T/e0" master-1 --journal-size 2M
 wait_status vol state INSYNC 20
 
 # Fill the mirror's file system, then write into a range that is a hole on the mirror.
@@ -27,7 +27,8 @@ dd if=/dev/zero of="$MNT/filler" bs=1M status=none 2>/dev/null || true
 qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x66 12M 4M' >/dev/null || fail "local write failed"
 wait_log "$LOG" 'state INSYNC -> ERROR .*NO_SPACE' 20
 wait_log "$SERVER_LOG" 'NO_SPACE' 5
-ctl vol status | grep -q 'state=ERROR .*error=.*NO_SPACE' || fail "status: $(ctl vol status)"
+[ "$(ctl_field vol state)" = ERROR ] && ctl_field vol error | grep -q NO_SPACE ||
+	fail "status: state $(ctl_field vol state), last error $(ctl_field vol error)"
 # The master keeps serving and loses nothing.
 qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x67 20M 1M' >/dev/null || fail "local write in ERROR"
 qemu-io -f raw -r "$(nbd_uri vol)" -c 'read -P 0x66 12M 4M' -c 'read -P 0x67 20M 1M' |
@@ -38,7 +39,7 @@ alive "$SERVER_PID" frep-server
 rm -f "$MNT/filler"
 stop "$CLIENT_PID"
 : >"$LOG"
-start_client vol "$T/e0" master-1 --journal-size 2M --control "unix:$T/vol.ctl"
+start_client vol "$T/e0" master-1 --journal-size 2M
 wait_status vol state INSYNC 30
 wait_converged "$T/e0" "$MNT/data/vol/extent.0" 20
 pass "mirror disk full -> NO_SPACE -> master ERROR (local I/O kept); after freeing space, converged"

@@ -12,7 +12,7 @@ EXT="$T/a0,$T/a1"
 M=$(mirror_extents vol 2)
 URI=$(nbd_uri vol)
 start_server
-start_client vol "$EXT" master-1 --journal-size 16M --trace-tx "$T/trace" --control "unix:$T/vol.ctl"
+start_client vol "$EXT" master-1 --journal-size 16M --trace-tx "$T/trace"
 wait_status vol state INSYNC 20
 PASSED=0
 ok() {
@@ -304,7 +304,7 @@ ok "NBD over TLS: a client certificate is served, no certificate or no TLS refus
 mkvol "$T/b0" 16M
 start_proxy
 SERVER_PORT=$PROXY_PORT start_client blk "$T/b0" master-1 --journal-size 2M --on-buffer-full=block \
-	--degrade-after 60 --control "unix:$T/blk.ctl"
+	--degrade-after 60
 wait_status blk state INSYNC 20
 pctl stall >/dev/null
 qemu-io -f raw "$(nbd_uri blk)" -c 'write -P 0x55 0 8M' >"$T/blocked.out" 2>&1 &

@@ -29,7 +29,7 @@ echo "1. mirror link stalled: async writes go on"
 # A sparse volume: the initial copy is small, so the proxy's receive buffer stays
 # small and the batch below overruns everything the stalled link can hold.
 mkvol "$T/a0" 64M
-SERVER_PORT=$PROXY_PORT start_client stall "$T/a0" master-1 --control "unix:$T/stall.ctl" \
+SERVER_PORT=$PROXY_PORT start_client stall "$T/a0" master-1 \
 	--heartbeat-timeout 60
 wait_status stall state INSYNC
 pctl stall >/dev/null
@@ -67,7 +67,7 @@ fill "$T/b0" 0 16 "b"
 DELAYS=$T/delays.log
 LD_PRELOAD=$SHIM ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" CRASHFS_SYNC_DELAY_MS=$DELAY_MS \
 	CRASHFS_SYNC_DELAY_PATH="$T/slow.journal" CRASHFS_SYNC_DELAY_LOG=$DELAYS \
-	start_client slow "$T/b0" master-1 --control "unix:$T/slow.ctl"
+	start_client slow "$T/b0" master-1
 wait_status slow state INSYNC 40
 wait_for 30 "the mirror to acknowledge the copy" drained slow
 

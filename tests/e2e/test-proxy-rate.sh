@@ -42,8 +42,7 @@ pctl rate "$RATE_MBPS" >/dev/null
 [ "$(proxy_stat rate)" = "$RATE_MBPS" ] || fail "stats does not show rate=$RATE_MBPS"
 BURST=$(proxy_stat burst)
 
-SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size 4M \
-	--control "unix:$T/vol.ctl"
+SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size 4M
 wait_for 20 "the copy to flow through the proxy" up_at_least $((1 << 20))
 
 t1=$(date +%s%N)

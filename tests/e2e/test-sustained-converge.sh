@@ -14,7 +14,7 @@ M=$(mirror_extents vol 1)
 LOG=$T/client-vol.log
 start_server
 start_proxy
-SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size 4M --control "unix:$T/vol.ctl"
+SERVER_PORT=$PROXY_PORT start_client vol "$T/e0" master-1 --journal-size 4M
 wait_status vol state INSYNC 30
 pctl rate $CAP >/dev/null
 
@@ -34,7 +34,7 @@ fio_writer() {
 fio_writer overload 3
 wait "$FIO_PID" || fail "the overload writer failed: $(tail -n 5 "$T/fio-overload.log")"
 wait_log "$LOG" 'mirror buffer full: mirror cracked' 10
-dirty=$(ctl_field vol dirty_regions)
+dirty=$(dirty_regions vol)
 [ "$dirty" -gt 64 ] || fail "the overload left only $dirty dirty regions: it did not outrun the link"
 
 # Then writes go on at a quarter of the link: the mirror must get back to INSYNC under them.
@@ -48,5 +48,5 @@ kill -TERM "$FIO_PID"
 wait "$FIO_PID" 2>/dev/null || true
 wait_status vol lag_tx 0 30
 wait_converged "$T/e0" "$M" 30
-[ "$(ctl_field vol dirty_regions)" = 0 ] || fail "bitmap not clean once in sync: $(ctl vol status)"
+[ "$(dirty_regions vol)" = 0 ] || fail "bitmap not clean once in sync: $(ctl vol status)"
 pass "after an overload of a $CAP MB/s link the mirror converged with writes going on at 1 MB/s ($dirty regions were dirty)"
