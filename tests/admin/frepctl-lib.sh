@@ -1,8 +1,6 @@
 # frepctl helpers on top of tests/e2e/lib.sh (which they source), for tests/admin/test-frepctl-*.sh.
+# lib.sh points FREP_RUN_DIR (the daemons' default admin sockets, frepctl's discovery) at $T/run.
 source "$(dirname "${BASH_SOURCE[0]}")/../e2e/lib.sh"
-# The daemons' default admin sockets and frepctl's discovery, away from /run/frep.
-export FREP_RUN_DIR=$T/run
-mkdir -p "$FREP_RUN_DIR"
 
 # fctl ARGS...: runs frepctl; sets RC, OUT and ERR. Never fails by itself.
 fctl() {
@@ -28,26 +26,21 @@ err_has() {
 	grep -Eq -- "$1" <<<"$ERR" || fail "no /$1/ in the stderr of frepctl: $ERR"
 }
 
-# pyjson EXPR: a Python expression over the JSON document on stdin (as d); prints the
-# result (dicts, lists, tuples and booleans as JSON).
-pyjson() {
-	/usr/bin/python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-r = eval(sys.argv[1])
-print(json.dumps(r) if isinstance(r, (dict, list, tuple, bool)) or r is None else r)' "$1"
+# jqc FILTER [ARGS...]: jq over the last frepctl's stdout, compact (-c) and raw (-r).
+jqc() {
+	jq -cr "$@" <<<"$OUT"
 }
 
-# field NAME ROLE EXPR: EXPR over volume NAME's status as reported by its ROLE (MASTER or
-# MIRROR) daemon (as v), from frepctl --json status.
+# field NAME ROLE FILTER: jq FILTER over volume NAME's status as its ROLE (MASTER or MIRROR)
+# daemon reports it, from frepctl --json status.
 field() {
 	"$BIN/frepctl" --json status "$1" 2>/dev/null |
-		pyjson "[v for v in d['volumes'] if v['role'] == '$2'][0]$3"
+		jq -r --arg role "$2" ".volumes[] | select(.role == \$role) | $3"
 }
 
 # wait_state NAME ROLE STATE [TIMEOUT_S]
 state_is() {
-	[ "$(field "$1" "$2" "['state']")" = "$3" ]
+	[ "$(field "$1" "$2" .state)" = "$3" ]
 }
 wait_state() {
 	wait_for "${4:-20}" "$1's $2 in $3" state_is "$1" "$2" "$3"

@@ -28,23 +28,21 @@ out_has '^  master:master-1 address:127\.0\.0\.1:[0-9]+ '
 
 # status --json: one document; proto field names, enum names, exact integers.
 expect 0 --json status
-doc=$OUT
-[ "$(pyjson "sorted((v['role'], v['daemon']) for v in d['volumes'])" <<<"$doc")" = \
-	'[["MASTER", "frep-client"], ["MIRROR", "frep-server"]]' ] || fail "status --json: $doc"
-committed=$(pyjson "[v for v in d['volumes'] if v['role'] == 'MASTER'][0]['master']['committed_txid']" <<<"$doc")
-acked=$(pyjson "[v for v in d['volumes'] if v['role'] == 'MASTER'][0]['master']['acked_txid']" <<<"$doc")
+[ "$(jqc '[.volumes[] | [.role, .daemon]] | sort')" = '[["MASTER","frep-client"],["MIRROR","frep-server"]]' ] ||
+	fail "status --json: $OUT"
+committed=$(jqc '.volumes[] | select(.role == "MASTER") | .master.committed_txid')
+acked=$(jqc '.volumes[] | select(.role == "MASTER") | .master.acked_txid')
 [ "$committed" -ge 1 ] && [ "$committed" = "$acked" ] || fail "committed $committed, acked $acked"
-[ "$(pyjson "[v for v in d['volumes'] if v['role'] == 'MIRROR'][0]['mirror']['last_applied_txid']" <<<"$doc")" \
-	= "$committed" ] || fail "mirror has not applied $committed: $doc"
-[ "$(pyjson "[v['admin'] for v in d['volumes'] if v['role'] == 'MASTER'][0]" <<<"$doc")" = "$CLIENT" ] ||
-	fail "admin of the master volume: $doc"
+[ "$(jqc '.volumes[] | select(.role == "MIRROR") | .mirror.last_applied_txid')" = "$committed" ] ||
+	fail "mirror has not applied $committed: $OUT"
+[ "$(jqc '.volumes[] | select(.role == "MASTER") | .admin')" = "$CLIENT" ] || fail "admin of the master: $OUT"
 # Absent messages are left out: no copy runs, no error happened.
-[ "$(pyjson "'copy' in d['volumes'][0].get('master', {}) or 'last_error' in d['volumes'][0]" <<<"$doc")" \
-	= false ] || fail "absent messages present: $doc"
+[ "$(jqc '[.volumes[] | (.master // {} | has("copy")), has("last_error")] | any')" = false ] ||
+	fail "absent messages present: $OUT"
 
 # One daemon, by --admin: the same figures; an unknown volume in the daemon's words.
 expect 0 --admin "$CLIENT" --json status db
-[ "$(pyjson "len(d['volumes'])" <<<"$OUT")" = 1 ] || fail "--admin status db: $OUT"
+[ "$(jqc '.volumes | length')" = 1 ] || fail "--admin status db: $OUT"
 expect 1 --admin "$CLIENT" status nope
 err_has "^frepctl: status nope: NOT_FOUND: no volume 'nope' here"
 expect 1 status nope
@@ -63,7 +61,7 @@ err_has '^frepctl: pause db: .*FAILED_PRECONDITION: .*db.*(IDLE|paused)'
 expect 0 status db
 out_has '^  mode:ASYNC on-buffer-full:CRACK max-rate:unlimited paused$'
 expect 0 --json resume db
-[ "$(pyjson "d['volume']['name'], bool(d['message'])" <<<"$OUT")" = '["db", true]' ] ||
+[ "$(jqc '[.volume.name, (.message | length > 0)]')" = '["db",true]' ] ||
 	fail "resume --json: $OUT"
 wait_state db MASTER INSYNC 10
 
@@ -74,14 +72,14 @@ err_has '^frepctl: pause db: FAILED_PRECONDITION: .*frep-server'
 # set-rate: a parsed rate goes to the master, which refuses one below 4K; a RATE that
 # does not parse never leaves frepctl.
 expect 0 set-rate db 50M
-[ "$(field db MASTER "['master']['max_rate_bps']")" = $((50 << 20)) ] || fail "max_rate_bps after set-rate 50M"
+[ "$(field db MASTER .master.max_rate_bps)" = $((50 << 20)) ] || fail "max_rate_bps after set-rate 50M"
 expect 0 status db
 out_has 'max-rate:50M/s'
 expect 1 set-rate db 100
 err_has '^frepctl: set-rate db: .*INVALID_ARGUMENT: .*4096'
-[ "$(field db MASTER "['master']['max_rate_bps']")" = $((50 << 20)) ] || fail "a refused rate changed the rate"
+[ "$(field db MASTER .master.max_rate_bps)" = $((50 << 20)) ] || fail "a refused rate changed the rate"
 expect 0 --json set-rate db 0
-[ "$(pyjson "d['volume']['master']['max_rate_bps']" <<<"$OUT")" = 0 ] || fail "set-rate 0 --json: $OUT"
+[ "$(jqc .volume.master.max_rate_bps)" = 0 ] || fail "set-rate 0 --json: $OUT"
 for bad in abc 5X 50MB/s 99999999999999999999 ""; do
 	expect 2 set-rate db "$bad"
 	err_has "^frepctl: set-rate: expected RATE"
@@ -109,7 +107,7 @@ grep -aEq $'\rresync db \[#*\.*\] [0-9.]+% [0-9.]+[KM]?/16M .*\e\[K' "$T/tty.out
 grep -aq 'db: full resync done in' "$T/tty.out" || fail "no result line on a terminal"
 expect 0 set-rate db 0
 expect 0 --json resync db --full --wait
-[ "$(pyjson "d['state'], d['master']['resync_full']" <<<"$OUT")" = '["INSYNC", false]' ] ||
+[ "$(jqc '[.state, .master.resync_full]')" = '["INSYNC",false]' ] ||
 	fail "resync --json --wait: $OUT"
 expect 0 resync db --full
 out_has 'full resync'

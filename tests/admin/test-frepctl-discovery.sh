@@ -40,8 +40,8 @@ for v in alpha beta; do
 	out_has "^$v role:MIRROR state:INSYNC"
 done
 expect 0 --json status
-[ "$(pyjson "sorted((v['name'], v['role'], v['admin'].rsplit('/', 1)[1]) for v in d['volumes'])" <<<"$OUT")" = \
-	'[["alpha", "MASTER", "client-alpha.sock"], ["alpha", "MIRROR", "server.sock"], ["beta", "MASTER", "client-beta.sock"], ["beta", "MIRROR", "server.sock"]]' ] ||
+[ "$(jqc '[.volumes[] | [.name, .role, (.admin | split("/") | last)]] | sort')" = \
+	'[["alpha","MASTER","client-alpha.sock"],["alpha","MIRROR","server.sock"],["beta","MASTER","client-beta.sock"],["beta","MIRROR","server.sock"]]' ] ||
 	fail "merged status: $OUT"
 [ ! -e "$T/nbd-touched" ] || fail "frepctl connected to a socket that is not an admin socket"
 
@@ -65,7 +65,7 @@ out_has '^beta role:MIRROR'
 [ "$(grep -c . <<<"$ERR")" = 1 ] || fail "more than the stale socket named: $ERR"
 expect 0 set-rate alpha 8M
 err_has 'client-dead\.sock: UNAVAILABLE: stale socket'
-[ "$(field alpha MASTER "['master']['max_rate_bps']")" = $((8 << 20)) ] || fail "set-rate alpha did not reach alpha"
+[ "$(field alpha MASTER .master.max_rate_bps)" = $((8 << 20)) ] || fail "set-rate alpha did not reach alpha"
 expect 3 status dead
 err_has "^frepctl: status dead: no daemon that answered has volume 'dead'$"
 rm "$FREP_RUN_DIR/client-dead.sock"

@@ -26,7 +26,7 @@ expect 0 $(tls admin-1) --server-name frep-mirror status
 out_has '^db role:MIRROR state:INSYNC'
 # shellcheck disable=SC2046
 expect 0 $(tls admin-1) --server-name localhost --json status db
-[ "$(pyjson "[v['role'] for v in d['volumes']]" <<<"$OUT")" = '["MIRROR"]' ] || fail "status db over TLS: $OUT"
+[ "$(jqc '[.volumes[].role]')" = '["MIRROR"]' ] || fail "status db over TLS: $OUT"
 # shellcheck disable=SC2046
 expect 1 $(tls admin-1) --server-name frep-mirror pause db
 err_has '^frepctl: pause db: FAILED_PRECONDITION: .*frep-server'

@@ -42,19 +42,18 @@ kill -INT "$W"
 reap "$W"
 [ "$WRC" = 0 ] || fail "frepctl watch exited non-zero on SIGINT: $(cat "$T/w.err")"
 [ ! -s "$T/w.err" ] || fail "frepctl watch wrote on stderr: $(cat "$T/w.err")"
-# Every line is a JSON object; the two EXISTS come first, then one INITIAL_DONE, then the rest.
-/usr/bin/python3 - "$T/w.json" "$CLIENT" <<'PY' || fail "JSON lines of frepctl watch are out of order"
-import json, sys
-evs = [json.loads(line) for line in open(sys.argv[1])]
-kinds = [e["kind"] for e in evs]
-assert kinds[:3] == ["EXISTS", "EXISTS", "INITIAL_DONE"], kinds[:5]
-assert kinds.count("INITIAL_DONE") == 1 and "EXISTS" not in kinds[3:], kinds
-assert sorted(e["volume"]["role"] for e in evs[:2]) == ["MASTER", "MIRROR"], evs[:2]
-# The master's events come in its own order (seq increases by one).
-seqs = [e["seq"] for e in evs[3:] if e["admin"] == sys.argv[2]]
-assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
-assert "SETTINGS" in kinds and "STATE_CHANGE" in kinds, kinds
-PY
+# Every line is a JSON object; the two EXISTS come first, then one INITIAL_DONE, then the
+# rest, the master's in its own order (seq increases by one).
+jq -se --arg c "$CLIENT" '
+	map(.kind) as $k
+	| [.[3:][] | select(.admin == $c) | .seq] as $s
+	| $k[0:3] == ["EXISTS", "EXISTS", "INITIAL_DONE"]
+	  and ([$k[] | select(. == "INITIAL_DONE")] | length) == 1
+	  and ($k[3:] | any(. == "EXISTS") | not)
+	  and ([.[0:2][].volume.role] | sort) == ["MASTER", "MIRROR"]
+	  and $s == [range($s[0]; $s[0] + ($s | length))]
+	  and ($k | any(. == "SETTINGS")) and ($k | any(. == "STATE_CHANGE"))' "$T/w.json" >/dev/null ||
+	fail "JSON lines of frepctl watch: not EXISTS x2, INITIAL_DONE, then the master's events in order"
 
 # --- human lines, one daemon, SIGTERM -----------------------------------------------------
 "$BIN/frepctl" --admin "$CLIENT" watch db >"$T/w.txt" 2>"$T/w.err" &
