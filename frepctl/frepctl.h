@@ -51,6 +51,7 @@ enum rpc_code {
 struct rpc_result {
 	int code; /* grpc_status_code */
 	char details[1024];
+	bool reached; /* the daemon took the call: code and details are its own */
 };
 
 struct rpc_conn;
@@ -113,9 +114,9 @@ const char *rpc_code_name(int code);
 /* The exit code a call's status maps to. */
 int rpc_exit_code(int code);
 /*
- * Rewrites an UNAVAILABLE result of a unix target into why the socket is
- * unreachable, found by lstat and connect ("stale socket (daemon not
- * running)"); other results are left alone.
+ * Rewrites an UNAVAILABLE result of a call that never reached a unix target
+ * into why, found by lstat and connect ("stale socket (daemon not running)");
+ * other results are left alone ("frep is shutting down" is the daemon's).
  */
 void rpc_explain(const struct rpc_conn *c, struct rpc_result *res);
 

@@ -102,7 +102,7 @@ wait_for 10 "initial-done" grep -q ' initial-done$' "$T/w.txt"
 stop "$CLIENT_PID"
 reap "$W"
 [ "$WRC" = 3 ] || fail "watch of a daemon that stopped exited $WRC, want 3: $(cat "$T/w.err")"
-grep -q "^frepctl: watch: $CLIENT: UNAVAILABLE: " "$T/w.err" || fail "stderr: $(cat "$T/w.err")"
+grep -q "^frepctl: watch: $CLIENT: UNAVAILABLE: frep is shutting down$" "$T/w.err" || fail "stderr: $(cat "$T/w.err")"
 
 alive "$SERVER_PID" frep-server
 pass "watch: EXISTS, INITIAL_DONE, changes (JSON lines, human), SIGINT/SIGTERM 0, dropped 1, daemon gone 3"
