@@ -130,6 +130,8 @@ int cmd_status(struct ctl *c)
 	}
 	if (c->volume && !shown)
 		rc = volume_missing(c, rc);
+	else if (!shown && !c->json && rc == EXIT_OK) /* a new frep-server: say so, not nothing */
+		printf("no volumes\n");
 	answers_free(c, &a);
 	return rc;
 }

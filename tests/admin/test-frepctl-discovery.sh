@@ -89,11 +89,20 @@ err_has "^frepctl: pause alpha: unix:$T/stale\.sock: UNAVAILABLE: stale socket \
 expect 3 --admin "unix:$FREP_RUN_DIR/client-notasocket.sock" status
 err_has 'UNAVAILABLE: not a socket$'
 
+# A daemon with no volume yet (a second frep-server; the log file is shared).
+FIRST_SERVER_PID=$SERVER_PID
+SERVER_DATA=$T/mirror2 SERVER_PORT_WANTED=0 start_server --admin "unix:$T/lonely.sock"
+expect 0 --admin "unix:$T/lonely.sock" status
+[ "$OUT" = "no volumes" ] || fail "status of a daemon without volumes: $OUT"
+expect 0 --admin "unix:$T/lonely.sock" --json status
+[ "$OUT" = '{"volumes":[]}' ] || fail "status --json of a daemon without volumes: $OUT"
+
 # No admin socket at all.
 mkdir "$T/empty"
 FREP_RUN_DIR=$T/empty expect 3 status
 err_has "^frepctl: no frep admin socket in $T/empty "
 
-alive "$SERVER_PID" frep-server
+alive "$FIRST_SERVER_PID" frep-server
+alive "$SERVER_PID" "the second frep-server"
 alive "$CLIENT_PID" frep-client
 pass "discovery: 3 daemons merged, decoys skipped, routing, stale/permission/absent sockets exit 3"
