@@ -176,8 +176,8 @@ struct ctl {
 
 /*
  * Prints "frepctl: CMD VOLUME: [TARGET: ]CODE: details" on stderr and returns
- * the exit code the result maps to. The target is named when several daemons
- * were asked or when it could not be reached.
+ * the exit code the result maps to. The target is named when it could not be
+ * reached, or when several daemons were asked about all their volumes.
  */
 int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *res);
 /* The exit code of two outcomes: unreachable outranks failed, which outranks ok. */

@@ -55,7 +55,8 @@ int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *
 		rpc_explain(conn, res);
 	int rc = rpc_exit_code(res->code);
 	fprintf(stderr, PROG ": %s%s%s: ", c->cmd, c->volume ? " " : "", c->volume ? c->volume : "");
-	if (conn && (c->targets->n > 1 || rc == EXIT_UNREACHABLE))
+	/* A command on a volume went to the one daemon that has it: the volume says which. */
+	if (conn && (rc == EXIT_UNREACHABLE || (!c->volume && c->targets->n > 1)))
 		fprintf(stderr, "%s: ", rpc_target(conn));
 	fprintf(stderr, "%s: %s\n", rpc_code_name(res->code), res->details);
 	return rc;
