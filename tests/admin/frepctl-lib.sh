@@ -45,3 +45,14 @@ state_is() {
 wait_state() {
 	wait_for "${4:-20}" "$1's $2 in $3" state_is "$1" "$2" "$3"
 }
+
+# ended PID: the process has exited.
+ended() {
+	! kill -0 "$1" 2>/dev/null
+}
+# reap PID: waits (bounded) for a watcher frepctl; WRC is its exit status.
+reap() {
+	wait_for 10 "frepctl watch (pid $1) to exit" ended "$1"
+	WRC=0
+	wait "$1" || WRC=$?
+}

@@ -68,6 +68,19 @@ err_has 'client-dead\.sock: UNAVAILABLE: stale socket'
 [ "$(field alpha MASTER .master.max_rate_bps)" = $((8 << 20)) ] || fail "set-rate alpha did not reach alpha"
 expect 3 status dead
 err_has "^frepctl: status dead: no daemon that answered has volume 'dead'$"
+# watch goes on with the daemons it reaches: their EXISTS, one initial-done, their events;
+# the stale one is named, and stays in the exit status (3) after SIGINT.
+"$BIN/frepctl" watch >"$T/w.txt" 2>"$T/w.err" &
+W=$!
+wait_for 10 "initial-done" grep -q ' initial-done$' "$T/w.txt"
+[ "$(grep -c ' exists ' "$T/w.txt")" = 4 ] || fail "exists lines: $(cat "$T/w.txt")"
+grep -q "client-dead\.sock: UNAVAILABLE: stale socket" "$T/w.err" || fail "stale socket not named: $(cat "$T/w.err")"
+expect 0 pause alpha
+wait_for 10 "alpha's state-change" grep -q 'state-change alpha INSYNC -> IDLE' "$T/w.txt"
+expect 0 resume alpha
+kill -INT "$W"
+reap "$W"
+[ "$WRC" = 3 ] || fail "watch with a stale socket exited $WRC after SIGINT, want 3"
 rm "$FREP_RUN_DIR/client-dead.sock"
 
 # Not root: the 0600 sockets refuse, and frepctl says why.

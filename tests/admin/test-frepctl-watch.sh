@@ -17,17 +17,6 @@ wait_state db MIRROR INSYNC
 count() {
 	grep -Ec -- "$2" "$1" || true
 }
-# ended PID: the process has exited.
-ended() {
-	! kill -0 "$1" 2>/dev/null
-}
-# reap PID: waits (bounded) for a watcher frepctl; WRC is its exit status.
-reap() {
-	wait_for 10 "frepctl watch (pid $1) to exit" ended "$1"
-	WRC=0
-	wait "$1" || WRC=$?
-}
-
 # --- JSON lines, discovery (both daemons) -------------------------------------------------
 "$BIN/frepctl" --json watch >"$T/w.json" 2>"$T/w.err" &
 W=$!
