@@ -7,6 +7,7 @@
 
 #include "admin.h"
 #include "log.h"
+#include "metrics.h"
 #include "options.h"
 #include "util.h"
 
@@ -22,6 +23,7 @@ static const char usage[] =
 	"                   [--nbd-tls-cert FILE --nbd-tls-key FILE --nbd-tls-ca FILE]\n"
 	"                   [--admin unix:PATH|none] [--admin-listen HOST:PORT --admin-cert FILE\n"
 	"                    --admin-key FILE --admin-ca FILE --admin-allow FILE]\n"
+	"                   [--metrics HOST:PORT]\n"
 	"                   [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"Owns the master volume NAME (its extents PATH,... concatenated), serves it over\n"
@@ -64,6 +66,8 @@ static const char usage[] =
 	"  --admin-listen HOST:PORT      also serve the admin API over TLS, to the identities\n"
 	"                                (certificate CN) listed in --admin-allow FILE, with\n"
 	"                                --admin-cert, --admin-key and --admin-ca (PEM) of its own\n"
+	"  --metrics HOST:PORT           serve Prometheus metrics on http://HOST:PORT/metrics\n"
+	"                                (port 0 = any)\n"
 	"  --trace-tx FILE               append a line per committed transaction (tests)\n"
 	"  --log-level LEVEL             error, warn, info (default) or debug\n"
 	"  --help, --version\n";
@@ -151,8 +155,8 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		OPT_JOURNAL_SIZE = 256, OPT_SERVER_NAME, OPT_KEYLOG, OPT_LOG_LEVEL, OPT_ON_FULL,
 		OPT_RESYNC, OPT_MODE, OPT_DEGRADE_AFTER, OPT_SYNC_FALLBACK, OPT_MAX_RATE,
 		OPT_BACKOFF, OPT_HEARTBEAT_TIMEOUT, OPT_ADMIN, OPT_ADMIN_LISTEN, OPT_ADMIN_CERT,
-		OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW, OPT_TRACE_TX, OPT_NBD_TLS_CERT,
-		OPT_NBD_TLS_KEY, OPT_NBD_TLS_CA,
+		OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW, OPT_METRICS, OPT_TRACE_TX,
+		OPT_NBD_TLS_CERT, OPT_NBD_TLS_KEY, OPT_NBD_TLS_CA,
 	};
 	static const char *const on_full_words[] = { "crack", "block" };
 	static const char *const resync_words[] = { "dirty", "full" };
@@ -184,6 +188,7 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		{ "admin-key", required_argument, NULL, OPT_ADMIN_KEY },
 		{ "admin-ca", required_argument, NULL, OPT_ADMIN_CA },
 		{ "admin-allow", required_argument, NULL, OPT_ADMIN_ALLOW },
+		{ "metrics", required_argument, NULL, OPT_METRICS },
 		{ "trace-tx", required_argument, NULL, OPT_TRACE_TX },
 		{ "nbd-tls-cert", required_argument, NULL, OPT_NBD_TLS_CERT },
 		{ "nbd-tls-key", required_argument, NULL, OPT_NBD_TLS_KEY },
@@ -264,6 +269,11 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		case OPT_ADMIN_KEY: param = set(&a->admin_key, absolute("--admin-key", optarg)); break;
 		case OPT_ADMIN_CA: param = set(&a->admin_ca, absolute("--admin-ca", optarg)); break;
 		case OPT_ADMIN_ALLOW: param = set(&a->admin_allow, absolute("--admin-allow", optarg)); break;
+		case OPT_METRICS:
+			if (!metrics_listen_valid(optarg))
+				bad_arg("--metrics: expected HOST:PORT, got '%s'", optarg);
+			a->metrics = optarg;
+			break;
 		case OPT_TRACE_TX: param = set(&a->trace, absolute("--trace-tx", optarg)); break;
 		case 'v': {
 			char *copy = strdup(optarg);

@@ -29,6 +29,7 @@ struct client_options {
 	/* --admin: "unix:PATH" or "none"; admin_default: the default path, not given */
 	const char *admin, *admin_listen, *admin_cert, *admin_key, *admin_ca, *admin_allow;
 	bool admin_default;
+	const char *metrics; /* --metrics HOST:PORT */
 	const char *nbd_tls_cert, *nbd_tls_key, *nbd_tls_ca;
 	uint64_t journal_size, max_rate;
 	int log_level;

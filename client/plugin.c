@@ -36,7 +36,9 @@
 #include "fsm.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "options.h"
+#include "service.h"
 #include "session.h"
 #include "tls.h"
 #include "util.h"
@@ -173,6 +175,7 @@ static int frep_get_ready(void)
 	const struct client_options *o = &frep.o;
 
 	remove_tls_dir();
+	service_status("%s: journal redo", o->volume_name);
 	/* A lost mirror is an EPIPE for the session, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	frep.tls = tls_config_new(TLS_ROLE_CLIENT, o->cert, o->key, o->ca, o->keylog, err,
@@ -345,8 +348,10 @@ static void *stopper_main(void *arg)
 		if (r > 0) {
 			if (read(frep.stop_pipe[0], &sig, 1) != 1 || sig == 0)
 				break; /* .cleanup: nbdkit is done with the clients */
-			if (!stopped)
+			if (!stopped) {
 				log_info(frep.m.name, "%s: shutting down", strsignal(sig));
+				service_stopping("shutting down: disconnecting NBD clients");
+			}
 			master_stop(&frep.m);
 			stopped = true;
 		}
@@ -415,6 +420,10 @@ static int start_threads(void)
 		nbdkit_error("%s", err);
 		return -1;
 	}
+	if (o->metrics && metrics_start(o->metrics, &admin_master_ops, &frep.m, err, sizeof(err)) < 0) {
+		nbdkit_error("%s", err);
+		return -1;
+	}
 	if (relay_quit_signals() < 0)
 		return -1;
 	struct session_options so = {
@@ -449,6 +458,9 @@ static int frep_after_fork(void)
 	pthread_sigmask(SIG_BLOCK, &quit, &old);
 	int rc = start_threads();
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* nbdkit listens already (note_listeners found its sockets) and accepts next. */
+	if (rc == 0)
+		service_ready("%s: serving NBD on %s", frep.m.name, frep.o.nbd);
 	return rc;
 }
 
@@ -466,7 +478,8 @@ static void frep_cleanup(void)
 	for (int i = 0; i < 2; i++)
 		if (frep.stop_pipe[i] >= 0)
 			close(frep.stop_pipe[i]);
-	/* The admin API first: its handlers read the master, which goes next. */
+	/* Metrics and the admin API first: their handlers read the master, which goes next. */
+	metrics_stop();
 	admin_stop();
 	/* Writers blocked on a full buffer wake before the session is joined. */
 	if (frep.opened) {

@@ -6,7 +6,9 @@
 #include <time.h>
 
 #include "events.h"
+#include "frep/admin/v1/admin.pb-c.h"
 #include "fsm.h"
+#include "service.h"
 #include "util.h"
 
 static struct {
@@ -32,6 +34,8 @@ void events_publish(enum event_kind kind, const char *volume, int old_state, int
 	e.seq = ev.head++;
 	ev.ring[e.seq % EVENTS_RING] = e;
 	pthread_mutex_unlock(&ev.mu);
+	if (kind == EVENT_STATE_CHANGE)
+		service_volume_state(e.volume, new_state);
 }
 
 uint64_t events_head(void)
@@ -90,4 +94,11 @@ int events_mirror_state(int s)
 		[MR_IDLE] = ST_IDLE,	     [MR_ERROR] = ST_ERROR,
 	};
 	return s >= 0 && s < MR__COUNT ? map[s] : 0;
+}
+
+const char *events_state_name(int state)
+{
+	const ProtobufCEnumValue *v =
+		protobuf_c_enum_descriptor_get_value(&frep__admin__v1__state__descriptor, state);
+	return v ? v->name : "UNKNOWN";
 }

@@ -65,4 +65,9 @@ void events_fsm_observer(const char *volume, bool mirror, int from, int to, cons
 int events_master_state(int master_state);
 int events_mirror_state(int mirror_state);
 
+/* frep.admin.v1.State values are 0 .. EVENTS_STATES - 1. */
+#define EVENTS_STATES 13
+/* A frep.admin.v1.State's name in the proto ("INSYNC"); "UNKNOWN" outside it. */
+const char *events_state_name(int state);
+
 #endif

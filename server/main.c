@@ -21,6 +21,8 @@
 #include "events.h"
 #include "fsm.h"
 #include "log.h"
+#include "metrics.h"
+#include "service.h"
 #include "session.h"
 #include "store.h"
 #include "tls.h"
@@ -41,6 +43,7 @@ static const char usage[] =
 	"                   [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"                   [--admin unix:PATH|none] [--admin-listen HOST:PORT --admin-cert FILE\n"
 	"                    --admin-key FILE --admin-ca FILE --admin-allow FILE]\n"
+	"                   [--metrics HOST:PORT]\n"
 	"\n"
 	"Accepts masters (frep-client) that present a certificate signed by --ca, and\n"
 	"keeps their mirror volumes under DIR.\n"
@@ -63,13 +66,15 @@ static const char usage[] =
 	"                          (certificate CN) listed in --admin-allow FILE, with\n"
 	"                          --admin-cert, --admin-key, --admin-ca (PEM) of its own;\n"
 	"                          admin identities never replicate, and masters never admin\n"
+	"  --metrics HOST:PORT     serve Prometheus metrics on http://HOST:PORT/metrics\n"
+	"                          (port 0 = any)\n"
 	"  --help, --version\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
 
 struct args {
 	char host[256], port[8];
-	const char *data_dir, *cert, *key, *ca, *allow, *keylog, *trace;
+	const char *data_dir, *cert, *key, *ca, *allow, *keylog, *trace, *metrics;
 	struct admin_opts admin;
 	char admin_path[4096];
 	int log_level;
@@ -79,7 +84,8 @@ struct args {
 static void parse_args(struct args *a, int argc, char **argv)
 {
 	enum { OPT_KEYLOG = 256, OPT_LOG_LEVEL, OPT_HEARTBEAT_TIMEOUT, OPT_TRACE_TX, OPT_ADMIN,
-	       OPT_ADMIN_LISTEN, OPT_ADMIN_CERT, OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW };
+	       OPT_ADMIN_LISTEN, OPT_ADMIN_CERT, OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW,
+	       OPT_METRICS };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "data-dir", required_argument, NULL, 'd' },
@@ -97,6 +103,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "admin-key", required_argument, NULL, OPT_ADMIN_KEY },
 		{ "admin-ca", required_argument, NULL, OPT_ADMIN_CA },
 		{ "admin-allow", required_argument, NULL, OPT_ADMIN_ALLOW },
+		{ "metrics", required_argument, NULL, OPT_METRICS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -127,6 +134,11 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case OPT_ADMIN_KEY: a->admin.key = optarg; break;
 		case OPT_ADMIN_CA: a->admin.ca = optarg; break;
 		case OPT_ADMIN_ALLOW: a->admin.allow = optarg; break;
+		case OPT_METRICS:
+			if (!metrics_listen_valid(optarg))
+				bad_arg("--metrics: expected HOST:PORT, got '%s'", optarg);
+			a->metrics = optarg;
+			break;
 		case OPT_HEARTBEAT_TIMEOUT:
 			if (parse_seconds(optarg, 300, &a->heartbeat_timeout_ms) < 0)
 				bad_arg("--heartbeat-timeout: expected seconds (at least 0.3), got '%s'", optarg);
@@ -361,6 +373,7 @@ int main(int argc, char **argv)
 	srv.heartbeat_timeout_ms = a.heartbeat_timeout_ms;
 	store_set_trace_fd(srv.trace_fd);
 	/* A mirror that crashed replays its journals before anyone can see it. */
+	service_status("replaying the mirror journals in %s", a.data_dir);
 	if (store_recover_all(a.data_dir) > 0)
 		log_error(NULL, "some volumes could not be recovered; their masters will get an error");
 	srv.data_dir = a.data_dir;
@@ -377,8 +390,14 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
+	if (a.metrics && metrics_start(a.metrics, &admin_mirror_ops, &srv, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		rc = 2;
+		goto out;
+	}
 	log_info(NULL, "listening on %s, data dir %s%s", bound, a.data_dir,
 		 allow ? ", --allow rules in force" : "");
+	service_ready("listening on %s, no master connected yet", bound);
 
 	for (;;) {
 		struct pollfd p[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
@@ -392,6 +411,7 @@ int main(int argc, char **argv)
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == sizeof(si))
 				log_info(NULL, "%s: shutting down", strsignal((int)si.ssi_signo));
+			service_stopping("shutting down: sessions say GOODBYE");
 			break;
 		}
 		if (p[0].revents & POLLIN)
@@ -399,6 +419,7 @@ int main(int argc, char **argv)
 	}
 
 	/* The admin API first: watchers get UNAVAILABLE, and nothing new starts. */
+	metrics_stop();
 	admin_stop();
 	/* Sessions notice within their poll interval, say Goodbye and save state. */
 	close(lfd);
@@ -433,12 +454,16 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	metrics_stop();
 	admin_stop();
 	if (lfd >= 0)
 		close(lfd);
 	if (sfd >= 0)
 		close(sfd);
-	if (rc == 0) {
+	pthread_mutex_lock(&conns_lock);
+	unsigned running = conns;
+	pthread_mutex_unlock(&conns_lock);
+	if (running == 0) {
 		/* Only once no connection thread can still be using them. */
 		authz_free(allow);
 		tls_config_free(tls);

@@ -1011,6 +1011,10 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	batch_clear(s);
 	if (s->have_volume)
 		store_close(&s->mv);
+	/* Watch (and systemd's STATUS) see the volume left without its master. */
+	if (s->live_added)
+		events_publish(EVENT_STATE_CHANGE, s->volume, s->live_st.state,
+			       FREP__ADMIN__V1__STATE__DETACHED, "the master's session ended");
 	/* The volume first: a master reconnecting meanwhile does not find it BUSY. */
 	if (s->linger)
 		linger(s);
