@@ -51,6 +51,7 @@ enum rpc_code {
 struct rpc_result {
 	int code; /* grpc_status_code */
 	char details[1024];
+	bool reached; /* the daemon took the call: code and details are its own */
 };
 
 struct rpc_conn;
@@ -113,9 +114,9 @@ const char *rpc_code_name(int code);
 /* The exit code a call's status maps to. */
 int rpc_exit_code(int code);
 /*
- * Rewrites an UNAVAILABLE result of a unix target into why the socket is
- * unreachable, found by lstat and connect ("stale socket (daemon not
- * running)"); other results are left alone.
+ * Rewrites an UNAVAILABLE result of a call that never reached a unix target
+ * into why, found by lstat and connect ("stale socket (daemon not running)");
+ * other results are left alone ("frep is shutting down" is the daemon's).
  */
 void rpc_explain(const struct rpc_conn *c, struct rpc_result *res);
 
@@ -175,8 +176,8 @@ struct ctl {
 
 /*
  * Prints "frepctl: CMD VOLUME: [TARGET: ]CODE: details" on stderr and returns
- * the exit code the result maps to. The target is named when several daemons
- * were asked or when it could not be reached.
+ * the exit code the result maps to. The target is named when it could not be
+ * reached, or when several daemons were asked about all their volumes.
  */
 int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *res);
 /* The exit code of two outcomes: unreachable outranks failed, which outranks ok. */
@@ -201,6 +202,12 @@ void answers_free(struct ctl *c, struct answers *a);
  * Returns the target's index, or -1 after reporting why with *exit_code set.
  */
 int route(struct ctl *c, int *exit_code);
+/*
+ * No daemon asked has VOLUME: says so (NOT_FOUND if every daemon answered, else
+ * that the unreachable ones may have it) and returns the exit code; asked is
+ * the exit code of asking them (answers.exit_code).
+ */
+int volume_missing(const struct ctl *c, int asked);
 int cmd_status(struct ctl *c);
 
 /* watch.c ----------------------------------------------------------------- */

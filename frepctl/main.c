@@ -42,8 +42,10 @@ static const char usage[] =
 	"\n"
 	"Exit status: 0 ok; 1 the operation failed (the daemon refused it: unknown volume,\n"
 	"wrong state, bad argument, permission denied; verify --wait found regions that\n"
-	"differ and were not repaired); 2 usage; 3 a daemon could not be reached (no\n"
-	"socket, stale socket, TLS refused, no answer in time, or it shut down).\n";
+	"differ and were not repaired, or the verify stopped; a watcher too slow to keep\n"
+	"up was dropped); 2 usage; 3 a daemon could not be reached (no socket, stale\n"
+	"socket, TLS refused, no answer in time, or it shut down). watch exits 0 on\n"
+	"SIGINT and SIGTERM.\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
 
@@ -53,7 +55,8 @@ int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *
 		rpc_explain(conn, res);
 	int rc = rpc_exit_code(res->code);
 	fprintf(stderr, PROG ": %s%s%s: ", c->cmd, c->volume ? " " : "", c->volume ? c->volume : "");
-	if (conn && (c->targets->n > 1 || rc == EXIT_UNREACHABLE))
+	/* A command on a volume went to the one daemon that has it: the volume says which. */
+	if (conn && (rc == EXIT_UNREACHABLE || (!c->volume && c->targets->n > 1)))
 		fprintf(stderr, "%s: ", rpc_target(conn));
 	fprintf(stderr, "%s: %s\n", rpc_code_name(res->code), res->details);
 	return rc;

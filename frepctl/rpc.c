@@ -237,6 +237,8 @@ static void complete(struct rpc_tag *t, bool success, struct rpc_event *ev)
 {
 	struct rpc_call *rc = t->call;
 	rc->pending[t->kind] = false;
+	if (t->kind == TAG_START && success) /* the daemon's initial metadata came back */
+		rc->result.reached = true;
 	ev->type = RPC_EV_TIMEOUT;
 	ev->call = rc;
 	ev->msg = NULL;
@@ -411,7 +413,7 @@ int rpc_exit_code(int code)
 
 void rpc_explain(const struct rpc_conn *c, struct rpc_result *res)
 {
-	if (res->code != GRPC_STATUS_UNAVAILABLE || strncmp(c->target, "unix:", 5) != 0)
+	if (res->code != GRPC_STATUS_UNAVAILABLE || res->reached || strncmp(c->target, "unix:", 5) != 0)
 		return;
 	const char *path = c->target + strlen("unix:");
 	struct stat st;

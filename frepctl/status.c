@@ -50,12 +50,18 @@ void answers_free(struct ctl *c, struct answers *a)
 	free(a->resp);
 }
 
-/* After discovery: no daemon here has the volume (each was asked for every volume). */
-static int not_found(const struct ctl *c)
+int volume_missing(const struct ctl *c, int asked)
 {
-	fprintf(stderr, PROG ": %s %s: NOT_FOUND: no volume '%s' on this host\n", c->cmd, c->volume,
-		c->volume);
-	return EXIT_FAILED;
+	if (asked == EXIT_OK) {
+		fprintf(stderr, PROG ": %s %s: NOT_FOUND: no volume '%s' on this host\n", c->cmd,
+			c->volume, c->volume);
+		return EXIT_FAILED;
+	}
+	if (asked == EXIT_UNREACHABLE)
+		fprintf(stderr, PROG ": %s %s: no daemon that answered has volume '%s'\n", c->cmd,
+			c->volume, c->volume);
+	/* else a daemon's own refusal has been reported */
+	return asked;
 }
 
 static bool wanted(const struct ctl *c, const VolumeStatus *v)
@@ -82,13 +88,7 @@ int route(struct ctl *c, int *exit_code)
 		}
 	}
 	if (found < 0) {
-		*exit_code = a.exit_code;
-		if (a.exit_code == EXIT_UNREACHABLE)
-			fprintf(stderr, PROG ": %s %s: no daemon that answered has volume '%s'\n", c->cmd,
-				c->volume, c->volume);
-		else if (a.exit_code == EXIT_OK)
-			*exit_code = not_found(c);
-		/* else the daemon's own NOT_FOUND has been reported */
+		*exit_code = volume_missing(c, a.exit_code);
 	}
 	answers_free(c, &a);
 	return found;
@@ -128,8 +128,10 @@ int cmd_status(struct ctl *c)
 	} else {
 		json_object_put(vols);
 	}
-	if (c->volume && !shown && rc == EXIT_OK)
-		rc = not_found(c);
+	if (c->volume && !shown)
+		rc = volume_missing(c, rc);
+	else if (!shown && !c->json && rc == EXIT_OK) /* a new frep-server: say so, not nothing */
+		printf("no volumes\n");
 	answers_free(c, &a);
 	return rc;
 }

@@ -86,11 +86,8 @@ static size_t pick(struct ctl *c, int *targets, int *rc)
 		}
 	}
 	answers_free(c, &a);
-	if (n == 0 && *rc == EXIT_OK) {
-		fprintf(stderr, PROG ": watch %s: NOT_FOUND: no volume '%s' on this host\n", c->volume,
-			c->volume);
-		*rc = EXIT_FAILED;
-	}
+	if (n == 0)
+		*rc = volume_missing(c, *rc);
 	return n;
 }
 
@@ -115,6 +112,7 @@ int cmd_watch(struct ctl *c)
 	size_t live = n, initial_left = n;
 	struct held held = { 0 };
 	Event *last_initial = NULL; /* the INITIAL_DONE that goes out once all are in */
+	int last_initial_target = 0;
 	bool cancelled = false;
 	while (live > 0) {
 		if (stop_signal && !cancelled) {
@@ -136,6 +134,7 @@ int cmd_watch(struct ctl *c)
 				if (last_initial)
 					protobuf_c_message_free_unpacked(&last_initial->base, NULL);
 				last_initial = e;
+				last_initial_target = st->target;
 			} else if (!st->initial_done || initial_left == 0) {
 				emit(c, st->target, e);
 				protobuf_c_message_free_unpacked(&e->base, NULL);
@@ -159,7 +158,7 @@ int cmd_watch(struct ctl *c)
 			st->call = NULL;
 		}
 		if (initial_left == 0 && last_initial) {
-			emit(c, s[0].target, last_initial);
+			emit(c, last_initial_target, last_initial);
 			protobuf_c_message_free_unpacked(&last_initial->base, NULL);
 			last_initial = NULL;
 			for (size_t i = 0; i < held.n; i++) {
