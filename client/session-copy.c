@@ -249,7 +249,7 @@ void session_step_copy(struct session *s)
 	s->copy_off = s->copy_bytes = s->copy_acked = 0;
 	s->copy_total = total;
 	s->copy_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
-	rate_budget_start(&s->pass_budget, s->copy_started_ms);
+	rate_budget_start(&s->pass_budget, atomic_load(&s->m->max_rate), s->copy_started_ms);
 	s->rate_mark_bytes = 0;
 	s->next_send = s->copy_base + 1;
 	s->max_sent = s->copy_base;

@@ -326,7 +326,7 @@ static void *verify_main(void *arg)
 	struct rate_budget b;
 
 	pthread_mutex_lock(&m->lock);
-	rate_budget_start(&b, now_ms());
+	rate_budget_start(&b, atomic_load(&m->max_rate), now_ms());
 	progress_locked(m, v); /* at least one progress event per verify */
 	if (!buf)
 		verify_abort_locked(m, "failed: out of memory");

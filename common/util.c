@@ -181,18 +181,17 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void rate_budget_start(struct rate_budget *b, uint64_t now)
+void rate_budget_start(struct rate_budget *b, uint64_t rate, uint64_t now)
 {
+	b->rate = rate;
 	b->bytes = 0;
 	b->start_ms = now;
 }
 
 uint64_t rate_budget_wait_ms(struct rate_budget *b, uint64_t rate, uint64_t now)
 {
-	if (rate != b->rate) {
-		b->rate = rate;
-		rate_budget_start(b, now);
-	}
+	if (rate != b->rate)
+		rate_budget_start(b, rate, now);
 	if (!rate)
 		return 0;
 	uint64_t due = b->bytes * 1000 / rate, spent = now - b->start_ms;

@@ -47,12 +47,13 @@ int64_t wall_ms(void);
  * A rate budget (--max-rate, SetRate): bytes spent since start_ms at rate
  * bytes/s. rate_budget_wait_ms returns how long to wait before spending more;
  * a changed rate starts a new budget, so lowering it mid-pass never stalls
- * for the bytes already spent at the old one. rate 0 = unlimited.
+ * for the bytes already spent at the old one. rate 0 = unlimited. Start a
+ * budget with the rate in force, so the first bytes count against it.
  */
 struct rate_budget {
 	uint64_t rate, bytes, start_ms;
 };
-void rate_budget_start(struct rate_budget *b, uint64_t now);
+void rate_budget_start(struct rate_budget *b, uint64_t rate, uint64_t now);
 uint64_t rate_budget_wait_ms(struct rate_budget *b, uint64_t rate, uint64_t now);
 
 /* Fills buf with random bytes (getrandom). 0 or -1. */
