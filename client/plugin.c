@@ -492,6 +492,9 @@ static void frep_cleanup(void)
 	/* nbdkit leaves its unix socket behind; frep-client would remove it next time. */
 	if (frep.o.nbd && strncmp(frep.o.nbd, "unix:", 5) == 0)
 		unlink(frep.o.nbd + 5);
+	/* The volume is saved; gRPC's exit handlers would wait for the abandoned calls. */
+	if (admin_abandoned())
+		_exit(0);
 #ifdef FREP_SANITIZE
 	/* frep is stopped and closed; leave with the status nbdkit gives a quit signal. */
 	plugin_exit(0);

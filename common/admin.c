@@ -45,6 +45,12 @@
 enum {
 	TICK_MS = 100,
 	SHUTDOWN_GRACE_MS = 1000, /* then every call still open is cancelled */
+	/*
+	 * Then the admin thread gives up on calls stuck in a transport whose peer
+	 * never reads (a stopped `frepctl watch` with a full socket buffer): the
+	 * daemon must still stop within its unit's timeout.
+	 */
+	SHUTDOWN_GIVE_UP_MS = 5000,
 	MAX_REQUEST_BYTES = 64 * 1024,
 	MAX_STREAMS = 32, /* per connection */
 	MAX_LISTENERS = 2,
@@ -131,6 +137,7 @@ static struct {
 	atomic_bool stop;
 	/* admin thread only */
 	bool stopping, cancelled_all, cq_shut;
+	bool abandoned; /* gave up on stuck calls: gRPC is left as it is at exit */
 	uint64_t stop_at_ms;
 	struct tag shut_tags[MAX_LISTENERS];
 } adm;
@@ -725,6 +732,15 @@ static void *admin_main(void *arg)
 				grpc_server_cancel_all_calls(adm.listeners[i].srv);
 			adm.cancelled_all = true;
 		}
+		if (adm.stopping && !adm.cq_shut && now_ms() - adm.stop_at_ms > SHUTDOWN_GIVE_UP_MS) {
+			unsigned n = 0;
+			for (struct call *c = adm.calls; c; c = c->next)
+				n += c->call != NULL;
+			log_warn(NULL, "admin: %u call(s) still stuck on peers that do not read after %d ms; "
+				 "stopping without them", n, SHUTDOWN_GIVE_UP_MS);
+			adm.abandoned = true;
+			return NULL;
+		}
 		bool all_shut = true;
 		for (unsigned i = 0; i < adm.n_listeners; i++)
 			all_shut &= adm.listeners[i].shut;
@@ -872,6 +888,11 @@ int admin_start(const struct admin_opts *o, char *err, size_t err_len)
 	return 0;
 }
 
+bool admin_abandoned(void)
+{
+	return adm.abandoned;
+}
+
 void admin_stop(void)
 {
 	if (!adm.running)
@@ -879,6 +900,10 @@ void admin_stop(void)
 	atomic_store(&adm.stop, true);
 	pthread_join(adm.thread, NULL);
 	adm.running = false;
-	/* Synchronous from a thread that is not gRPC's: no gRPC thread outlives this. */
-	grpc_shutdown();
+	/*
+	 * Synchronous from a thread that is not gRPC's: no gRPC thread outlives
+	 * this. Not after giving up on stuck calls: it would wait for them.
+	 */
+	if (!adm.abandoned)
+		grpc_shutdown();
 }

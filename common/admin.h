@@ -104,8 +104,15 @@ int admin_make_run_dir(const char *unix_path, char *err, size_t err_len);
  */
 int admin_start(const struct admin_opts *o, char *err, size_t err_len);
 
-/* Ends every call (watchers get UNAVAILABLE), stops the thread, shuts gRPC down. */
+/*
+ * Ends every call (watchers get UNAVAILABLE), stops the thread, shuts gRPC
+ * down. Bounded: calls stuck on peers that never read are abandoned after a
+ * few seconds, and then admin_abandoned() is true and the daemon should
+ * leave with _exit once its own state is saved (gRPC's exit handlers would
+ * wait for those calls).
+ */
 void admin_stop(void);
+bool admin_abandoned(void);
 
 /*
  * Where the default admin sockets live: /run/frep/server.sock and

@@ -471,5 +471,8 @@ out:
 	if (srv.trace_fd > 0)
 		close(srv.trace_fd);
 	close(lock_fd);
+	/* State is saved; gRPC's exit handlers would wait for the abandoned calls. */
+	if (admin_abandoned())
+		_exit(rc);
 	return rc;
 }
