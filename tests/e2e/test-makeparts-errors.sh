@@ -12,7 +12,8 @@ wait_log "$SERVER_LOG" 'volume=shared .*state REPLICATE -> INSYNC' 20
 OWNER_PID=$CLIENT_PID
 
 # Another identity claims the same name: severe NAME_CLASH, client in ERROR, no retry.
-JOURNAL=$T/clash.journal start_client shared "$T/b0" master-2
+# (Its own admin socket: the owner's frep-client, on this host too, holds the default one.)
+JOURNAL=$T/clash.journal start_client shared "$T/b0" master-2 --admin "unix:$T/clash.adm"
 wait_log "$T/client-shared.log" 'state INIT -> ERROR.*NAME_CLASH.*belongs to master master-1' 20
 wait_log "$SERVER_LOG" 'NAME_CLASH' 5
 alive "$CLIENT_PID" "frep-client in ERROR (keeps serving local I/O)"
@@ -32,7 +33,7 @@ mkdir -p "$T/small"
 SMALL_LOG=$T/server-small.log
 unshare -m bash -c "mount -t tmpfs -o size=32M tmpfs '$T/small' && exec '$BIN/frep-server' \
 	--listen 127.0.0.1:0 --data-dir '$T/small/data' --cert '$PKI/server.crt' \
-	--key '$PKI/server.key' --ca '$PKI/ca.crt'" >"$SMALL_LOG" 2>&1 &
+	--key '$PKI/server.key' --ca '$PKI/ca.crt' --admin none" >"$SMALL_LOG" 2>&1 &
 SMALL_PID=$!
 PIDS+=("$SMALL_PID")
 wait_log "$SMALL_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
