@@ -90,7 +90,12 @@ start_server() {
 		>>"$SERVER_LOG" 2>&1 &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
-	wait_log "$SERVER_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
+	# Polled finely: the crash loops restart the server every iteration.
+	local deadline=$((SECONDS + 20))
+	until grep -Eq 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG"; do
+		[ $SECONDS -lt $deadline ] || fail "timed out after 20s waiting for frep-server to listen"
+		sleep 0.02
+	done
 	SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | tail -n1 | cut -d: -f2)
 }
 
