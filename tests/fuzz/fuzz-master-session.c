@@ -142,14 +142,14 @@ static void local_write(unsigned op, uint32_t len)
 static void act(uint8_t a)
 {
 	if (a & ACT_OPERATOR) {
-		/* The control socket's requests (client/control.c). */
+		/* The admin API's settings (client/admin-master.c): a pause holds until resumed. */
 		pthread_mutex_lock(&run.m.lock);
 		switch (a & ACT_COUNT) {
 		case 1:
-			run.m.pause_req = true;
+			run.m.paused = true;
 			break;
 		case 2:
-			run.m.resume_req = true;
+			run.m.paused = false;
 			break;
 		case 3:
 			run.m.resync_full_req = true;
