@@ -108,7 +108,37 @@ Frep__Admin__V1__VolumeStatus *status_to_pb(const struct vol_status *v, struct p
 		m->connected_master = peer_to_pb(&s->connected_master, &p->peer);
 		m->volume_size_bytes = s->volume_size_bytes;
 		m->copy = progress_to_pb(&s->copy, &p->copy);
+		m->snapshots = s->snapshots;
+		m->snapshot_bytes = s->snapshot_bytes;
+		m->snapshots_invalid = s->snapshots_invalid;
+		m->exports = s->exports;
+		m->preallocate = (char *)s->preallocate;
 		vs->mirror = m;
 	}
 	return vs;
+}
+
+Frep__Admin__V1__Snapshot *snapshot_to_pb(const struct status_snapshot *s, struct pb_snapshot *p)
+{
+	Frep__Admin__V1__Snapshot *o = &p->snap;
+	frep__admin__v1__snapshot__init(o);
+	o->volume = (char *)s->volume;
+	o->name = (char *)s->name;
+	o->kind = s->kind;
+	o->txid = s->txid;
+	o->created_unix_ms = s->created_unix_ms;
+	o->used_bytes = s->used_bytes;
+	o->valid = s->valid;
+	o->invalid_reason = (char *)s->invalid_reason;
+	o->invalidated_unix_ms = s->invalidated_unix_ms;
+	if (s->exported) {
+		Frep__Admin__V1__SnapshotExport *e = &p->exp;
+		frep__admin__v1__snapshot_export__init(e);
+		e->nbd = (char *)s->export_nbd;
+		e->export_name = (char *)s->export_name;
+		e->since_unix_ms = s->export_since_unix_ms;
+		e->pid = s->export_pid;
+		o->export = e;
+	}
+	return o;
 }

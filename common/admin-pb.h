@@ -24,4 +24,12 @@ Frep__Admin__V1__VolumeStatus *status_to_pb(const struct vol_status *v, struct p
 void verify_to_pb(const struct status_verify *v, Frep__Admin__V1__VerifyStatus *out,
 		  Frep__Admin__V1__Progress *progress);
 
+struct pb_snapshot {
+	Frep__Admin__V1__Snapshot snap;
+	Frep__Admin__V1__SnapshotExport exp;
+};
+
+/* Fills p from s (whose strings it points to) and returns &p->snap. */
+Frep__Admin__V1__Snapshot *snapshot_to_pb(const struct status_snapshot *s, struct pb_snapshot *p);
+
 #endif

@@ -66,6 +66,11 @@ enum method {
 	M_SET_RATE,
 	M_VERIFY,
 	M_GET_VERIFY_RESULT,
+	M_CREATE_SNAPSHOT,
+	M_LIST_SNAPSHOTS,
+	M_DELETE_SNAPSHOT,
+	M_EXPORT,
+	M_UNEXPORT,
 	M_COUNT,
 	M_UNKNOWN = -1,
 };
@@ -82,6 +87,11 @@ static const struct method_def {
 	[M_SET_RATE] = { "SetRate", &frep__admin__v1__set_rate_request__descriptor },
 	[M_VERIFY] = { "Verify", &frep__admin__v1__verify_request__descriptor },
 	[M_GET_VERIFY_RESULT] = { "GetVerifyResult", &frep__admin__v1__volume_request__descriptor },
+	[M_CREATE_SNAPSHOT] = { "CreateSnapshot", &frep__admin__v1__snapshot_request__descriptor },
+	[M_LIST_SNAPSHOTS] = { "ListSnapshots", &frep__admin__v1__list_snapshots_request__descriptor },
+	[M_DELETE_SNAPSHOT] = { "DeleteSnapshot", &frep__admin__v1__snapshot_request__descriptor },
+	[M_EXPORT] = { "Export", &frep__admin__v1__export_request__descriptor },
+	[M_UNEXPORT] = { "Unexport", &frep__admin__v1__snapshot_request__descriptor },
 };
 
 struct listener {
@@ -327,6 +337,16 @@ static struct admin_reply unimplemented(const char *what)
 	return r;
 }
 
+static struct admin_reply mirror_only(const char *what)
+{
+	struct admin_reply r = { .code = ADMIN_FAILED_PRECONDITION };
+	snprintf(r.message, sizeof(r.message),
+		 "%s is a mirror command: %s serves master volumes; run it against frep-server "
+		 "on the mirror host",
+		 what, adm.o.daemon);
+	return r;
+}
+
 /* The volume's status after a command, for CommandResponse (NULL if it vanished). */
 static struct vol_status *status_of(const char *volume)
 {
@@ -450,6 +470,75 @@ static void handle_verify_result(struct call *c, const Frep__Admin__V1__VolumeRe
 	free(regions);
 }
 
+/* CreateSnapshot and Export: the snapshot as it is once the command is done. */
+static void handle_snapshot(struct call *c, const ProtobufCMessage *req)
+{
+	const struct admin_ops *ops = adm.o.ops;
+	const char *vol = request_volume(req);
+	struct admin_reply r = { .code = ADMIN_OK };
+	struct status_snapshot *st = calloc(1, sizeof(*st));
+	if (!st) {
+		finish(c, ADMIN_INTERNAL, "out of memory", NULL);
+		return;
+	}
+	if (c->method == M_CREATE_SNAPSHOT) {
+		const Frep__Admin__V1__SnapshotRequest *q = (const void *)req;
+		if (!ops->snapshot_create)
+			r = mirror_only("snapshot create");
+		else
+			ops->snapshot_create(adm.o.ctx, vol, q->name, st, &r);
+	} else {
+		const Frep__Admin__V1__ExportRequest *q = (const void *)req;
+		if (!ops->export_snapshot)
+			r = mirror_only("export");
+		else
+			ops->export_snapshot(adm.o.ctx, vol, q->snapshot, q->nbd, st, &r);
+	}
+	if (r.code != ADMIN_OK) {
+		finish(c, r.code, r.message, NULL);
+	} else {
+		log_info(vol, "admin: %s from %s: %s", method_defs[c->method].name, c->peer, r.message);
+		Frep__Admin__V1__SnapshotResponse resp = FREP__ADMIN__V1__SNAPSHOT_RESPONSE__INIT;
+		struct pb_snapshot ps;
+		resp.message = r.message;
+		resp.snapshot = snapshot_to_pb(st, &ps);
+		finish(c, ADMIN_OK, "", &resp.base);
+	}
+	free(st);
+}
+
+static void handle_list_snapshots(struct call *c, const Frep__Admin__V1__ListSnapshotsRequest *req)
+{
+	struct admin_reply r = { .code = ADMIN_OK };
+	struct status_snapshot *s = NULL;
+	size_t n = 0;
+	if (!adm.o.ops->snapshot_list)
+		r = mirror_only("snapshot list");
+	else
+		adm.o.ops->snapshot_list(adm.o.ctx, req->volume[0] ? req->volume : NULL, &s, &n, &r);
+	if (r.code != ADMIN_OK) {
+		finish(c, r.code, r.message, NULL);
+		free(s);
+		return;
+	}
+	struct pb_snapshot *ps = calloc(n ? n : 1, sizeof(*ps));
+	Frep__Admin__V1__Snapshot **pp = calloc(n ? n : 1, sizeof(*pp));
+	if (!ps || !pp) {
+		finish(c, ADMIN_INTERNAL, "out of memory", NULL);
+	} else {
+		Frep__Admin__V1__ListSnapshotsResponse resp =
+			FREP__ADMIN__V1__LIST_SNAPSHOTS_RESPONSE__INIT;
+		for (size_t i = 0; i < n; i++)
+			pp[i] = snapshot_to_pb(&s[i], &ps[i]);
+		resp.n_snapshots = n;
+		resp.snapshots = pp;
+		finish(c, ADMIN_OK, "", &resp.base);
+	}
+	free(pp);
+	free(ps);
+	free(s);
+}
+
 /* A command on one volume: checks the op exists, runs it, answers. */
 static void handle_command(struct call *c, const ProtobufCMessage *req)
 {
@@ -484,6 +573,20 @@ static void handle_command(struct call *c, const ProtobufCMessage *req)
 				      &r);
 		else
 			r = unimplemented("set-rate");
+		break;
+	case M_DELETE_SNAPSHOT:
+		if (ops->snapshot_delete)
+			ops->snapshot_delete(adm.o.ctx, vol,
+					     ((const Frep__Admin__V1__SnapshotRequest *)req)->name, &r);
+		else
+			r = mirror_only("snapshot delete");
+		break;
+	case M_UNEXPORT:
+		if (ops->unexport)
+			ops->unexport(adm.o.ctx, vol,
+				      ((const Frep__Admin__V1__SnapshotRequest *)req)->name, &r);
+		else
+			r = mirror_only("unexport");
 		break;
 	default:
 		abort();
@@ -641,7 +744,8 @@ static void on_new(struct call *c, bool ok)
 	const char *vol = request_volume(req);
 	if (strlen(vol) >= STATUS_NAME_MAX) {
 		finish(c, ADMIN_INVALID_ARGUMENT, "volume name longer than 64 bytes", NULL);
-	} else if (c->method != M_STATUS && c->method != M_WATCH && !vol[0]) {
+	} else if (c->method != M_STATUS && c->method != M_WATCH && c->method != M_LIST_SNAPSHOTS &&
+		   !vol[0]) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "%s needs a volume name", name);
 		finish(c, ADMIN_INVALID_ARGUMENT, msg, NULL);
@@ -651,6 +755,9 @@ static void on_new(struct call *c, bool ok)
 		case M_WATCH: handle_watch(c, (void *)req); break;
 		case M_VERIFY: handle_verify(c, (void *)req); break;
 		case M_GET_VERIFY_RESULT: handle_verify_result(c, (void *)req); break;
+		case M_CREATE_SNAPSHOT:
+		case M_EXPORT: handle_snapshot(c, req); break;
+		case M_LIST_SNAPSHOTS: handle_list_snapshots(c, (void *)req); break;
 		default: handle_command(c, req); break;
 		}
 	}

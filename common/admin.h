@@ -21,6 +21,7 @@ enum admin_code {
 	ADMIN_OK = 0,
 	ADMIN_INVALID_ARGUMENT = 3,
 	ADMIN_NOT_FOUND = 5,
+	ADMIN_ALREADY_EXISTS = 6,
 	ADMIN_PERMISSION_DENIED = 7,
 	ADMIN_RESOURCE_EXHAUSTED = 8,
 	ADMIN_FAILED_PRECONDITION = 9,
@@ -62,6 +63,25 @@ struct admin_ops {
 	void (*verify_result)(void *ctx, const char *volume, struct status_verify *st,
 			      uint64_t *region_size, struct status_region **regions, size_t *n,
 			      struct admin_reply *r);
+
+	/*
+	 * Mirror only (frep-client leaves them NULL: FAILED_PRECONDITION naming
+	 * frep-server). These may do a little I/O (a snapshot's files, an fsync,
+	 * starting or stopping nbdkit): bounded, never waiting on a peer.
+	 * name "" in snapshot_create picks a name. Each fills *out with the
+	 * snapshot as it is now, or returns -1 with r filled.
+	 */
+	int (*snapshot_create)(void *ctx, const char *volume, const char *name,
+			       struct status_snapshot *out, struct admin_reply *r);
+	/* volume NULL: every volume's. *out malloc'd, freed by the caller. */
+	int (*snapshot_list)(void *ctx, const char *volume, struct status_snapshot **out, size_t *n,
+			     struct admin_reply *r);
+	void (*snapshot_delete)(void *ctx, const char *volume, const char *name,
+				struct admin_reply *r);
+	/* snapshot "": the implicit snapshot of the latest consistent state. */
+	int (*export_snapshot)(void *ctx, const char *volume, const char *snapshot, const char *nbd,
+			       struct status_snapshot *out, struct admin_reply *r);
+	void (*unexport)(void *ctx, const char *volume, const char *snapshot, struct admin_reply *r);
 };
 
 struct admin_opts {

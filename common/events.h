@@ -24,6 +24,7 @@ enum event_kind {
 	EVENT_SETTINGS = 8,
 	EVENT_VOLUME_ADDED = 9,
 	EVENT_VOLUME_REMOVED = 10,
+	EVENT_SNAPSHOT = 11,
 };
 
 enum events_limits {

@@ -79,6 +79,27 @@ struct status_mirror {
 	struct status_peer connected_master;
 	uint64_t volume_size_bytes;
 	struct status_progress copy;
+	uint32_t snapshots, snapshots_invalid, exports;
+	uint64_t snapshot_bytes;
+	char preallocate[8]; /* "full" or "sparse" */
+};
+
+/* A snapshot of a mirror volume (admin.proto Snapshot; kind is Snapshot.Kind). */
+struct status_snapshot {
+	char volume[STATUS_NAME_MAX];
+	char name[STATUS_NAME_MAX];
+	int kind;
+	uint64_t txid;
+	int64_t created_unix_ms;
+	uint64_t used_bytes;
+	bool valid;
+	char invalid_reason[STATUS_TEXT_MAX];
+	int64_t invalidated_unix_ms;
+	bool exported;
+	char export_nbd[STATUS_TEXT_MAX];
+	char export_name[2 * STATUS_NAME_MAX];
+	int64_t export_since_unix_ms;
+	uint32_t export_pid;
 };
 
 struct vol_status {
