@@ -9,12 +9,17 @@
 #                pipe (same suite) and rsync over ssh (chacha20-poly1305)
 #   verify       (issue 9) online verify of a dense volume, master and mirror on
 #                tmpfs, unthrottled, against `xxhsum -H2` over both copies in turn
+#   snapshot     (issue 10) INSYNC throughput of 4 KiB random writes across the whole
+#                volume with one live snapshot on the mirror (most writes are the
+#                first to their chunk since it was taken), against none; master and
+#                mirror data dir both on disk, so the copy-before-write's reads,
+#                writes and fdatasyncs cost what they would
 #   peak RSS     both daemons, a small volume against a large sparse one
 #   sustained    (issue 7) the link is tests/tools/fault-proxy with a rate cap; the
 #                master's volume and journal on disk, default journal size, the
 #                mirror on tmpfs; writes for minutes against the cap (rows below)
 #
-# Usage: bash bench/run.sh [SECTION...]   SECTION: write, replicate, verify, rss, sustained;
+# Usage: bash bench/run.sh [SECTION...]   SECTION: write, replicate, verify, snapshot, rss, sustained;
 #        none runs them all (about 15 minutes on 2 cores; run as root for sshd)
 # Environment, for a quick run:
 #   BENCH_ROUNDS=3         rounds of each write row and of REPLICATE
@@ -52,11 +57,11 @@ overload_s=${BENCH_OVERLOAD_S:-20}
 insync_wait_s=${BENCH_INSYNC_WAIT_S:-180}
 sus_rounds=${BENCH_SUSTAINED_ROUNDS:-1}
 sus_bs=${BENCH_SUSTAINED_BS:-256k}
-sections=" ${*:-write replicate verify rss sustained} "
+sections=" ${*:-write replicate verify snapshot rss sustained} "
 for s in $sections; do
 	case $s in
-	write | replicate | verify | rss | sustained) ;;
-	*) echo "bench: unknown section '$s': give write, replicate, verify, rss or sustained, or none for all" >&2; exit 2 ;;
+	write | replicate | verify | snapshot | rss | sustained) ;;
+	*) echo "bench: unknown section '$s': give write, replicate, verify, snapshot, rss or sustained, or none for all" >&2; exit 2 ;;
 	esac
 done
 want() {
@@ -134,7 +139,7 @@ PY
 }
 
 # --- data ----------------------------------------------------------------------
-if want write || want replicate || want verify; then
+if want write || want replicate || want verify || want snapshot; then
 	echo "bench: preparing volumes (master on $DISK, mirror on $SHM)" >&2
 	fill "$SHM/random.img" 0 "$vol_mib" 1
 fi
@@ -318,6 +323,44 @@ if want verify; then
 	PIDS=()
 	rm -rf "$SHM/mirror-v" "$SHM/verify.journal"
 fi
+# --- one live snapshot: INSYNC throughput of 4 KiB random writes, with and without --
+# Each run: fio's writes, then until the mirror has acknowledged them all (lag_tx 0),
+# so that the figure is replicated bytes a second, whatever the buffer absorbed. The
+# snapshot is taken just before its run and deleted after it; runs alternate.
+if want snapshot; then
+	cp "$SHM/random.img" "$DISK/sn.img"
+	sync -f "$DISK/sn.img"
+	SERVER_DATA=$DISK/mirror-s start_server
+	JOURNAL=$DISK/sn.journal start_client sn "$DISK/sn.img" master-1 --journal-size "${journal_mib}M" \
+		--on-buffer-full=block
+	wait_status sn state INSYNC 300
+	snap_admin() {
+		/usr/bin/python3 "$FREP_SRC/tests/tools/admin-client.py" "unix:$FREP_RUN_DIR/server.sock" "$@"
+	}
+	snap_run() { # none|live
+		wait_status sn lag_tx 0 300
+		[ "$1" = none ] || snap_admin CreateSnapshot '{"volume": "sn", "name": "bench"}' >/dev/null
+		local t0 t1
+		t0=$(now)
+		fio_write "snap_$1" "nbd+unix:///sn?socket=$T/sn.sock" randwrite 4k 16 "$rand_mib"
+		wait_status sn lag_tx 0 300
+		t1=$(now)
+		record "snap_$1_e2e_mbps" "$(awk -v b=$((rand_mib << 20)) -v a="$t0" -v c="$t1" 'BEGIN { printf "%.1f", b / 1e6 / (c - a) }')"
+		if [ "$1" = live ]; then
+			record snap_used_mib "$(snap_admin ListSnapshots '{"volume": "sn"}' |
+				jq '.snapshots[0].usedBytes // .snapshots[0].used_bytes | tonumber / 1048576')"
+			snap_admin DeleteSnapshot '{"volume": "sn", "name": "bench"}' >/dev/null
+		fi
+	}
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: one live snapshot, round $r of $rounds" >&2
+		if ((r % 2)); then snap_run none; snap_run live; else snap_run live; snap_run none; fi
+	done
+	stop "$CLIENT_PID"
+	stop "$SERVER_PID"
+	PIDS=()
+	rm -rf "$DISK/mirror-s" "$DISK"/sn.*
+fi
 rm -f "$SHM/random.img"
 
 # --- peak RSS of both daemons: a small volume against a large sparse one ---------
@@ -476,6 +519,11 @@ fi
 	echo "REPLICATE: ${vol_mib} MiB dense on tmpfs, cipher ${cipher}; rsync over ssh with chacha20-poly1305"
 ! want verify ||
 	echo "verify: ${vol_mib} MiB dense, master and mirror on tmpfs, unthrottled; xxhsum -H2 over both copies in turn"
+if want snapshot; then
+	echo "snapshot: ${vol_mib} MiB dense volume, master and mirror both on disk ($DISK); fio nbd engine, 4 KiB"
+	echo "  random writes at depth 16 across the whole volume, ${rand_mib} MiB a run, timed until the mirror"
+	echo "  acknowledged them all; one live snapshot taken just before the run, or none; ${rounds} rounds, alternated"
+fi
 if want rss; then
 	echo "peak RSS: ${rss_alloc_mib} MiB allocated in a ${vol_mib} MiB and a ${sparse_gib} GiB sparse volume, then ${journal_mib} MiB"
 	echo "  of 4 KiB random writes; mirror on disk (it reserves the whole volume, too big for tmpfs)"
@@ -544,6 +592,12 @@ if "verify" in sections:
     rows.append(("online verify, s", fmt(vals.get("verify_s", []), 3),
                  f"xxhsum -H2 x2 {fmt(vals.get('xxhsum_s', []), 3)}",
                  fmt(pair("xxhsum_s", "verify_s"), 2), ">= 0.8", "ratio = xxhsum time / verify time"))
+if "snapshot" in sections:
+    row("INSYNC 4K randwrite QD16, 1 live snapshot, MB/s", "snap_live_e2e_mbps", "snap_none_e2e_mbps",
+        "no snapshot", ">= 0.7", 1)
+    rows[-1] = rows[-1][:5] + (f"fio IOPS {fmt(vals.get('snap_live_iops', []), 0)} vs "
+                               f"{fmt(vals.get('snap_none_iops', []), 0)}; snapshot held "
+                               f"{fmt(vals.get('snap_used_mib', []), 0)} MiB after a run",)
 if "rss" in sections:
     for who in ("client", "server"):
         row(f"peak RSS frep-{who} MiB, {big}", f"rss_{who}_big", f"rss_{who}_small", small, "flat", 1)

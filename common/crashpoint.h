@@ -39,6 +39,11 @@
  *   ack-sent        right after an acknowledgement was sent
  *   crack           on the master, when the buffer overflows and the mirror is
  *                   cracked (dirty bits set, records about to be dropped)
+ *   snapshot-create on the mirror, a snapshot's files made, before its metadata
+ *   cow-copied      copy-before-write: chunks written to an overlay, before its
+ *                   fdatasync
+ *   cow-mapped      the map's bits written, before their fdatasync
+ *   cow-saved       the map durable, before the base is overwritten
  *
  * site is borrowed for the call; it must be a string literal-like constant.
  */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "events.h"
 #include "log.h"
 #include "meta.h"
@@ -565,6 +566,7 @@ static int save_for(struct snapset *ss, struct snap *s, const struct volume *bas
 			goto fail;
 		i = j;
 	}
+	frep_crash_point("cow-copied");
 	if (fdatasync(s->overlay_fd) < 0)
 		goto fail;
 	/* Only now may the map say saved: the copies are durable. */
@@ -584,7 +586,11 @@ static int save_for(struct snapset *ss, struct snap *s, const struct volume *bas
 		if (pwrite(s->map_fd, s->bits + from, len, (off_t)(MAP_HEADER + from)) != (ssize_t)len)
 			return -1; /* the bits are set in memory: the caller invalidates */
 	}
-	return fdatasync(s->map_fd);
+	frep_crash_point("cow-mapped");
+	if (fdatasync(s->map_fd) < 0)
+		return -1;
+	frep_crash_point("cow-saved");
+	return 0;
 fail:;
 	int e = errno ? errno : EIO;
 	for (size_t i = 0; i < ss->queue_len; i++)
@@ -762,7 +768,7 @@ static int create_locked(struct snapset *ss, const char *name, enum snap_kind ki
 	errno = 0;
 	/* Files, then their directory entries, then the metadata that makes it exist. */
 	if (mkdir(s->dir, 0700) < 0 || open_files(ss, s, true, err, err_len) < 0 ||
-	    fsync_parent_dir(s->dir) < 0 || save_meta(ss, s) < 0) {
+	    fsync_parent_dir(s->dir) < 0 || (frep_crash_point("snapshot-create"), save_meta(ss, s) < 0)) {
 		int e = errno ? errno : EIO;
 		if (!err[0] || e == EEXIST)
 			snprintf(err, err_len, "creating snapshot %s in %s: %s", name, ss->dir, strerror(e));

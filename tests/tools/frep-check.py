@@ -472,34 +472,51 @@ def cmd_prefix(args):
 		raise CheckFailed("prefix FAIL: mirror consistent at txid=%d < --min-txid %d: acknowledged transactions lost (%s)" %
 				  (t, args.min_txid, state))
 
-	init = Image(split_paths(args.initial), "initial image")
 	n_ext = meta_int(meta, "extents")
 	mirror = Image([os.path.join(args.mirror_dir, "extent.%d" % k) for k in range(n_ext)], "mirror")
-	if mirror.sizes != init.sizes:
+	init_sizes = Image(split_paths(args.initial), "initial image").sizes
+	if mirror.sizes != init_sizes:
 		raise CheckFailed("prefix FAIL: mirror extent sizes %s differ from the initial image's %s" %
-				  (mirror.sizes, init.sizes))
+				  (mirror.sizes, init_sizes))
+	n = check_image_at(args, mirror, "mirror", t, "prefix")
+	print("prefix OK at txid=%d (%d transactions; %s)" % (t, n, state))
+	return 0
 
+
+def check_image_at(args, image, what, t, cmd):
+	"""image holds exactly the initial image plus the traced writes up to TXID t; returns
+	how many transactions that was."""
+	init = Image(split_paths(args.initial), "initial image")
+	if image.size != init.size:
+		raise CheckFailed("%s FAIL: %s is %d bytes, the initial image %d" % (cmd, what, image.size, init.size))
 	by = master_by_txid(args.master_trace)
 	first = min(by) if by else 1
 	last = max(by) if by else 0
 	if t > last:
-		raise CheckFailed("prefix FAIL: mirror claims consistent at txid=%d but the master trace ends at txid=%d" %
-				  (t, last))
+		raise CheckFailed("%s FAIL: %s claims txid=%d but the master trace ends at txid=%d" %
+				  (cmd, what, t, last))
 	if t < first - 1:
-		raise InputError("mirror consistent at txid=%d, before the master trace starts (txid=%d): "
-				 "the initial image does not describe it" % (t, first))
-	ops = traced_ops(by, first, t, init.size, "prefix")
+		raise InputError("%s at txid=%d, before the master trace starts (txid=%d): "
+				 "the initial image does not describe it" % (what, t, first))
+	ops = traced_ops(by, first, t, init.size, cmd)
 	matcher = Matcher(load_writer(), args.seed, init.size, args.max_len, args.max_index, args.hot_every)
 	for base, want, poss in rebuild(init, ops, matcher):
-		got = mirror.read(base, CHUNK)
+		got = image.read(base, CHUNK)
 		if got != want:
 			at = base + first_diff(got, want)
-			k, rel = mirror.locate(at)
+			k, rel = image.locate(at)
 			raise CheckFailed(
-				"prefix FAIL at txid=%d: offset %d (extent %d +%d) mirror 0x%02x, expected 0x%02x, "
-				"last written by %s" % (t, at, k, rel, got[at - base], want[at - base],
+				"%s FAIL at txid=%d: offset %d (extent %d +%d) %s 0x%02x, expected 0x%02x, "
+				"last written by %s" % (cmd, t, at, k, rel, what, got[at - base], want[at - base],
 							 last_writer(ops, poss, at, "the initial image")))
-	print("prefix OK at txid=%d (%d transactions; %s)" % (t, len(ops), state))
+	return len(ops)
+
+
+def cmd_snapshot(args):
+	"""A snapshot read back whole (nbdcopy of its export) is the master after exactly the
+	writes up to the snapshot's TXID."""
+	n = check_image_at(args, Image([args.image], "snapshot"), "snapshot", args.txid, "snapshot")
+	print("snapshot OK at txid=%d (%d transactions)" % (args.txid, n))
 	return 0
 
 
@@ -761,6 +778,18 @@ def main(argv):
 		       help="search writer indexes below this (default %d)" % DEFAULT_MAX_INDEX)
 	c.add_argument("--hot-every", type=int, default=0, help="frep-write.py --hot-every used (default 0)")
 	c.set_defaults(fn=cmd_prefix)
+
+	c = sub.add_parser("snapshot", help="an image of a snapshot holds exactly the writes up to its TXID")
+	c.add_argument("--initial", required=True, help="copies of the master extents before any traced write")
+	c.add_argument("--master-trace", required=True)
+	c.add_argument("--image", required=True, help="the snapshot read back whole (one file)")
+	c.add_argument("--txid", required=True, type=int, help="the snapshot's TXID")
+	c.add_argument("--seed", required=True, action="append", help="frep-write.py seed (repeatable)")
+	c.add_argument("--max-len", type=int, default=256 * 1024, help="frep-write.py --max-len used (default 262144)")
+	c.add_argument("--max-index", type=int, default=DEFAULT_MAX_INDEX,
+		       help="highest frep-write.py request index to search (default %d)" % DEFAULT_MAX_INDEX)
+	c.add_argument("--hot-every", type=int, default=0, help="frep-write.py --hot-every used (default 0)")
+	c.set_defaults(fn=cmd_snapshot)
 
 	c = sub.add_parser("master", help="the master volume holds every replied write, and only a TXID-order "
 			   "prefix of the others")
