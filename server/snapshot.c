@@ -439,7 +439,8 @@ struct snapset *snapset_get(const char *data_dir, const char *volume, char *err,
 	ss->size = volume_size_of(ss->voldir);
 	char path[PATH_MAX];
 	textf(path, sizeof(path), "%s/.rangelock", ss->dir);
-	if ((mkdir(ss->dir, 0700) < 0 && errno != EEXIST) ||
+	int made = mkdir(ss->dir, 0700);
+	if ((made < 0 && errno != EEXIST) || (made == 0 && fsync_parent_dir(ss->dir) < 0) ||
 	    (ss->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
 		snprintf(err, err_len, "%s: %s", errno == EEXIST ? path : ss->dir, strerror(errno));
 		pthread_mutex_destroy(&ss->mu);

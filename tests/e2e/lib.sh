@@ -76,7 +76,9 @@ wait_log() {
 
 # start_server [EXTRA ARGS...]: frep-server on an ephemeral loopback port (or on
 # $SERVER_PORT_WANTED, to restart on the same one). Sets SERVER_PID, SERVER_PORT,
-# SERVER_LOG; data dir $T/mirror.
+# SERVER_LOG; data dir $T/mirror. SERVER_ENV=(VAR=VALUE...) adds to its environment
+# (a crash point, the power-loss shim).
+SERVER_ENV=()
 start_server() {
 	local data=${SERVER_DATA:-$T/mirror}
 	SERVER_LOG=$T/server.log
@@ -85,7 +87,7 @@ start_server() {
 	# the data dir's lock first.
 	[ ! -e "$data/.lock" ] || wait_for 10 "the data dir lock of $data to be released" \
 		flock -n "$data/.lock" true
-	"$BIN/frep-server" --listen "127.0.0.1:${SERVER_PORT_WANTED:-0}" --data-dir "$data" \
+	env "${SERVER_ENV[@]+"${SERVER_ENV[@]}"}" "$BIN/frep-server" --listen "127.0.0.1:${SERVER_PORT_WANTED:-0}" --data-dir "$data" \
 		--cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" "$@" \
 		>>"$SERVER_LOG" 2>&1 &
 	SERVER_PID=$!
@@ -165,6 +167,27 @@ frepctl_for() {
 	local sock=$FREP_RUN_DIR/client-$1.sock
 	shift
 	"$BIN/frepctl" --admin "unix:$sock" "$@"
+}
+
+# mctl ARGS...: frepctl on the mirror's frep-server (its default socket).
+mctl() {
+	"$BIN/frepctl" --admin "unix:$FREP_RUN_DIR/server.sock" "$@"
+}
+
+# snapshot_create VOL NAME: takes snapshot NAME of VOL on the mirror; prints its TXID.
+snapshot_create() {
+	local out
+	out=$(mctl --json snapshot create "$1" "$2" 2>&1) || fail "snapshot create $1 $2: $out"
+	jq -r '.snapshot.txid' <<<"$out"
+}
+
+# read_snapshot VOL SNAP FILE: snapshot SNAP of VOL read whole through its read-only NBD
+# export (nbdcopy), as a backup would; the export ends afterwards.
+read_snapshot() {
+	local sock=$T/export-$1-$2.sock out
+	out=$(mctl export "$1@$2" --nbd "unix:$sock" 2>&1) || fail "export $1@$2: $out"
+	nbdcopy "nbd+unix:///$1@$2?socket=$sock" "$3" || fail "nbdcopy of $1@$2 failed"
+	out=$(mctl unexport "$1@$2" 2>&1) || fail "unexport $1@$2: $out"
 }
 
 # ctl NAME pause|resume|resync-full|status: an operator command on volume NAME through
