@@ -31,7 +31,7 @@ static const char zeros[VOLUME_ZERO_BUF];
 
 /* ------------------------------------------------------------ open / close */
 
-static int open_extent(struct extent *e, const char *path, char *err, size_t err_len)
+static int open_extent(struct extent *e, const char *path, int mode, char *err, size_t err_len)
 {
 	struct stat st;
 
@@ -41,7 +41,7 @@ static int open_extent(struct extent *e, const char *path, char *err, size_t err
 		errno = ENOMEM;
 		return -1;
 	}
-	e->fd = open(path, O_RDWR | O_CLOEXEC);
+	e->fd = open(path, mode | O_CLOEXEC);
 	if (e->fd < 0 || fstat(e->fd, &st) < 0) {
 		snprintf(err, err_len, "extent %s: %s", path, strerror(errno));
 		return -1;
@@ -68,8 +68,8 @@ static int open_extent(struct extent *e, const char *path, char *err, size_t err
 	return 0;
 }
 
-int volume_open(struct volume *v, const char *name, char *const *paths, unsigned n, char *err,
-		size_t err_len)
+static int open_volume(struct volume *v, const char *name, char *const *paths, unsigned n,
+		       int mode, char *err, size_t err_len)
 {
 	memset(v, 0, sizeof(*v));
 	if (n < 1 || n > FREP_MAX_EXTENTS) {
@@ -88,7 +88,7 @@ int volume_open(struct volume *v, const char *name, char *const *paths, unsigned
 	v->n = n;
 	for (unsigned i = 0; i < n; i++) {
 		struct extent *e = &v->ext[i];
-		if (open_extent(e, paths[i], err, err_len) < 0)
+		if (open_extent(e, paths[i], mode, err, err_len) < 0)
 			goto fail;
 		if (e->size > UINT64_MAX - v->size) {
 			snprintf(err, err_len, "volume %s: extent sizes overflow", name);
@@ -104,6 +104,18 @@ fail:;
 	volume_close(v);
 	errno = e;
 	return -1;
+}
+
+int volume_open(struct volume *v, const char *name, char *const *paths, unsigned n, char *err,
+		size_t err_len)
+{
+	return open_volume(v, name, paths, n, O_RDWR, err, err_len);
+}
+
+int volume_open_readonly(struct volume *v, const char *name, char *const *paths, unsigned n,
+			 char *err, size_t err_len)
+{
+	return open_volume(v, name, paths, n, O_RDONLY, err, err_len);
 }
 
 void volume_close(struct volume *v)

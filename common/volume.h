@@ -28,6 +28,9 @@ struct volume {
  */
 int volume_open(struct volume *v, const char *name, char *const *paths, unsigned n, char *err,
 		size_t err_len);
+/* The same, read-only: a reader in another process (a snapshot's export). */
+int volume_open_readonly(struct volume *v, const char *name, char *const *paths, unsigned n,
+			 char *err, size_t err_len);
 void volume_close(struct volume *v);
 
 /*

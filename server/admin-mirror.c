@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "admin-mirror.h"
+#include <inttypes.h>
 #include "frep/admin/v1/admin.pb-c.h"
 #include "registry.h"
 #include "store.h"
@@ -76,6 +79,11 @@ static bool detached_status(const char *data_dir, const char *name, struct vol_s
 		s->volume_size_bytes += file_size(mv.dir, leaf);
 	}
 	store_close(&mv);
+	struct snapset *ss = snapset_get(data_dir, name, err, sizeof(err));
+	if (ss) {
+		snapset_status(ss, s);
+		snapset_put(ss);
+	}
 	return true;
 }
 
@@ -144,6 +152,191 @@ static int op_status(void *ctx, const char *volume, struct vol_status **out, siz
 	return 0;
 }
 
+/* --- snapshots ------------------------------------------------------------------- */
+
+static bool bad_volume(const char *volume, struct admin_reply *r)
+{
+	if (volume_name_valid(volume))
+		return false;
+	r->code = ADMIN_INVALID_ARGUMENT;
+	snprintf(r->message, sizeof(r->message),
+		 "'%s' is not a volume name (1-64 of [A-Za-z0-9._-], not starting with '.')", volume);
+	return true;
+}
+
+/* The volume's snapshot set, or NULL with r filled (NOT_FOUND when there is no such volume). */
+static struct snapset *volume_snapshots(const struct mirror_server *srv, const char *volume,
+					struct admin_reply *r)
+{
+	struct mirror_volume mv;
+	uint32_t code;
+	char err[512];
+	if (bad_volume(volume, r))
+		return NULL;
+	bool exists = store_open(&mv, srv->data_dir, volume, &code, err, sizeof(err)) == 0 && mv.exists;
+	store_close(&mv);
+	if (!exists) {
+		r->code = ADMIN_NOT_FOUND;
+		snprintf(r->message, sizeof(r->message), "no volume '%s' on this mirror (data dir %s)",
+			 volume, srv->data_dir);
+		return NULL;
+	}
+	struct snapset *ss = snapset_get(srv->data_dir, volume, err, sizeof(err));
+	if (!ss) {
+		r->code = ADMIN_INTERNAL;
+		snprintf(r->message, sizeof(r->message), "volume %s: snapshots: %s", volume, err);
+	}
+	return ss;
+}
+
+static enum admin_code create_error_code(int e)
+{
+	switch (e) {
+	case EEXIST: return ADMIN_ALREADY_EXISTS;
+	case EINVAL: return ADMIN_INVALID_ARGUMENT;
+	case EAGAIN: return ADMIN_FAILED_PRECONDITION;
+	case EMFILE: return ADMIN_RESOURCE_EXHAUSTED;
+	default: return ADMIN_INTERNAL;
+	}
+}
+
+int mirror_snapshot_create(struct mirror_server *srv, const char *volume, const char *name,
+			   enum snap_kind kind, struct status_snapshot *out, struct admin_reply *r)
+{
+	char picked[SNAP_NAME_MAX + 1], err[512] = "";
+	struct snapset *ss = volume_snapshots(srv, volume, r);
+	if (!ss)
+		return -1;
+	if (!name || !*name) {
+		time_t t = time(NULL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(picked, sizeof(picked), "snap-%Y%m%d-%H%M%S", &tm);
+		name = picked;
+	}
+	/*
+	 * The session holding the volume fixes the TXID atomically with its
+	 * applies; with none, this thread holds the volume for the moment it
+	 * takes. A session attaching meanwhile makes ours BUSY: ask again.
+	 */
+	int rc = -1;
+	for (int tries = 0; tries < 200; tries++) {
+		rc = snapset_create_now(ss, name, kind, out, err, sizeof(err));
+		if (rc == 0 || errno != ENXIO)
+			break;
+		struct mirror_volume mv;
+		uint32_t code = 0;
+		if (store_open(&mv, srv->data_dir, volume, &code, err, sizeof(err)) == 0 &&
+		    store_attach(&mv, &code, err, sizeof(err)) == 0) {
+			rc = snapset_create_now(ss, name, kind, out, err, sizeof(err));
+			int e = errno;
+			store_close(&mv);
+			errno = e;
+			break;
+		}
+		store_close(&mv);
+		if (code != FREP_E_BUSY) {
+			errno = EIO;
+			break;
+		}
+		usleep(10000);
+	}
+	if (rc < 0) {
+		r->code = create_error_code(errno);
+		snprintf(r->message, sizeof(r->message), "%s", err[0] ? err : strerror(errno));
+	} else {
+		snprintf(r->message, sizeof(r->message), "snapshot %s@%s created at TXID %" PRIu64,
+			 volume, name, out->txid);
+	}
+	snapset_put(ss);
+	return rc;
+}
+
+static int op_snapshot_create(void *ctx, const char *volume, const char *name,
+			      struct status_snapshot *out, struct admin_reply *r)
+{
+	return mirror_snapshot_create(ctx, volume, name, SNAP_USER, out, r);
+}
+
+static int append_snapshots(struct snapset *ss, struct status_snapshot **out, size_t *n)
+{
+	struct status_snapshot *mine;
+	size_t k;
+	if (snapset_list(ss, &mine, &k) < 0)
+		return -1;
+	struct status_snapshot *all = realloc(*out, (*n + k ? *n + k : 1) * sizeof(**out));
+	if (!all) {
+		free(mine);
+		return -1;
+	}
+	memcpy(all + *n, mine, k * sizeof(*mine));
+	*out = all;
+	*n += k;
+	free(mine);
+	return 0;
+}
+
+static int op_snapshot_list(void *ctx, const char *volume, struct status_snapshot **out, size_t *n,
+			    struct admin_reply *r)
+{
+	struct mirror_server *srv = ctx;
+	*out = NULL;
+	*n = 0;
+	if (volume) {
+		struct snapset *ss = volume_snapshots(srv, volume, r);
+		if (!ss)
+			return -1;
+		int rc = append_snapshots(ss, out, n);
+		snapset_put(ss);
+		if (rc == 0)
+			return 0;
+	} else {
+		struct vol_status *vols = NULL;
+		size_t nv = 0;
+		if (op_status(ctx, NULL, &vols, &nv, r) < 0)
+			return -1;
+		int rc = 0;
+		for (size_t i = 0; i < nv && rc == 0; i++) {
+			struct admin_reply ignored;
+			struct snapset *ss = volume_snapshots(srv, vols[i].name, &ignored);
+			if (ss) {
+				rc = append_snapshots(ss, out, n);
+				snapset_put(ss);
+			}
+		}
+		free(vols);
+		if (rc == 0)
+			return 0;
+	}
+	r->code = ADMIN_INTERNAL;
+	snprintf(r->message, sizeof(r->message), "listing snapshots: out of memory");
+	return -1;
+}
+
+static void op_snapshot_delete(void *ctx, const char *volume, const char *name,
+			       struct admin_reply *r)
+{
+	char err[512];
+	if (!name || !*name) {
+		r->code = ADMIN_INVALID_ARGUMENT;
+		snprintf(r->message, sizeof(r->message), "snapshot delete needs a snapshot name");
+		return;
+	}
+	struct snapset *ss = volume_snapshots(ctx, volume, r);
+	if (!ss)
+		return;
+	if (snapset_delete(ss, name, err, sizeof(err)) < 0) {
+		r->code = errno == ENOENT ? ADMIN_NOT_FOUND : ADMIN_INTERNAL;
+		snprintf(r->message, sizeof(r->message), "%s", err);
+	} else {
+		snprintf(r->message, sizeof(r->message), "snapshot %s@%s deleted", volume, name);
+	}
+	snapset_put(ss);
+}
+
 const struct admin_ops admin_mirror_ops = {
 	.status = op_status,
+	.snapshot_create = op_snapshot_create,
+	.snapshot_list = op_snapshot_list,
+	.snapshot_delete = op_snapshot_delete,
 };

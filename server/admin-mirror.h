@@ -4,7 +4,18 @@
 
 #include "admin.h"
 #include "session.h"
+#include "snapshot.h"
 
 extern const struct admin_ops admin_mirror_ops;
+
+/*
+ * Creates a snapshot of a mirror volume at the latest TXID up to which it
+ * has applied everything (snapshot create, and the implicit snapshot of an
+ * export). name "" or NULL picks snap-YYYYMMDD-HHMMSS. 0 with *out, or -1
+ * with r (NOT_FOUND, INVALID_ARGUMENT, ALREADY_EXISTS, FAILED_PRECONDITION
+ * while inconsistent, RESOURCE_EXHAUSTED at SNAP_MAX).
+ */
+int mirror_snapshot_create(struct mirror_server *srv, const char *volume, const char *name,
+			   enum snap_kind kind, struct status_snapshot *out, struct admin_reply *r);
 
 #endif

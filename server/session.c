@@ -161,6 +161,8 @@ static void publish(struct msession *s)
 			 !s->copy_done;
 	m->copy.done_bytes = s->copy_through;
 	m->copy.total_bytes = s->copy_total;
+	if (s->mv.snaps)
+		snapset_status(s->mv.snaps, m);
 	registry_update(&s->live, v);
 }
 
@@ -406,6 +408,32 @@ static void batch_clear(struct msession *s)
 	s->batch_bytes = 0;
 }
 
+/*
+ * Before a pass overwrites a consistent mirror, its state is kept as a
+ * snapshot until CONSISTENT, as DRBD's before-resync-target handler does by
+ * hand: a resync that dies half-way still leaves a consistent image to read
+ * or promote. A pass resumed after a crash finds it there already. Failing to
+ * take it is logged, never fatal: replication never stops for a snapshot.
+ */
+static void keep_pre_resync(struct msession *s)
+{
+	char err[512];
+	if (!s->mv.snaps || snapset_exists(s->mv.snaps, SNAP_PRE_RESYNC_NAME))
+		return;
+	if (snapset_create(s->mv.snaps, SNAP_PRE_RESYNC_NAME, SNAP_PRE_RESYNC, s->mv.applied_txid,
+			   NULL, err, sizeof(err)) < 0)
+		log_warn(vol(s), "no pre-resync snapshot: %s; the resync goes on without one", err);
+}
+
+/* At CONSISTENT the pre-resync snapshot has done its job. */
+static void drop_pre_resync(struct msession *s)
+{
+	char err[512];
+	if (s->mv.snaps && snapset_exists(s->mv.snaps, SNAP_PRE_RESYNC_NAME) &&
+	    snapset_delete(s->mv.snaps, SNAP_PRE_RESYNC_NAME, err, sizeof(err)) < 0)
+		log_warn(vol(s), "deleting the pre-resync snapshot: %s", err);
+}
+
 static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 {
 	enum mirror_event ev;
@@ -450,13 +478,21 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	 * any. A mirror in sync was consistent at every TXID it applied: the last
 	 * one is what it keeps as its last consistent TXID (COPY-2).
 	 */
-	if (s->mv.consistent && s->mv.phase == FREP__V1__PHASE__PHASE_INSYNC)
+	if (s->mv.consistent && s->mv.phase == FREP__V1__PHASE__PHASE_INSYNC) {
 		s->mv.consistent_txid = s->mv.applied_txid;
+		/* The journal is about to go: what it held must be in the extents, durably. */
+		if (store_checkpoint(&s->mv) < 0) {
+			session_error(s, FREP_E_IO, "cannot start the copy: %s", strerror(errno));
+			return;
+		}
+		keep_pre_resync(s);
+	}
 	s->mv.phase = sc->kind;
 	s->mv.consistent = false;
 	s->mv.copy_full = sc->full;
 	s->mv.copy_base = sc->base_txid;
 	s->mv.copy_cursor = sc->start_offset;
+	store_publish_consistency(&s->mv);
 	if (store_save(&s->mv) < 0 || journal_reset(s->mv.j, sc->base_txid) < 0) {
 		session_error(s, FREP_E_IO, "cannot start the copy: %s", strerror(errno));
 		return;
@@ -537,7 +573,7 @@ static void on_copy_data(struct msession *s, Frep__V1__CopyData *d, const struct
 			      d->offset);
 		return;
 	}
-	if (volume_pwrite(&s->mv.vol, f->trailer, len, d->offset) < 0) {
+	if (store_copy_write(&s->mv, JOP_WRITE, d->offset, len, f->trailer) < 0) {
 		session_error(s, errno == ENOSPC ? FREP_E_NO_SPACE : FREP_E_IO,
 			      "writing %u bytes at offset %" PRIu64 ": %s", len, d->offset,
 			      strerror(errno));
@@ -560,7 +596,7 @@ static void on_copy_hole(struct msession *s, Frep__V1__CopyHole *h)
 			      h->offset, s->copy_done ? "after COPY_DONE" : "outside the volume");
 		return;
 	}
-	if (volume_punch(&s->mv.vol, h->offset, h->length) < 0) {
+	if (store_copy_write(&s->mv, JOP_TRIM, h->offset, h->length, NULL) < 0) {
 		session_error(s, FREP_E_IO, "punching %" PRIu64 " bytes at %" PRIu64 ": %s", h->length,
 			      h->offset, strerror(errno));
 		return;
@@ -602,8 +638,10 @@ static void check_consistent(struct msession *s)
 		session_error(s, FREP_E_IO, "saving metadata: %s", strerror(errno));
 		return;
 	}
+	store_publish_consistency(&s->mv);
 	mirror_fsm_feed(&s->fsm, MV_APPLIED_CONSISTENT, NULL);
 	log_info(vol(s), "mirror consistent at TXID %" PRIu64, s->mv.consistent_txid);
+	drop_pre_resync(s);
 	Frep__V1__Consistent c = FREP__V1__CONSISTENT__INIT;
 	c.txid = s->mv.consistent_txid;
 	send_msg(s, FREP_MSG_CONSISTENT, &c.base);
@@ -821,6 +859,10 @@ static void commit_batch(struct msession *s)
 			      s->n_batch, s->n_batch ? s->batch[0].r.txid : 0, s->mv.applied_txid + 1, last);
 		return;
 	}
+	const struct journal_rec *recs[TX_BATCH];
+	for (unsigned i = 0; i < s->n_batch; i++)
+		recs[i] = &s->batch[i].r;
+	store_prepare_batch(&s->mv, recs, s->n_batch);
 	for (unsigned i = 0; i < s->n_batch; i++) {
 		const struct owned_tx *b = &s->batch[i];
 		if (store_apply(&s->mv, &b->r, b->data) < 0) {

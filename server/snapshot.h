@@ -13,7 +13,7 @@
  *
  * Layout, in the volume's directory (store.h):
  *
- *   snapshots/rangelock     OFD byte-range locks at volume offsets: readers
+ *   snapshots/.rangelock    OFD byte-range locks at volume offsets: readers
  *                           (nbdkit, another process) shared, the writer
  *                           exclusive around each base write, so a reader
  *                           never sees a chunk half-way between base and overlay
@@ -85,9 +85,21 @@ struct snap_range {
 void snapset_cow(struct snapset *ss, const struct volume *base, const struct snap_range *ranges,
 		 unsigned n);
 
-/* Exclusive range lock around a base write (readers wait). 0, or -1 with errno. */
-int snapset_write_lock(struct snapset *ss, uint64_t off, uint64_t len);
-void snapset_write_unlock(struct snapset *ss, uint64_t off, uint64_t len);
+/*
+ * Every base write goes through here: with the set's mutex held (so no
+ * snapshot is created half-way), saves what snapshots need (snapset_cow),
+ * takes the exclusive range lock (readers wait), runs io(arg), releases,
+ * and records r->txid (if not 0) as the holder's applied TXID. io's result,
+ * errno kept.
+ */
+int snapset_modify(struct snapset *ss, const struct volume *base, const struct snap_range *r,
+		   int (*io)(void *arg), void *arg);
+/*
+ * A journal replay re-applies TXs the snapshots already hold, which moves a
+ * chunk back and forth: readers wait for the whole replay. 0, or -1.
+ */
+int snapset_lock_all(struct snapset *ss);
+void snapset_unlock_all(struct snapset *ss);
 
 /*
  * What the holder of the volume says it is: consistent (INSYNC and
@@ -108,6 +120,13 @@ int snapset_holder_consistent(struct snapset *ss, uint64_t *txid);
  */
 int snapset_create(struct snapset *ss, const char *name, enum snap_kind kind, uint64_t txid,
 		   struct status_snapshot *out, char *err, size_t err_len);
+/*
+ * The same at the holder's TXID, atomically with its applies: -1 with errno
+ * ENXIO if no session holds the volume (attach it and retry), EAGAIN with
+ * err if it is inconsistent, or as snapset_create.
+ */
+int snapset_create_now(struct snapset *ss, const char *name, enum snap_kind kind,
+		       struct status_snapshot *out, char *err, size_t err_len);
 /* Removes it (its exports are told first: snapset_set_gone_hook). 0, or -1 (ENOENT). */
 int snapset_delete(struct snapset *ss, const char *name, char *err, size_t err_len);
 bool snapset_exists(struct snapset *ss, const char *name);

@@ -60,12 +60,76 @@ out:
 	return rc;
 }
 
+struct base_write {
+	const struct volume *vol;
+	uint32_t op;
+	uint64_t off, len;
+	const void *data;
+};
+
+static int do_base_write(void *arg)
+{
+	const struct base_write *w = arg;
+	return w->op == JOP_WRITE ? volume_pwrite(w->vol, w->data, w->len, w->off) :
+	       w->op == JOP_TRIM  ? volume_punch(w->vol, w->off, w->len) :
+				    volume_zero(w->vol, w->off, w->len);
+}
+
+/* The one way the base changes: through the snapshots' copy-before-write when there are any. */
+static int base_write(struct mirror_volume *mv, uint32_t op, uint64_t off, uint64_t len,
+		      const void *data, uint64_t txid)
+{
+	struct base_write w = { &mv->vol, op, off, len, data };
+	if (!mv->snaps)
+		return do_base_write(&w);
+	struct snap_range r = { off, len, txid };
+	return snapset_modify(mv->snaps, &mv->vol, &r, do_base_write, &w);
+}
+
+int store_copy_write(struct mirror_volume *mv, uint32_t op, uint64_t off, uint64_t len,
+		     const void *data)
+{
+	return base_write(mv, op, off, len, data, 0); /* newer than every snapshot */
+}
+
+void store_prepare_batch(struct mirror_volume *mv, const struct journal_rec *const *recs,
+			 unsigned n)
+{
+	struct snap_range ranges[256];
+	if (!mv->snaps || !snapset_active(mv->snaps))
+		return;
+	for (unsigned done = 0; done < n;) {
+		unsigned k = 0;
+		for (; k < 256 && done + k < n; k++)
+			ranges[k] = (struct snap_range){ recs[done + k]->offset, recs[done + k]->length,
+							 recs[done + k]->txid };
+		snapset_cow(mv->snaps, &mv->vol, ranges, k);
+		done += k;
+	}
+}
+
+void store_publish_consistency(struct mirror_volume *mv)
+{
+	if (mv->snaps)
+		snapset_set_holder(mv->snaps, true,
+				   mv->consistent && mv->phase == FREP__V1__PHASE__PHASE_INSYNC,
+				   mv->applied_txid);
+}
+
+/* Attaches the volume's snapshots: from then on every base write saves what they need. */
+static int open_snapshots(struct mirror_volume *mv, char *err, size_t err_len)
+{
+	char *slash = strrchr(mv->dir, '/');
+	char data_dir[4096];
+	snprintf(data_dir, sizeof(data_dir), "%.*s", slash ? (int)(slash - mv->dir) : 1,
+		 slash ? mv->dir : ".");
+	mv->snaps = snapset_get(data_dir, mv->name, err, err_len);
+	return mv->snaps ? 0 : -1;
+}
+
 int store_apply(struct mirror_volume *mv, const struct journal_rec *r, const void *data)
 {
-	int io = r->op == JOP_WRITE ? volume_pwrite(&mv->vol, data, r->length, r->offset) :
-		 r->op == JOP_TRIM  ? volume_punch(&mv->vol, r->offset, r->length) :
-				      volume_zero(&mv->vol, r->offset, r->length);
-	if (io < 0)
+	if (base_write(mv, r->op, r->offset, r->length, data, r->txid) < 0)
 		return -1;
 	mv->applied_txid = r->txid;
 	if (trace_fd >= 0) {
@@ -98,6 +162,13 @@ static int replay_journal(struct mirror_volume *mv, char *err, size_t err_len)
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
+	/* Snapshot readers wait: TXs a snapshot holds are re-applied, moving chunks back and forth. */
+	if (snapset_lock_all(mv->snaps) < 0) {
+		snprintf(err, err_len, "journal replay: locking the snapshots' readers out: %s",
+			 strerror(errno));
+		free(buf);
+		return -1;
+	}
 	for (uint64_t t = first; t <= last; t++) {
 		struct journal_rec r;
 		if (journal_read(mv->j, t, &r, buf, cap) < 0) {
@@ -115,6 +186,7 @@ static int replay_journal(struct mirror_volume *mv, char *err, size_t err_len)
 	if (rc < 0)
 		snprintf(err, err_len, "journal replay: checkpoint: %s", strerror(errno));
 out:
+	snapset_unlock_all(mv->snaps);
 	free(buf);
 	return rc;
 }
@@ -248,7 +320,7 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 		return 0;
 	/* A journal exists whenever metadata does: store_create makes both. */
 	if (open_extents(mv, err, err_len) < 0 || open_journal(mv, 0, err, err_len) < 0 ||
-	    replay_journal(mv, err, err_len) < 0) {
+	    open_snapshots(mv, err, err_len) < 0 || replay_journal(mv, err, err_len) < 0) {
 		/* A torn tail is dropped silently; a damaged committed record stops here, unapplied. */
 		if (errno == EBADMSG) {
 			size_t n = strlen(err);
@@ -260,6 +332,7 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 	}
 	if (mv->phase == FREP__V1__PHASE__PHASE_INSYNC && mv->consistent)
 		mv->consistent_txid = mv->applied_txid;
+	store_publish_consistency(mv);
 	return 0;
 }
 
@@ -292,6 +365,11 @@ int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uui
 		return -1;
 	}
 	mv->exists = true;
+	if (open_snapshots(mv, err, err_len) < 0) {
+		*wire_err = FREP_E_IO;
+		return -1;
+	}
+	store_publish_consistency(mv);
 	return 0;
 }
 
@@ -351,6 +429,10 @@ void store_close(struct mirror_volume *mv)
 		if (mv->phase == FREP__V1__PHASE__PHASE_INSYNC && mv->consistent)
 			mv->consistent_txid = mv->applied_txid;
 		store_save(mv);
+	}
+	if (mv->snaps) {
+		snapset_set_holder(mv->snaps, false, false, 0);
+		snapset_put(mv->snaps);
 	}
 	if (mv->j)
 		journal_close(mv->j);

@@ -7,6 +7,7 @@
 
 #include "journal.h"
 #include "meta.h"
+#include "snapshot.h"
 #include "volume.h"
 #include "wire.h"
 
@@ -18,6 +19,7 @@
  *   DIR/NAME/meta           owner, uuid, phase, consistent flag and TXID, extent count
  *   DIR/NAME/journal        the mirror's own journal of received transactions
  *   DIR/NAME/extent.0 ...   the extents, same count and sizes as the master's
+ *   DIR/NAME/snapshots/     copy-before-write snapshots (snapshot.h)
  */
 struct mirror_volume {
 	char *name;
@@ -39,6 +41,7 @@ struct mirror_volume {
 	bool vol_open;
 	struct journal *j;
 	uint64_t applied_txid;	/* last TXID applied to the extents */
+	struct snapset *snaps;	/* this volume's snapshots, once it exists */
 };
 
 /*
@@ -71,6 +74,23 @@ int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uui
  * traces it (--trace-tx). 0, or -1 with errno.
  */
 int store_apply(struct mirror_volume *mv, const struct journal_rec *r, const void *data);
+
+/*
+ * A copy pass's write (JOP_WRITE with data) or hole (JOP_TRIM) on the base,
+ * saving what snapshots need first. 0, or -1 with errno.
+ */
+int store_copy_write(struct mirror_volume *mv, uint32_t op, uint64_t off, uint64_t len,
+		     const void *data);
+
+/*
+ * Saves, for every snapshot, what the batch's TXs will overwrite: one pair of
+ * fdatasyncs per snapshot for the batch rather than per TX.
+ */
+void store_prepare_batch(struct mirror_volume *mv, const struct journal_rec *const *recs,
+			 unsigned n);
+
+/* Tells the snapshots (snapshot creation) whether the volume is consistent now. */
+void store_publish_consistency(struct mirror_volume *mv);
 
 /* --trace-tx: records replayed from journals are traced there too (fd, or -1). */
 void store_set_trace_fd(int fd);
