@@ -82,8 +82,9 @@ int route(struct ctl *c, int *exit_code)
 			if (!wanted(c, v))
 				continue;
 			/* Master and mirror of one volume on one host (a test, a loopback setup):
-			 * commands are the master's. */
-			if (found < 0 || v->role == FREP__ADMIN__V1__ROLE__MASTER)
+			 * commands are the master's, but for the mirror's own (snapshots). */
+			if (found < 0 || v->role == (c->mirror ? FREP__ADMIN__V1__ROLE__MIRROR
+							       : FREP__ADMIN__V1__ROLE__MASTER))
 				found = (int)i;
 		}
 	}
