@@ -441,13 +441,13 @@ static void test_render_snapshots(void **state)
 	char *out = render(snapshot_table, &x);
 	assert_string_equal(out,
 		"VOLUME  SNAPSHOT                KIND        TXID                 CREATED    USED  "
-		"STATE                                                  EXPORT\n"
+		"STATE                                                   EXPORT\n"
 		"db      nightly                 user        812                  5m12s ago  1.5M  "
-		"valid                                                  unix:/run/frep/nbd/db@nightly.sock pid:4242\n"
+		"valid                                                   unix:/run/frep/nbd/db@nightly.sock pid:4242\n"
 		"db      pre-resync              pre-resync  9223372036854775813  2h00m ago  0     "
 		"invalid 1m00s ago: no space left for copy-before-write  -\n"
 		"web-2   export-20261202-213748  export      7                    0s ago     0     "
-		"valid                                                  -\n");
+		"valid                                                   -\n");
 	free(out);
 	x.n = 0;
 	out = render(snapshot_table, &x);
