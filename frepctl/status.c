@@ -52,14 +52,15 @@ void answers_free(struct ctl *c, struct answers *a)
 
 int volume_missing(const struct ctl *c, int asked)
 {
+	const char *subject = c->subject ? c->subject : c->volume;
 	if (asked == EXIT_OK) {
 		fprintf(stderr, PROG ": %s %s: NOT_FOUND: no volume '%s' on this host\n", c->cmd,
-			c->volume, c->volume);
+			subject, c->volume);
 		return EXIT_FAILED;
 	}
 	if (asked == EXIT_UNREACHABLE)
 		fprintf(stderr, PROG ": %s %s: no daemon that answered has volume '%s'\n", c->cmd,
-			c->volume, c->volume);
+			subject, c->volume);
 	/* else a daemon's own refusal has been reported */
 	return asked;
 }
