@@ -220,6 +220,21 @@ void plugin_exit(int code)
 #endif
 }
 
+#ifdef FREP_SANITIZE
+/* Registered after nbdkit's own handlers and its libraries' destructors: runs before them. */
+static void exit_guard(void)
+{
+	plugin_exit(1);
+}
+#endif
+
+void plugin_guard_exit(void)
+{
+#ifdef FREP_SANITIZE
+	atexit(exit_guard);
+#endif
+}
+
 void plugin_cleanup_done(void)
 {
 #ifdef FREP_SANITIZE

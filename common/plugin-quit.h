@@ -49,6 +49,13 @@ void plugin_quit_end(void);
  */
 void plugin_exit(int code) __attribute__((noreturn));
 
+/*
+ * From .load: in sanitizer builds, an exit of nbdkit's own before .cleanup
+ * (a port it cannot bind: exit(1)) leaves as plugin_exit(1) does, instead of
+ * hanging in the destructors; elsewhere nothing.
+ */
+void plugin_guard_exit(void);
+
 /* Sanitizer builds leave at the end of .cleanup (plugin_exit(0)); others return. */
 void plugin_cleanup_done(void);
 

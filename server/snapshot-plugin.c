@@ -40,6 +40,11 @@ static struct {
 	struct snap_reader *r;
 } sp = { .ready_fd = -1 };
 
+static void sp_load(void)
+{
+	plugin_guard_exit();
+}
+
 static void sp_unload(void)
 {
 	free(sp.voldir);
@@ -210,6 +215,7 @@ static struct nbdkit_plugin plugin = {
 	.longname = "frep mirror snapshot",
 	.version = FREP_VERSION,
 	.description = "Serves a snapshot of a frep mirror volume, read-only.",
+	.load = sp_load,
 	.unload = sp_unload,
 	.config = sp_config,
 	.config_complete = sp_config_complete,
