@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,11 +13,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "admin.h"
 #include "log.h"
+#include "nbdkit-run.h"
 #include "options.h"
 #include "tls.h"
 #include "util.h"
@@ -107,26 +106,6 @@ static int take_journal_lock(const char *journal)
 }
 
 /*
- * nbdkit neither replaces nor removes its unix socket. A socket file left by
- * an earlier run (kill -9) is ours to remove; anything else is not.
- */
-static void prepare_unix_socket(const char *path)
-{
-	struct stat st;
-
-	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		operator_error("--nbd unix:%s: socket path longer than %zu bytes", path,
-			       sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-	if (lstat(path, &st) < 0)
-		return;
-	if (!S_ISSOCK(st.st_mode))
-		operator_error("--nbd unix:%s exists and is not a socket; remove it or choose another path",
-			       path);
-	if (unlink(path) < 0)
-		operator_error("--nbd: removing stale socket %s: %s", path, strerror(errno));
-}
-
-/*
  * nbdkit reads its x509 files from one directory under fixed names: a
  * private temporary directory of links to the given files, which the plugin
  * removes once nbdkit has loaded them.
@@ -152,56 +131,6 @@ static char *make_tls_dir(const struct client_options *o)
 	return dir;
 }
 
-/* frep-plugin.so beside this program (build tree, or installed together), else where CMake installs it. */
-static void find_plugin(char *out, size_t len)
-{
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0) {
-		exe[n] = '\0';
-		snprintf(out, len, "%s/frep-plugin.so", dirname(exe));
-		if (access(out, R_OK) == 0)
-			return;
-	}
-	snprintf(out, len, "%s", FREP_PLUGIN_INSTALLED);
-}
-
-#ifdef FREP_SANITIZER_RUNTIMES
-/* Adds value to a colon-separated environment variable (LD_PRELOAD, ASAN_OPTIONS). */
-static void env_add(const char *name, const char *value, bool prepend)
-{
-	const char *old = getenv(name);
-	char *v;
-	int n;
-
-	if (!old || !*old)
-		n = asprintf(&v, "%s", value);
-	else if (prepend)
-		n = asprintf(&v, "%s:%s", value, old);
-	else
-		n = asprintf(&v, "%s:%s", old, value);
-	if (n < 0 || setenv(name, v, 1) < 0)
-		operator_error("cannot set %s: %s", name, strerror(errno));
-	free(v);
-}
-#endif
-
-/*
- * Sanitizer builds: nbdkit is not instrumented, so the plugin's runtimes must
- * be loaded first, ahead of any LD_PRELOAD already set (the tests' power-loss
- * shim), which stays. nbdkit's own leaks are suppressed; allocation stacks
- * stop at the function that called malloc, so the suppression (any frame in
- * nbdkit) can never match an allocation made by frep.
- */
-static void preload_sanitizers(void)
-{
-#ifdef FREP_SANITIZER_RUNTIMES
-	env_add("LD_PRELOAD", FREP_SANITIZER_RUNTIMES, true);
-	env_add("ASAN_OPTIONS", "malloc_context_size=2", false);
-	env_add("LSAN_OPTIONS", "suppressions=" FREP_LSAN_SUPPRESSIONS, false);
-#endif
-}
-
 int main(int argc, char **argv)
 {
 	struct client_options o;
@@ -218,7 +147,9 @@ int main(int argc, char **argv)
 	nargv[n++] = "nbdkit";
 	nargv[n++] = "--foreground"; /* this process (same PID) is the daemon */
 	if (strncmp(o.nbd, "unix:", 5) == 0) {
-		prepare_unix_socket(o.nbd + 5);
+		char err[512];
+		if (nbdkit_prepare_unix_socket(o.nbd + 5, err, sizeof(err)) < 0)
+			operator_error("%s", err);
 		nargv[n++] = "--unix";
 		nargv[n++] = (char *)o.nbd + 5;
 	} else {
@@ -238,7 +169,7 @@ int main(int argc, char **argv)
 		nargv[n++] = certs;
 		nargv[n++] = "--tls-verify-peer";
 	}
-	find_plugin(plugin, sizeof(plugin));
+	nbdkit_find_plugin("frep-plugin.so", FREP_PLUGIN_INSTALLED, plugin, sizeof(plugin));
 	nargv[n++] = plugin;
 	snprintf(lockfd, sizeof(lockfd), "lockfd=%d", lock_fd);
 	nargv[n++] = lockfd;
@@ -248,8 +179,10 @@ int main(int argc, char **argv)
 		nargv[n++] = o.params[i];
 	nargv[n] = NULL;
 
-	preload_sanitizers();
-	execv(FREP_NBDKIT, nargv);
-	log_error(o.volume_name, "cannot run %s: %s", FREP_NBDKIT, strerror(errno));
+	char **env = nbdkit_environ();
+	if (!env)
+		operator_error("out of memory");
+	execve(nbdkit_program, nargv, env);
+	log_error(o.volume_name, "cannot run %s: %s", nbdkit_program, strerror(errno));
 	return 1;
 }

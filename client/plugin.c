@@ -27,9 +27,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-#ifdef FREP_SANITIZE
-#include <sanitizer/lsan_interface.h>
-#endif
 
 #include "admin-master.h"
 #include "events.h"
@@ -38,6 +35,7 @@
 #include "master.h"
 #include "metrics.h"
 #include "options.h"
+#include "plugin-quit.h"
 #include "service.h"
 #include "session.h"
 #include "tls.h"
@@ -48,15 +46,6 @@
  * ordering (TXIDs), and reads go straight to the volume.
  */
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
-
-/* The signals on which nbdkit shuts down (nbdkit(1), SIGNALS). */
-static const int quit_signals[] = { SIGINT, SIGQUIT, SIGTERM };
-#define N_QUIT_SIGNALS (sizeof(quit_signals) / sizeof(quit_signals[0]))
-
-enum plugin_limits {
-	MAX_LISTENERS = 16,	  /* nbdkit binds one socket per address of -i HOST */
-	SHUTDOWN_RESCAN_MS = 100, /* between passes that disconnect clients at shutdown */
-};
 
 /*
  * Plugin state. Written by the configuration callbacks, .get_ready and
@@ -73,14 +62,7 @@ static struct {
 	bool opened;
 	struct tls_config *tls;
 	struct session *s;
-	/* Shutdown relay: quit_handler writes the signal number, stopper reads it. */
-	int stop_pipe[2];
-	pthread_t stopper;
-	bool stopper_started;
-	struct sigaction nbdkit_quit[N_QUIT_SIGNALS];
-	struct sockaddr_storage listeners[MAX_LISTENERS]; /* nbdkit's, found in .after_fork */
-	unsigned n_listeners;
-} frep = { .lock_fd = -1, .stop_pipe = { -1, -1 } };
+} frep = { .lock_fd = -1 };
 
 static void frep_unload(void)
 {
@@ -88,27 +70,6 @@ static void frep_unload(void)
 		free(frep.argv[i]);
 	free(frep.tls_dir);
 	client_options_free(&frep.o);
-}
-
-/*
- * Exits from plugin code: in the configuration phase (nbdkit allows it until
- * .get_ready returns), or once .cleanup is done in sanitizer builds.
- */
-static void __attribute__((noreturn)) plugin_exit(int code)
-{
-#ifdef FREP_SANITIZE
-	/*
-	 * nbdkit is not instrumented, and with the sanitizer runtimes preloaded
-	 * into it glibc's locale lock holds a negative reader count from startup
-	 * on (nbdkit 1.32 alone shows it), so exit's destructors (libp11-kit's
-	 * freelocale) would wait forever. Check for leaks now, while nbdkit's
-	 * own memory is still in use, and leave without the destructors.
-	 */
-	__lsan_do_leak_check();
-	_exit(code);
-#else
-	exit(code);
-#endif
 }
 
 static int frep_config(const char *key, const char *value)
@@ -217,49 +178,19 @@ static int frep_get_ready(void)
 	return 0;
 }
 
-/* Calls fn(fd, arg) for every socket this process has open. */
-static void for_each_socket(void (*fn)(int fd, void *arg), void *arg)
+/* Logs each socket nbdkit listens on: with port 0 only the socket knows the port. */
+static void note_listener(const struct sockaddr_storage *ss, socklen_t sl)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	struct stat st;
-
-	if (!d)
-		return;
-	while ((e = readdir(d))) {
-		int fd = atoi(e->d_name);
-		if (e->d_name[0] != '.' && fd != dirfd(d) && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
-			fn(fd, arg);
-	}
-	closedir(d);
-}
-
-static bool is_listening(int fd)
-{
-	int on = 0;
-	socklen_t len = sizeof(on);
-	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
-}
-
-/* Remembers and logs each socket nbdkit listens on: with port 0 only the socket knows the port. */
-static void note_listener(int fd, void *arg)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	char host[256], serv[16];
 	const char *tls = frep.tls_dir ? " (TLS)" : "";
 
-	if (!is_listening(fd) || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-	    frep.n_listeners == MAX_LISTENERS)
-		return;
-	frep.listeners[frep.n_listeners++] = ss;
-	if (ss.ss_family == AF_UNIX)
-		log_info(frep.m.name, "NBD listening on unix:%s%s", ((struct sockaddr_un *)&ss)->sun_path,
+	if (ss->ss_family == AF_UNIX)
+		log_info(frep.m.name, "NBD listening on unix:%s%s", ((struct sockaddr_un *)ss)->sun_path,
 			 tls);
-	else if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+	else if (getnameinfo((const struct sockaddr *)ss, sl, host, sizeof(host), serv, sizeof(serv),
 			     NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-		log_info(frep.m.name, ss.ss_family == AF_INET6 ? "NBD listening on [%s]:%s%s"
-							     : "NBD listening on %s:%s%s",
+		log_info(frep.m.name, ss->ss_family == AF_INET6 ? "NBD listening on [%s]:%s%s"
+							      : "NBD listening on %s:%s%s",
 			 host, serv, tls);
 }
 
@@ -274,113 +205,23 @@ static void note_listeners(void)
 				 "(give --nbd-tls-cert, --nbd-tls-key and --nbd-tls-ca to require client "
 				 "certificates)", host);
 	}
-	for_each_socket(note_listener, NULL);
+	plugin_note_listeners(note_listener);
 }
 
 /* --- shutdown ---------------------------------------------------------------- */
 
-/* An NBD client's connection: accepted on one of nbdkit's listeners (same path, or same port). */
-static void disconnect_client(int fd, void *arg)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-
-	if (is_listening(fd) || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
-		return;
-	for (unsigned i = 0; i < frep.n_listeners; i++) {
-		const struct sockaddr_storage *l = &frep.listeners[i];
-		bool same = false;
-		if (l->ss_family != ss.ss_family)
-			continue;
-		if (ss.ss_family == AF_UNIX)
-			same = strcmp(((struct sockaddr_un *)l)->sun_path,
-				      ((struct sockaddr_un *)&ss)->sun_path) == 0;
-		else if (ss.ss_family == AF_INET)
-			same = ((struct sockaddr_in *)l)->sin_port == ((struct sockaddr_in *)&ss)->sin_port;
-		else if (ss.ss_family == AF_INET6)
-			same = ((struct sockaddr_in6 *)l)->sin6_port ==
-			       ((struct sockaddr_in6 *)&ss)->sin6_port;
-		if (same) {
-			shutdown(fd, SHUT_RDWR);
-			return;
-		}
-	}
-}
-
 /*
- * nbdkit waits for every request in flight, and for every client to
- * disconnect, before it calls .cleanup: a writer may be waiting inside
- * master_submit for room in a full buffer or for the mirror, and nbdkit 1.32
- * never closes an idle client (the kernel's nbd-client stays connected for
- * as long as the device is attached). So a quit signal is relayed to this
- * thread, which stops the master (waiting writers return) and shuts down
- * the clients' connections, again every SHUTDOWN_RESCAN_MS in case nbdkit
- * was accepting one, until .cleanup wakes it.
+ * A quit signal (plugin-quit.h): a writer may be waiting inside master_submit
+ * for room in a full buffer or for the mirror; stopping the master makes it
+ * return, so nbdkit can finish the request while the clients are cut.
  */
-static void quit_handler(int sig, siginfo_t *info, void *uctx)
+static void on_quit(int sig, bool first)
 {
-	int saved = errno;
-	unsigned char b = (unsigned char)sig;
-	ssize_t w = write(frep.stop_pipe[1], &b, 1);
-	(void)w;
-	errno = saved;
-	for (unsigned i = 0; i < N_QUIT_SIGNALS; i++) {
-		const struct sigaction *old = &frep.nbdkit_quit[i];
-		if (quit_signals[i] != sig)
-			continue;
-		if (old->sa_flags & SA_SIGINFO)
-			old->sa_sigaction(sig, info, uctx);
-		else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN)
-			old->sa_handler(sig);
+	if (first) {
+		log_info(frep.m.name, "%s: shutting down", strsignal(sig));
+		service_stopping("shutting down: disconnecting NBD clients");
 	}
-}
-
-static void *stopper_main(void *arg)
-{
-	struct pollfd p = { .fd = frep.stop_pipe[0], .events = POLLIN };
-	bool stopped = false;
-
-	for (;;) {
-		unsigned char sig = 0;
-		int r = poll(&p, 1, stopped ? SHUTDOWN_RESCAN_MS : -1);
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r > 0) {
-			if (read(frep.stop_pipe[0], &sig, 1) != 1 || sig == 0)
-				break; /* .cleanup: nbdkit is done with the clients */
-			if (!stopped) {
-				log_info(frep.m.name, "%s: shutting down", strsignal(sig));
-				service_stopping("shutting down: disconnecting NBD clients");
-			}
-			master_stop(&frep.m);
-			stopped = true;
-		}
-		if (stopped)
-			for_each_socket(disconnect_client, NULL);
-	}
-	return NULL;
-}
-
-static int relay_quit_signals(void)
-{
-	if (pipe2(frep.stop_pipe, O_CLOEXEC) < 0) {
-		nbdkit_error("pipe: %m");
-		return -1;
-	}
-	if (pthread_create(&frep.stopper, NULL, stopper_main, NULL) != 0) {
-		nbdkit_error("cannot start the shutdown thread");
-		return -1;
-	}
-	frep.stopper_started = true;
-	for (unsigned i = 0; i < N_QUIT_SIGNALS; i++) {
-		struct sigaction sa = { .sa_sigaction = quit_handler, .sa_flags = SA_SIGINFO | SA_RESTART };
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(quit_signals[i], &sa, &frep.nbdkit_quit[i]) < 0) {
-			nbdkit_error("sigaction: %m");
-			return -1;
-		}
-	}
-	return 0;
+	master_stop(&frep.m);
 }
 
 /*
@@ -424,8 +265,10 @@ static int start_threads(void)
 		nbdkit_error("%s", err);
 		return -1;
 	}
-	if (relay_quit_signals() < 0)
+	if (plugin_quit_start(on_quit, err, sizeof(err)) < 0) {
+		nbdkit_error("%s", err);
 		return -1;
+	}
 	struct session_options so = {
 		.host = o->host,
 		.port = o->port,
@@ -445,17 +288,14 @@ static int start_threads(void)
 
 static int frep_after_fork(void)
 {
-	sigset_t quit, old;
+	sigset_t old;
 
 	note_listeners();
 	/*
 	 * Our threads never take a quit signal (their system calls are not all
 	 * ready for EINTR): nbdkit's own threads do, and the handler relays it.
 	 */
-	sigemptyset(&quit);
-	for (unsigned i = 0; i < N_QUIT_SIGNALS; i++)
-		sigaddset(&quit, quit_signals[i]);
-	pthread_sigmask(SIG_BLOCK, &quit, &old);
+	plugin_block_quit_signals(&old);
 	int rc = start_threads();
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	/* nbdkit listens already (note_listeners found its sockets) and accepts next. */
@@ -466,18 +306,7 @@ static int frep_after_fork(void)
 
 static void frep_cleanup(void)
 {
-	if (frep.stopper_started) {
-		/* Back to nbdkit's handlers before this code can be unloaded. */
-		for (unsigned i = 0; i < N_QUIT_SIGNALS; i++)
-			sigaction(quit_signals[i], &frep.nbdkit_quit[i], NULL);
-		unsigned char zero = 0;
-		ssize_t w = write(frep.stop_pipe[1], &zero, 1);
-		(void)w;
-		pthread_join(frep.stopper, NULL);
-	}
-	for (int i = 0; i < 2; i++)
-		if (frep.stop_pipe[i] >= 0)
-			close(frep.stop_pipe[i]);
+	plugin_quit_end();
 	/* Metrics and the admin API first: their handlers read the master, which goes next. */
 	metrics_stop();
 	admin_stop();
@@ -495,10 +324,8 @@ static void frep_cleanup(void)
 	/* The volume is saved; gRPC's exit handlers would wait for the abandoned calls. */
 	if (admin_abandoned())
 		_exit(0);
-#ifdef FREP_SANITIZE
 	/* frep is stopped and closed; leave with the status nbdkit gives a quit signal. */
-	plugin_exit(0);
-#endif
+	plugin_cleanup_done();
 }
 
 /* --- exports ----------------------------------------------------------------- */

@@ -3,6 +3,7 @@
  * frep-client can make them before it execs nbdkit, without gRPC.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,4 +166,14 @@ int admin_make_run_dir(const char *unix_path, char *err, size_t err_len)
 		return -1;
 	}
 	return 0;
+}
+
+int admin_refuse(struct admin_reply *r, enum admin_code code, const char *fmt, ...)
+{
+	va_list ap;
+	r->code = code;
+	va_start(ap, fmt);
+	vsnprintf(r->message, sizeof(r->message), fmt, ap);
+	va_end(ap);
+	return -1;
 }

@@ -36,6 +36,10 @@ struct admin_reply {
 	char message[1024];
 };
 
+/* Fills r with code and a formatted message; returns -1 (for "return admin_refuse(...)"). */
+int admin_refuse(struct admin_reply *r, enum admin_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 struct status_region {
 	uint64_t offset, length;
 };

@@ -22,6 +22,7 @@ typedef Frep__Admin__V1__VolumeStatus VolumeStatus;
 typedef Frep__Admin__V1__Event Event;
 typedef Frep__Admin__V1__Progress Progress;
 typedef Frep__Admin__V1__VerifyResult VerifyResult;
+typedef Frep__Admin__V1__Snapshot Snapshot;
 
 /* Exit codes (README "frepctl", --help). */
 enum frepctl_exit {
@@ -136,6 +137,11 @@ struct json_object *pb_to_json(const ProtobufCMessage *m);
 void render_volume(FILE *f, const VolumeStatus *v, int64_t now_ms);
 /* One event as one line. */
 void render_event(FILE *f, const Event *e);
+/*
+ * Snapshots as a table, one line each: volume, name, kind, TXID, age, space,
+ * valid or invalid with the reason, and the export; "no snapshots" for none.
+ */
+void render_snapshots(FILE *f, const Snapshot *const *s, size_t n, int64_t now_ms);
 /* A verify's outcome with its mismatching regions. */
 void render_verify_result(FILE *f, const char *volume, const VerifyResult *r);
 /* The name of an enum value of admin.proto ("INSYNC"), "?" if unknown. */
@@ -168,6 +174,8 @@ enum {
 struct ctl {
 	const char *cmd;    /* "pause": messages say which command failed */
 	const char *volume; /* the VOLUME argument, or NULL */
+	const char *subject; /* what messages name after cmd, if not volume ("db@nightly") */
+	bool mirror;	    /* a mirror command: route() prefers frep-server */
 	bool json;
 	bool discovered;    /* the targets come from /run/frep, not --admin or --connect */
 	struct targets *targets;
@@ -198,7 +206,8 @@ void status_ask_all(struct ctl *c, struct answers *a);
 void answers_free(struct ctl *c, struct answers *a);
 /*
  * The daemon to send a command on VOLUME to: with one target, that one;
- * after discovery, the one that has the volume, preferring its master.
+ * after discovery, the one that has the volume, preferring its master (its
+ * mirror for a mirror command).
  * Returns the target's index, or -1 after reporting why with *exit_code set.
  */
 int route(struct ctl *c, int *exit_code);
@@ -241,6 +250,17 @@ int cmd_volume(struct ctl *c, const char *method);
 int cmd_resync(struct ctl *c, bool full, bool wait);
 int cmd_set_rate(struct ctl *c, uint64_t bytes_per_second);
 int cmd_verify(struct ctl *c, bool repair, bool wait);
+
+/* snapshots.c ------------------------------------------------------------- */
+
+/* snapshot create VOLUME [NAME] (NULL: the daemon picks one), snapshot delete VOLUME NAME. */
+int cmd_snapshot_create(struct ctl *c, const char *name);
+int cmd_snapshot_delete(struct ctl *c, const char *name);
+/* snapshot list [VOLUME]: every daemon asked (a master's refusal is skipped after discovery). */
+int cmd_snapshot_list(struct ctl *c);
+/* export VOLUME[@SNAPSHOT] --nbd ADDRESS (snapshot NULL: the implicit one), unexport likewise. */
+int cmd_export(struct ctl *c, const char *snapshot, const char *nbd);
+int cmd_unexport(struct ctl *c, const char *snapshot);
 
 /* targets.c --------------------------------------------------------------- */
 

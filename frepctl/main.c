@@ -23,6 +23,19 @@ static const char usage[] =
 	"  verify VOLUME [--repair] [--wait]  compare master and mirror by checksums;\n"
 	"                              --repair resends mismatching regions\n"
 	"\n"
+	"Mirror commands (frep-server):\n"
+	"  snapshot create VOLUME [NAME]  the mirror volume as of its latest consistent\n"
+	"                              TXID, kept while replication goes on (default NAME\n"
+	"                              snap-YYYYMMDD-HHMMSS)\n"
+	"  snapshot list [VOLUME]      name, kind, TXID, age, space, valid or invalid, export\n"
+	"  snapshot delete VOLUME NAME ends its export and frees its space\n"
+	"  export VOLUME[@SNAPSHOT] --nbd unix:PATH|HOST:PORT  serve the snapshot read-only\n"
+	"                              over NBD, export name VOLUME@SNAPSHOT; without\n"
+	"                              @SNAPSHOT, an implicit snapshot of the latest\n"
+	"                              consistent state (export-YYYYMMDD-HHMMSS)\n"
+	"  unexport VOLUME[@SNAPSHOT]  end the export (its NBD clients are disconnected);\n"
+	"                              without @SNAPSHOT, the implicit one, which is deleted\n"
+	"\n"
 	"Options:\n"
 	"  --admin unix:PATH           the daemon's admin socket\n"
 	"  --connect HOST:PORT         a daemon's --admin-listen, over TLS with the admin\n"
@@ -32,6 +45,8 @@ static const char usage[] =
 	"                              (default: HOST)\n"
 	"  --json                      machine-readable output: one JSON document; watch\n"
 	"                              prints one JSON object per line\n"
+	"  --nbd unix:PATH|HOST:PORT   where export serves (PATH absolute; its directory\n"
+	"                              is created if missing)\n"
 	"  --wait                      follow the resync or verify to its end, with a\n"
 	"                              progress bar on a terminal\n"
 	"  --help, --version\n"
@@ -48,13 +63,15 @@ static const char usage[] =
 	"SIGINT and SIGTERM.\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
+#define COMMANDS "status, watch, pause, resume, resync, set-rate, verify, snapshot, export, unexport"
 
 int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *res)
 {
 	if (conn)
 		rpc_explain(conn, res);
 	int rc = rpc_exit_code(res->code);
-	fprintf(stderr, PROG ": %s%s%s: ", c->cmd, c->volume ? " " : "", c->volume ? c->volume : "");
+	const char *subject = c->subject ? c->subject : c->volume;
+	fprintf(stderr, PROG ": %s%s%s: ", c->cmd, subject ? " " : "", subject ? subject : "");
 	/* A command on a volume went to the one daemon that has it: the volume says which. */
 	if (conn && (rc == EXIT_UNREACHABLE || (!c->volume && c->targets->n > 1)))
 		fprintf(stderr, "%s: ", rpc_target(conn));
@@ -78,7 +95,7 @@ void print_json(struct json_object *o)
 }
 
 struct args {
-	const char *admin, *connect;
+	const char *admin, *connect, *nbd;
 	struct rpc_tls tls;
 	bool json, full, wait, repair;
 	const char *cmd;
@@ -89,7 +106,7 @@ struct args {
 static void parse_args(struct args *a, int argc, char **argv)
 {
 	enum { OPT_ADMIN = 256, OPT_CONNECT, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_JSON,
-	       OPT_FULL, OPT_WAIT, OPT_REPAIR };
+	       OPT_FULL, OPT_WAIT, OPT_REPAIR, OPT_NBD };
 	static const struct option opts[] = {
 		{ "admin", required_argument, NULL, OPT_ADMIN },
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -101,6 +118,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "full", no_argument, NULL, OPT_FULL },
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{ "repair", no_argument, NULL, OPT_REPAIR },
+		{ "nbd", required_argument, NULL, OPT_NBD },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -127,6 +145,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case OPT_FULL: a->full = true; break;
 		case OPT_WAIT: a->wait = true; break;
 		case OPT_REPAIR: a->repair = true; break;
+		case OPT_NBD: a->nbd = optarg; break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case 'V': printf(PROG " %s\n", FREP_VERSION); exit(0);
 		case ':': bad_arg("%s needs a value", argv[optind - 1]);
@@ -134,7 +153,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		bad_arg("a command is required (status, watch, pause, resume, resync, set-rate, verify)");
+		bad_arg("a command is required (" COMMANDS ")");
 	a->cmd = argv[optind++];
 	for (; optind < argc; optind++) {
 		if (a->npos == 3)
@@ -171,7 +190,11 @@ int main(int argc, char **argv)
 	parse_args(&a, argc, argv);
 
 	uint64_t rate = 0;
-	const char *cmd = a.cmd;
+	const char *cmd = a.cmd, *snapshot = NULL, *subject = NULL;
+	char volume[256], cmdline[64];
+	bool mirror = false;
+	if (a.nbd && strcmp(a.cmd, "export") != 0)
+		bad_arg("%s: --nbd goes with export (export VOLUME[@SNAPSHOT] --nbd ADDRESS)", a.cmd);
 	if (!strcmp(cmd, "status") || !strcmp(cmd, "watch")) {
 		want(&a, 0, 1, !strcmp(cmd, "status") ? "status [VOLUME]" : "watch [VOLUME]", false, false,
 		     false);
@@ -191,13 +214,47 @@ int main(int argc, char **argv)
 				"unlimited), got '%s'", a.pos[1]);
 	} else if (!strcmp(cmd, "verify")) {
 		want(&a, 1, 1, "verify VOLUME [--repair] [--wait]", false, true, true);
+	} else if (!strcmp(cmd, "snapshot")) {
+		static const char syn[] = "snapshot create VOLUME [NAME], snapshot list [VOLUME], "
+					  "snapshot delete VOLUME NAME";
+		want(&a, 1, 3, syn, false, false, false);
+		const char *sub = a.pos[0];
+		if (!strcmp(sub, "create") && a.npos >= 2)
+			snapshot = a.npos == 3 ? a.pos[2] : NULL;
+		else if (!strcmp(sub, "delete") && a.npos == 3)
+			snapshot = a.pos[2];
+		else if (!(!strcmp(sub, "list") && a.npos <= 2))
+			bad_arg("snapshot %s: expected %s", sub, syn);
+		snprintf(cmdline, sizeof(cmdline), "snapshot %s", sub);
+		cmd = cmdline;
+		/* The VOLUME argument comes after the subcommand. */
+		a.pos[0] = a.npos >= 2 ? a.pos[1] : NULL;
+		a.npos = a.npos >= 2 ? 1 : 0;
+		mirror = true;
+	} else if (!strcmp(cmd, "export") || !strcmp(cmd, "unexport")) {
+		bool ex = !strcmp(cmd, "export");
+		const char *syn = ex ? "export VOLUME[@SNAPSHOT] --nbd unix:PATH|HOST:PORT"
+				     : "unexport VOLUME[@SNAPSHOT]";
+		want(&a, 1, 1, syn, false, false, false);
+		if (ex && !a.nbd)
+			bad_arg("export: --nbd is required (%s)", syn);
+		/* VOLUME@SNAPSHOT: '@' is in neither name, so the first one splits them. */
+		const char *at = strchr(a.pos[0], '@');
+		size_t vlen = at ? (size_t)(at - a.pos[0]) : strlen(a.pos[0]);
+		if (!vlen || vlen >= sizeof(volume) || (at && !at[1]))
+			bad_arg("%s: expected VOLUME or VOLUME@SNAPSHOT, got '%s'", cmd, a.pos[0]);
+		snprintf(volume, sizeof(volume), "%.*s", (int)vlen, a.pos[0]);
+		snapshot = at ? at + 1 : NULL;
+		subject = a.pos[0];
+		a.pos[0] = volume;
+		mirror = true;
 	} else {
-		bad_arg("unknown command '%s' (status, watch, pause, resume, resync, set-rate, verify)", cmd);
+		bad_arg("unknown command '%s' (" COMMANDS ")", cmd);
 	}
 
 	struct targets targets = { 0 };
 	struct ctl c = { .cmd = cmd, .volume = a.npos ? a.pos[0] : NULL, .json = a.json,
-			 .targets = &targets };
+			 .targets = &targets, .subject = subject, .mirror = mirror };
 	char err[512];
 	if (a.admin || a.connect) {
 		targets_add(&targets, a.admin ? a.admin : a.connect);
@@ -234,8 +291,20 @@ int main(int argc, char **argv)
 		rc = cmd_resync(&c, a.full, a.wait);
 	else if (!strcmp(cmd, "set-rate"))
 		rc = cmd_set_rate(&c, rate);
-	else
+	else if (!strcmp(cmd, "snapshot create"))
+		rc = cmd_snapshot_create(&c, snapshot);
+	else if (!strcmp(cmd, "snapshot list"))
+		rc = cmd_snapshot_list(&c);
+	else if (!strcmp(cmd, "snapshot delete"))
+		rc = cmd_snapshot_delete(&c, snapshot);
+	else if (!strcmp(cmd, "export"))
+		rc = cmd_export(&c, snapshot, a.nbd);
+	else if (!strcmp(cmd, "unexport"))
+		rc = cmd_unexport(&c, snapshot);
+	else if (!strcmp(cmd, "verify"))
 		rc = cmd_verify(&c, a.repair, a.wait);
+	else
+		abort(); /* every command was checked above */
 
 	for (size_t i = 0; i < targets.n; i++)
 		rpc_close(c.conns[i]);

@@ -5,6 +5,7 @@
  * descriptors, as in --json and in the metrics' labels.
  */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
@@ -12,6 +13,8 @@
 
 #include "frepctl.h"
 #include "util.h"
+
+enum { TABLE_CELL = 256 }; /* one table cell, truncated beyond */
 
 static const char *enum_name(const ProtobufCEnumDescriptor *d, int v)
 {
@@ -252,6 +255,72 @@ void render_event(FILE *f, const Event *e)
 	if (e->reason && *e->reason)
 		fprintf(f, " (%s)", e->reason);
 	fputc('\n', f);
+}
+
+/* "user", "pre-resync", "export": Snapshot.Kind in lower case. */
+static void snapshot_kind(char *buf, size_t len, int kind)
+{
+	const char *k = enum_name(&frep__admin__v1__snapshot__kind__descriptor, kind);
+	size_t i = 0;
+	for (; k[i] && i < len - 1; i++)
+		buf[i] = k[i] == '_' ? '-' : k[i] >= 'A' && k[i] <= 'Z' ? (char)(k[i] - 'A' + 'a') : k[i];
+	buf[i] = '\0';
+}
+
+enum { SNAPSHOT_COLUMNS = 8 };
+
+/* One snapshot's cells: the table's columns in order. */
+static void snapshot_cells(const Snapshot *s, int64_t now_ms, char cells[][TABLE_CELL])
+{
+	char a[32];
+	snprintf(cells[0], TABLE_CELL, "%s", s->volume);
+	snprintf(cells[1], TABLE_CELL, "%s", s->name);
+	snapshot_kind(cells[2], TABLE_CELL, s->kind);
+	snprintf(cells[3], TABLE_CELL, "%" PRIu64, s->txid);
+	snprintf(cells[4], TABLE_CELL, "%s ago", age(a, sizeof(a), s->created_unix_ms, now_ms));
+	size(cells[5], TABLE_CELL, s->used_bytes);
+	if (s->valid)
+		snprintf(cells[6], TABLE_CELL, "valid");
+	else
+		snprintf(cells[6], TABLE_CELL, "invalid %s ago: %s",
+			 age(a, sizeof(a), s->invalidated_unix_ms, now_ms), s->invalid_reason);
+	if (s->export)
+		snprintf(cells[7], TABLE_CELL, "%s pid:%" PRIu32, s->export->nbd, s->export->pid);
+	else
+		snprintf(cells[7], TABLE_CELL, "-");
+}
+
+void render_snapshots(FILE *f, const Snapshot *const *s, size_t n, int64_t now_ms)
+{
+	static const char *const head[SNAPSHOT_COLUMNS] = { "VOLUME", "SNAPSHOT", "KIND", "TXID",
+							    "CREATED", "USED", "STATE", "EXPORT" };
+	char (*cells)[SNAPSHOT_COLUMNS][TABLE_CELL] = calloc(n ? n : 1, sizeof(*cells));
+	size_t width[SNAPSHOT_COLUMNS];
+	if (!now_ms)
+		now_ms = now_unix_ms();
+	if (!n || !cells) {
+		fprintf(f, n ? "out of memory\n" : "no snapshots\n");
+		free(cells);
+		return;
+	}
+	for (unsigned k = 0; k < SNAPSHOT_COLUMNS; k++)
+		width[k] = strlen(head[k]);
+	for (size_t i = 0; i < n; i++) {
+		snapshot_cells(s[i], now_ms, cells[i]);
+		for (unsigned k = 0; k < SNAPSHOT_COLUMNS; k++)
+			if (strlen(cells[i][k]) > width[k])
+				width[k] = strlen(cells[i][k]);
+	}
+	/* The last column unpadded: no trailing blanks. */
+	for (size_t i = 0; i <= n; i++)
+		for (unsigned k = 0; k < SNAPSHOT_COLUMNS; k++) {
+			const char *cell = i ? cells[i - 1][k] : head[k];
+			if (k + 1 < SNAPSHOT_COLUMNS)
+				fprintf(f, "%-*s  ", (int)width[k], cell);
+			else
+				fprintf(f, "%s\n", cell);
+		}
+	free(cells);
 }
 
 void render_verify_result(FILE *f, const char *volume, const VerifyResult *r)

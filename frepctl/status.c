@@ -52,14 +52,15 @@ void answers_free(struct ctl *c, struct answers *a)
 
 int volume_missing(const struct ctl *c, int asked)
 {
+	const char *subject = c->subject ? c->subject : c->volume;
 	if (asked == EXIT_OK) {
 		fprintf(stderr, PROG ": %s %s: NOT_FOUND: no volume '%s' on this host\n", c->cmd,
-			c->volume, c->volume);
+			subject, c->volume);
 		return EXIT_FAILED;
 	}
 	if (asked == EXIT_UNREACHABLE)
 		fprintf(stderr, PROG ": %s %s: no daemon that answered has volume '%s'\n", c->cmd,
-			c->volume, c->volume);
+			subject, c->volume);
 	/* else a daemon's own refusal has been reported */
 	return asked;
 }
@@ -82,8 +83,9 @@ int route(struct ctl *c, int *exit_code)
 			if (!wanted(c, v))
 				continue;
 			/* Master and mirror of one volume on one host (a test, a loopback setup):
-			 * commands are the master's. */
-			if (found < 0 || v->role == FREP__ADMIN__V1__ROLE__MASTER)
+			 * commands are the master's, but for the mirror's own (snapshots). */
+			if (found < 0 || v->role == (c->mirror ? FREP__ADMIN__V1__ROLE__MIRROR
+							       : FREP__ADMIN__V1__ROLE__MASTER))
 				found = (int)i;
 		}
 	}

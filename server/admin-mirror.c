@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,9 @@
 #include <unistd.h>
 
 #include "admin-mirror.h"
-#include <inttypes.h>
+#include "export.h"
 #include "frep/admin/v1/admin.pb-c.h"
+#include "log.h"
 #include "registry.h"
 #include "store.h"
 #include "util.h"
@@ -89,7 +91,10 @@ static bool detached_status(const char *data_dir, const char *name, struct vol_s
 
 static bool volume_status(const struct mirror_server *srv, const char *name, struct vol_status *v)
 {
-	return registry_get(name, v) || detached_status(srv->data_dir, name, v);
+	if (!registry_get(name, v) && !detached_status(srv->data_dir, name, v))
+		return false;
+	v->mirror.exports = export_count(name);
+	return true;
 }
 
 static int cmp_names(const void *a, const void *b)
@@ -150,6 +155,13 @@ static int op_status(void *ctx, const char *volume, struct vol_status **out, siz
 	if (*n > 1)
 		qsort(*out, *n, sizeof(**out), cmp_names);
 	return 0;
+}
+
+/* Adds their exports (server/export.c) to snapshots listed by snapset_list. */
+static void describe_exports(struct status_snapshot *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		export_describe(s[i].volume, s[i].name, &s[i]);
 }
 
 /* --- snapshots ------------------------------------------------------------------- */
@@ -270,6 +282,7 @@ static int append_snapshots(struct snapset *ss, struct status_snapshot **out, si
 		return -1;
 	}
 	memcpy(all + *n, mine, k * sizeof(*mine));
+	describe_exports(all + *n, k);
 	*out = all;
 	*n += k;
 	free(mine);
@@ -334,9 +347,164 @@ static void op_snapshot_delete(void *ctx, const char *volume, const char *name,
 	snapset_put(ss);
 }
 
+/* --- exports (server/export.c) ---------------------------------------------------- */
+
+/* The volume's snapshot set, the snapshot name checked too; NULL with r. */
+static struct snapset *export_snapshots(const struct mirror_server *srv, const char *volume,
+					const char *snapshot, struct admin_reply *r)
+{
+	if (snapshot[0] && !snapshot_name_valid(snapshot)) {
+		admin_refuse(r, ADMIN_INVALID_ARGUMENT,
+		       "'%s' is not a snapshot name (1-64 of [A-Za-z0-9._-], not starting with '.')",
+		       snapshot);
+		return NULL;
+	}
+	return volume_snapshots(srv, volume, r);
+}
+
+/* Snapshot name of the set into *out (with its export). 0, or -1 with r (NOT_FOUND). */
+static int snapshot_find(struct snapset *ss, const char *volume, const char *name,
+			 struct status_snapshot *out, struct admin_reply *r)
+{
+	struct status_snapshot *all = NULL;
+	size_t n = 0;
+	int rc = -1;
+	if (snapset_list(ss, &all, &n) < 0)
+		return admin_refuse(r, ADMIN_INTERNAL, "%s: listing its snapshots: %s", volume,
+			      strerror(errno));
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(all[i].name, name) == 0) {
+			*out = all[i];
+			rc = 0;
+		}
+	free(all);
+	if (rc < 0)
+		return admin_refuse(r, ADMIN_NOT_FOUND,
+			      "no snapshot '%s' of volume '%s' (frepctl snapshot list %s)", name, volume,
+			      volume);
+	describe_exports(out, 1);
+	return 0;
+}
+
+/* "nbd+unix:///db@s?socket=/p" or "nbd://host:port/db@s": where a client connects. */
+static void nbd_uri(const char *nbd, const char *volume, const char *snapshot, char *out,
+		    size_t len)
+{
+	if (strncmp(nbd, "unix:", 5) == 0)
+		snprintf(out, len, "nbd+unix:///%s@%s?socket=%s", volume, snapshot, nbd + 5);
+	else
+		snprintf(out, len, "nbd://%s/%s@%s", nbd, volume, snapshot);
+}
+
+static int op_export_snapshot(void *ctx, const char *volume, const char *snapshot, const char *nbd,
+			      struct status_snapshot *out, struct admin_reply *r)
+{
+	struct mirror_server *srv = ctx;
+	struct export_addr a;
+	char err[512], name[SNAP_NAME_MAX + 1];
+	bool implicit = !snapshot[0];
+	int rc = -1;
+
+	if (export_parse_nbd(nbd, &a, err, sizeof(err)) < 0)
+		return admin_refuse(r, ADMIN_INVALID_ARGUMENT, "%s", err);
+	struct snapset *ss = export_snapshots(srv, volume, snapshot, r);
+	if (!ss)
+		return -1;
+	if (implicit) {
+		/* One implicit export per volume: a second would be a second snapshot nobody named. */
+		if (snapset_find_kind(ss, SNAP_EXPORT, name, sizeof(name))) {
+			struct status_snapshot cur = { 0 };
+			export_describe(volume, name, &cur);
+			admin_refuse(r, ADMIN_ALREADY_EXISTS,
+			       "%s's latest state is already exported as %s@%s%s%s; unexport %s first, "
+			       "or export a named snapshot (frepctl snapshot create %s NAME)",
+			       volume, volume, name, cur.exported ? " on " : " (not served)",
+			       cur.exported ? cur.export_nbd : "", volume, volume);
+			goto out;
+		}
+		/* export-YYYYMMDD-HHMMSS: the implicit snapshot, named for when it was taken. */
+		time_t t = time(NULL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(name, sizeof(name), "export-%Y%m%d-%H%M%S", &tm);
+		if (mirror_snapshot_create(srv, volume, name, SNAP_EXPORT, out, r) < 0)
+			goto out;
+	} else {
+		snprintf(name, sizeof(name), "%s", snapshot);
+		if (snapshot_find(ss, volume, name, out, r) < 0)
+			goto out;
+		if (!out->valid) {
+			admin_refuse(r, ADMIN_FAILED_PRECONDITION,
+			       "%s@%s is invalid (%s): its content is gone; delete it (frepctl snapshot "
+			       "delete %s %s)",
+			       volume, name, out->invalid_reason, volume, name);
+			goto out;
+		}
+	}
+	if (export_start(volume, name, nbd, r) < 0) {
+		if (implicit && snapset_delete(ss, name, err, sizeof(err)) < 0)
+			log_warn(volume, "export %s: deleting its implicit snapshot %s: %s", volume, name,
+				 err);
+		goto out;
+	}
+	export_describe(volume, name, out);
+	char uri[STATUS_TEXT_MAX + 2 * SNAP_NAME_MAX + 32];
+	nbd_uri(nbd, volume, name, uri, sizeof(uri));
+	r->code = ADMIN_OK;
+	snprintf(r->message, sizeof(r->message), "exporting %s@%s (TXID %" PRIu64 ") read-only on %s: %s",
+		 volume, name, out->txid, nbd, uri);
+	rc = 0;
+out:
+	snapset_put(ss);
+	return rc;
+}
+
+static void op_unexport(void *ctx, const char *volume, const char *snapshot, struct admin_reply *r)
+{
+	struct mirror_server *srv = ctx;
+	char err[512], name[SNAP_NAME_MAX + 1];
+	bool implicit = !snapshot[0];
+
+	struct snapset *ss = export_snapshots(srv, volume, snapshot, r);
+	if (!ss)
+		return;
+	if (implicit && !snapset_find_kind(ss, SNAP_EXPORT, name, sizeof(name))) {
+		admin_refuse(r, ADMIN_NOT_FOUND,
+		       "%s has no export of its latest state; name the snapshot (frepctl unexport "
+		       "%s@SNAPSHOT; frepctl snapshot list %s shows the exported ones)",
+		       volume, volume, volume);
+		goto out;
+	}
+	if (!implicit)
+		snprintf(name, sizeof(name), "%s", snapshot);
+	bool was = export_stop(volume, name, "unexported") == 0;
+	if (implicit) {
+		/* The implicit snapshot lives as long as its export. */
+		if (snapset_delete(ss, name, err, sizeof(err)) < 0)
+			admin_refuse(r, ADMIN_INTERNAL, "unexported %s@%s, but deleting its snapshot: %s",
+			       volume, name, err);
+		else
+			snprintf(r->message, sizeof(r->message),
+				 "unexported %s@%s; its NBD clients were disconnected and the implicit "
+				 "snapshot is deleted", volume, name);
+	} else if (!was && snapset_exists(ss, name)) {
+		admin_refuse(r, ADMIN_FAILED_PRECONDITION, "%s@%s is not exported", volume, name);
+	} else if (!was) {
+		admin_refuse(r, ADMIN_NOT_FOUND, "no snapshot '%s' of volume '%s' (frepctl snapshot list %s)",
+		       name, volume, volume);
+	} else {
+		snprintf(r->message, sizeof(r->message),
+			 "unexported %s@%s; its NBD clients were disconnected", volume, name);
+	}
+out:
+	snapset_put(ss);
+}
+
 const struct admin_ops admin_mirror_ops = {
 	.status = op_status,
 	.snapshot_create = op_snapshot_create,
 	.snapshot_list = op_snapshot_list,
 	.snapshot_delete = op_snapshot_delete,
+	.export_snapshot = op_export_snapshot,
+	.unexport = op_unexport,
 };

@@ -19,6 +19,7 @@
 #include "admin-mirror.h"
 #include "authz.h"
 #include "events.h"
+#include "export.h"
 #include "fsm.h"
 #include "log.h"
 #include "metrics.h"
@@ -378,6 +379,16 @@ int main(int argc, char **argv)
 		log_error(NULL, "some volumes could not be recovered; their masters will get an error");
 	srv.data_dir = a.data_dir;
 	srv.allow = allow;
+	if (export_init(a.data_dir, err, sizeof(err)) < 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		rc = 2;
+		goto out;
+	}
+	/*
+	 * Exports survive a restart: served again from this thread, which lives
+	 * as long as they do (nbdkit --exit-with-parent follows the spawning thread).
+	 */
+	export_restore();
 	atomic_init(&srv.stopping, false);
 	for (unsigned i = 0; i < MAX_CONNECTIONS; i++)
 		conn_fds[i] = -1;
@@ -418,7 +429,12 @@ int main(int argc, char **argv)
 			accept_one(&srv, tls, lfd);
 	}
 
-	/* The admin API first: watchers get UNAVAILABLE, and nothing new starts. */
+	/*
+	 * Exports first (their records stay, for the next start): nbdkits the
+	 * admin thread spawned would get SIGTERM when it ends, and be forgotten.
+	 */
+	export_shutdown();
+	/* The admin API next: watchers get UNAVAILABLE, and nothing new starts. */
 	metrics_stop();
 	admin_stop();
 	/* Sessions notice within their poll interval, say Goodbye and save state. */
@@ -454,6 +470,7 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
+	export_shutdown();
 	metrics_stop();
 	admin_stop();
 	if (lfd >= 0)

@@ -395,6 +395,66 @@ static void test_render_verify_result(void **state)
 	free(out);
 }
 
+struct snapshots {
+	const Snapshot *const *s;
+	size_t n;
+};
+
+static void snapshot_table(FILE *f, const void *arg)
+{
+	const struct snapshots *x = arg;
+	render_snapshots(f, x->s, x->n, NOW_MS);
+}
+
+/* A table: columns as wide as their widest cell, invalid with its reason, exports with pids. */
+static void test_render_snapshots(void **state)
+{
+	Snapshot a = FREP__ADMIN__V1__SNAPSHOT__INIT, b = FREP__ADMIN__V1__SNAPSHOT__INIT,
+		 c = FREP__ADMIN__V1__SNAPSHOT__INIT;
+	Frep__Admin__V1__SnapshotExport e = FREP__ADMIN__V1__SNAPSHOT_EXPORT__INIT;
+	a.volume = "db";
+	a.name = "nightly";
+	a.kind = FREP__ADMIN__V1__SNAPSHOT__KIND__USER;
+	a.txid = 812;
+	a.created_unix_ms = NOW_MS - 312000; /* 5m12s */
+	a.used_bytes = 3 * MIB / 2;
+	a.valid = 1;
+	a.export = &e;
+	e.nbd = "unix:/run/frep/nbd/db@nightly.sock";
+	e.export_name = "db@nightly";
+	e.pid = 4242;
+	b.volume = "db";
+	b.name = "pre-resync";
+	b.kind = FREP__ADMIN__V1__SNAPSHOT__KIND__PRE_RESYNC;
+	b.txid = (UINT64_C(1) << 63) + 5; /* exact past 2^53 */
+	b.created_unix_ms = NOW_MS - 7200000;
+	b.invalid_reason = "no space left for copy-before-write";
+	b.invalidated_unix_ms = NOW_MS - 60000;
+	c.volume = "web-2";
+	c.name = "export-20261202-213748";
+	c.kind = FREP__ADMIN__V1__SNAPSHOT__KIND__EXPORT;
+	c.txid = 7;
+	c.created_unix_ms = NOW_MS;
+	c.valid = 1;
+	const Snapshot *all[] = { &a, &b, &c };
+	struct snapshots x = { all, 3 };
+	char *out = render(snapshot_table, &x);
+	assert_string_equal(out,
+		"VOLUME  SNAPSHOT                KIND        TXID                 CREATED    USED  "
+		"STATE                                                   EXPORT\n"
+		"db      nightly                 user        812                  5m12s ago  1.5M  "
+		"valid                                                   unix:/run/frep/nbd/db@nightly.sock pid:4242\n"
+		"db      pre-resync              pre-resync  9223372036854775813  2h00m ago  0     "
+		"invalid 1m00s ago: no space left for copy-before-write  -\n"
+		"web-2   export-20261202-213748  export      7                    0s ago     0     "
+		"valid                                                   -\n");
+	free(out);
+	x.n = 0;
+	out = render(snapshot_table, &x);
+	assert_string_equal(out, "no snapshots\n");
+	free(out);
+}
+
 /* Not a terminal: plain lines, at most one per 2 s, and always the last one. */
 static void test_progress_plain(void **state)
 {
@@ -437,6 +497,7 @@ int main(void)
 		cmocka_unit_test(test_render_mirror),
 		cmocka_unit_test(test_render_events),
 		cmocka_unit_test(test_render_verify_result),
+		cmocka_unit_test(test_render_snapshots),
 		cmocka_unit_test(test_progress_plain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,6 +125,31 @@ wait_for 30 "the verify to finish" verify_done
 	"('$id', 'ok', '0', 0, True)" ] || fail "verify result: $(cat "$T/vr.json")"
 [ "$(ctl_field vol verify | jq -r .outcome)" = ok ] || fail "Status lacks the verify: $(ctl vol status)"
 
+# Snapshots and exports on the mirror; the master refuses them, naming frep-server.
+out=$(call "$SS" CreateSnapshot '{"volume": "vol", "name": "py"}')
+[ "$(field 'd["snapshot"]["name"], d["snapshot"]["kind"], d["snapshot"]["valid"]' <<<"$out")" = \
+	"('py', 'USER', True)" ] || fail "CreateSnapshot: $out"
+out=$(call "$SS" Export "{\"volume\": \"vol\", \"snapshot\": \"py\", \"nbd\": \"unix:$T/py.sock\"}")
+[ "$(field 'd["snapshot"]["export"]["export_name"], d["snapshot"]["export"]["nbd"], int(d["snapshot"]["export"]["pid"]) > 0' <<<"$out")" = \
+	"('vol@py', 'unix:$T/py.sock', True)" ] || fail "Export: $out"
+[ "$(nbdinfo --size "nbd+unix:///vol@py?socket=$T/py.sock")" = $((16 << 20)) ] || fail "nbdinfo vol@py"
+out=$(call "$SS" ListSnapshots '{}')
+[ "$(field '[(s["volume"], s["name"], "export" in s) for s in d["snapshots"]]' <<<"$out")" = \
+	"[('vol', 'py', True)]" ] || fail "ListSnapshots: $out"
+[ "$("${AC[@]}" "$SS" Status '{"volume": "vol"}' --field exports)" = 1 ] || fail "MirrorStatus.exports"
+out=$(call "$SS" Unexport '{"volume": "vol", "name": "py"}')
+[ "$(field 'd["message"]' <<<"$out")" = "unexported vol@py; its NBD clients were disconnected" ] || fail "Unexport: $out"
+out=$(call "$SS" DeleteSnapshot '{"volume": "vol", "name": "py"}')
+[[ $(field 'd["message"]' <<<"$out") == "snapshot vol@py deleted"* ]] || fail "DeleteSnapshot: $out"
+refused "$SS" Export '{"volume": "vol", "snapshot": "py", "nbd": "unix:/tmp/x.sock"}' NOT_FOUND "no snapshot 'py' of volume 'vol'"
+refused "$SS" Export '{"volume": "vol", "nbd": "nowhere"}' INVALID_ARGUMENT '--nbd: expected unix:/ABSOLUTE/PATH'
+refused "$SS" Unexport '{"volume": "vol"}' NOT_FOUND 'vol has no export of its latest state'
+refused "$CS" CreateSnapshot '{"volume": "vol"}' FAILED_PRECONDITION 'snapshot create is a mirror command: frep-client serves master volumes; run it against frep-server'
+refused "$CS" ListSnapshots '{}' FAILED_PRECONDITION 'snapshot list is a mirror command'
+refused "$CS" DeleteSnapshot '{"volume": "vol", "name": "x"}' FAILED_PRECONDITION 'snapshot delete is a mirror command'
+refused "$CS" Export '{"volume": "vol", "nbd": "unix:/tmp/x.sock"}' FAILED_PRECONDITION 'export is a mirror command'
+refused "$CS" Unexport '{"volume": "vol"}' FAILED_PRECONDITION 'unexport is a mirror command'
+
 # The daemons served all of that and replication goes on: a write reaches the mirror.
 qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x42 1M 64k' >/dev/null || fail "write"
 wait_converged "$T/e0" "$M" 20
