@@ -110,7 +110,7 @@ for c in "${CASES[@]}"; do
 	stop "$CLIENT_PID"
 	stop "$SERVER_PID"
 	PIDS=()
-	rm -rf "$R" "$T/s$k.img"
+	rm -rf "$R" "$T/s$k.img" "$T"/vol.journal* # the next case is a new volume
 	k=$((k + 1))
 done
 pass "${#CASES[@]} $MODE cases: every snapshot read back as the master at its TXID"
