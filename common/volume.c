@@ -217,16 +217,34 @@ static int write_zeros(const struct volume *v, const struct extent *e, uint64_t 
 	return 0;
 }
 
+/* Where a fallocate mode is not supported. */
+enum fallback {
+	FB_NONE,	/* nothing to do */
+	FB_ZEROS,	/* write zeros */
+	FB_REPUNCH,	/* punch, then allocate again (else write zeros): zeroes, keeps the space */
+};
+
 /*
- * One fallocate mode over [off, off + len), extent by extent, writing zeros
- * where the file system or device does not support the mode (unless
- * !fallback: then there is nothing to do there). Block devices take
- * PUNCH_HOLE and ZERO_RANGE too (Linux >= 4.9); the kernel then only uses
- * discard when the device guarantees zeroes afterwards, which plain
+ * ZERO_RANGE is missing on tmpfs, among others: a hole allocated again reads
+ * zeros too and keeps the space, and costs far less than writing the zeros.
+ */
+static int repunch(const struct volume *v, const struct extent *e, uint64_t eo, uint64_t run)
+{
+	if (fallocate(e->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)eo, (off_t)run) == 0 &&
+	    fallocate(e->fd, FALLOC_FL_KEEP_SIZE, (off_t)eo, (off_t)run) == 0)
+		return 0;
+	return write_zeros(v, e, run, eo);
+}
+
+/*
+ * One fallocate mode over [off, off + len), extent by extent, with the
+ * fallback where the file system or device does not support the mode. Block
+ * devices take PUNCH_HOLE and ZERO_RANGE too (Linux >= 4.9); the kernel then
+ * only uses discard when the device guarantees zeroes afterwards, which plain
  * BLKDISCARD does not.
  */
 static int fallocate_range(const struct volume *v, uint64_t off, uint64_t len, int mode,
-			   const char *what, bool fallback)
+			   const char *what, enum fallback fallback)
 {
 	if (!range_ok(v, off, len))
 		return -1;
@@ -244,7 +262,9 @@ static int fallocate_range(const struct volume *v, uint64_t off, uint64_t len, i
 				errno = err;
 				return -1;
 			}
-			if (fallback && write_zeros(v, e, run, eo) < 0)
+			if (fallback == FB_ZEROS && write_zeros(v, e, run, eo) < 0)
+				return -1;
+			if (fallback == FB_REPUNCH && repunch(v, e, eo, run) < 0)
 				return -1;
 		}
 		off += run;
@@ -256,15 +276,16 @@ static int fallocate_range(const struct volume *v, uint64_t off, uint64_t len, i
 int volume_punch(const struct volume *v, uint64_t off, uint64_t len)
 {
 	if (v->keep_space)
-		return volume_zero(v, off, len);
+		return fallocate_range(v, off, len, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+				       "zero range", FB_REPUNCH);
 	return fallocate_range(v, off, len, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			       "punch hole", true);
+			       "punch hole", FB_ZEROS);
 }
 
 int volume_zero(const struct volume *v, uint64_t off, uint64_t len)
 {
 	return fallocate_range(v, off, len, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-			       "zero range", true);
+			       "zero range", FB_ZEROS);
 }
 
 /*
@@ -273,7 +294,7 @@ int volume_zero(const struct volume *v, uint64_t off, uint64_t len)
  */
 int volume_allocate(const struct volume *v, uint64_t off, uint64_t len)
 {
-	return fallocate_range(v, off, len, FALLOC_FL_KEEP_SIZE, "allocate", false);
+	return fallocate_range(v, off, len, FALLOC_FL_KEEP_SIZE, "allocate", FB_NONE);
 }
 
 int volume_hash(const struct volume *v, uint64_t off, uint64_t len, void *buf, size_t buf_len,

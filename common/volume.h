@@ -48,9 +48,10 @@ int volume_pread(const struct volume *v, void *buf, uint64_t len, uint64_t off);
 int volume_pwrite(const struct volume *v, const void *buf, uint64_t len, uint64_t off);
 /*
  * Deallocates (reads return zeros): punch hole; block device: BLKDISCARD or
- * zeros. With v->keep_space it zeroes like volume_zero instead: reads return
- * zeros and the blocks stay allocated (as unwritten extents, which SEEK_DATA
- * on ext4, XFS and tmpfs reports as holes).
+ * zeros. With v->keep_space it zeroes instead (FALLOC_FL_ZERO_RANGE, or where
+ * that is missing, as on tmpfs, a punch allocated again): reads return zeros
+ * and the blocks stay allocated (unwritten extents, which SEEK_DATA on ext4,
+ * XFS and tmpfs reports as holes).
  */
 int volume_punch(const struct volume *v, uint64_t off, uint64_t len);
 /* Zeroes, allocated or not: FALLOC_FL_ZERO_RANGE, else writes zeros. */

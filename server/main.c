@@ -123,7 +123,8 @@ static void parse_args(struct args *a, int argc, char **argv)
 	a->heartbeat_timeout_ms = 30000;
 	opterr = 0;
 	for (;;) {
-		int o = getopt_long(argc, argv, "", opts, NULL);
+		/* The leading ':' tells a missing value (':') from an unknown option ('?'). */
+		int o = getopt_long(argc, argv, ":", opts, NULL);
 		if (o == -1)
 			break;
 		switch (o) {
