@@ -50,8 +50,9 @@ int volume_pwrite(const struct volume *v, const void *buf, uint64_t len, uint64_
  * Deallocates (reads return zeros): punch hole; block device: BLKDISCARD or
  * zeros. With v->keep_space it zeroes instead (FALLOC_FL_ZERO_RANGE, or where
  * that is missing, as on tmpfs, a punch allocated again): reads return zeros
- * and the blocks stay allocated (unwritten extents, which SEEK_DATA on ext4,
- * XFS and tmpfs reports as holes).
+ * and the blocks stay allocated (mostly as unwritten extents, which SEEK_DATA
+ * on ext4, XFS and tmpfs reports as holes unless the range is still cached
+ * or the file system wrote zeroes instead, as ext4 does for short ranges).
  */
 int volume_punch(const struct volume *v, uint64_t off, uint64_t len);
 /* Zeroes, allocated or not: FALLOC_FL_ZERO_RANGE, else writes zeros. */
