@@ -109,6 +109,12 @@ void session_step_makeparts(struct session *s)
 	Frep__V1__ExtentTable t = FREP__V1__EXTENT_TABLE__INIT;
 	t.n_extent_size = m->vol.n;
 	t.extent_size = sizes;
+	/* MP-7: what a thin mirror must have room for. Local writes may change it meanwhile. */
+	if (volume_allocated(&m->vol, &t.allocated_bytes) == 0)
+		t.has_allocated_bytes = true;
+	else
+		log_warn(m->name, "counting the allocated bytes for the mirror: %s (not sent)",
+			 strerror(errno));
 	if (session_send(s, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0) < 0)
 		return;
 	int type;

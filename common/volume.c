@@ -229,15 +229,34 @@ static int write_zeros(const struct volume *v, const struct extent *e, uint64_t 
 	return 0;
 }
 
+/* Where a fallocate mode is not supported. */
+enum fallback {
+	FB_NONE,	/* nothing to do */
+	FB_ZEROS,	/* write zeros */
+	FB_REPUNCH,	/* punch, then allocate again (else write zeros): zeroes, keeps the space */
+};
+
 /*
- * One fallocate mode over [off, off + len), extent by extent, writing zeros
- * where the file system or device does not support the mode. Block devices
- * take PUNCH_HOLE and ZERO_RANGE too (Linux >= 4.9); the kernel then only
- * uses discard when the device guarantees zeroes afterwards, which plain
+ * ZERO_RANGE is missing on tmpfs, among others: a hole allocated again reads
+ * zeros too and keeps the space, and costs far less than writing the zeros.
+ */
+static int repunch(const struct volume *v, const struct extent *e, uint64_t eo, uint64_t run)
+{
+	if (fallocate(e->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)eo, (off_t)run) == 0 &&
+	    fallocate(e->fd, FALLOC_FL_KEEP_SIZE, (off_t)eo, (off_t)run) == 0)
+		return 0;
+	return write_zeros(v, e, run, eo);
+}
+
+/*
+ * One fallocate mode over [off, off + len), extent by extent, with the
+ * fallback where the file system or device does not support the mode. Block
+ * devices take PUNCH_HOLE and ZERO_RANGE too (Linux >= 4.9); the kernel then
+ * only uses discard when the device guarantees zeroes afterwards, which plain
  * BLKDISCARD does not.
  */
-static int zero_range(const struct volume *v, uint64_t off, uint64_t len, int mode,
-		      const char *what)
+static int fallocate_range(const struct volume *v, uint64_t off, uint64_t len, int mode,
+			   const char *what, enum fallback fallback)
 {
 	if (!range_ok(v, off, len))
 		return -1;
@@ -255,7 +274,9 @@ static int zero_range(const struct volume *v, uint64_t off, uint64_t len, int mo
 				errno = err;
 				return -1;
 			}
-			if (write_zeros(v, e, run, eo) < 0)
+			if (fallback == FB_ZEROS && write_zeros(v, e, run, eo) < 0)
+				return -1;
+			if (fallback == FB_REPUNCH && repunch(v, e, eo, run) < 0)
 				return -1;
 		}
 		off += run;
@@ -266,12 +287,26 @@ static int zero_range(const struct volume *v, uint64_t off, uint64_t len, int mo
 
 int volume_punch(const struct volume *v, uint64_t off, uint64_t len)
 {
-	return zero_range(v, off, len, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, "punch hole");
+	if (v->keep_space)
+		return fallocate_range(v, off, len, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+				       "zero range", FB_REPUNCH);
+	return fallocate_range(v, off, len, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       "punch hole", FB_ZEROS);
 }
 
 int volume_zero(const struct volume *v, uint64_t off, uint64_t len)
 {
-	return zero_range(v, off, len, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, "zero range");
+	return fallocate_range(v, off, len, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+			       "zero range", FB_ZEROS);
+}
+
+/*
+ * KEEP_SIZE: an extent's size is the volume's, never more. Where fallocate
+ * is not supported (block devices for this mode) writes allocate anyway.
+ */
+int volume_allocate(const struct volume *v, uint64_t off, uint64_t len)
+{
+	return fallocate_range(v, off, len, FALLOC_FL_KEEP_SIZE, "allocate", FB_NONE);
 }
 
 int volume_hash(const struct volume *v, uint64_t off, uint64_t len, void *buf, size_t buf_len,
@@ -355,6 +390,19 @@ int volume_next_data(const struct volume *v, uint64_t off, uint64_t *data_off,
 	return 0;
 }
 
+int volume_allocated(const struct volume *v, uint64_t *bytes)
+{
+	uint64_t off = 0, d, end;
+	int r;
+
+	*bytes = 0;
+	while ((r = volume_next_data(v, off, &d, &end)) == 1) {
+		*bytes += end - d;
+		off = end;
+	}
+	return r;
+}
+
 /* ----------------------------------------------------------- mirror side */
 
 static void extent_path(char *buf, size_t len, const char *dir, unsigned i)
@@ -406,8 +454,8 @@ static int count_existing(const char *dir, unsigned *count, char *err, size_t er
 	return 0;
 }
 
-static int create_extent(const char *path, uint64_t size, bool *no_space, char *err,
-			 size_t err_len)
+static int create_extent(const char *path, uint64_t size, bool sparse, bool *no_space,
+			 char *err, size_t err_len)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int rc = -1, e;
@@ -416,8 +464,17 @@ static int create_extent(const char *path, uint64_t size, bool *no_space, char *
 		snprintf(err, err_len, "creating extent %s: %s", path, strerror(errno));
 		return -1;
 	}
+	/* Sparse: holes stay holes; each TX is allocated before it is acknowledged. */
+	if (sparse && ftruncate(fd, (off_t)size) < 0) {
+		e = errno;
+		if (e == ENOSPC || e == EDQUOT)
+			*no_space = true;
+		snprintf(err, err_len, "sizing extent %s to %" PRIu64 " bytes: %s", path, size,
+			 strerror(e));
+		goto out;
+	}
 	/* Mode 0 allocates: a full disk shows now, not at some later write. */
-	if (fallocate(fd, 0, 0, (off_t)size) < 0) {
+	if (!sparse && fallocate(fd, 0, 0, (off_t)size) < 0) {
 		e = errno;
 		if (e == ENOSPC || e == EDQUOT)
 			*no_space = true;
@@ -463,8 +520,8 @@ static void remove_extents(const char *dir, unsigned from, unsigned to)
  * extent.0 exists only once every other extent does, so a crash midway
  * leaves no extent.0 and the next call starts over.
  */
-static int create_all(const char *dir, const uint64_t *sizes, unsigned n, bool *no_space,
-		      char *err, size_t err_len)
+static int create_all(const char *dir, const uint64_t *sizes, unsigned n, bool sparse,
+		      bool *no_space, char *err, size_t err_len)
 {
 	char path[PATH_MAX];
 
@@ -476,7 +533,7 @@ static int create_all(const char *dir, const uint64_t *sizes, unsigned n, bool *
 			goto fail;
 		}
 		extent_path(path, sizeof(path), dir, i);
-		if (create_extent(path, sizes[i], no_space, err, err_len) < 0)
+		if (create_extent(path, sizes[i], sparse, no_space, err, err_len) < 0)
 			goto fail;
 	}
 	if (fsync_dir(dir) < 0) {
@@ -520,8 +577,8 @@ static int validate_all(const char *dir, const uint64_t *sizes, unsigned n, unsi
 }
 
 int volume_create_or_validate(struct volume *v, const char *name, const char *dir,
-			      const uint64_t *sizes, unsigned n, bool *created, bool *no_space,
-			      char *err, size_t err_len)
+			      const uint64_t *sizes, unsigned n, bool sparse, bool *created,
+			      bool *no_space, char *err, size_t err_len)
 {
 	char **paths = NULL;
 	unsigned count;
@@ -546,10 +603,11 @@ int volume_create_or_validate(struct volume *v, const char *name, const char *di
 	if (count_existing(dir, &count, err, err_len) < 0)
 		return -1;
 	if (count == 0) {
-		if (create_all(dir, sizes, n, no_space, err, err_len) < 0)
+		if (create_all(dir, sizes, n, sparse, no_space, err, err_len) < 0)
 			return -1;
 		*created = true;
-		log_info(name, "created %u extents in %s", n, dir);
+		log_info(name, "created %u extents in %s (%s)", n, dir,
+			 sparse ? "sparse" : "space reserved");
 	} else if (validate_all(dir, sizes, n, count, err, err_len) < 0) {
 		errno = EINVAL;
 		return -1;

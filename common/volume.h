@@ -19,6 +19,11 @@ struct volume {
 	struct extent *ext; /* owned, n entries, in address order */
 	unsigned n;
 	uint64_t size; /* sum of extent sizes */
+	/*
+	 * Mirror with preallocation (frep-server --preallocate=full): volume_punch
+	 * zeroes with FALLOC_FL_ZERO_RANGE instead, so the blocks stay reserved.
+	 */
+	bool keep_space;
 };
 
 /*
@@ -44,7 +49,14 @@ int volume_map(const struct volume *v, uint64_t off, uint64_t len, unsigned *idx
 /* Whole-range I/O across extent boundaries. 0, or -1 with errno (EINVAL out of range). */
 int volume_pread(const struct volume *v, void *buf, uint64_t len, uint64_t off);
 int volume_pwrite(const struct volume *v, const void *buf, uint64_t len, uint64_t off);
-/* Deallocates (reads return zeros): punch hole; block device: BLKDISCARD or zeros. */
+/*
+ * Deallocates (reads return zeros): punch hole; block device: BLKDISCARD or
+ * zeros. With v->keep_space it zeroes instead (FALLOC_FL_ZERO_RANGE, or where
+ * that is missing, as on tmpfs, a punch allocated again): reads return zeros
+ * and the blocks stay allocated (mostly as unwritten extents, which SEEK_DATA
+ * on ext4, XFS and tmpfs reports as holes unless the range is still cached
+ * or the file system wrote zeroes instead, as ext4 does for short ranges).
+ */
 int volume_punch(const struct volume *v, uint64_t off, uint64_t len);
 /* Zeroes, allocated or not: FALLOC_FL_ZERO_RANGE, else writes zeros. */
 int volume_zero(const struct volume *v, uint64_t off, uint64_t len);
@@ -56,6 +68,12 @@ int volume_zero(const struct volume *v, uint64_t off, uint64_t len);
  */
 int volume_hash(const struct volume *v, uint64_t off, uint64_t len, void *buf, size_t buf_len,
 		uint8_t out[16]);
+/*
+ * Allocates [off, off + len) without changing what it reads (fallocate mode
+ * 0), so that later writes there cannot fail for lack of space. Block devices
+ * need nothing. 0, or -1 with errno (ENOSPC, EDQUOT: no room).
+ */
+int volume_allocate(const struct volume *v, uint64_t off, uint64_t len);
 /* fdatasync every extent. */
 int volume_sync(const struct volume *v);
 
@@ -68,13 +86,20 @@ int volume_next_data(const struct volume *v, uint64_t off, uint64_t *data_off,
 		     uint64_t *data_end);
 
 /*
- * Mirror side: creates DIR/extent.0 .. extent.(n-1) with the given sizes and
- * reserves their space with fallocate, or validates existing ones (same count
- * and sizes). Then opens them as volume v. On failure err says what, and
- * *no_space is set when the cause is ENOSPC/EDQUOT.
+ * Bytes of the volume that are allocated as volume_next_data sees them (the
+ * data a full copy sends; block devices count whole). 0, or -1 with errno.
+ */
+int volume_allocated(const struct volume *v, uint64_t *bytes);
+
+/*
+ * Mirror side: creates DIR/extent.0 .. extent.(n-1) with the given sizes, their
+ * space reserved with fallocate, or all holes when sparse (ftruncate), or
+ * validates existing ones (same count and sizes). Then opens them as volume v.
+ * On failure err says what, and *no_space is set when the cause is
+ * ENOSPC/EDQUOT.
  */
 int volume_create_or_validate(struct volume *v, const char *name, const char *dir,
-			      const uint64_t *sizes, unsigned n, bool *created, bool *no_space,
-			      char *err, size_t err_len);
+			      const uint64_t *sizes, unsigned n, bool sparse, bool *created,
+			      bool *no_space, char *err, size_t err_len);
 
 #endif

@@ -1087,7 +1087,7 @@ const struct conform_case master_cases[] = {
 	C("master.hs.hello", "ROLE-1 HS-1 LANE-1 LANE-2 HS-2 MSG-4", "the first frame is a well-formed HELLO for one lane", hs_hello),
 	C("master.hs.session-id", "LANE-3 ERR-4 FSM-4", "every connection attempt has a fresh session_id", hs_session_id),
 	C("master.hs.version", "HS-3", "WELCOME proto_version 2, or 0, is VERSION", hs_version),
-	C("master.mp.table", "MP-1 MP-5", "the extent table is valid and describes the exported volume", mp_table),
+	C("master.mp.table", "MP-1 MP-5 MP-7", "the extent table is valid and describes the exported volume", mp_table),
 	C("master.mp.size", "MP-5", "PARTS_READY with another volume_size is BAD_EXTENTS", mp_size),
 	C("master.mp.restart", "MP-6 DUR-3 RDY-1", "after a restart MAKEPARTS runs again, then START_SYNC from D", mp_restart),
 	C("master.mp.reconnect", "FSM-4 MP-6 RDY-1", "after a lost link READY decides from the fresh WELCOME", mp_reconnect),

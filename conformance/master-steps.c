@@ -339,6 +339,9 @@ int ms_extents(struct mside *s)
 		CHECK(x, sum + e >= sum, "the extent sizes overflow 64 bits (MP-1)");
 		sum += e;
 	}
+	CHECK(x, !t->has_allocated_bytes || t->allocated_bytes <= sum,
+	      "EXTENT_TABLE allocated_bytes %" PRIu64 " exceeds the volume's %" PRIu64 " bytes (MP-7)",
+	      t->allocated_bytes, sum);
 	if (s->n_extents) {
 		bool same = t->n_extent_size == s->n_extents;
 		for (size_t i = 0; same && i < s->n_extents; i++)

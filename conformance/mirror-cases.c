@@ -626,6 +626,30 @@ static int mp_bad_tables(struct cctx *x)
 	return m_parts(x, many, FREP_MAX_EXTENTS, NULL);
 }
 
+/*
+ * MP-3: a volume the data directory cannot hold is NO_SPACE, preallocated or
+ * thin (allocated_bytes as large as the volume), and leaves nothing behind.
+ */
+static int mp_no_space(struct cctx *x)
+{
+	uint64_t huge = 1ull << 60; /* 1 EiB: more than any data directory has free */
+	Frep__V1__ExtentTable t = FREP__V1__EXTENT_TABLE__INIT;
+	struct welcome w;
+	bool created;
+	t.extent_size = &huge;
+	t.n_extent_size = 1;
+	t.has_allocated_bytes = true;
+	t.allocated_bytes = huge;
+	STEP(m_open(x, NULL));
+	STEP(cx_send(x, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0));
+	STEP(cx_expect_error(x, FREP_E_NO_SPACE, NULL));
+	STEP(m_reopen(x, &w));
+	CHECK(x, !w.known, "after NO_SPACE at MAKEPARTS the volume is known: something was created (MP-3)");
+	STEP(m_parts(x, NULL, 0, &created));
+	CHECK(x, created, "PARTS_READY created=false after a MAKEPARTS that failed with NO_SPACE");
+	return 0;
+}
+
 static int mp_mismatch(struct cctx *x)
 {
 	uint64_t sizes[2] = { x->volume_size, 4096 }, bigger = x->volume_size * 2;
@@ -1452,6 +1476,7 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.mp.bad-tables", "MP-1", "malformed extent tables are BAD_EXTENTS; 1024 extents are fine", mp_bad_tables),
 	C("mirror.mp.mismatch", "MP-2", "a table that differs from the volume is BAD_EXTENTS, nothing changes", mp_mismatch),
 	C("mirror.mp.multi", "MP-3 MP-5", "several extents: created, size is the sum", mp_multi),
+	C("mirror.mp.no-space", "MP-3 ERR-1", "a volume larger than the free space is NO_SPACE; nothing is created", mp_no_space),
 	C("mirror.rdy.sync-not-consistent", "RDY-3", "START_SYNC on a mirror not consistent is PROTOCOL", rdy_sync_not_consistent),
 	C("mirror.rdy.sync-txid", "RDY-3 RDY-7", "START_SYNC from a TXID other than the durable one is PROTOCOL", rdy_sync_txid),
 	C("mirror.copy.full", "COPY-5 COPY-6 COPY-8 COPY-11", "a full pass ends in COPY_ACK(size) and CONSISTENT(0)", copy_full),

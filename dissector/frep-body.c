@@ -102,6 +102,7 @@ static struct pb_field welcome_fields[] = {
 
 static struct pb_field extent_table_fields[] = {
 	FIELD(1, "extent_size", PB_UINT64, PB_REPEATED),
+	FIELD(2, "allocated_bytes", PB_UINT64, PB_OPTIONAL),
 };
 
 static struct pb_field parts_ready_fields[] = {

@@ -82,7 +82,9 @@ static void check_hello(packet_info *pinfo, proto_item *fi, const struct frep_bo
 
 static void check_extent_table(packet_info *pinfo, proto_item *fi, const struct frep_body *b)
 {
+	enum { ALLOCATED = 2 };
 	const struct frep_body_value *v;
+	guint64 sum = 0;
 
 	if (b->n_repeated == 0 || b->n_repeated > FREP_MAX_EXTENTS)
 		expert_add_info_format(pinfo, fi, &ei_limit, "%u extents: 1..%d (MP-1)",
@@ -93,7 +95,12 @@ static void check_extent_table(packet_info *pinfo, proto_item *fi, const struct 
 			expert_add_info_format(pinfo, v->item ? v->item : fi, &ei_limit,
 					       "extent %u is %" PRIu64 " bytes: a non-zero multiple "
 					       "of %d (MP-1)", i, v->v, FREP_EXTENT_ALIGN);
+		sum = v->v > G_MAXUINT64 - sum ? G_MAXUINT64 : sum + v->v;
 	}
+	if (frep_body_has(b, ALLOCATED) && b->u[ALLOCATED] > sum)
+		expert_add_info_format(pinfo, at(b, ALLOCATED, fi), &ei_inconsistent,
+				       "allocated_bytes %" PRIu64 " exceeds the volume's %" PRIu64
+				       " bytes (MP-7)", b->u[ALLOCATED], sum);
 }
 
 static void check_tx(packet_info *pinfo, proto_item *fi, const struct frep_body *b,

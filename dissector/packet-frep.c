@@ -118,6 +118,9 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 					  " consistent=%d@%" PRIu64 " cursor=%" PRIu64, name,
 					  (int)u[2], u[3], (int)u[4], u[5], u[7]);
 	case FREP_MSG_EXTENT_TABLE:
+		if (frep_body_has(b, 2))
+			return wmem_strdup_printf(pinfo->pool, "%s extents=%u allocated=%" PRIu64, name,
+						  b->n_repeated, u[2]);
 		return wmem_strdup_printf(pinfo->pool, "%s extents=%u", name, b->n_repeated);
 	case FREP_MSG_PARTS_READY:
 		return wmem_strdup_printf(pinfo->pool, "%s %s size=%" PRIu64, name,

@@ -143,8 +143,11 @@ static void render_mirror(FILE *f, const Frep__Admin__V1__MirrorStatus *m, int64
 	if (m->consistent_unix_ms)
 		fprintf(f, " %s ago", age(a, sizeof(a), m->consistent_unix_ms, now_ms));
 	fprintf(f, " applied:%" PRIu64 "\n", m->last_applied_txid);
-	fprintf(f, "  journal used:%s size:%s\n", size(a, sizeof(a), m->journal_used_bytes),
+	fprintf(f, "  journal used:%s size:%s", size(a, sizeof(a), m->journal_used_bytes),
 		size(b, sizeof(b), m->journal_size_bytes));
+	if (m->preallocate && *m->preallocate)
+		fprintf(f, " preallocate:%s", m->preallocate);
+	fputc('\n', f);
 	render_peer(f, "master", m->connected_master);
 	if (m->copy) {
 		char p[128];

@@ -75,6 +75,7 @@ static bool detached_status(const char *data_dir, const char *name, struct vol_s
 	s->consistent_unix_ms = mv.consistent ? mtime_ms(mv.dir, "meta") : 0;
 	v->state_since_unix_ms = mtime_ms(mv.dir, "meta");
 	s->journal_size_bytes = file_size(mv.dir, "journal");
+	snprintf(s->preallocate, sizeof(s->preallocate), "%s", mv.sparse ? "sparse" : "full");
 	for (unsigned i = 0; i < mv.n_extents; i++) {
 		char leaf[32];
 		snprintf(leaf, sizeof(leaf), "extent.%u", i);

@@ -44,7 +44,7 @@ static const char usage[] =
 	"                   [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"                   [--admin unix:PATH|none] [--admin-listen HOST:PORT --admin-cert FILE\n"
 	"                    --admin-key FILE --admin-ca FILE --admin-allow FILE]\n"
-	"                   [--metrics HOST:PORT]\n"
+	"                   [--metrics HOST:PORT] [--preallocate full|sparse]\n"
 	"\n"
 	"Accepts masters (frep-client) that present a certificate signed by --ca, and\n"
 	"keeps their mirror volumes under DIR.\n"
@@ -69,6 +69,11 @@ static const char usage[] =
 	"                          admin identities never replicate, and masters never admin\n"
 	"  --metrics HOST:PORT     serve Prometheus metrics on http://HOST:PORT/metrics\n"
 	"                          (port 0 = any)\n"
+	"  --preallocate MODE      for volumes created from now on: full (default)\n"
+	"                          reserves a volume's whole size at creation; sparse\n"
+	"                          keeps holes as holes (thin mirrors), needs room only\n"
+	"                          for what the master has allocated, and allocates each\n"
+	"                          write before acknowledging it; a volume keeps its mode\n"
 	"  --help, --version\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
@@ -80,13 +85,14 @@ struct args {
 	char admin_path[4096];
 	int log_level;
 	uint64_t heartbeat_timeout_ms;
+	bool sparse;
 };
 
 static void parse_args(struct args *a, int argc, char **argv)
 {
 	enum { OPT_KEYLOG = 256, OPT_LOG_LEVEL, OPT_HEARTBEAT_TIMEOUT, OPT_TRACE_TX, OPT_ADMIN,
 	       OPT_ADMIN_LISTEN, OPT_ADMIN_CERT, OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW,
-	       OPT_METRICS };
+	       OPT_METRICS, OPT_PREALLOCATE };
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "data-dir", required_argument, NULL, 'd' },
@@ -105,6 +111,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "admin-ca", required_argument, NULL, OPT_ADMIN_CA },
 		{ "admin-allow", required_argument, NULL, OPT_ADMIN_ALLOW },
 		{ "metrics", required_argument, NULL, OPT_METRICS },
+		{ "preallocate", required_argument, NULL, OPT_PREALLOCATE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -117,7 +124,8 @@ static void parse_args(struct args *a, int argc, char **argv)
 	a->heartbeat_timeout_ms = 30000;
 	opterr = 0;
 	for (;;) {
-		int o = getopt_long(argc, argv, "", opts, NULL);
+		/* The leading ':' tells a missing value (':') from an unknown option ('?'). */
+		int o = getopt_long(argc, argv, ":", opts, NULL);
 		if (o == -1)
 			break;
 		switch (o) {
@@ -139,6 +147,12 @@ static void parse_args(struct args *a, int argc, char **argv)
 			if (!metrics_listen_valid(optarg))
 				bad_arg("--metrics: expected HOST:PORT, got '%s'", optarg);
 			a->metrics = optarg;
+			break;
+		case OPT_PREALLOCATE:
+			if (strcmp(optarg, "full") != 0 && strcmp(optarg, "sparse") != 0)
+				bad_arg("--preallocate: expected full (reserve each volume's space) or "
+					"sparse (thin: keep holes), got '%s'", optarg);
+			a->sparse = strcmp(optarg, "sparse") == 0;
 			break;
 		case OPT_HEARTBEAT_TIMEOUT:
 			if (parse_seconds(optarg, 300, &a->heartbeat_timeout_ms) < 0)
@@ -372,6 +386,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	srv.heartbeat_timeout_ms = a.heartbeat_timeout_ms;
+	srv.sparse = a.sparse;
 	store_set_trace_fd(srv.trace_fd);
 	/* A mirror that crashed replays its journals before anyone can see it. */
 	service_status("replaying the mirror journals in %s", a.data_dir);

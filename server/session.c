@@ -157,6 +157,7 @@ static void publish(struct msession *s)
 	m->journal_used_bytes = s->mv.j ? journal_used(s->mv.j) : 0;
 	m->journal_size_bytes = s->mv.j ? journal_capacity(s->mv.j) : 0;
 	m->volume_size_bytes = s->mv.vol_open ? s->mv.vol.size : 0;
+	snprintf(m->preallocate, sizeof(m->preallocate), "%s", s->mv.sparse ? "sparse" : "full");
 	m->copy.active = (s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC) &&
 			 !s->copy_done;
 	m->copy.done_bytes = s->copy_through;
@@ -306,6 +307,13 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	}
 	if (!owner_ok(s, h))
 		return;
+	/* A volume keeps the mode it was created with: its space is already laid out so. */
+	if (!s->mv.exists)
+		s->mv.sparse = s->srv->sparse;
+	else if (s->mv.sparse != s->srv->sparse)
+		log_info(vol(s), "volume was created with --preallocate=%s and keeps it "
+			 "(this server's --preallocate=%s applies to new volumes)",
+			 s->mv.sparse ? "sparse" : "full", s->srv->sparse ? "sparse" : "full");
 	s->journal_size = h->journal_size;
 	memcpy(s->uuid, h->volume_uuid.data, FREP_UUID_SIZE);
 	s->hello_generation = h->generation;
@@ -377,17 +385,20 @@ static void on_extent_table(struct msession *s, Frep__V1__ExtentTable *t)
 			return;
 		}
 	} else {
+		/* Without allocated_bytes (an older master) the TXs' own allocation still guards. */
 		if (store_create(&s->mv, tls_peer_cn(s->c), s->uuid, t->extent_size,
-				 (unsigned)t->n_extent_size, s->journal_size, &created, &code, err,
-				 sizeof(err)) < 0) {
+				 (unsigned)t->n_extent_size, s->journal_size,
+				 t->has_allocated_bytes ? &t->allocated_bytes : NULL, &created, &code,
+				 err, sizeof(err)) < 0) {
 			session_error(s, code, "%s", err);
 			return;
 		}
 	}
 	if (feed(s, MV_MSG_EXTENT_TABLE, FREP_MSG_EXTENT_TABLE) < 0)
 		return;
-	log_info(vol(s), "extents %s: %zu extent(s), %" PRIu64 " bytes",
-		 created ? "created" : "validated", t->n_extent_size, total);
+	log_info(vol(s), "extents %s: %zu extent(s), %" PRIu64 " bytes, %s",
+		 created ? "created" : "validated", t->n_extent_size, total,
+		 s->mv.sparse ? "sparse" : "space reserved");
 	Frep__V1__PartsReady p = FREP__V1__PARTS_READY__INIT;
 	p.created = created;
 	p.volume_size = total;
@@ -828,6 +839,36 @@ static void on_tx(struct msession *s, Frep__V1__Tx *tx, const struct frame *f)
 }
 
 /*
+ * DUR-15: a sparse mirror allocates the batch's ranges before acknowledging
+ * them, so that no acknowledged TX can fail to apply for lack of space. On
+ * ENOSPC the batch, never acknowledged, leaves the journal too: the mirror
+ * keeps exactly what it acknowledged, and the master, which keeps the rest
+ * journaled (DUR-6), sends it again once there is room. 0, or -1: session over.
+ */
+static int reserve_batch(struct msession *s)
+{
+	for (unsigned i = 0; i < s->n_batch; i++) {
+		const struct journal_rec r = s->batch[i].r;
+		if (store_reserve(&s->mv, &r) == 0)
+			continue;
+		int e = errno;
+		bool full = e == ENOSPC || e == EDQUOT;
+		/* Everything up to acked is applied: make it durable, then drop the rest. */
+		if (store_checkpoint(&s->mv) == 0 && journal_reset(s->mv.j, s->acked) == 0)
+			batch_clear(s);
+		s->expected = s->acked + 1;
+		session_error(s, full ? FREP_E_NO_SPACE : FREP_E_IO,
+			      "allocating %" PRIu64 " bytes at offset %" PRIu64 " for TX %" PRIu64
+			      " before acknowledging it: %s%s", r.length, r.offset, r.txid,
+			      strerror(e), full ? "; free space in the mirror's data dir or move it to a "
+			      "bigger disk, then restart the master: it still holds the TXs not "
+			      "acknowledged" : "");
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * After a batch: make the journal durable, acknowledge, then apply in TXID
  * order from the data received. Applying only durable TXs keeps the extents a
  * prefix of the journal; the journal is read back only by a replay at attach.
@@ -838,6 +879,8 @@ static void commit_batch(struct msession *s)
 		return; /* not sequencing yet */
 	uint64_t last = s->expected - 1;
 	if (last <= s->acked)
+		return;
+	if (reserve_batch(s) < 0)
 		return;
 	/* DUR-7 broken: acknowledged before it is durable. */
 	if (!broken("unsynced-ack") && journal_sync(s->mv.j) < 0) {

@@ -3,6 +3,8 @@
 #define FREP_SERVER_SESSION_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct authz;
 struct tls_conn;
@@ -14,6 +16,7 @@ struct mirror_server {
 	atomic_bool stopping;	   /* set on SIGTERM/SIGINT: sessions say Goodbye and end */
 	int trace_fd;		   /* --trace-tx: a line per applied transaction, or -1 */
 	uint64_t heartbeat_timeout_ms; /* a master silent this long is gone */
+	bool sparse;		   /* --preallocate=sparse: for volumes created from now on */
 };
 
 /*

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "frep/v1/frep.pb-c.h"
@@ -52,6 +53,7 @@ static int open_extents(struct mirror_volume *mv, char *err, size_t err_len)
 	}
 	if (volume_open(&mv->vol, mv->name, paths, mv->n_extents, err, err_len) < 0)
 		goto out;
+	mv->vol.keep_space = !mv->sparse;
 	mv->vol_open = true;
 	rc = 0;
 out:
@@ -144,6 +146,32 @@ int store_apply(struct mirror_volume *mv, const struct journal_rec *r, const voi
 }
 
 /*
+ * Gives space back before the mirror answers NO_SPACE: true if some was
+ * freed, and allocating again may succeed.
+ */
+static bool store_reclaim_space(struct mirror_volume *mv)
+{
+	(void)mv;
+	/* snapshots give space back here (snapset_reclaim) */
+	return false;
+}
+
+int store_reserve(struct mirror_volume *mv, const struct journal_rec *r)
+{
+	if (!mv->sparse || r->op == JOP_TRIM)
+		return 0;
+	for (;;) {
+		if (volume_allocate(&mv->vol, r->offset, r->length) == 0)
+			return 0;
+		int e = errno;
+		if ((e != ENOSPC && e != EDQUOT) || !store_reclaim_space(mv)) {
+			errno = e;
+			return -1;
+		}
+	}
+}
+
+/*
  * Replays the journal onto the extents: after a crash they may lack its tail.
  * The only place the mirror reads its journal back; sessions apply from memory.
  */
@@ -222,6 +250,9 @@ static int load_meta(struct mirror_volume *mv, char *err, size_t err_len)
 	if (meta_get_u64(&md, "copy_base", &mv->copy_base) < 0)
 		mv->copy_base = 0;
 	mv->copy_full = meta_get_u64(&md, "copy_full", &v) == 0 && v == 1;
+	/* Volumes from before --preallocate were all created with their space reserved. */
+	const char *pre = meta_get(&md, "preallocate");
+	mv->sparse = pre && strcmp(pre, "sparse") == 0;
 	/* Extent sizes are the files' own; MAKEPARTS compares them with the master's. */
 	mv->n_extents = (unsigned)n;
 	mv->exists = true;
@@ -246,6 +277,7 @@ int store_save(struct mirror_volume *mv)
 	meta_set_u64(&md, "copy_base", mv->copy_base);
 	meta_set_u64(&md, "copy_full", mv->copy_full);
 	meta_set_u64(&md, "extents", mv->n_extents);
+	meta_set(&md, "preallocate", mv->sparse ? "sparse" : "full");
 	if (path_in(path, sizeof(path), mv, "meta") < 0 || meta_save(path, &md) < 0) {
 		log_error(mv->name, "saving %s: %s", path, strerror(errno));
 		return -1;
@@ -253,13 +285,16 @@ int store_save(struct mirror_volume *mv)
 	return 0;
 }
 
+static uint64_t journal_bytes(uint64_t size)
+{
+	return size < MIRROR_JOURNAL_MIN ? MIRROR_JOURNAL_MIN :
+	       size > MIRROR_JOURNAL_MAX ? MIRROR_JOURNAL_MAX : size;
+}
+
 static int open_journal(struct mirror_volume *mv, uint64_t size, char *err, size_t err_len)
 {
 	char path[4096];
-	if (size < MIRROR_JOURNAL_MIN)
-		size = MIRROR_JOURNAL_MIN;
-	if (size > MIRROR_JOURNAL_MAX)
-		size = MIRROR_JOURNAL_MAX;
+	size = journal_bytes(size);
 	if (path_in(path, sizeof(path), mv, "journal") < 0) {
 		snprintf(err, err_len, "journal path too long");
 		return -1;
@@ -336,17 +371,58 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 	return 0;
 }
 
+/*
+ * MP-3: the data the volume needs now (its whole size when preallocated, what
+ * the master has allocated when thin) and the journal must fit the free space.
+ * Checked before creating anything: a fallocate far past the free space would
+ * fill the disk on some file systems (ext4) before it fails.
+ */
+static int check_free_space(struct mirror_volume *mv, uint64_t data, uint64_t journal_size,
+			    uint32_t *wire_err, char *err, size_t err_len)
+{
+	struct statvfs fs;
+	if (statvfs(mv->dir, &fs) < 0) {
+		*wire_err = FREP_E_IO;
+		snprintf(err, err_len, "statvfs %s: %s", mv->dir, strerror(errno));
+		return -1;
+	}
+	uint64_t free_bytes = (uint64_t)fs.f_bavail * fs.f_frsize;
+	uint64_t journal = journal_bytes(journal_size);
+	uint64_t needed = data > UINT64_MAX - journal ? UINT64_MAX : data + journal;
+	if (needed <= free_bytes)
+		return 0;
+	*wire_err = FREP_E_NO_SPACE;
+	snprintf(err, err_len,
+		 "not enough space for volume %s: it needs %" PRIu64 " MiB (%" PRIu64 " bytes %s "
+		 "and a %" PRIu64 "-byte journal) but %s has %" PRIu64 " MiB free; free space "
+		 "there or put --data-dir on a bigger disk%s",
+		 mv->name, needed / (1 << 20) + (needed % (1 << 20) != 0), data,
+		 mv->sparse ? "the master has allocated" : "to reserve for the whole volume",
+		 journal, mv->dir, free_bytes >> 20,
+		 mv->sparse ? "" : " (or, for a thin volume, run frep-server --preallocate=sparse)");
+	return -1;
+}
+
 int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uuid,
-		 const uint64_t *sizes, unsigned n, uint64_t journal_size, bool *created,
-		 uint32_t *wire_err, char *err, size_t err_len)
+		 const uint64_t *sizes, unsigned n, uint64_t journal_size,
+		 const uint64_t *allocated, bool *created, uint32_t *wire_err, char *err,
+		 size_t err_len)
 {
 	bool no_space = false;
 
-	if (volume_create_or_validate(&mv->vol, mv->name, mv->dir, sizes, n, created, &no_space,
-				      err, err_len) < 0) {
+	uint64_t total = 0;
+	for (unsigned i = 0; i < n; i++)
+		total = sizes[i] > UINT64_MAX - total ? UINT64_MAX : total + sizes[i];
+	if ((!mv->sparse || allocated) &&
+	    check_free_space(mv, mv->sparse ? *allocated : total, journal_size, wire_err, err,
+			     err_len) < 0)
+		return -1;
+	if (volume_create_or_validate(&mv->vol, mv->name, mv->dir, sizes, n, mv->sparse, created,
+				      &no_space, err, err_len) < 0) {
 		*wire_err = no_space ? FREP_E_NO_SPACE : FREP_E_BAD_EXTENTS;
 		return -1;
 	}
+	mv->vol.keep_space = !mv->sparse;
 	mv->vol_open = true;
 	mv->n_extents = n;
 	snprintf(mv->owner, sizeof(mv->owner), "%s", owner);

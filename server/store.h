@@ -16,7 +16,8 @@
  *
  *   DIR/.lock               flock: one frep-server per data dir
  *   DIR/NAME/lock           flock: one session per volume
- *   DIR/NAME/meta           owner, uuid, phase, consistent flag and TXID, extent count
+ *   DIR/NAME/meta           owner, uuid, phase, consistent flag and TXID, extent count,
+ *                           preallocation mode
  *   DIR/NAME/journal        the mirror's own journal of received transactions
  *   DIR/NAME/extent.0 ...   the extents, same count and sizes as the master's
  *   DIR/NAME/snapshots/     copy-before-write snapshots (snapshot.h)
@@ -36,6 +37,13 @@ struct mirror_volume {
 	uint64_t copy_base;
 	bool copy_full;
 	unsigned n_extents;
+	/*
+	 * --preallocate=sparse when the volume was created (persisted; the volume
+	 * keeps it): extents start as holes, and each write or zero TX is
+	 * allocated before it is acknowledged (store_reserve). Otherwise their
+	 * space is reserved at creation and kept (vol.keep_space).
+	 */
+	bool sparse;
 
 	struct volume vol;	/* open once extents exist */
 	bool vol_open;
@@ -63,10 +71,22 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 /*
  * MAKEPARTS for a new volume: creates the extents (or validates leftovers from an
  * interrupted creation; *created says which) and the journal, pins owner and uuid.
+ * The caller sets mv->sparse first. The journal and the volume's size, or when
+ * sparse *allocated (NULL: the master did not say, nothing is checked), must fit
+ * the data dir's free space, or FREP_E_NO_SPACE with err saying so.
  */
 int store_create(struct mirror_volume *mv, const char *owner, const uint8_t *uuid,
-		 const uint64_t *sizes, unsigned n, uint64_t journal_size, bool *created,
-		 uint32_t *wire_err, char *err, size_t err_len);
+		 const uint64_t *sizes, unsigned n, uint64_t journal_size,
+		 const uint64_t *allocated, bool *created, uint32_t *wire_err, char *err,
+		 size_t err_len);
+
+/*
+ * Sparse volumes: allocates what TX r will write (write and zero; a trim
+ * needs nothing) before it is acknowledged (spec DUR-15), so that applying it
+ * cannot fail for lack of space. Nothing to do for a preallocated volume.
+ * 0, or -1 with errno (ENOSPC, EDQUOT: the disk is full).
+ */
+int store_reserve(struct mirror_volume *mv, const struct journal_rec *r);
 
 /*
  * Applies one durable journaled transaction to the extents (data: its

@@ -108,6 +108,7 @@ static void fill_mirror(struct mirror_vol *x)
 	x->m.last_applied_txid = 812;
 	x->m.journal_used_bytes = 5 * MIB / 4;
 	x->m.journal_size_bytes = 64 * MIB;
+	x->m.preallocate = "sparse";
 	x->m.connected_master = &x->master;
 	x->master.address = "127.0.0.1:53422";
 	x->master.identity = "master-1";
@@ -306,7 +307,7 @@ static void test_render_mirror(void **state)
 	assert_string_equal(s,
 		"db role:MIRROR state:INSYNC since:2h00m\n"
 		"  owner:master-1 consistent@812 1s ago applied:812\n"
-		"  journal used:1.2M size:64M\n"
+		"  journal used:1.2M size:64M preallocate:sparse\n"
 		"  master:master-1 address:127.0.0.1:53422 lanes:1 "
 		"cipher:TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256 compression:2.50\n");
 	free(s);

@@ -53,6 +53,7 @@ assert all(c.find("properties/property[@name='clauses']").get("value") for c in 
 PY
 }
 
+# MIRROR_OPTS: more frep-server options (test-conform-mirror-thin.sh: --preallocate=sparse).
 # The mirror runs from a launcher script so that --restart-cmd, run by
 # frep-conform, can start it again on the same port after a power cut.
 mirror_scripts() {
@@ -68,7 +69,7 @@ log=$T/mirror-\$n.log
 env LD_PRELOAD="$SHIM" CRASHFS_ROOT="$data" CRASHFS_SIGNAL=USR2 ${MIRROR_ENV:-} \\
 	ASAN_OPTIONS="$ASAN_OPTIONS:verify_asan_link_order=0" FREP_TEST_FRAME_MS=$FRAME_BOUND_MS \\
 	"$BIN/${MIRROR_BIN:-frep-server}" --listen "127.0.0.1:\$port" --data-dir "$data" --cert "$PKI/server.crt" \\
-	--key "$PKI/server.key" --ca "$PKI/ca.crt" --heartbeat-timeout $PEER_TIMEOUT_S \\
+	--key "$PKI/server.key" --ca "$PKI/ca.crt" --heartbeat-timeout $PEER_TIMEOUT_S ${MIRROR_OPTS:-} \\
 	>"\$log" 2>&1 &
 echo \$! >"$T/mirror.pid"
 for _ in \$(seq 200); do

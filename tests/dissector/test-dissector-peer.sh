@@ -85,11 +85,11 @@ expect ERROR
 expect-close
 EOF2
 # Values the spec forbids, each refused with an ERROR: a 65-byte volume name (HS-2),
-# an extent of 5000 bytes (MP-1), a TX_WRITE whose length is not its data's (SEQ-2).
+# an extent of 5000 bytes (MP-1) with more bytes allocated than that (MP-7), a TX_WRITE whose length is not its data's (SEQ-2).
 long=$(printf 'v%.0s' $(seq 65))
 hello "$long" 1 "$UUID" 1 hello-long.bin
 refused long 1 'volume' <<<'send HELLO hello-long.bin'
-enc ExtentTable "$W/ext5000.bin" <<<'extent_size: 5000'
+enc ExtentTable "$W/ext5000.bin" <<<'extent_size: 5000 allocated_bytes: 8192'
 hello pe
 refused extents 7 '5000' <<'EOF2'
 send HELLO hello-pe.bin
@@ -178,6 +178,7 @@ expert(error, "frep.peer_error.severe", "ERROR UNEXPECTED (severe): RESUME is il
 # The refused values are flagged where they are, and so are the ERRORs they bring.
 expert(frames[36], "frep.limit.exceeded", "volume is 65 bytes: 1..64 (HS-2)")
 expert(frames[40], "frep.limit.exceeded", "extent 0 is 5000 bytes: a non-zero multiple of 4096 (MP-1)")
+expert(frames[40], "frep.body.inconsistent", "allocated_bytes 8192 exceeds the volume's 5000 bytes (MP-7)")
 expert(frames[50], "frep.body.inconsistent", "TX_WRITE of length 8192 carries 4096 data bytes (SEQ-2)")
 for i in (37, 41, 51):
 	expert(frames[i], "frep.peer_error.severe", "(severe)")
@@ -190,7 +191,8 @@ expected_flags = sorted([(10, "frep.seq.gap"), (11, "frep.seq.resend"), (12, "fr
 			 (13, "frep.seq.resent"), (14, "frep.seq.resent"), (19, "frep.vfy.mismatch"),
 			 (35, "frep.peer_error.severe"),
 			 (36, "frep.limit.exceeded"), (37, "frep.peer_error.severe"),
-			 (40, "frep.limit.exceeded"), (41, "frep.peer_error.severe"),
+			 (40, "frep.body.inconsistent"), (40, "frep.limit.exceeded"),
+			 (41, "frep.peer_error.severe"),
 			 (50, "frep.body.inconsistent"), (51, "frep.peer_error.severe")])
 if flagged != expected_flags:
 	problems.append("expert info (frame index, name) %s, expected %s" % (flagged, expected_flags))

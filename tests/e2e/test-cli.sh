@@ -43,6 +43,8 @@ S=("$BIN/frep-server" --listen 127.0.0.1:0 --data-dir "$T/d" --cert "$PKI/server
 expect_exit2 '--listen: expected HOST\[:PORT\]' "${S[@]}" --listen 'x:y:z'
 expect_exit2 '--data-dir is required' "$BIN/frep-server" --listen 127.0.0.1:0
 expect_exit2 "--log-level: expected error, warn, info or debug" "${S[@]}" --log-level loud
+expect_exit2 "--preallocate: expected full .* or sparse .*, got 'bogus'" "${S[@]}" --preallocate=bogus
+expect_exit2 '--preallocate needs a value' "${S[@]}" --preallocate
 
 # Exclusive use: a second server on the same data dir, a second client on the same journal.
 start_server

@@ -41,7 +41,8 @@ SMALL_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SMALL_LOG" | cut -d: 
 mkvol "$T/big0" 256M
 SERVER_PORT=$SMALL_PORT start_client big "$T/big0" master-1 --journal-size 4M
 wait_log "$T/client-big.log" 'state MAKEPARTS -> ERROR.*NO_SPACE' 20
-wait_log "$SMALL_LOG" 'NO_SPACE' 5
+wait_log "$SMALL_LOG" 'NO_SPACE: not enough space for volume big: it needs 32[0-9] MiB \(268435456 bytes to reserve for the whole volume and a 67108864-byte journal\) but .* has 3[0-2] MiB free; free space there or put --data-dir on a bigger disk \(or, for a thin volume, run frep-server --preallocate=sparse\)' 5
+[ ! -e "/proc/$SMALL_PID/root$T/small/data/big/extent.0" ] || fail "the refused volume left an extent"
 alive "$SMALL_PID" "frep-server (small)"
 
 # The first server still serves a new volume while all that happened.

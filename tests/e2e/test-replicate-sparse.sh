@@ -8,8 +8,9 @@ mkvol "$T/e0" 48M; mkvol "$T/e1" 20M; mkvol "$T/e2" 64M
 fill "$T/e0" 2 3 a; fill "$T/e0" 46 2 b; fill "$T/e1" 0 1 c; fill "$T/e2" 63 1 d
 EXT="$T/e0,$T/e1,$T/e2"
 
-# A stale mirror extent must become identical too: holes are punched on the mirror.
-start_server
+# A stale mirror extent must become identical too: holes are punched on a thin mirror
+# (a preallocated one zeroes them in place, keeping the space: test-thin-mirror.sh).
+start_server --preallocate=sparse
 start_client vol0 "$EXT"
 wait_log "$SERVER_LOG" 'volume=vol0 .*state REPLICATE -> INSYNC' 30
 wait_log "$T/client-vol0.log" 'state REPLICATE -> INSYNC' 10

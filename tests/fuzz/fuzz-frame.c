@@ -88,7 +88,9 @@ static void read_fields(const struct frame *f)
 		uint64_t sum = 0;
 		for (size_t i = 0; i < t->n_extent_size; i++)
 			sum += t->extent_size[i];
-		snprintf(line, sizeof(line), "%zu %llu", t->n_extent_size, (unsigned long long)sum);
+		snprintf(line, sizeof(line), "%zu %llu %d %llu", t->n_extent_size,
+			 (unsigned long long)sum, (int)t->has_allocated_bytes,
+			 (unsigned long long)t->allocated_bytes);
 		break;
 	}
 	default:

@@ -80,6 +80,8 @@ static void master_session(struct tls_conn *c, bool whole)
 	Frep__V1__ExtentTable t = FREP__V1__EXTENT_TABLE__INIT;
 	t.n_extent_size = 2;
 	t.extent_size = sizes;
+	t.has_allocated_bytes = true; /* MP-7: the master's data, here all of it */
+	t.allocated_bytes = sizes[0] + sizes[1];
 	send_one(c, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0);
 
 	Frep__V1__StartCopy sc = FREP__V1__START_COPY__INIT;

@@ -335,6 +335,87 @@ static void test_open_errors(void **state)
 	assert_null(v.name);
 }
 
+/*
+ * Thin mirrors: allocated bytes count what SEEK_DATA finds; volume_allocate
+ * reserves blocks without changing what reads return; with keep_space a punch
+ * zeroes and keeps the blocks.
+ */
+static blkcnt_t blocks(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	return st.st_blocks;
+}
+
+static void test_allocate_keep_space(void **state)
+{
+	struct fixture *f = *state;
+	unsigned char w[4096], r[8192], zero[8192] = { 0 };
+	uint64_t bytes;
+
+	assert_int_equal(volume_allocated(&f->v, &bytes), 0);
+	assert_int_equal(bytes, 0);
+	pattern(w, sizeof(w), 7);
+	assert_int_equal(volume_pwrite(&f->v, w, sizeof(w), 0), 0);
+	assert_int_equal(volume_pwrite(&f->v, w, sizeof(w), 20480), 0);
+	assert_int_equal(volume_allocated(&f->v, &bytes), 0);
+	assert_int_equal(bytes, 8192);
+
+	/* Extent 1 (8192..20480) is a hole: allocating it reserves, reads stay zero. */
+	assert_int_equal(blocks(f->paths[1]), 0);
+	assert_int_equal(volume_allocate(&f->v, 8192, 8192), 0);
+	assert_true(blocks(f->paths[1]) >= 8192 / 512);
+	assert_int_equal(volume_pread(&f->v, r, sizeof(r), 8192), 0);
+	assert_memory_equal(r, zero, sizeof(r));
+	struct stat st;
+	assert_int_equal(stat(f->paths[1], &st), 0);
+	assert_int_equal(st.st_size, 12288); /* KEEP_SIZE */
+	assert_int_equal(volume_allocate(&f->v, 20000, 8192), -1);
+	assert_int_equal(errno, EINVAL);
+
+	/* keep_space: the punch reads zeros, the blocks stay. */
+	blkcnt_t before = blocks(f->paths[0]);
+	f->v.keep_space = true;
+	assert_int_equal(volume_punch(&f->v, 0, 4096), 0);
+	assert_int_equal(blocks(f->paths[0]), before);
+	assert_int_equal(volume_pread(&f->v, r, 4096, 0), 0);
+	assert_memory_equal(r, zero, 4096);
+	/* Without ZERO_RANGE (tmpfs): punched and allocated again, the same outcome. */
+	assert_int_equal(volume_pwrite(&f->v, w, sizeof(w), 0), 0);
+	fail_fallocate_call = fallocate_calls + 1;
+	fail_fallocate_errno = EOPNOTSUPP;
+	assert_int_equal(volume_punch(&f->v, 0, 4096), 0);
+	fail_fallocate_call = 0;
+	assert_int_equal(blocks(f->paths[0]), before);
+	assert_int_equal(volume_pread(&f->v, r, 4096, 0), 0);
+	assert_memory_equal(r, zero, 4096);
+	/* Without it the punch gives the blocks back. */
+	f->v.keep_space = false;
+	assert_int_equal(volume_pwrite(&f->v, w, sizeof(w), 0), 0);
+	assert_int_equal(volume_punch(&f->v, 0, 8192), 0);
+	assert_int_equal(blocks(f->paths[0]), 0);
+}
+
+static void test_create_sparse(void **state)
+{
+	struct fixture *f = *state;
+	struct volume v;
+	char dir[128], err[8192], p[320];
+	bool created, no_space;
+
+	snprintf(dir, sizeof(dir), "%s/thin", f->dir);
+	if (volume_create_or_validate(&v, "m", dir, sizes3, 3, true, &created, &no_space, err,
+				      sizeof(err)) < 0)
+		fail_msg("create sparse: %s", err);
+	assert_true(created);
+	assert_int_equal(v.size, 24576);
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/extent.%u", dir, i);
+		assert_int_equal(blocks(p), 0);
+	}
+	volume_close(&v);
+}
+
 /* ------------------------------------------------------- create_or_validate */
 
 static void test_create_validate(void **state)
@@ -346,7 +427,7 @@ static void test_create_validate(void **state)
 	struct stat st;
 
 	snprintf(dir, sizeof(dir), "%s/mirror", f->dir);
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, &created, &no_space,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, false, &created, &no_space,
 						   err, sizeof(err)),
 			 0);
 	assert_true(created);
@@ -366,7 +447,7 @@ static void test_create_validate(void **state)
 	volume_close(&v);
 
 	/* Same table: validated, contents kept. */
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, &created, &no_space,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, false, &created, &no_space,
 						   err, sizeof(err)),
 			 0);
 	assert_false(created);
@@ -376,7 +457,7 @@ static void test_create_validate(void **state)
 
 	/* Count mismatch. */
 	err[0] = '\0';
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 2, &created, &no_space,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 2, false, &created, &no_space,
 						   err, sizeof(err)),
 			 -1);
 	assert_non_null(strstr(err, "extent count mismatch"));
@@ -386,7 +467,7 @@ static void test_create_validate(void **state)
 	/* Size mismatch names the extent and both sizes. */
 	const uint64_t other[] = { 8192, 16384, 4096 };
 	err[0] = '\0';
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, other, 3, &created, &no_space,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, other, 3, false, &created, &no_space,
 						   err, sizeof(err)),
 			 -1);
 	snprintf(p, sizeof(p), "%s/extent.1 size mismatch: expected 16384, found 12288", dir);
@@ -424,7 +505,7 @@ static void test_table_malformed(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
 		err[0] = '\0';
 		no_space = true;
-		assert_int_equal(volume_create_or_validate(&v, "m", dir, t[i].sizes, t[i].n,
+		assert_int_equal(volume_create_or_validate(&v, "m", dir, t[i].sizes, t[i].n, false,
 							   &created, &no_space, err, sizeof(err)),
 				 -1);
 		assert_false(no_space);
@@ -435,7 +516,7 @@ static void test_table_malformed(void **state)
 		assert_int_equal(access(dir, F_OK), -1);
 	}
 	/* The maximum count is fine. */
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, many, FREP_MAX_EXTENTS, &created,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, many, FREP_MAX_EXTENTS, false, &created,
 						   &no_space, err, sizeof(err)),
 			 0);
 	assert_int_equal(v.n, FREP_MAX_EXTENTS);
@@ -463,7 +544,7 @@ static void test_no_space(void **state)
 		fail_fallocate_call = 2;
 		fail_fallocate_errno = t[i].err;
 		err[0] = '\0';
-		int rc = volume_create_or_validate(&v, "m", dir, sizes3, 3, &created, &no_space,
+		int rc = volume_create_or_validate(&v, "m", dir, sizes3, 3, false, &created, &no_space,
 						   err, sizeof(err));
 		fail_fallocate_call = 0;
 		assert_int_equal(rc, -1);
@@ -479,7 +560,7 @@ static void test_no_space(void **state)
 		}
 	}
 	/* Space again: created. */
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, &created, &no_space,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, false, &created, &no_space,
 						   err, sizeof(err)),
 			 0);
 	assert_true(created);
@@ -500,14 +581,14 @@ static void test_interrupted_creation(void **state)
 		snprintf(p, sizeof(p), "%s/extent.%u", dir, i);
 		close(open(p, O_RDWR | O_CREAT, 0600));
 	}
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, &created, &no_space,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, false, &created, &no_space,
 						   err, sizeof(err)),
 			 0);
 	assert_true(created);
 	volume_close(&v);
 	snprintf(p, sizeof(p), "%s/extent.3", dir);
 	assert_int_equal(access(p, F_OK), -1);
-	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, &created, &no_space,
+	assert_int_equal(volume_create_or_validate(&v, "m", dir, sizes3, 3, false, &created, &no_space,
 						   err, sizeof(err)),
 			 0);
 	assert_false(created);
@@ -523,6 +604,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hash, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_punch_zero_next_data, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_allocate_keep_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_sparse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_validate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_table_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_space, setup, teardown),
