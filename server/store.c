@@ -151,9 +151,9 @@ int store_apply(struct mirror_volume *mv, const struct journal_rec *r, const voi
  */
 static bool store_reclaim_space(struct mirror_volume *mv)
 {
-	(void)mv;
-	/* snapshots give space back here (snapset_reclaim) */
-	return false;
+	/* Replication before snapshots: the oldest one goes first. */
+	return mv->snaps && snapset_reclaim(mv->snaps, "no space left for the mirror's own writes: "
+					    "snapshots give way to replication");
 }
 
 int store_reserve(struct mirror_volume *mv, const struct journal_rec *r)

@@ -10,7 +10,9 @@ mkvol "$T/e0" 16M
 fill "$T/e0" 0 2 a
 fill "$T/e0" 8 1 b
 M=$(mirror_extents db 1)
-start_server
+# A thin mirror: the master's holes stay holes. (A fully reserved one keeps them as
+# unwritten extents, which ext4 reports as data once they have been read.)
+start_server --preallocate=sparse
 start_client db "$T/e0" master-1
 wait_status db state INSYNC 20
 wait_converged "$T/e0" "$M" 20
@@ -108,7 +110,7 @@ sctl export db@s2 --nbd "unix:$SOCK2" >/dev/null
 nbdcopy "nbd+unix:///db@s2?socket=$SOCK2" "$T/s2.img" || fail "nbdcopy db@s2"
 stop "$SERVER_PID"
 grep -Eq 'export db@s2 ended: frep-server is shutting down' "$SERVER_LOG" || fail "no end at shutdown"
-SERVER_PORT_WANTED=$SERVER_PORT start_server
+SERVER_PORT_WANTED=$SERVER_PORT start_server --preallocate=sparse
 wait_log "$SERVER_LOG" 'export db@s2: serving read-only' 20
 nbdcopy "nbd+unix:///db@s2?socket=$SOCK2" "$T/s2-again.img" || fail "db@s2 after the restart"
 cmp "$T/s2.img" "$T/s2-again.img" || fail "db@s2 changed across the restart"

@@ -45,7 +45,7 @@ static int setup(void **state)
 	snprintf(t->voldir, sizeof(t->voldir), "%s/vol", t->dir);
 	assert_int_equal(store_open(&t->mv, t->dir, "vol", &code, err, sizeof(err)), 0);
 	assert_int_equal(store_attach(&t->mv, &code, err, sizeof(err)), 0);
-	assert_int_equal(store_create(&t->mv, "m", uuid, &size, 1, 0, &created, &code, err, sizeof(err)), 0);
+	assert_int_equal(store_create(&t->mv, "m", uuid, &size, 1, 0, NULL, &created, &code, err, sizeof(err)), 0);
 	/* An INSYNC, consistent mirror: snapshots may be taken. */
 	t->mv.phase = FREP__V1__PHASE__PHASE_INSYNC;
 	t->mv.consistent = true;
