@@ -101,6 +101,27 @@ start_server() {
 	SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | tail -n1 | cut -d: -f2)
 }
 
+# start_server_small SIZE [EXTRA ARGS...]: frep-server with its data dir on a SIZE tmpfs
+# in a mount namespace of its own: a small disk to run out of space on. Sets SERVER_PID,
+# SERVER_PORT, SERVER_LOG ($T/server.log, or $SMALL_LOG) and MNT, the tmpfs as the
+# server sees it (data dir $MNT/data).
+start_server_small() {
+	local size=$1
+	shift
+	mkdir -p "$T/small"
+	SERVER_LOG=${SMALL_LOG:-$T/server.log}
+	: >"$SERVER_LOG"
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	unshare -m bash -c 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"' _ \
+		"$size" "$T/small" "$BIN/frep-server" --listen 127.0.0.1:0 --data-dir "$T/small/data" \
+		--cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" "$@" >>"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	wait_log "$SERVER_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
+	SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | cut -d: -f2)
+	MNT=/proc/$SERVER_PID/root$T/small
+}
+
 # start_client NAME EXTENTS [CN] [EXTRA ARGS...]: frep-client for volume NAME
 # (EXTENTS comma-separated) with certificate CN (default master-1), NBD on
 # $T/NAME.sock, journal $T/NAME.journal. Sets CLIENT_PID; log $T/client-NAME.log.

@@ -10,18 +10,9 @@ certs master-1
 
 mkvol "$T/e0" 24M; fill "$T/e0" 0 2 d
 LOG=$T/client-vol.log
-mkdir -p "$T/small"
 # The mirror's data dir on a 112 MiB tmpfs in its own mount namespace: room for the
 # 24 MiB volume and the mirror's 64 MiB journal (its minimum), until the filler takes the rest.
-SERVER_LOG=$T/server.log
-unshare -m bash -c "mount -t tmpfs -o size=112M tmpfs '$T/small' && exec '$BIN/frep-server' \
-	--listen 127.0.0.1:0 --data-dir '$T/small/data' --cert '$PKI/server.crt' \
-	--key '$PKI/server.key' --ca '$PKI/ca.crt' --preallocate=sparse" >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-wait_log "$SERVER_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
-SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | cut -d: -f2)
-MNT=/proc/$SERVER_PID/root$T/small   # the tmpfs as the server sees it
+start_server_small 112M --preallocate=sparse
 start_client vol "$T/e0" master-1 --journal-size 2M
 wait_status vol state INSYNC 20
 

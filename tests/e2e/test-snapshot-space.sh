@@ -9,18 +9,9 @@ certs master-1
 LOG=$T/client-vol.log
 
 mkvol "$T/e0" 24M; fill "$T/e0" 0 24 a
-mkdir -p "$T/small"
 # 24 MiB volume + the mirror's 64 MiB journal (its minimum) = 88 MiB of 104: room for
 # 16 MiB of snapshot copies, less than one full overwrite per snapshot.
-SERVER_LOG=$T/server.log
-unshare -m bash -c "mount -t tmpfs -o size=104M tmpfs '$T/small' && exec '$BIN/frep-server' \
-	--listen 127.0.0.1:0 --data-dir '$T/small/data' --cert '$PKI/server.crt' \
-	--key '$PKI/server.key' --ca '$PKI/ca.crt'" >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-PIDS+=("$SERVER_PID")
-wait_log "$SERVER_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
-SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SERVER_LOG" | cut -d: -f2)
-MNT=/proc/$SERVER_PID/root$T/small # the tmpfs as the server sees it
+start_server_small 104M
 start_client vol "$T/e0" master-1 --journal-size 2M
 wait_status vol state INSYNC 30
 

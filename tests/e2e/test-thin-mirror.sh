@@ -57,18 +57,10 @@ mkvol "$T/thin0" 32G
 fill "$T/thin0" 0 2 a
 fill "$T/thin0" 10000 2 b
 fill "$T/thin0" 32766 1 c
-mkdir -p "$T/small"
 SMALL_LOG=$T/server-small.log
 SMALL_SOCK=$T/admin-small.sock
-unshare -m bash -c "mount -t tmpfs -o size=200M tmpfs '$T/small' && exec '$BIN/frep-server' \
-	--listen 127.0.0.1:0 --data-dir '$T/small/data' --cert '$PKI/server.crt' \
-	--key '$PKI/server.key' --ca '$PKI/ca.crt' --admin 'unix:$SMALL_SOCK' \
-	--preallocate=sparse" >"$SMALL_LOG" 2>&1 &
-SMALL_PID=$!
-PIDS+=("$SMALL_PID")
-wait_log "$SMALL_LOG" 'listening on 127\.0\.0\.1:[0-9]+' 20
-SERVER_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$SMALL_LOG" | cut -d: -f2)
-MNT=/proc/$SMALL_PID/root$T/small # the tmpfs as the server sees it
+start_server_small 200M --admin "unix:$SMALL_SOCK" --preallocate=sparse
+SMALL_PID=$SERVER_PID
 start_client thin "$T/thin0" master-1 --journal-size 16M
 wait_status thin state INSYNC 40
 grep -Eq 'volume=thin .*extents created: 1 extent\(s\), 34359738368 bytes, sparse' "$SMALL_LOG" ||
