@@ -92,8 +92,17 @@ static bool detached_status(const char *data_dir, const char *name, struct vol_s
 
 static bool volume_status(const struct mirror_server *srv, const char *name, struct vol_status *v)
 {
-	if (!registry_get(name, v) && !detached_status(srv->data_dir, name, v))
+	if (registry_get(name, v)) {
+		/* The session publishes between batches; snapshots change under the admin thread. */
+		char err[256];
+		struct snapset *ss = snapset_get(srv->data_dir, name, err, sizeof(err));
+		if (ss) {
+			snapset_status(ss, &v->mirror);
+			snapset_put(ss);
+		}
+	} else if (!detached_status(srv->data_dir, name, v)) {
 		return false;
+	}
 	v->mirror.exports = export_count(name);
 	return true;
 }

@@ -88,9 +88,57 @@ static int base_write(struct mirror_volume *mv, uint32_t op, uint64_t off, uint6
 	return snapset_modify(mv->snaps, &mv->vol, &r, do_base_write, &w);
 }
 
+enum { COPY_CMP_BUF = 1 << 20 };
+
+/*
+ * A copy pass rewrites regions the mirror mostly holds already (a full resync:
+ * all of them). With snapshots alive, only chunks that differ are written, so
+ * that a snapshot saves what changed rather than the whole pass: otherwise the
+ * pre-resync snapshot of a full resync would need the volume's size again.
+ */
+static int copy_changed(struct mirror_volume *mv, uint64_t off, uint64_t len, const uint8_t *data)
+{
+	if (!mv->cmp_buf && !(mv->cmp_buf = malloc(COPY_CMP_BUF)))
+		return base_write(mv, JOP_WRITE, off, len, data, 0);
+	for (uint64_t done = 0; done < len;) {
+		uint64_t n = len - done < COPY_CMP_BUF ? len - done : COPY_CMP_BUF;
+		if (volume_pread(&mv->vol, mv->cmp_buf, n, off + done) < 0)
+			return -1;
+		/* Runs of differing chunks, each written once. */
+		for (uint64_t k = 0; k < n;) {
+			uint64_t piece = n - k < SNAP_CHUNK ? n - k : SNAP_CHUNK;
+			if (memcmp(mv->cmp_buf + k, data + done + k, piece) == 0) {
+				k += piece;
+				continue;
+			}
+			uint64_t end = k + piece;
+			while (end < n) {
+				uint64_t p = n - end < SNAP_CHUNK ? n - end : SNAP_CHUNK;
+				if (memcmp(mv->cmp_buf + end, data + done + end, p) == 0)
+					break;
+				end += p;
+			}
+			if (base_write(mv, JOP_WRITE, off + done + k, end - k, data + done + k, 0) < 0)
+				return -1;
+			k = end;
+		}
+		done += n;
+	}
+	return 0;
+}
+
 int store_copy_write(struct mirror_volume *mv, uint32_t op, uint64_t off, uint64_t len,
 		     const void *data)
 {
+	if (mv->snaps && snapset_active(mv->snaps)) {
+		if (op == JOP_WRITE)
+			return copy_changed(mv, off, len, data);
+		/* A hole where the mirror holds no data already changes nothing. */
+		uint64_t d, de;
+		int found = volume_next_data(&mv->vol, off, &d, &de);
+		if (found == 0 || (found == 1 && d >= off + len))
+			return 0;
+	}
 	return base_write(mv, op, off, len, data, 0); /* newer than every snapshot */
 }
 
@@ -510,6 +558,7 @@ void store_close(struct mirror_volume *mv)
 		snapset_set_holder(mv->snaps, false, false, 0);
 		snapset_put(mv->snaps);
 	}
+	free(mv->cmp_buf);
 	if (mv->j)
 		journal_close(mv->j);
 	if (mv->vol_open)

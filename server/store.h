@@ -50,6 +50,7 @@ struct mirror_volume {
 	struct journal *j;
 	uint64_t applied_txid;	/* last TXID applied to the extents */
 	struct snapset *snaps;	/* this volume's snapshots, once it exists */
+	uint8_t *cmp_buf;	/* a copy pass compares with it while snapshots are alive */
 };
 
 /*

@@ -37,6 +37,15 @@ qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0xa5 0 4M' >/dev/null || fail "writ
 read_snapshot vol pre-resync "$T/pre.img"
 cmp "$T/pre.img" "$T/before.img" || fail "pre-resync is not the mirror's last consistent state"
 
+# A snapshot saves only what the pass changes: the 4 MiB the master rewrote, not the
+# 10 MiB it has copied (a full resync rewrites what the mirror mostly has already).
+copied_past() {
+	[ "$(mctl --json status vol | jq -r '.volumes[0].mirror.copy.done_bytes // 0')" -ge "$1" ]
+}
+wait_for 20 "the pass to copy 10 MiB" copied_past $((10 << 20))
+used=$(mctl --json snapshot list vol | jq -r '.snapshots[0].used_bytes')
+[ "$used" -le $(((4 << 20) + (64 << 10))) ] || fail "pre-resync holds $used bytes: more than the 4 MiB that changed"
+
 # The resync dies half-way: the master is killed. pre-resync stays, readable.
 kill -KILL "$CLIENT_PID"
 wait "$CLIENT_PID" 2>/dev/null || true
