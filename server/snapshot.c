@@ -255,8 +255,12 @@ static void describe(const struct snapset *ss, const struct snap *s, struct stat
 
 /*
  * Gives up snapshot s: durably marked invalid first (a crash then never
- * brings back a snapshot whose chunks the base no longer has), then the
- * readers' header, then its space. Called with ss->mu held.
+ * brings back a snapshot whose chunks the base no longer has), then its
+ * space. The mark that counts is the map header's valid word, which readers
+ * also watch: it lives in a block written at creation, so rewriting it needs
+ * no new space, and a snapshot is most often given up because the disk is
+ * full. The meta, which a full disk may refuse, only adds the reason.
+ * Called with ss->mu held.
  */
 static void invalidate(struct snapset *ss, struct snap *s, const char *why)
 {
@@ -265,14 +269,16 @@ static void invalidate(struct snapset *ss, struct snap *s, const char *why)
 	s->valid = false;
 	s->invalidated_ms = wall_ms();
 	snprintf(s->reason, sizeof(s->reason), "%s", why);
-	if (save_meta(ss, s) < 0)
-		log_error(ss->volume, "snapshot %s: saving its invalid state: %s", s->name,
-			  strerror(errno));
 	uint32_t zero = 0;
 	if (s->map_fd >= 0 &&
-	    pwrite(s->map_fd, &zero, sizeof(zero), offsetof(struct map_header, valid)) < 0)
+	    (pwrite(s->map_fd, &zero, sizeof(zero), offsetof(struct map_header, valid)) !=
+		     (ssize_t)sizeof(zero) ||
+	     fdatasync(s->map_fd) < 0))
 		log_error(ss->volume, "snapshot %s: marking its map invalid: %s", s->name,
 			  strerror(errno));
+	if (save_meta(ss, s) < 0)
+		log_warn(ss->volume, "snapshot %s: saving why it is invalid: %s (its map says it is "
+			 "invalid; after a restart the reason is not known)", s->name, strerror(errno));
 	if (gone_hook)
 		gone_hook(ss->volume, s->name, why);
 	if (s->overlay_fd >= 0 && ftruncate(s->overlay_fd, 0) < 0)
@@ -320,6 +326,13 @@ static int open_files(struct snapset *ss, struct snap *s, bool create, char *err
 	    h.size != ss->size || h.txid != s->txid) {
 		snprintf(err, err_len, "%s: not the map of this snapshot", path);
 		errno = EBADMSG;
+		return -1;
+	}
+	if (h.valid != 1) {
+		/* Invalidated on a disk too full to save the meta as well. */
+		snprintf(err, err_len, "invalidated before a restart, its reason not saved "
+			 "(the disk was likely full)");
+		errno = ESTALE;
 		return -1;
 	}
 	if (pread(s->map_fd, s->bits, nbits, MAP_HEADER) != (ssize_t)nbits)
@@ -397,7 +410,10 @@ static int load(struct snapset *ss, char *err, size_t err_len)
 		s->invalidated_ms = meta_get_u64(&md, "invalidated_ms", &v) == 0 ? (int64_t)v : 0;
 		snprintf(s->reason, sizeof(s->reason), "%s", meta_get(&md, "reason") ? meta_get(&md, "reason") : "");
 		if (s->valid && open_files(ss, s, false, err, err_len) < 0) {
-			log_error(ss->volume, "snapshot %s: %s", s->name, err);
+			if (errno == ESTALE)
+				log_warn(ss->volume, "snapshot %s: %s", s->name, err);
+			else
+				log_error(ss->volume, "snapshot %s: %s", s->name, err);
 			s->valid = true; /* so that invalidate() records it */
 			invalidate(ss, s, err);
 		}

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,6 +273,45 @@ static void test_half_created_snapshot_is_removed(void **state)
 	assert_false(snapset_exists(t->mv.snaps, "torn"));
 }
 
+/*
+ * On a full disk the meta cannot be rewritten, so an invalidation's durable
+ * mark is the map's valid word alone (spec: u32 at offset 8 of S/map). A
+ * snapshot whose meta still says valid but whose map says invalid reloads
+ * invalid, never as content the base no longer has.
+ */
+static void test_map_mark_alone_invalidates(void **state)
+{
+	struct t *t = *state;
+	char path[256], err[256];
+	uint32_t code, zero = 0;
+	apply(t, JOP_WRITE, 0, VOL, 0x44);
+	create(t, "full");
+	store_close(&t->mv);
+	snprintf(path, sizeof(path), "%s/snapshots/full/map", t->voldir);
+	int fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, &zero, sizeof(zero), 8), sizeof(zero));
+	close(fd);
+	assert_int_equal(store_open(&t->mv, t->dir, "vol", &code, err, sizeof(err)), 0);
+	assert_int_equal(store_attach(&t->mv, &code, err, sizeof(err)), 0);
+	struct status_snapshot *list;
+	size_t n;
+	assert_int_equal(snapset_list(t->mv.snaps, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_false(list[0].valid);
+	assert_non_null(strstr(list[0].invalid_reason, "reason not saved"));
+	free(list);
+	assert_null(snap_reader_open(t->voldir, "full", err, sizeof(err)));
+	/* The meta now says so too, and a second reload agrees. */
+	store_close(&t->mv);
+	assert_int_equal(store_open(&t->mv, t->dir, "vol", &code, err, sizeof(err)), 0);
+	assert_int_equal(store_attach(&t->mv, &code, err, sizeof(err)), 0);
+	assert_int_equal(snapset_list(t->mv.snaps, &list, &n), 0);
+	assert_false(list[0].valid);
+	assert_non_null(strstr(list[0].invalid_reason, "reason not saved"));
+	free(list);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +321,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_invalidate_and_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_extents_show_holes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_half_created_snapshot_is_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_mark_alone_invalidates, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
