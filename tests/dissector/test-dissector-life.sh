@@ -25,7 +25,13 @@ write_tx vol1 0 4
 ctl vol1 pause | grep -q '^ok pausing' || fail "pause refused in INSYNC"
 wait_status vol1 state IDLE 10
 write_tx vol1 4 2
-wait_for 15 "a heartbeat echo in the capture" ws_has 'frep.hdr.type == 15 && frep.hb.echo_to'
+# An echo after the PAUSE frame, not one from before it (heartbeats run all along).
+pause_frame() { ws_decode -Y 'frep.hdr.type == 16' -T fields -e frame.number 2>/dev/null | head -1; }
+has_pause() { [ -n "$(pause_frame)" ]; }
+wait_for 10 "the PAUSE in the capture" has_pause
+P=$(pause_frame)
+wait_for 15 "a heartbeat echo after the PAUSE in the capture" \
+	ws_has "frep.hdr.type == 15 && frep.hb.echo_to && frame.number > $P"
 ctl vol1 resume | grep -q '^ok resuming' || fail "resume refused in IDLE"
 wait_status vol1 state INSYNC 10
 wait_converged "$T/e0" "$M" 30
