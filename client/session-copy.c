@@ -26,6 +26,7 @@ static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 		h.offset = off;
 		h.length = end - off;
 		s->copy_off = end;
+		s->copy_walked += end - off;
 		return session_send(s, FREP_MSG_COPY_HOLE, &h.base, NULL, 0);
 	}
 	while (off < end) {
@@ -43,6 +44,7 @@ static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 		frep_crash_point("copy");
 		off += n;
 		s->copy_off = off;
+		s->copy_walked += n;
 		s->copy_bytes += n;
 		s->copy_bytes_total += n;
 		s->pass_budget.bytes += n;
@@ -246,7 +248,7 @@ void session_step_copy(struct session *s)
 
 	s->backoff_ms = 0; /* the link works: a later failure backs off from the start */
 	s->copying = true;
-	s->copy_off = s->copy_bytes = s->copy_acked = 0;
+	s->copy_off = s->copy_walked = s->copy_bytes = s->copy_acked = 0;
 	s->copy_total = total;
 	s->copy_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
 	rate_budget_start(&s->pass_budget, atomic_load(&s->m->max_rate), s->copy_started_ms);
@@ -272,7 +274,7 @@ void session_step_copy(struct session *s)
 	if (resume)
 		log_info(m->name, "resuming the interrupted copy at offset %" PRIu64
 			 " (mirror cursor), replaying from TXID %" PRIu64, resume, s->copy_base + 1);
-	s->copy_off = resume;
+	s->copy_off = s->copy_walked = resume;
 	session_log_progress(s, now_ms());
 
 	if (full) {

@@ -77,6 +77,9 @@ struct session {
 	bool copying;
 	bool need_full;	/* next pass walks every allocated block (else the bitmap) */
 	uint64_t copy_base, copy_tc, copy_off, copy_total, copy_bytes, copy_acked;
+	/* Bytes of the pass walked, data and holes: what progress counts against
+	 * copy_total (copy_off is the cursor, which a dirty pass jumps past gaps). */
+	uint64_t copy_walked;
 	uint64_t copy_started_ms;
 	struct rate_budget pass_budget; /* this pass's bytes against the copy rate */
 	uint64_t cracks_seen;	/* m->cracks when last looked at */

@@ -151,13 +151,13 @@ void session_log_progress(struct session *s, uint64_t now)
 	uint64_t dt = now - s->rate_mark_ms;
 	uint64_t rate = dt ? (s->copy_bytes - s->rate_mark_bytes) * 1000 / dt : 0;
 	char eta[24] = "-";
-	if (s->copying && rate)
-		snprintf(eta, sizeof(eta), "%" PRIu64 "s", (s->copy_total - s->copy_off) / rate);
+	if (s->copying && rate && s->copy_total >= s->copy_walked)
+		snprintf(eta, sizeof(eta), "%" PRIu64 "s", (s->copy_total - s->copy_walked) / rate);
 	char line[256];
 	snprintf(line, sizeof(line),
 		 "state=%s copied=%s total=%s rate=%s/s eta=%s lag_tx=%" PRIu64
 		 " lag_bytes=%s buffer_free=%" PRIu64 "%%",
-		 master_state_name(s->fsm.state), format_size(s->copy_off, a, sizeof(a)),
+		 master_state_name(s->fsm.state), format_size(s->copy_walked, a, sizeof(a)),
 		 format_size(s->copy_total, b, sizeof(b)), format_size(rate, c, sizeof(c)), eta,
 		 committed - acked, format_size(lag, d, sizeof(d)),
 		 cap ? (cap - used) * 100 / cap : 0);
@@ -217,11 +217,11 @@ static void sample_rates(struct session *s, uint64_t now)
 	m->dirty_rate = dirty;
 	m->drain_rate = drain;
 	m->copy.active = s->copying;
-	m->copy.done_bytes = s->copy_off;
+	m->copy.done_bytes = s->copy_walked;
 	m->copy.total_bytes = s->copy_total;
 	m->copy.rate_bps = copy_rate;
-	m->copy.eta_seconds = copy_rate && s->copy_total > s->copy_off
-				      ? (s->copy_total - s->copy_off + copy_rate - 1) / copy_rate
+	m->copy.eta_seconds = copy_rate && s->copy_total > s->copy_walked
+				      ? (s->copy_total - s->copy_walked + copy_rate - 1) / copy_rate
 				      : 0;
 	if (s->outrun_samples >= OUTRUN_SAMPLES)
 		m->outrun = true;
@@ -307,7 +307,7 @@ void session_publish_state(struct session *s)
 	pthread_mutex_lock(&m->lock);
 	/* The copy pass and the peer, as the admin API's Status shows them. */
 	m->copy.active = s->copying;
-	m->copy.done_bytes = s->copy_off;
+	m->copy.done_bytes = s->copy_walked;
 	m->copy.total_bytes = s->copy_total;
 	m->copy_full = s->pass_full;
 	if (s->c != s->published_conn) {
