@@ -63,6 +63,15 @@ void master_status(struct master *m, struct vol_status *v)
 	s->journal_syncs = m->journal_syncs;
 	s->cracks = m->cracks;
 	s->outrun = m->outrun;
+	s->epoch = m->epochs.epoch;
+	s->fenced = m->fenced;
+	if (s->fenced.set) {
+		/* What a demote discards: every TX committed here after the promotion's TXID. */
+		s->fenced.discard_tx = m->committed_txid > s->fenced.txid ?
+					       m->committed_txid - s->fenced.txid : 0;
+		s->fenced.discard_bytes = journal_bytes_after(m->j, s->fenced.txid);
+		s->fenced.serving = m->fenced_serve;
+	}
 	pthread_mutex_unlock(&m->lock);
 	s->max_rate_bps = atomic_load(&m->max_rate);
 	s->volume_size_bytes = m->vol.size;

@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "adopt.h"
 #include "log.h"
 #include "master.h"
 #include "verify.h"
@@ -62,12 +63,33 @@ double master_lag_seconds_locked(struct master *m)
 }
 
 /* Loads or creates the metadata beside the journal and bumps the generation. */
-static int master_load_meta(struct master *m, bool journal_empty, char *err, size_t err_len)
+/* The fencing a FENCED error recorded (master_fence), if any. */
+static void load_fenced(struct master *m, const struct meta *md)
+{
+	uint64_t v;
+	if (meta_get_u64(md, "fenced_epoch", &m->fenced.epoch) < 0)
+		return;
+	m->fenced.set = true;
+	m->fenced.txid = meta_get_u64(md, "fenced_txid", &v) == 0 ? v : 0;
+	m->fenced.unix_ms = meta_get_u64(md, "fenced_ms", &v) == 0 ? (int64_t)v : 0;
+	m->fenced.since_unix_ms = meta_get_u64(md, "fenced_since_ms", &v) == 0 ? (int64_t)v : 0;
+	snprintf(m->fenced.message, sizeof(m->fenced.message), "%s",
+		 meta_get(md, "fenced_message") ? meta_get(md, "fenced_message") : "");
+}
+
+/*
+ * Loads or creates the metadata beside the journal and bumps the generation.
+ * adopt (--adopt) gives a new journal the promoted copy's UUID and epochs;
+ * *adopted says it did.
+ */
+static int master_load_meta(struct master *m, bool journal_empty, const struct adopt_info *adopt,
+			    bool *adopted, char *err, size_t err_len)
 {
 	struct meta md;
 	char hex[2 * FREP_UUID_SIZE + 1];
 	uint64_t gen = 0;
 
+	epoch_init(&m->epochs);
 	if (meta_load(m->meta_path, &md) == 0) {
 		const char *name = meta_get(&md, "volume");
 		const char *uuid = meta_get(&md, "uuid");
@@ -82,20 +104,43 @@ static int master_load_meta(struct master *m, bool journal_empty, char *err, siz
 				 name, m->name);
 			return -1;
 		}
+		if (epoch_load(&m->epochs, &md) < 0) {
+			snprintf(err, err_len, "%s: epoch_history is malformed", m->meta_path);
+			return -1;
+		}
+		if (adopt && (memcmp(adopt->uuid, m->uuid, FREP_UUID_SIZE) != 0 ||
+			      m->epochs.epoch < adopt->epochs.epoch)) {
+			snprintf(err, err_len, "--journal %s holds another history of volume %s (%s) than "
+				 "the promoted copy --adopt gives (epoch %" PRIu64 "): give a new --journal "
+				 "path for the adopted copy", m->journal_path, m->name,
+				 memcmp(adopt->uuid, m->uuid, FREP_UUID_SIZE) ? "another volume UUID" :
+				 "an earlier epoch", adopt->epochs.epoch);
+			return -1;
+		}
+		load_fenced(m, &md);
 	} else if (errno == ENOENT && journal_empty) {
 		/*
 		 * First start, or a crash during it between creating the journal and
 		 * saving the metadata: no record was ever committed, so a new UUID
 		 * loses nothing. A journal with records is never trusted without it.
+		 * An adopted copy keeps its volume's UUID and history instead.
 		 */
 		meta_init(&md);
-		if (random_bytes(m->uuid, sizeof(m->uuid)) < 0) {
+		if (adopt) {
+			memcpy(m->uuid, adopt->uuid, FREP_UUID_SIZE);
+			m->epochs = adopt->epochs;
+		} else if (random_bytes(m->uuid, sizeof(m->uuid)) < 0) {
 			snprintf(err, err_len, "getrandom: %s", strerror(errno));
 			return -1;
 		}
 		meta_set(&md, "format", "frep-master-1");
 		meta_set(&md, "volume", m->name);
 		meta_set(&md, "uuid", hex_encode(m->uuid, sizeof(m->uuid), hex));
+		if (epoch_save(&m->epochs, &md) < 0) {
+			snprintf(err, err_len, "%s: epoch history too long", m->meta_path);
+			return -1;
+		}
+		*adopted = adopt != NULL;
 	} else {
 		snprintf(err, err_len, "%s: %s; the journal cannot be trusted without it",
 			 m->meta_path, errno == ENOENT ? "missing" : strerror(errno));
@@ -115,6 +160,50 @@ static int master_load_meta(struct master *m, bool journal_empty, char *err, siz
 		return -1;
 	}
 	return 0;
+}
+
+/* A forced promotion restored these ranges from a snapshot: the old master may lack them. */
+static int mark_adopted_dirty(void *ctx, uint64_t off, uint64_t len)
+{
+	struct master *m = ctx;
+	bitmap_set_range(m->bm, off, len);
+	return 0;
+}
+
+void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_ms,
+		  const char *message)
+{
+	struct meta md;
+	pthread_mutex_lock(&m->lock);
+	bool first = !m->fenced.set || m->fenced.epoch != epoch;
+	m->fenced.set = true;
+	m->fenced.epoch = epoch;
+	m->fenced.txid = txid;
+	m->fenced.unix_ms = unix_ms;
+	if (first)
+		m->fenced.since_unix_ms = wall_ms();
+	snprintf(m->fenced.message, sizeof(m->fenced.message), "%s", message);
+	int64_t since = m->fenced.since_unix_ms;
+	pthread_mutex_unlock(&m->lock);
+	if (!first)
+		return;
+	/*
+	 * Durable: a restart stays fenced though the mirror is out of reach. The
+	 * mirror's message is kept for status as far as a value holds.
+	 */
+	char brief[META_VAL_MAX];
+	snprintf(brief, sizeof(brief), "%.*s", META_VAL_MAX - 1, message);
+	if (meta_load(m->meta_path, &md) < 0 || meta_set_u64(&md, "fenced_epoch", epoch) < 0 ||
+	    meta_set_u64(&md, "fenced_txid", txid) < 0 ||
+	    meta_set_u64(&md, "fenced_ms", (uint64_t)unix_ms) < 0 ||
+	    meta_set_u64(&md, "fenced_since_ms", (uint64_t)since) < 0 ||
+	    meta_set(&md, "fenced_message", brief) < 0 || meta_save(m->meta_path, &md) < 0)
+		log_error(m->name, "saving the fencing in %s: %s", m->meta_path, strerror(errno));
+	log_error(m->name, "fenced: epoch %" PRIu64 " began elsewhere after TXID %" PRIu64 "; %s; "
+		  "local writes are %s", epoch, txid, message,
+		  m->fenced_serve ? "still taken (--on-fenced=serve): a demote discards them" :
+		  "refused from now on (EROFS): run frepctl demote to make this copy a mirror of "
+		  "the new primary");
 }
 
 /* One line per committed transaction (--trace-tx), for tests and audits. */
@@ -277,8 +366,28 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 	if (!m->j)
 		return -1;
 	atomic_store(&m->max_rate, o->max_rate);
-	if (master_load_meta(m, journal_last_txid(m->j) == 0, err, err_len) < 0)
+	struct adopt_info adopt;
+	bool adopted = false;
+	if (o->adopt && adopt_load(o->adopt, &adopt, err, err_len) < 0)
 		return -1;
+	if (master_load_meta(m, journal_last_txid(m->j) == 0, o->adopt ? &adopt : NULL, &adopted,
+			     err, err_len) < 0)
+		return -1;
+	if (adopted) {
+		/* The new primary goes on from the promotion's TXID: both copies hold 1..t. */
+		if (journal_reset(m->j, adopt.txid) < 0) {
+			snprintf(err, err_len, "starting journal %s at TXID %" PRIu64 ": %s",
+				 o->journal_path, adopt.txid, strerror(errno));
+			return -1;
+		}
+		log_info(o->name, "adopted the promoted copy %s: epoch %" PRIu64 ", TXIDs go on after %"
+			 PRIu64, o->adopt, m->epochs.epoch, adopt.txid);
+	}
+	m->fenced_serve = o->fenced_serve;
+	if (m->fenced.set)
+		log_error(o->name, "fenced since %s: %s; local writes are %s", "an earlier run",
+			  m->fenced.message, m->fenced_serve ? "still taken (--on-fenced=serve), and "
+			  "a demote discards them" : "refused (EROFS): run frepctl demote");
 	if (m->rate_set_by_operator && atomic_load(&m->max_rate) != o->max_rate)
 		log_info(o->name, "copy rate %s/s set by the operator (frepctl set-rate) overrides "
 			 "--max-rate", m->max_rate ? format_size(m->max_rate, a, sizeof(a)) : "unlimited");
@@ -321,7 +430,13 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 		return -1;
 	if (damage.txid && master_salvage(m, &damage, err, err_len) < 0)
 		return -1;
-	if (!had_bitmap && journal_last_txid(m->j) > 0) {
+	if (adopted && adopt_dirty_ranges(o->adopt, mark_adopted_dirty, m, err, err_len) < 0)
+		return -1;
+	if (adopted && bitmap_sync(m->bm) < 0) {
+		snprintf(err, err_len, "dirty bitmap %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!had_bitmap && !adopted && journal_last_txid(m->j) > 0) {
 		/* A clear bitmap would claim the mirror lacks nothing (CRK-1): assume it lacks all. */
 		bitmap_set_all(m->bm);
 		if (bitmap_sync(m->bm) < 0) {
@@ -767,6 +882,11 @@ static int submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		return EINVAL;
 
 	pthread_mutex_lock(&m->lock);
+	if (m->fenced.set && !m->fenced_serve) {
+		/* EPO-3: the promoted copy is the primary; a write here would only be discarded. */
+		pthread_mutex_unlock(&m->lock);
+		return EROFS;
+	}
 	if (m->sync_mode && m->sync_fail && degraded_locked(m)) {
 		/* --sync-fallback=fail: no write the mirror cannot get. */
 		pthread_mutex_unlock(&m->lock);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "fsm.h"
+#include "epoch.h"
 #include "journal.h"
 #include "status.h"
 #include "volume.h"
@@ -33,6 +34,8 @@ struct master_options {
 	uint64_t max_rate;	  /* --max-rate; a rate the operator set (SetRate) overrides it */
 	int lock_fd;		  /* >= 0: the journal lock, already taken (frep-client takes it
 				   * before exec'ing nbdkit); master_open adopts it. -1: take it. */
+	const char *adopt;	  /* --adopt DIR: a promoted mirror copy (adopt.h), or NULL */
+	bool fenced_serve;	  /* --on-fenced=serve */
 };
 
 /*
@@ -123,6 +126,8 @@ struct master {
 	enum buffer_full_policy on_full;
 	bool sync_mode, sync_fail;
 	uint64_t degrade_after_ms;
+	struct epoch_history epochs; /* this master's epoch (EPO-1), from its .meta */
+	bool fenced_serve;	/* --on-fenced=serve */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;	  /* broadcast on mirror progress, free, crack and stop */
@@ -197,6 +202,13 @@ struct master {
 	bool paused, resync_full_req;
 	bool rate_set_by_operator;
 
+	/*
+	 * Fenced (EPO-3): a promotion elsewhere began epoch fenced.epoch after
+	 * TXID fenced.txid. Persisted in the .meta (master_fence); local writes
+	 * get EROFS from then on unless fenced_serve.
+	 */
+	struct status_fenced fenced;
+
 	/* Published by the session for the admin API's Status. */
 	int64_t state_since_unix_ms;
 	struct status_error last_error;
@@ -235,6 +247,14 @@ void master_close(struct master *m);
  * value for NBD.
  */
 int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, const void *data);
+
+/*
+ * Error FENCED from the mirror (EPO-3): records the promotion that fenced
+ * this master, durably in its .meta, so that it stays fenced across
+ * restarts; from then on local writes get EROFS unless --on-fenced=serve.
+ */
+void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_ms,
+		  const char *message);
 
 /*
  * master_submit for the holder of the range lock, inside its range: passes

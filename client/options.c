@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "adopt.h"
 #include "log.h"
 #include "metrics.h"
 #include "options.h"
@@ -24,6 +25,7 @@ static const char usage[] =
 	"                   [--admin unix:PATH|none] [--admin-listen HOST:PORT --admin-cert FILE\n"
 	"                    --admin-key FILE --admin-ca FILE --admin-allow FILE]\n"
 	"                   [--metrics HOST:PORT]\n"
+	"                   [--adopt DIR] [--on-fenced=refuse|serve]\n"
 	"                   [--trace-tx FILE] [--log-level error|warn|info|debug]\n"
 	"\n"
 	"Owns the master volume NAME (its extents PATH,... concatenated), serves it over\n"
@@ -68,6 +70,15 @@ static const char usage[] =
 	"                                --admin-cert, --admin-key and --admin-ca (PEM) of its own\n"
 	"  --metrics HOST:PORT           serve Prometheus metrics on http://HOST:PORT/metrics\n"
 	"                                (port 0 = any)\n"
+	"  --adopt DIR                   take up the master role on a mirror copy that\n"
+	"                                frepctl promote promoted (DIR: DATA_DIR/NAME of its\n"
+	"                                frep-server): its extents are the volume (--volume\n"
+	"                                NAME needs no paths), and a new --journal goes on\n"
+	"                                from the promotion's TXID and epoch\n"
+	"  --on-fenced=refuse|serve      once a promotion elsewhere fenced this master\n"
+	"                                (Error FENCED): refuse local writes with EROFS\n"
+	"                                (default), or go on taking them (a demote discards\n"
+	"                                them)\n"
 	"  --trace-tx FILE               append a line per committed transaction (tests)\n"
 	"  --log-level LEVEL             error, warn, info (default) or debug\n"
 	"  --help, --version\n";
@@ -134,8 +145,13 @@ static int parse_choice(const char *opt, const char *val, const char *const *cho
 static void parse_volume(struct client_options *a, char *spec)
 {
 	char *eq = strchr(spec, '=');
+	if (!eq && volume_name_valid(spec)) {
+		a->volume_name = spec; /* the extents come from --adopt */
+		return;
+	}
 	if (!eq || eq == spec || eq[1] == '\0')
-		bad_arg("--volume: expected NAME=PATH[,PATH...], got '%s'", spec);
+		bad_arg("--volume: expected NAME=PATH[,PATH...] (or NAME with --adopt), got '%s'",
+			spec);
 	*eq = '\0';
 	if (!volume_name_valid(spec))
 		bad_arg("--volume: name '%s' is invalid: use 1-64 characters of [A-Za-z0-9._-], not starting with '.'", spec);
@@ -149,6 +165,39 @@ static void parse_volume(struct client_options *a, char *spec)
 		bad_arg("--volume: no extent path after '%s='", spec);
 }
 
+/* The plugin's "volume" parameter: NAME=PATH,... with the paths made absolute. */
+static void keep_volume_param(struct client_options *a)
+{
+	char *spec = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&spec, &len);
+	if (!f)
+		bad_arg("--volume: out of memory");
+	fprintf(f, "%s=", a->volume_name);
+	for (unsigned i = 0; i < a->n_paths; i++)
+		fprintf(f, "%s%s", i ? "," : "", a->paths[i]);
+	fclose(f);
+	keep_param(a, "volume", spec);
+	free(spec);
+}
+
+/* --adopt DIR: the promoted copy's extents are the volume, unless --volume named them. */
+static void adopt_extents(struct client_options *a)
+{
+	struct adopt_info ai;
+	char err[1024];
+	if (adopt_load(a->adopt, &ai, err, sizeof(err)) < 0)
+		bad_arg("%s", err);
+	if (strcmp(ai.volume, a->volume_name) != 0)
+		bad_arg("--adopt %s holds volume %s, not %s", a->adopt, ai.volume, a->volume_name);
+	if (a->n_paths)
+		return;
+	for (unsigned i = 0; i < ai.n_extents; i++)
+		if (asprintf(&a->paths[a->n_paths++], "%s/extent.%u", a->adopt, i) < 0)
+			bad_arg("--adopt: out of memory");
+	keep_volume_param(a);
+}
+
 void client_options_parse(struct client_options *a, int argc, char **argv)
 {
 	enum {
@@ -156,8 +205,9 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		OPT_RESYNC, OPT_MODE, OPT_DEGRADE_AFTER, OPT_SYNC_FALLBACK, OPT_MAX_RATE,
 		OPT_BACKOFF, OPT_HEARTBEAT_TIMEOUT, OPT_ADMIN, OPT_ADMIN_LISTEN, OPT_ADMIN_CERT,
 		OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW, OPT_METRICS, OPT_TRACE_TX,
-		OPT_NBD_TLS_CERT, OPT_NBD_TLS_KEY, OPT_NBD_TLS_CA,
+		OPT_NBD_TLS_CERT, OPT_NBD_TLS_KEY, OPT_NBD_TLS_CA, OPT_ADOPT, OPT_ON_FENCED,
 	};
+	static const char *const fenced_words[] = { "refuse", "serve" };
 	static const char *const on_full_words[] = { "crack", "block" };
 	static const char *const resync_words[] = { "dirty", "full" };
 	static const char *const mode_words[] = { "async", "sync" };
@@ -193,6 +243,8 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		{ "nbd-tls-cert", required_argument, NULL, OPT_NBD_TLS_CERT },
 		{ "nbd-tls-key", required_argument, NULL, OPT_NBD_TLS_KEY },
 		{ "nbd-tls-ca", required_argument, NULL, OPT_NBD_TLS_CA },
+		{ "adopt", required_argument, NULL, OPT_ADOPT },
+		{ "on-fenced", required_argument, NULL, OPT_ON_FENCED },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -275,6 +327,10 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 			a->metrics = optarg;
 			break;
 		case OPT_TRACE_TX: param = set(&a->trace, absolute("--trace-tx", optarg)); break;
+		case OPT_ADOPT: param = set(&a->adopt, absolute("--adopt", optarg)); break;
+		case OPT_ON_FENCED:
+			a->fenced_serve = parse_choice("--on-fenced", optarg, fenced_words, 2);
+			break;
 		case 'v': {
 			char *copy = strdup(optarg);
 			if (!copy)
@@ -284,18 +340,9 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 				free(a->paths[--a->n_paths]);
 			free(a->volume_name);
 			parse_volume(a, copy);
-			char *spec = NULL;
-			size_t len = 0;
-			FILE *f = open_memstream(&spec, &len);
-			if (!f)
-				bad_arg("--volume: out of memory");
-			fprintf(f, "%s=", a->volume_name);
-			for (unsigned i = 0; i < a->n_paths; i++)
-				fprintf(f, "%s%s", i ? "," : "", a->paths[i]);
-			fclose(f);
-			keep_param(a, "volume", spec);
-			free(spec);
 			param = NULL;
+			if (a->n_paths)
+				keep_volume_param(a); /* else once --adopt gives the extents */
 			break;
 		}
 		case 'm': mirror = optarg; break;
@@ -331,6 +378,11 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		bad_arg("unexpected argument '%s'", argv[optind]);
 	if (!a->volume_name)
 		bad_arg("--volume is required (NAME=PATH[,PATH...])");
+	if (a->adopt)
+		adopt_extents(a);
+	else if (a->n_paths == 0)
+		bad_arg("--volume: expected NAME=PATH[,PATH...] (NAME alone only with --adopt), got '%s'",
+			a->volume_name);
 	if (!mirror)
 		bad_arg("--mirror is required (HOST[:PORT] of the frep-server)");
 	if (!a->journal)
@@ -376,7 +428,7 @@ void client_options_free(struct client_options *a)
 	const char **strings[] = { &a->journal, &a->cert, &a->key, &a->ca, &a->nbd, &a->keylog,
 				   &a->admin, &a->admin_cert, &a->admin_key, &a->admin_ca,
 				   &a->admin_allow, &a->trace, &a->nbd_tls_cert, &a->nbd_tls_key,
-				   &a->nbd_tls_ca };
+				   &a->nbd_tls_ca, &a->adopt };
 	for (unsigned i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
 		set(strings[i], NULL);
 	while (a->n_paths > 0)

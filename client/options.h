@@ -36,6 +36,8 @@ struct client_options {
 	enum buffer_full_policy on_full;
 	bool resync_full, sync_mode, sync_fail;
 	unsigned degrade_after_s;
+	const char *adopt;	/* --adopt DIR: a promoted mirror copy (adopt.h) */
+	bool fenced_serve;	/* --on-fenced=serve: a fenced master still takes writes */
 	uint64_t backoff_min_ms, backoff_max_ms, heartbeat_timeout_ms;
 	/*
 	 * The options again as nbdkit plugin parameters ("journal=/abs/path"):

@@ -158,6 +158,8 @@ static int frep_get_ready(void)
 		.trace_path = o->trace,
 		.max_rate = o->max_rate,
 		.lock_fd = frep.lock_fd,
+		.adopt = o->adopt,
+		.fenced_serve = o->fenced_serve,
 	};
 	if (master_open(&frep.m, &mo, err, sizeof(err), &exit_code) < 0) {
 		if (exit_code == 2) {

@@ -51,6 +51,12 @@ static int connect_and_hello(struct session *s)
 					journal_first_txid(m->j) : 0;
 	h.journal_size = journal_capacity(m->j);
 	pthread_mutex_unlock(&m->lock);
+	h.has_epoch = true;
+	h.epoch = m->epochs.epoch;
+	h.n_epoch_history = m->epochs.n;
+	h.epoch_history = m->epochs.start;
+	h.has_sync_mode = true;
+	h.sync_mode = m->sync_mode;
 	if (session_send(s, FREP_MSG_HELLO, &h.base, NULL, 0) < 0)
 		return -1;
 

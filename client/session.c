@@ -125,6 +125,10 @@ int session_recv(struct session *s, struct frame *f)
 		Frep__V1__Error *e = (Frep__V1__Error *)f->msg;
 		bool severe = e->severe || frep_error_is_severe(e->code);
 		s->peer_error = e->code;
+		if (e->code == FREP_E_FENCED)
+			master_fence(s->m, e->has_fenced_epoch ? e->fenced_epoch : 0,
+				     e->has_fenced_txid ? e->fenced_txid : 0,
+				     e->has_fenced_unix_ms ? (int64_t)e->fenced_unix_ms : 0, e->message);
 		session_fail(s, severe ? ME_SEVERE : ME_MINOR, 0, "mirror reported %s: %s",
 		     frep_error_name(e->code), e->message);
 		return -1;

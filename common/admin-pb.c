@@ -93,6 +93,20 @@ Frep__Admin__V1__VolumeStatus *status_to_pb(const struct vol_status *v, struct p
 		m->cracks = s->cracks;
 		m->volume_size_bytes = s->volume_size_bytes;
 		m->outrun = s->outrun;
+		m->epoch = s->epoch;
+		if (s->fenced.set) {
+			Frep__Admin__V1__Fenced *f = &p->fenced;
+			frep__admin__v1__fenced__init(f);
+			f->epoch = s->fenced.epoch;
+			f->txid = s->fenced.txid;
+			f->unix_ms = s->fenced.unix_ms;
+			f->message = (char *)s->fenced.message;
+			f->discard_tx = s->fenced.discard_tx;
+			f->discard_bytes = s->fenced.discard_bytes;
+			f->serving = s->fenced.serving;
+			f->since_unix_ms = s->fenced.since_unix_ms;
+			m->fenced = f;
+		}
 		vs->master = m;
 	} else if (v->role == FREP__ADMIN__V1__ROLE__MIRROR) {
 		const struct status_mirror *s = &v->mirror;
@@ -113,6 +127,23 @@ Frep__Admin__V1__VolumeStatus *status_to_pb(const struct vol_status *v, struct p
 		m->snapshots_invalid = s->snapshots_invalid;
 		m->exports = s->exports;
 		m->preallocate = (char *)s->preallocate;
+		m->epoch = s->epoch;
+		if (s->promotion.set) {
+			const struct status_promotion *q = &s->promotion;
+			Frep__Admin__V1__Promotion *o = &p->promotion;
+			frep__admin__v1__promotion__init(o);
+			o->epoch = q->epoch;
+			o->txid = q->txid;
+			o->unix_ms = q->unix_ms;
+			o->source = (char *)q->source;
+			o->forced = q->forced;
+			o->recovery_txid = q->recovery_txid;
+			o->recovery_unix_ms = q->recovery_unix_ms;
+			o->master_mode = (char *)q->master_mode;
+			o->loss = (char *)q->loss;
+			o->disconnected_master = (char *)q->disconnected_master;
+			m->promotion = o;
+		}
 		vs->mirror = m;
 	}
 	return vs;

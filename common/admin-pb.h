@@ -17,6 +17,8 @@ struct pb_vol {
 	Frep__Admin__V1__MasterStatus master;
 	Frep__Admin__V1__MirrorStatus mirror;
 	Frep__Admin__V1__Peer peer;
+	Frep__Admin__V1__Fenced fenced;
+	Frep__Admin__V1__Promotion promotion;
 };
 
 /* Fills p from v and returns &p->vs. */

@@ -71,6 +71,7 @@ enum method {
 	M_DELETE_SNAPSHOT,
 	M_EXPORT,
 	M_UNEXPORT,
+	M_PROMOTE,
 	M_COUNT,
 	M_UNKNOWN = -1,
 };
@@ -92,6 +93,7 @@ static const struct method_def {
 	[M_DELETE_SNAPSHOT] = { "DeleteSnapshot", &frep__admin__v1__snapshot_request__descriptor },
 	[M_EXPORT] = { "Export", &frep__admin__v1__export_request__descriptor },
 	[M_UNEXPORT] = { "Unexport", &frep__admin__v1__snapshot_request__descriptor },
+	[M_PROMOTE] = { "Promote", &frep__admin__v1__promote_request__descriptor },
 };
 
 struct listener {
@@ -587,6 +589,13 @@ static void handle_command(struct call *c, const ProtobufCMessage *req)
 				      ((const Frep__Admin__V1__SnapshotRequest *)req)->name, &r);
 		else
 			r = mirror_only("unexport");
+		break;
+	case M_PROMOTE:
+		if (ops->promote)
+			ops->promote(adm.o.ctx, vol, ((const Frep__Admin__V1__PromoteRequest *)req)->force,
+				     &r);
+		else
+			r = mirror_only("promote");
 		break;
 	default:
 		abort();

@@ -86,6 +86,11 @@ struct admin_ops {
 	int (*export_snapshot)(void *ctx, const char *volume, const char *snapshot, const char *nbd,
 			       struct status_snapshot *out, struct admin_reply *r);
 	void (*unexport)(void *ctx, const char *volume, const char *snapshot, struct admin_reply *r);
+	/*
+	 * Fail-over (mirror only): may take seconds (the journal applied, a
+	 * connected master fenced and gone, a snapshot restored), never a peer's.
+	 */
+	void (*promote)(void *ctx, const char *volume, bool force, struct admin_reply *r);
 };
 
 struct admin_opts {

@@ -44,6 +44,10 @@
  *                   fdatasync
  *   cow-mapped      the map's bits written, before their fdatasync
  *   cow-saved       the map durable, before the base is overwritten
+ *   promote-restored  a promotion: the copy's state to promote is on the base (a
+ *                   forced one's snapshot written back), before the journal is emptied
+ *   promote-journal the journal emptied at the promotion's TXID, before the
+ *                   metadata says promoted
  *
  * site is borrowed for the call; it must be a string literal-like constant.
  */

@@ -50,6 +50,30 @@ struct status_verify {
 	char outcome[STATUS_TEXT_MAX];
 };
 
+/* A master fenced by a promotion elsewhere (admin.proto Fenced); set false otherwise. */
+struct status_fenced {
+	bool set;
+	uint64_t epoch, txid;
+	int64_t unix_ms, since_unix_ms;
+	char message[STATUS_TEXT_MAX];
+	uint64_t discard_tx, discard_bytes;
+	bool serving;
+};
+
+/* A mirror copy promoted to primary (admin.proto Promotion); set false otherwise. */
+struct status_promotion {
+	bool set;
+	uint64_t epoch, txid;
+	int64_t unix_ms;
+	char source[64];
+	bool forced;
+	uint64_t recovery_txid;
+	int64_t recovery_unix_ms;
+	char master_mode[8];
+	char loss[STATUS_TEXT_MAX];
+	char disconnected_master[STATUS_TEXT_MAX];
+};
+
 struct status_master {
 	uint64_t committed_txid, acked_txid, applied_txid;
 	uint64_t lag_tx, lag_bytes;
@@ -67,6 +91,8 @@ struct status_master {
 	uint64_t full_waits, journal_appends, journal_syncs, cracks;
 	uint64_t volume_size_bytes;
 	bool outrun;
+	uint64_t epoch;
+	struct status_fenced fenced;
 };
 
 struct status_mirror {
@@ -82,6 +108,8 @@ struct status_mirror {
 	uint32_t snapshots, snapshots_invalid, exports;
 	uint64_t snapshot_bytes;
 	char preallocate[8]; /* "full" or "sparse" */
+	uint64_t epoch;
+	struct status_promotion promotion;
 };
 
 /* A snapshot of a mirror volume (admin.proto Snapshot; kind is Snapshot.Kind). */

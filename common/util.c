@@ -306,3 +306,20 @@ int fsync_parent_dir(const char *path)
 	errno = e;
 	return rc;
 }
+
+char *format_utc_ms(int64_t ms, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t = (time_t)(ms / 1000);
+	if (ms <= 0 || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "unknown");
+	return buf;
+}
+
+void textf(char *out, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out, len, fmt, ap);
+	va_end(ap);
+}

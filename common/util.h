@@ -42,6 +42,14 @@ uint64_t now_ms(void);
 uint64_t now_ns(void);
 /* Wall clock: ms since the Unix epoch (timestamps for operators). */
 int64_t wall_ms(void);
+/*
+ * snprintf where cutting the text short is acceptable (a message) or cannot
+ * happen (bounded paths checked earlier): gcc's -Wformat-truncation does not
+ * look through it.
+ */
+void textf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Unix ms as UTC "2026-12-03T07:30:00Z" ("unknown" for 0). Returns buf. */
+char *format_utc_ms(int64_t ms, char *buf, size_t len);
 
 /*
  * A rate budget (--max-rate, SetRate): bytes spent since start_ms at rate

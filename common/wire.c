@@ -56,6 +56,8 @@ static const struct {
 	[FREP_E_SHUTDOWN] = { "SHUTDOWN", false },
 	[FREP_E_INTERNAL] = { "INTERNAL", true },
 	[FREP_E_LANES] = { "LANES", true },
+	[FREP_E_FENCED] = { "FENCED", true },
+	[FREP_E_DIVERGED] = { "DIVERGED", true },
 };
 
 const char *frep_error_name(unsigned code)

@@ -35,6 +35,7 @@ enum frep_limits {
 	FREP_MAX_BODY = 64 * 1024,	   /* protobuf body bytes */
 	FREP_MAX_TRAILER = 32 * 1024 * 1024, /* block data bytes in one frame */
 	FREP_MAX_EXTENTS = 1024,	   /* extents in one volume */
+	FREP_MAX_HISTORY = 8,		   /* epoch starts a Hello or a volume keeps (EPO-1) */
 	FREP_MAX_VOLUME_NAME = 64,	   /* bytes, [A-Za-z0-9._-] */
 	FREP_MAX_MESSAGE = 512,		   /* bytes of Error.message / Goodbye.reason */
 	FREP_MAX_NODE_NAME = 255,	   /* bytes of Hello.master_node */
@@ -89,7 +90,9 @@ enum frep_error_code {
 	FREP_E_SHUTDOWN = 13,	 /* peer is shutting down or restarting */
 	FREP_E_INTERNAL = 14,	 /* bug or resource exhaustion in the sender */
 	FREP_E_LANES = 15,	 /* lane layout not supported */
-	FREP_E__MAX = FREP_E_LANES,
+	FREP_E_FENCED = 16,	 /* the volume was promoted past this master's epoch */
+	FREP_E_DIVERGED = 17,	 /* the copies' epochs do not meet: no shared history */
+	FREP_E__MAX = FREP_E_DIVERGED,
 };
 
 /* Message name for logs, "UNKNOWN" for anything else. */

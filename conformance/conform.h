@@ -58,6 +58,10 @@ struct cctx {
 	char volume[48];	 /* unique per case and run */
 	uint8_t uuid[16];	 /* the volume's UUID as this case's master */
 	uint64_t generation;	 /* Hello.generation this case sends */
+	/* Hello.epoch and epoch_history this case sends (epoch 0: none, i.e. epoch 1). */
+	uint64_t epoch;
+	uint64_t epoch_start[8];
+	size_t n_epoch_start;
 	uint64_t volume_size;	 /* the volume's size (one extent unless a case says) */
 	uint64_t hb_seq;	 /* last HEARTBEAT seq sent by sync() */
 	struct seen seen;

@@ -725,6 +725,38 @@ static int severe(struct cctx *x, uint32_t code, bool flag)
 	return ms_read_check(s, 0, 4096, "in ERROR");
 }
 
+/*
+ * FENCED (EPO-3): severe, and more: the master records it durably and takes
+ * no local write from then on, across a restart, before the mirror says it
+ * again. Its volume keeps what it had.
+ */
+static int err_fenced(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_insync(s));
+	STEP(ms_write(s, 0, 4096, 7));
+	struct mtx tx;
+	STEP(ms_tx(s, &tx));
+	STEP(ms_ack(s, tx.txid));
+	Frep__V1__Error e = FREP__V1__ERROR__INIT;
+	e.code = FREP_E_FENCED;
+	e.severe = true;
+	e.message = "frep-conform: volume promoted elsewhere";
+	e.has_fenced_epoch = e.has_fenced_txid = e.has_fenced_unix_ms = true;
+	e.fenced_epoch = 2;
+	e.fenced_txid = tx.txid;
+	e.fenced_unix_ms = (uint64_t)wall_ms();
+	STEP(cx_send(x, FREP_MSG_ERROR, &e.base, NULL, 0));
+	STEP(ms_expect_close(s));
+	STEP(ms_no_reconnect(s, NO_RECONNECT_MS));
+	STEP(ms_write_refused(s, 4096, 4096, 8, "fenced"));
+	STEP(ms_read_check(s, 0, 8192, "fenced"));
+	/* Durable: restarted, it refuses writes before any mirror speaks to it. */
+	STEP(ms_restart(s));
+	STEP(ms_write_refused(s, 8192, 4096, 9, "fenced, after a restart"));
+	return ms_read_check(s, 0, 16384, "fenced, after a restart");
+}
+
 static int err_severe(struct cctx *x)
 {
 	return severe(x, FREP_E_NAME_CLASH, true);
@@ -1124,6 +1156,7 @@ const struct conform_case master_cases[] = {
 	C("master.err.minor-insync", "ERR-3 FSM-3 RDY-1", "a minor ERROR in INSYNC: a retry that decides again", err_minor_insync),
 	C("master.err.severe", "ERR-2 ERR-3 FSM-6", "a severe ERROR: no answer, no retry, local writes go on", err_severe),
 	C("master.err.severe-flag", "ERR-6", "a minor code with severe=true is severe", err_severe_flag),
+	C("master.err.fenced", "EPO-3 ERR-3", "FENCED: no retry, no local write, across a restart", err_fenced),
 	C("master.err.unknown-code", "ERR-6", "code 99 with severe=false is severe", err_unknown_code),
 	C("master.err.code-zero", "ERR-6", "code 0 with severe=false is severe", err_code_zero),
 	C("master.err.backoff", "FSM-5", "retries back off, doubling; CONSISTENT resets the backoff", err_backoff),

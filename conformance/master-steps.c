@@ -868,6 +868,21 @@ int ms_write(struct mside *s, uint64_t off, uint32_t len, uint64_t seed)
 	return rc;
 }
 
+int ms_write_refused(struct mside *s, uint64_t off, uint32_t len, uint64_t seed, const char *when)
+{
+	STEP(ms_nbd(s));
+	uint8_t *buf = malloc(len);
+	if (!buf)
+		return cx_fail(s->x, "out of memory");
+	cx_fill(buf, len, seed);
+	int rc = nbd_pwrite(s->nbd, buf, len, off, 0);
+	free(buf);
+	if (rc == 0)
+		return cx_fail(s->x, "%s, the master took an NBD write of %u bytes at %" PRIu64, when,
+			       len, off);
+	return 0;
+}
+
 int ms_trim(struct mside *s, uint64_t off, uint32_t len)
 {
 	STEP(nbd_ready(s, off, len));

@@ -172,6 +172,8 @@ int ms_nbd(struct mside *s);
 void ms_nbd_close(struct mside *s);
 /* One write of len bytes of data from seed; its reply means the TX is committed (DUR-1). */
 int ms_write(struct mside *s, uint64_t off, uint32_t len, uint64_t seed);
+/* The same write refused (a fenced master, EPO-3): the NBD reply is an error, the model unchanged. */
+int ms_write_refused(struct mside *s, uint64_t off, uint32_t len, uint64_t seed, const char *when);
 int ms_trim(struct mside *s, uint64_t off, uint32_t len);
 int ms_zero(struct mside *s, uint64_t off, uint32_t len);
 /* The export reads back what the model holds at [off, off + len). */

@@ -507,6 +507,74 @@ static int hs_clash_while_held(struct cctx *x)
 	return rc;
 }
 
+/* --- epochs (EPO-1..3) -------------------------------------------------------- */
+
+/* This case's master is at epoch 2, which began after TXID 0 (a promoted copy's). */
+static void epoch_two(struct cctx *x)
+{
+	x->epoch = 2;
+	x->epoch_start[0] = 0;
+	x->n_epoch_start = 1;
+}
+
+/*
+ * A copy created by a master of epoch 2 is of epoch 2 (Welcome.epoch). A
+ * master of epoch 1 is FENCED, told which epoch began after which TXID; one of
+ * epoch 3 is DIVERGED: the copy's history has no record of where it left.
+ */
+static int epoch_fence_and_diverge(struct cctx *x)
+{
+	struct welcome w;
+	struct hello_args a;
+	struct frame f;
+	epoch_two(x);
+	STEP(m_insync(x));
+	STEP(m_goodbye(x));
+	STEP(m_open(x, &w));
+	CHECK(x, w.epoch == 2, "Welcome.epoch %" PRIu64 " for a copy made at epoch 2", w.epoch);
+	STEP(m_goodbye(x));
+	hello_defaults(x, &a);
+	a.has_epoch = true;
+	a.epoch = 1;
+	a.n_epoch_start = 0;
+	STEP(cx_connect(x));
+	STEP(m_send_hello(x, &a));
+	STEP(cx_expect(x, FREP_MSG_ERROR, &f));
+	const Frep__V1__Error *e = (const Frep__V1__Error *)f.msg;
+	CHECK(x, e->code == FREP_E_FENCED && e->severe, "an epoch-1 master got ERROR %s (severe %d), "
+	      "not FENCED", frep_error_name(e->code), e->severe);
+	CHECK(x, e->has_fenced_epoch && e->fenced_epoch == 2 && e->has_fenced_txid && e->fenced_txid == 0,
+	      "FENCED names epoch %" PRIu64 " after TXID %" PRIu64 ", not epoch 2 after TXID 0",
+	      e->fenced_epoch, e->fenced_txid);
+	cx_close(x);
+	uint64_t starts[2] = { 0, 0 };
+	hello_defaults(x, &a);
+	a.has_epoch = true;
+	a.epoch = 3;
+	a.epoch_start = starts;
+	a.n_epoch_start = 2;
+	return hello_refused(x, &a, FREP_E_DIVERGED);
+}
+
+/* An epoch history that cannot be (more starts than epochs, decreasing, epoch 0): PROTOCOL. */
+static int epoch_malformed(struct cctx *x)
+{
+	struct hello_args a;
+	uint64_t starts[2] = { 9, 4 };
+	hello_defaults(x, &a);
+	a.has_epoch = true;
+	a.epoch = 1;
+	a.epoch_start = starts;
+	a.n_epoch_start = 1;
+	STEP(hello_refused(x, &a, FREP_E_PROTOCOL));
+	a.epoch = 3;
+	a.n_epoch_start = 2;
+	STEP(hello_refused(x, &a, FREP_E_PROTOCOL));
+	a.epoch = 0;
+	a.n_epoch_start = 0;
+	return hello_refused(x, &a, FREP_E_PROTOCOL);
+}
+
 /* Another certified identity may not take over a volume (no allow list on the mirror). */
 static int hs_owner_clash(struct cctx *x)
 {
@@ -1469,6 +1537,8 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.hs.uuid-clash", "HS-5", "another UUID for the same name is NAME_CLASH", hs_uuid_clash),
 	C("mirror.hs.clash-while-held", "HS-2 HS-5 HS-6", "a clash is NAME_CLASH even while the owner is connected", hs_clash_while_held),
 	C("mirror.hs.owner-clash", "HS-5 TLS-6", "another identity is NAME_CLASH, whatever master_node says", hs_owner_clash),
+	C("mirror.epoch.fence", "EPO-1 EPO-2 EPO-3 EPO-6 HS-2", "a copy made at epoch 2: an epoch-1 master is FENCED, an epoch-3 one DIVERGED", epoch_fence_and_diverge),
+	C("mirror.epoch.malformed", "EPO-1 HS-2", "an impossible epoch history is PROTOCOL", epoch_malformed),
 	C("mirror.hs.busy", "HS-6 FSM-9 ERR-1", "a second session is BUSY (minor); the first goes on", hs_busy),
 	C("mirror.hs.welcome-new", "HS-7", "WELCOME for an unknown volume", hs_welcome_new),
 	C("mirror.hs.welcome-created", "HS-7 MP-2 MP-3 MP-6", "WELCOME after MAKEPARTS; the table validates", hs_welcome_created),

@@ -49,6 +49,10 @@ void hello_defaults(struct cctx *x, struct hello_args *a)
 		.session_id_len = FREP_SESSION_ID_SIZE,
 		.master_node = "frep-conform",
 		.generation = x->generation,
+		.has_epoch = x->epoch != 0,
+		.epoch = x->epoch,
+		.epoch_start = x->epoch_start,
+		.n_epoch_start = x->n_epoch_start,
 	};
 }
 
@@ -74,6 +78,12 @@ int m_send_hello(struct cctx *x, const struct hello_args *a)
 	h.retained_first_txid = 0;
 	h.committed_txid = 0;
 	h.journal_size = 16 << 20;
+	if (a->has_epoch) {
+		h.has_epoch = true;
+		h.epoch = a->epoch;
+		h.n_epoch_history = a->n_epoch_start;
+		h.epoch_history = (uint64_t *)a->epoch_start;
+	}
 	return cx_send(x, FREP_MSG_HELLO, &h.base, NULL, 0);
 }
 
@@ -90,6 +100,7 @@ static void copy_welcome(const struct frame *f, struct welcome *w)
 		.copy_base = m->has_copy_base ? m->copy_base : 0,
 		.phase = m->phase,
 		.verify = m->has_verify && m->verify,
+		.epoch = m->has_epoch ? m->epoch : 1,
 	};
 }
 

@@ -11,6 +11,7 @@ struct welcome {
 	uint64_t durable_txid, consistent_txid, copy_cursor, copy_base;
 	uint32_t phase;
 	bool verify; /* Welcome.verify (VFY-1) */
+	uint64_t epoch; /* Welcome.epoch (EPO-1; 1 when absent) */
 };
 
 /* A Hello with this case's defaults (one lane, version 1, its volume and UUID). */
@@ -22,6 +23,10 @@ struct hello_args {
 	size_t uuid_len, session_id_len;
 	const char *master_node;
 	uint64_t generation;
+	bool has_epoch; /* false: no epoch fields (epoch 1) */
+	uint64_t epoch;
+	const uint64_t *epoch_start;
+	size_t n_epoch_start;
 };
 void hello_defaults(struct cctx *x, struct hello_args *a);
 int m_send_hello(struct cctx *x, const struct hello_args *a);

@@ -86,6 +86,9 @@ static struct pb_field hello_fields[] = {
 	FIELD(10, "retained_first_txid", PB_UINT64, PB_REQUIRED),
 	FIELD(11, "committed_txid", PB_UINT64, PB_REQUIRED),
 	FIELD(12, "journal_size", PB_UINT64, PB_REQUIRED),
+	FIELD(13, "epoch", PB_UINT64, PB_OPTIONAL),
+	FIELD(14, "epoch_history", PB_UINT64, PB_REPEATED),
+	FIELD(15, "sync_mode", PB_BOOL, PB_OPTIONAL),
 };
 
 static struct pb_field welcome_fields[] = {
@@ -98,6 +101,7 @@ static struct pb_field welcome_fields[] = {
 	FIELD(7, "copy_cursor", PB_UINT64, PB_REQUIRED),
 	FIELD(8, "copy_base", PB_UINT64, PB_OPTIONAL),
 	FIELD(9, "verify", PB_BOOL, PB_OPTIONAL),
+	FIELD(10, "epoch", PB_UINT64, PB_OPTIONAL),
 };
 
 static struct pb_field extent_table_fields[] = {
@@ -172,6 +176,9 @@ static struct pb_field error_fields[] = {
 	NAMED_UINT32(1, "code", NULL), /* vals: the error names, set at registration */
 	FIELD(2, "severe", PB_BOOL, PB_REQUIRED),
 	FIELD(3, "message", PB_STRING, PB_REQUIRED),
+	FIELD(4, "fenced_epoch", PB_UINT64, PB_OPTIONAL),
+	FIELD(5, "fenced_txid", PB_UINT64, PB_OPTIONAL),
+	FIELD(6, "fenced_unix_ms", PB_UINT64, PB_OPTIONAL),
 };
 
 static struct pb_field goodbye_fields[] = {
@@ -327,6 +334,9 @@ void frep_body_register(int proto)
 		for (unsigned i = 0; i < m->n_fields; i++) {
 			struct pb_field *f = &m->fields[i];
 			header_field_info *h = &hf[n_hf++].hfinfo;
+
+			/* struct frep_body is indexed by field number: a new field must fit it. */
+			g_assert(f->number <= FREP_BODY_MAX_FIELD);
 
 			hf[n_hf - 1].p_id = &f->hf;
 			h->name = f->name;

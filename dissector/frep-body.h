@@ -6,7 +6,7 @@
 #include <epan/expert.h>
 
 /* Highest field number in any frep.proto message. */
-enum { FREP_BODY_MAX_FIELD = 12 };
+enum { FREP_BODY_MAX_FIELD = 15 };
 
 /* One occurrence of a repeated field: its value and its tree item. */
 struct frep_body_value {

@@ -52,7 +52,8 @@ static proto_item *at(const struct frep_body *b, unsigned field, proto_item *fra
 static void check_hello(packet_info *pinfo, proto_item *fi, const struct frep_body *b)
 {
 	/* Field numbers of Hello in frep.proto. */
-	enum { NODE = 3, VOLUME = 4, UUID = 5, SESSION = 7, LANE = 8, LANE_COUNT = 9 };
+	enum { NODE = 3, VOLUME = 4, UUID = 5, SESSION = 7, LANE = 8, LANE_COUNT = 9, EPOCH = 13 };
+	guint64 epoch = frep_body_has(b, EPOCH) ? b->u[EPOCH] : 1;
 
 	if (frep_body_has(b, VOLUME) && (b->len[VOLUME] == 0 || b->len[VOLUME] > FREP_MAX_VOLUME_NAME))
 		expert_add_info_format(pinfo, at(b, VOLUME, fi), &ei_limit,
@@ -78,6 +79,22 @@ static void check_hello(packet_info *pinfo, proto_item *fi, const struct frep_bo
 		expert_add_info_format(pinfo, at(b, LANE, fi), &ei_inconsistent,
 				       "lane %" PRIu64 " is not below lane_count %" PRIu64 " (LANE-1)",
 				       b->u[LANE], b->u[LANE_COUNT]);
+	/* epoch_history, the one repeated field of Hello (EPO-2). */
+	if (epoch == 0)
+		expert_add_info_format(pinfo, at(b, EPOCH, fi), &ei_inconsistent,
+				       "epoch 0: epochs start at 1 (EPO-2)");
+	else if (b->n_repeated > FREP_MAX_HISTORY || b->n_repeated > epoch - 1)
+		expert_add_info_format(pinfo, at(b, EPOCH, fi), &ei_limit,
+				       "%u epoch starts for epoch %" PRIu64 ": at most %d and at most "
+				       "epoch - 1 (EPO-2)", b->n_repeated, epoch, FREP_MAX_HISTORY);
+	for (unsigned i = 1; i < b->n_repeated; i++) {
+		const struct frep_body_value *p = wmem_array_index(b->repeated, i - 1),
+					     *v = wmem_array_index(b->repeated, i);
+		if (v->v < p->v)
+			expert_add_info_format(pinfo, v->item, &ei_inconsistent,
+					       "epoch start %" PRIu64 " after %" PRIu64 ": they do not "
+					       "decrease (EPO-2)", v->v, p->v);
+	}
 }
 
 static void check_extent_table(packet_info *pinfo, proto_item *fi, const struct frep_body *b)

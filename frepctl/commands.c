@@ -1,4 +1,4 @@
-/* frepctl's commands on one volume: pause, resume, resync, set-rate, verify. */
+/* frepctl's commands on one volume: pause, resume, resync, set-rate, verify, promote. */
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
@@ -12,7 +12,9 @@ static int request(struct ctl *c, int target, const char *method, const Protobuf
 		   ProtobufCMessage **resp)
 {
 	struct rpc_result res;
-	if (rpc_unary(c->conns[target], method, req, RPC_TIMEOUT_MS, resp, &res) < 0)
+	/* A promotion waits for a fenced session to end and replays a journal: seconds. */
+	int timeout = strcmp(method, "Promote") == 0 ? PROMOTE_TIMEOUT_MS : RPC_TIMEOUT_MS;
+	if (rpc_unary(c->conns[target], method, req, timeout, resp, &res) < 0)
 		return report(c, c->conns[target], &res);
 	return EXIT_OK;
 }
@@ -61,6 +63,17 @@ int cmd_set_rate(struct ctl *c, uint64_t bytes_per_second)
 	req.volume = (char *)c->volume;
 	req.bytes_per_second = bytes_per_second;
 	return command(c, target, "SetRate", &req.base, false);
+}
+
+int cmd_promote(struct ctl *c, bool force)
+{
+	int rc, target = route(c, &rc);
+	if (target < 0)
+		return rc;
+	Frep__Admin__V1__PromoteRequest req = FREP__ADMIN__V1__PROMOTE_REQUEST__INIT;
+	req.volume = (char *)c->volume;
+	req.force = force;
+	return command(c, target, "Promote", &req.base, false);
 }
 
 static int64_t mono_s(void)

@@ -168,6 +168,7 @@ void progress_end(struct progress_bar *b);
 
 enum {
 	RPC_TIMEOUT_MS = 5000, /* a unary call; Watch has no deadline */
+	PROMOTE_TIMEOUT_MS = 60000, /* Promote: the daemon bounds its own waits well inside */
 };
 
 /* What a command works with: options, the daemons to ask and their channels. */
@@ -249,6 +250,7 @@ void follow_end(struct follow *fw);
 int cmd_volume(struct ctl *c, const char *method);
 int cmd_resync(struct ctl *c, bool full, bool wait);
 int cmd_set_rate(struct ctl *c, uint64_t bytes_per_second);
+int cmd_promote(struct ctl *c, bool force);
 int cmd_verify(struct ctl *c, bool repair, bool wait);
 
 /* snapshots.c ------------------------------------------------------------- */

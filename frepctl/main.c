@@ -35,6 +35,12 @@ static const char usage[] =
 	"                              consistent state (export-YYYYMMDD-HHMMSS)\n"
 	"  unexport VOLUME[@SNAPSHOT]  end the export (its NBD clients are disconnected);\n"
 	"                              without @SNAPSHOT, the implicit one, which is deleted\n"
+	"  promote VOLUME [--force]    fail over: the mirror's copy becomes a primary at a new\n"
+	"                              epoch, as of the last TXID it holds (every one it\n"
+	"                              acknowledged); serve it with frep-client --adopt. Refused\n"
+	"                              while its master is connected or the copy is\n"
+	"                              inconsistent; --force disconnects and fences the\n"
+	"                              master, or promotes the pre-resync snapshot instead\n"
 	"\n"
 	"Options:\n"
 	"  --admin unix:PATH           the daemon's admin socket\n"
@@ -63,7 +69,7 @@ static const char usage[] =
 	"SIGINT and SIGTERM.\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
-#define COMMANDS "status, watch, pause, resume, resync, set-rate, verify, snapshot, export, unexport"
+#define COMMANDS "status, watch, pause, resume, resync, set-rate, verify, snapshot, export, unexport, promote"
 
 int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *res)
 {
@@ -97,7 +103,7 @@ void print_json(struct json_object *o)
 struct args {
 	const char *admin, *connect, *nbd;
 	struct rpc_tls tls;
-	bool json, full, wait, repair;
+	bool json, full, wait, repair, force;
 	const char *cmd;
 	const char *pos[3]; /* the command's own arguments */
 	int npos;
@@ -106,7 +112,7 @@ struct args {
 static void parse_args(struct args *a, int argc, char **argv)
 {
 	enum { OPT_ADMIN = 256, OPT_CONNECT, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_JSON,
-	       OPT_FULL, OPT_WAIT, OPT_REPAIR, OPT_NBD };
+	       OPT_FULL, OPT_WAIT, OPT_REPAIR, OPT_NBD, OPT_FORCE };
 	static const struct option opts[] = {
 		{ "admin", required_argument, NULL, OPT_ADMIN },
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -119,6 +125,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "wait", no_argument, NULL, OPT_WAIT },
 		{ "repair", no_argument, NULL, OPT_REPAIR },
 		{ "nbd", required_argument, NULL, OPT_NBD },
+		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -146,6 +153,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case OPT_WAIT: a->wait = true; break;
 		case OPT_REPAIR: a->repair = true; break;
 		case OPT_NBD: a->nbd = optarg; break;
+		case OPT_FORCE: a->force = true; break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case 'V': printf(PROG " %s\n", FREP_VERSION); exit(0);
 		case ':': bad_arg("%s needs a value", argv[optind - 1]);
@@ -193,6 +201,8 @@ int main(int argc, char **argv)
 	const char *cmd = a.cmd, *snapshot = NULL, *subject = NULL;
 	char volume[256], cmdline[64];
 	bool mirror = false;
+	if (a.force && strcmp(a.cmd, "promote") != 0)
+		bad_arg("%s: --force goes with promote (promote VOLUME [--force])", a.cmd);
 	if (a.nbd && strcmp(a.cmd, "export") != 0)
 		bad_arg("%s: --nbd goes with export (export VOLUME[@SNAPSHOT] --nbd ADDRESS)", a.cmd);
 	if (!strcmp(cmd, "status") || !strcmp(cmd, "watch")) {
@@ -247,6 +257,9 @@ int main(int argc, char **argv)
 		snapshot = at ? at + 1 : NULL;
 		subject = a.pos[0];
 		a.pos[0] = volume;
+		mirror = true;
+	} else if (!strcmp(cmd, "promote")) {
+		want(&a, 1, 1, "promote VOLUME [--force]", false, false, false);
 		mirror = true;
 	} else {
 		bad_arg("unknown command '%s' (" COMMANDS ")", cmd);
@@ -303,6 +316,8 @@ int main(int argc, char **argv)
 		rc = cmd_unexport(&c, snapshot);
 	else if (!strcmp(cmd, "verify"))
 		rc = cmd_verify(&c, a.repair, a.wait);
+	else if (!strcmp(cmd, "promote"))
+		rc = cmd_promote(&c, a.force);
 	else
 		abort(); /* every command was checked above */
 

@@ -130,6 +130,11 @@ static void render_master(FILE *f, const Frep__Admin__V1__MasterStatus *m)
 		char p[128];
 		fprintf(f, "  copy: %s\n", progress_text(p, sizeof(p), m->copy));
 	}
+	if (m->fenced)
+		fprintf(f, "  fenced: epoch %" PRIu64 " began elsewhere after TXID %" PRIu64 "; a demote "
+			"discards %" PRIu64 " TX(s), %s; local writes %s\n", m->fenced->epoch,
+			m->fenced->txid, m->fenced->discard_tx, size(a, sizeof(a), m->fenced->discard_bytes),
+			m->fenced->serving ? "still taken (--on-fenced=serve)" : "refused");
 }
 
 static void render_mirror(FILE *f, const Frep__Admin__V1__MirrorStatus *m, int64_t now_ms)
@@ -152,6 +157,15 @@ static void render_mirror(FILE *f, const Frep__Admin__V1__MirrorStatus *m, int64
 	if (m->copy) {
 		char p[128];
 		fprintf(f, "  copy: %s\n", progress_text(p, sizeof(p), m->copy));
+	}
+	const Frep__Admin__V1__Promotion *q = m->promotion;
+	if (q) {
+		fprintf(f, "  promoted: epoch %" PRIu64 " after TXID %" PRIu64 " %s ago (%s%s); recovery "
+			"point TXID %" PRIu64, q->epoch, q->txid, age(a, sizeof(a), q->unix_ms, now_ms),
+			q->source, q->forced ? ", forced" : "", q->recovery_txid);
+		if (q->recovery_unix_ms)
+			fprintf(f, " acknowledged %s before", age(b, sizeof(b), q->recovery_unix_ms, q->unix_ms));
+		fprintf(f, "; %s\n", q->loss);
 	}
 }
 

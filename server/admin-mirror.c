@@ -20,6 +20,7 @@
 #include "export.h"
 #include "frep/admin/v1/admin.pb-c.h"
 #include "log.h"
+#include "promote.h"
 #include "registry.h"
 #include "store.h"
 #include "util.h"
@@ -66,8 +67,10 @@ static bool detached_status(const char *data_dir, const char *name, struct vol_s
 	memset(v, 0, sizeof(*v));
 	snprintf(v->name, sizeof(v->name), "%s", name);
 	v->role = FREP__ADMIN__V1__ROLE__MIRROR;
-	v->state = FREP__ADMIN__V1__STATE__DETACHED;
+	v->state = mv.promoted ? FREP__ADMIN__V1__STATE__PROMOTED : FREP__ADMIN__V1__STATE__DETACHED;
 	struct status_mirror *s = &v->mirror;
+	s->epoch = mv.epochs.epoch;
+	promotion_status(&mv, &s->promotion);
 	snprintf(s->owner_identity, sizeof(s->owner_identity), "%s", mv.owner);
 	s->consistent = mv.consistent;
 	s->consistent_txid = mv.consistent_txid;
@@ -188,7 +191,7 @@ static bool bad_volume(const char *volume, struct admin_reply *r)
 
 /* The volume's snapshot set, or NULL with r filled (NOT_FOUND when there is no such volume). */
 static struct snapset *volume_snapshots(const struct mirror_server *srv, const char *volume,
-					struct admin_reply *r)
+					bool want_base, struct admin_reply *r)
 {
 	struct mirror_volume mv;
 	uint32_t code;
@@ -196,7 +199,15 @@ static struct snapset *volume_snapshots(const struct mirror_server *srv, const c
 	if (bad_volume(volume, r))
 		return NULL;
 	bool exists = store_open(&mv, srv->data_dir, volume, &code, err, sizeof(err)) == 0 && mv.exists;
+	bool promoted = mv.promoted;
+	if (promoted)
+		store_describe_promotion(&mv, err, sizeof(err));
 	store_close(&mv);
+	if (promoted && want_base) {
+		admin_refuse(r, ADMIN_FAILED_PRECONDITION, "%s: snapshots and exports of it end with "
+			     "the promotion (frep-client writes its base directly now)", err);
+		return NULL;
+	}
 	if (!exists) {
 		r->code = ADMIN_NOT_FOUND;
 		snprintf(r->message, sizeof(r->message), "no volume '%s' on this mirror (data dir %s)",
@@ -226,7 +237,7 @@ int mirror_snapshot_create(struct mirror_server *srv, const char *volume, const 
 			   enum snap_kind kind, struct status_snapshot *out, struct admin_reply *r)
 {
 	char picked[SNAP_NAME_MAX + 1], err[512] = "";
-	struct snapset *ss = volume_snapshots(srv, volume, r);
+	struct snapset *ss = volume_snapshots(srv, volume, true, r);
 	if (!ss)
 		return -1;
 	if (!name || !*name) {
@@ -274,6 +285,11 @@ int mirror_snapshot_create(struct mirror_server *srv, const char *volume, const 
 	return rc;
 }
 
+static void op_promote(void *ctx, const char *volume, bool force, struct admin_reply *r)
+{
+	mirror_promote(ctx, volume, force, r);
+}
+
 static int op_snapshot_create(void *ctx, const char *volume, const char *name,
 			      struct status_snapshot *out, struct admin_reply *r)
 {
@@ -306,7 +322,7 @@ static int op_snapshot_list(void *ctx, const char *volume, struct status_snapsho
 	*out = NULL;
 	*n = 0;
 	if (volume) {
-		struct snapset *ss = volume_snapshots(srv, volume, r);
+		struct snapset *ss = volume_snapshots(srv, volume, false, r);
 		if (!ss)
 			return -1;
 		int rc = append_snapshots(ss, out, n);
@@ -321,7 +337,7 @@ static int op_snapshot_list(void *ctx, const char *volume, struct status_snapsho
 		int rc = 0;
 		for (size_t i = 0; i < nv && rc == 0; i++) {
 			struct admin_reply ignored;
-			struct snapset *ss = volume_snapshots(srv, vols[i].name, &ignored);
+			struct snapset *ss = volume_snapshots(srv, vols[i].name, false, &ignored);
 			if (ss) {
 				rc = append_snapshots(ss, out, n);
 				snapset_put(ss);
@@ -345,7 +361,7 @@ static void op_snapshot_delete(void *ctx, const char *volume, const char *name,
 		snprintf(r->message, sizeof(r->message), "snapshot delete needs a snapshot name");
 		return;
 	}
-	struct snapset *ss = volume_snapshots(ctx, volume, r);
+	struct snapset *ss = volume_snapshots(ctx, volume, false, r);
 	if (!ss)
 		return;
 	if (snapset_delete(ss, name, err, sizeof(err)) < 0) {
@@ -369,7 +385,7 @@ static struct snapset *export_snapshots(const struct mirror_server *srv, const c
 		       snapshot);
 		return NULL;
 	}
-	return volume_snapshots(srv, volume, r);
+	return volume_snapshots(srv, volume, false, r);
 }
 
 /* Snapshot name of the set into *out (with its export). 0, or -1 with r (NOT_FOUND). */
@@ -517,4 +533,5 @@ const struct admin_ops admin_mirror_ops = {
 	.snapshot_delete = op_snapshot_delete,
 	.export_snapshot = op_export_snapshot,
 	.unexport = op_unexport,
+	.promote = op_promote,
 };

@@ -90,6 +90,10 @@ struct msession {
 	bool live_added;
 	uint64_t copy_total; /* bytes of the current copy pass (StartCopy) */
 	bool linger;	       /* ...after an Error, once the master stops sending (see linger()) */
+	struct epoch_history hello_epochs; /* the master's (Hello.epoch, epoch_history) */
+	/* Error FENCED's fields (session_error sends them with that code). */
+	uint64_t fence_epoch, fence_txid;
+	int64_t fence_ms;
 };
 
 static const char *vol(const struct msession *s)
@@ -121,7 +125,19 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 		log_warn(vol(s), "master %s (%s): %s: %s", tls_peer_cn(s->c), tls_peer_addr(s->c),
 			 frep_error_name(code), why);
 	}
-	frame_send_error(s->c, code, "%s", why);
+	if (code == FREP_E_FENCED) {
+		Frep__V1__Error e = FREP__V1__ERROR__INIT;
+		e.code = code;
+		e.severe = true;
+		e.message = why;
+		e.has_fenced_epoch = e.has_fenced_txid = e.has_fenced_unix_ms = true;
+		e.fenced_epoch = s->fence_epoch;
+		e.fenced_txid = s->fence_txid;
+		e.fenced_unix_ms = (uint64_t)s->fence_ms;
+		frame_send(s->c, FREP_MSG_ERROR, &e.base, NULL, 0);
+	} else {
+		frame_send_error(s->c, code, "%s", why);
+	}
 	s->done = true;
 	struct status_error *e = &s->live_st.last_error;
 	e->set = true;
@@ -158,6 +174,7 @@ static void publish(struct msession *s)
 	m->journal_size_bytes = s->mv.j ? journal_capacity(s->mv.j) : 0;
 	m->volume_size_bytes = s->mv.vol_open ? s->mv.vol.size : 0;
 	snprintf(m->preallocate, sizeof(m->preallocate), "%s", s->mv.sparse ? "sparse" : "full");
+	m->epoch = s->mv.epochs.epoch;
 	m->copy.active = (s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC) &&
 			 !s->copy_done;
 	m->copy.done_bytes = s->copy_through;
@@ -257,6 +274,65 @@ static bool owner_ok(struct msession *s, const Frep__V1__Hello *h)
 	return false;
 }
 
+/*
+ * EPO-3, EPO-6: a promoted copy, or one of a later epoch than the master's,
+ * fences the master; a copy of an earlier epoch has no history it can be
+ * brought up to incrementally. false once the Error is sent.
+ */
+static bool epoch_ok(struct msession *s)
+{
+	const struct mirror_volume *mv = &s->mv;
+	const struct epoch_history *h = &s->hello_epochs;
+	char why[400];
+	if (!mv->exists)
+		return true;
+	if (mv->promoted) {
+		store_describe_promotion(mv, why, sizeof(why));
+		s->fence_epoch = mv->epochs.epoch;
+		s->fence_txid = mv->promoted_txid;
+		s->fence_ms = mv->promoted_ms;
+		session_error(s, FREP_E_FENCED, "%s (this master is at epoch %" PRIu64 ")", why,
+			      h->epoch);
+		return false;
+	}
+	if (h->epoch < mv->epochs.epoch) {
+		uint64_t t = 0;
+		bool known = epoch_end_of(&mv->epochs, h->epoch, &t);
+		s->fence_epoch = h->epoch + 1;
+		s->fence_txid = t;
+		s->fence_ms = 0;
+		if (known)
+			session_error(s, FREP_E_FENCED,
+				      "volume %s is at epoch %" PRIu64 " on this mirror; this master is at "
+				      "epoch %" PRIu64 ", which ended after TXID %" PRIu64 " when another "
+				      "copy was promoted: run frepctl demote %s on this master to make it "
+				      "a mirror of the new primary", mv->name, mv->epochs.epoch, h->epoch,
+				      t, mv->name);
+		else
+			session_error(s, FREP_E_FENCED,
+				      "volume %s is at epoch %" PRIu64 " on this mirror; this master is at "
+				      "epoch %" PRIu64 ", promoted past long ago: its copy must be "
+				      "replaced (frepctl demote --force %s)", mv->name, mv->epochs.epoch,
+				      h->epoch, mv->name);
+		return false;
+	}
+	if (h->epoch > mv->epochs.epoch) {
+		uint64_t t = 0;
+		bool known = epoch_end_of(h, mv->epochs.epoch, &t);
+		char after[64] = "";
+		if (known)
+			snprintf(after, sizeof(after), " after TXID %" PRIu64, t);
+		session_error(s, FREP_E_DIVERGED,
+			      "this mirror's copy of %s is at epoch %" PRIu64 " and the master at epoch "
+			      "%" PRIu64 ": the master's copy was promoted from another one%s, so their "
+			      "histories part; this copy cannot follow it incrementally (remove %s on "
+			      "the mirror to copy the whole volume again)", mv->name, mv->epochs.epoch,
+			      h->epoch, after, mv->dir);
+		return false;
+	}
+	return true;
+}
+
 /* INIT: who is it, which volume, may it? */
 static void on_hello(struct msession *s, Frep__V1__Hello *h)
 {
@@ -287,6 +363,11 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 			      h->lane_count);
 		return;
 	}
+	if (epoch_from_wire(&s->hello_epochs, h->has_epoch ? h->epoch : 1, h->epoch_history,
+			    h->n_epoch_history, err, sizeof(err)) < 0) {
+		session_error(s, FREP_E_PROTOCOL, "HELLO with a malformed epoch history: %s", err);
+		return;
+	}
 	if (!authz_allows(s->srv->allow, h->volume, who)) {
 		session_error(s, FREP_E_UNAUTHORISED,
 			      "master %s is not allowed for volume %s by the --allow file", who,
@@ -299,14 +380,20 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	}
 	s->have_volume = true;
 	/* Ownership first: a clash is severe even while the owner is connected (not BUSY). */
-	if (!owner_ok(s, h))
+	if (!owner_ok(s, h) || !epoch_ok(s))
 		return;
 	if (store_attach(&s->mv, &code, err, sizeof(err)) < 0) {
-		session_error(s, code, "%s", err);
+		if (code == FREP_E_FENCED) /* promoted since */
+			epoch_ok(s);
+		else
+			session_error(s, code, "%s", err);
 		return;
 	}
-	if (!owner_ok(s, h))
+	if (!owner_ok(s, h) || !epoch_ok(s))
 		return;
+	if (!s->mv.exists)
+		s->mv.epochs = s->hello_epochs; /* a new copy starts in the master's epoch */
+	s->mv.master_sync = h->has_sync_mode && h->sync_mode;
 	/* A volume keeps the mode it was created with: its space is already laid out so. */
 	if (!s->mv.exists)
 		s->mv.sparse = s->srv->sparse;
@@ -336,6 +423,8 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	w.copy_base = copying ? s->mv.copy_base : 0;
 	w.has_verify = true;
 	w.verify = true;
+	w.has_epoch = true;
+	w.epoch = s->mv.epochs.epoch;
 	go_live(s);
 	log_info(vol(s), "master %s (%s, node %s, generation %" PRIu64 ") connected: known=%d durable_txid=%" PRIu64,
 		 who, tls_peer_addr(s->c), h->master_node, h->generation, w.known, durable);
@@ -893,6 +982,9 @@ static void commit_batch(struct msession *s)
 	if (send_msg(s, FREP_MSG_TX_ACK, &a.base) < 0)
 		return;
 	s->acked = last;
+	/* The recovery point a promotion reports (saved with the metadata). */
+	s->mv.last_ack_txid = last;
+	s->mv.last_ack_ms = wall_ms();
 	frep_crash_point("ack-sent");
 
 	/* Anything else would leave a hole in the prefix; the journal keeps every TX for a replay. */
@@ -1063,6 +1155,21 @@ static void dispatch(struct msession *s, struct frame *f)
 }
 
 /*
+ * A forced promotion (frepctl promote --force) takes the volume from its
+ * connected master: what the mirror holds is made durable first, so the
+ * promotion's TXID is the last one acknowledged or later, then FENCED.
+ */
+static void fence_now(struct msession *s, const struct fence_order *o)
+{
+	if (s->have_volume && s->mv.j && journal_sync(s->mv.j) < 0)
+		log_error(vol(s), "journal fdatasync before fencing: %s", strerror(errno));
+	s->fence_epoch = o->epoch;
+	s->fence_txid = o->txid ? o->txid : s->have_volume && s->mv.j ? journal_last_txid(s->mv.j) : 0;
+	s->fence_ms = o->unix_ms;
+	session_error(s, FREP_E_FENCED, "%s", o->message);
+}
+
+/*
  * After an Error, reads and drops what the master still sends until it closes
  * (bounded): closing with its TXs unread would reset the connection, and the
  * master could lose the Error, its reason, before reading it.
@@ -1121,6 +1228,11 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	tls_set_write_timeout(c, (int)srv->heartbeat_timeout_ms);
 	while (!s->done) {
 		struct frame f;
+		struct fence_order fo;
+		if (s->live_added && registry_fence_taken(&s->live, &fo)) {
+			fence_now(s, &fo);
+			break;
+		}
 		if (atomic_load(&srv->stopping)) {
 			Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
 			g.reason = "mirror shutting down";

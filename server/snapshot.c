@@ -90,18 +90,9 @@ void snapset_set_gone_hook(void (*gone)(const char *, const char *, const char *
 }
 
 /*
- * Paths and names below are bounded: snapset_get refuses a data dir too long
- * for them, and names are checked valid (<= 64 bytes) before use.
+ * Paths and names below are bounded (textf): snapset_get refuses a data dir
+ * too long for them, and names are checked valid (<= 64 bytes) before use.
  */
-static void textf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void textf(char *out, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(out, len, fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t chunks_of(uint64_t size)
 {
@@ -872,6 +863,60 @@ bool snapset_exists(struct snapset *ss, const char *name)
 	bool found = find(ss, name) != NULL;
 	pthread_mutex_unlock(&ss->mu);
 	return found;
+}
+
+void snapset_invalidate_all(struct snapset *ss, const char *why, const char *except)
+{
+	pthread_mutex_lock(&ss->mu);
+	for (unsigned i = 0; i < ss->n; i++)
+		if (!except || strcmp(ss->s[i]->name, except) != 0)
+			invalidate(ss, ss->s[i], why);
+	pthread_mutex_unlock(&ss->mu);
+}
+
+int snapset_restore(struct snapset *ss, const char *name, const struct volume *base,
+		    uint64_t *txid, int (*restored)(void *ctx, uint64_t off, uint64_t len),
+		    void *ctx, char *err, size_t err_len)
+{
+	pthread_mutex_lock(&ss->mu);
+	struct snap *s = find(ss, name);
+	int rc = -1;
+	if (!s || !s->valid) {
+		snprintf(err, err_len, "volume %s has no valid snapshot named %s", ss->volume, name);
+		errno = ENOENT;
+		goto out;
+	}
+	/*
+	 * Each saved chunk goes back into the base. Idempotent: a crash half-way
+	 * leaves the snapshot whole (its chunks still in the overlay), and the
+	 * next attempt writes the same bytes again.
+	 */
+	if (!ss->buf && !(ss->buf = malloc(COPY_BUF))) {
+		snprintf(err, err_len, "restoring snapshot %s: out of memory", name);
+		goto out;
+	}
+	uint64_t chunks = (ss->size + SNAP_CHUNK - 1) / SNAP_CHUNK;
+	for (uint64_t c = 0; c < chunks; c++) {
+		if (!bit(s->bits, c))
+			continue;
+		uint64_t off = c * SNAP_CHUNK;
+		uint64_t len = ss->size - off < SNAP_CHUNK ? ss->size - off : SNAP_CHUNK;
+		if (pread(s->overlay_fd, ss->buf, len, (off_t)off) != (ssize_t)len ||
+		    volume_pwrite(base, ss->buf, len, off) < 0 || (restored && restored(ctx, off, len) < 0)) {
+			snprintf(err, err_len, "restoring snapshot %s at offset %" PRIu64 ": %s", name, off,
+				 strerror(errno));
+			goto out;
+		}
+	}
+	if (volume_sync(base) < 0) {
+		snprintf(err, err_len, "restoring snapshot %s: fdatasync: %s", name, strerror(errno));
+		goto out;
+	}
+	*txid = s->txid;
+	rc = 0;
+out:
+	pthread_mutex_unlock(&ss->mu);
+	return rc;
 }
 
 bool snapset_find_kind(struct snapset *ss, enum snap_kind kind, char *name, size_t len)

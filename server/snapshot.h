@@ -134,6 +134,17 @@ bool snapset_exists(struct snapset *ss, const char *name);
 int snapset_list(struct snapset *ss, struct status_snapshot **out, size_t *n);
 /* Adds the set's count, space and invalid count to a mirror status. */
 void snapset_status(struct snapset *ss, struct status_mirror *m);
+/* Invalidates every snapshot but except (NULL: all), with the reason why. */
+void snapset_invalidate_all(struct snapset *ss, const char *why, const char *except);
+/*
+ * Writes the chunks snapshot name saved back into base, durably, so base
+ * holds the volume as of the snapshot's TXID (*txid); restored(ctx, off, len)
+ * hears of each (may be NULL). Other snapshots are not told: invalidate them
+ * first. 0, or -1 with err.
+ */
+int snapset_restore(struct snapset *ss, const char *name, const struct volume *base,
+		    uint64_t *txid, int (*restored)(void *ctx, uint64_t off, uint64_t len),
+		    void *ctx, char *err, size_t err_len);
 /* The name of the snapshot of kind (the first), into name; false if none. */
 bool snapset_find_kind(struct snapset *ss, enum snap_kind kind, char *name, size_t len);
 

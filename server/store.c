@@ -301,6 +301,20 @@ static int load_meta(struct mirror_volume *mv, char *err, size_t err_len)
 	/* Volumes from before --preallocate were all created with their space reserved. */
 	const char *pre = meta_get(&md, "preallocate");
 	mv->sparse = pre && strcmp(pre, "sparse") == 0;
+	if (epoch_load(&mv->epochs, &md) < 0) {
+		snprintf(err, err_len, "%s: epoch_history is malformed", path);
+		errno = EBADMSG;
+		return -1;
+	}
+	mv->promoted = meta_get_u64(&md, "promoted", &v) == 0 && v == 1;
+	mv->promoted_txid = meta_get_u64(&md, "promoted_txid", &v) == 0 ? v : 0;
+	mv->promoted_ms = meta_get_u64(&md, "promoted_ms", &v) == 0 ? (int64_t)v : 0;
+	snprintf(mv->promoted_source, sizeof(mv->promoted_source), "%s",
+		 meta_get(&md, "promoted_source") ? meta_get(&md, "promoted_source") : "");
+	mv->promoted_forced = meta_get_u64(&md, "promoted_forced", &v) == 0 && v == 1;
+	mv->last_ack_txid = meta_get_u64(&md, "last_ack_txid", &v) == 0 ? v : 0;
+	mv->last_ack_ms = meta_get_u64(&md, "last_ack_ms", &v) == 0 ? (int64_t)v : 0;
+	mv->master_sync = meta_get_u64(&md, "master_sync", &v) == 0 && v == 1;
 	/* Extent sizes are the files' own; MAKEPARTS compares them with the master's. */
 	mv->n_extents = (unsigned)n;
 	mv->exists = true;
@@ -326,6 +340,21 @@ int store_save(struct mirror_volume *mv)
 	meta_set_u64(&md, "copy_full", mv->copy_full);
 	meta_set_u64(&md, "extents", mv->n_extents);
 	meta_set(&md, "preallocate", mv->sparse ? "sparse" : "full");
+	meta_set_u64(&md, "last_ack_txid", mv->last_ack_txid);
+	meta_set_u64(&md, "last_ack_ms", (uint64_t)mv->last_ack_ms);
+	meta_set_u64(&md, "master_sync", mv->master_sync);
+	if (epoch_save(&mv->epochs, &md) < 0) {
+		errno = E2BIG;
+		log_error(mv->name, "saving its epoch history: too long");
+		return -1;
+	}
+	if (mv->promoted) {
+		meta_set_u64(&md, "promoted", 1);
+		meta_set_u64(&md, "promoted_txid", mv->promoted_txid);
+		meta_set_u64(&md, "promoted_ms", (uint64_t)mv->promoted_ms);
+		meta_set(&md, "promoted_source", mv->promoted_source);
+		meta_set_u64(&md, "promoted_forced", mv->promoted_forced);
+	}
 	if (path_in(path, sizeof(path), mv, "meta") < 0 || meta_save(path, &md) < 0) {
 		log_error(mv->name, "saving %s: %s", path, strerror(errno));
 		return -1;
@@ -356,6 +385,7 @@ int store_open(struct mirror_volume *mv, const char *data_dir, const char *name,
 {
 	memset(mv, 0, sizeof(*mv));
 	mv->lock_fd = -1;
+	epoch_init(&mv->epochs);
 	*wire_err = FREP_E_IO;
 	mv->name = strdup(name);
 	if (asprintf(&mv->dir, "%s/%s", data_dir, name) < 0 || !mv->name) {
@@ -401,6 +431,12 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 	}
 	if (!mv->exists)
 		return 0;
+	if (mv->promoted) {
+		/* frep-client writes the extents now: replaying or saving here would undo its writes. */
+		*wire_err = FREP_E_FENCED;
+		store_describe_promotion(mv, err, err_len);
+		return -1;
+	}
 	/* A journal exists whenever metadata does: store_create makes both. */
 	if (open_extents(mv, err, err_len) < 0 || open_journal(mv, 0, err, err_len) < 0 ||
 	    open_snapshots(mv, err, err_len) < 0 || replay_journal(mv, err, err_len) < 0) {
@@ -530,8 +566,11 @@ int store_recover_all(const char *data_dir)
 		uint32_t code;
 		if (!volume_name_valid(e->d_name))
 			continue;
-		if (store_open(&mv, data_dir, e->d_name, &code, err, sizeof(err)) < 0 ||
-		    (mv.exists && store_attach(&mv, &code, err, sizeof(err)) < 0)) {
+		int opened = store_open(&mv, data_dir, e->d_name, &code, err, sizeof(err));
+		if (opened == 0 && mv.promoted) {
+			store_describe_promotion(&mv, err, sizeof(err));
+			log_info(e->d_name, "left alone: %s", err);
+		} else if (opened < 0 || (mv.exists && store_attach(&mv, &code, err, sizeof(err)) < 0)) {
 			log_error(e->d_name, "recovery failed: %s", err);
 			failed++;
 		} else if (mv.exists) {
@@ -569,4 +608,15 @@ void store_close(struct mirror_volume *mv)
 	free(mv->dir);
 	memset(mv, 0, sizeof(*mv));
 	mv->lock_fd = -1;
+}
+
+void store_describe_promotion(const struct mirror_volume *mv, char *out, size_t len)
+{
+	char when[32];
+	format_utc_ms(mv->promoted_ms, when, sizeof(when));
+	snprintf(out, len, "volume %s was promoted on this host at %s: epoch %" PRIu64 " began after "
+		 "TXID %" PRIu64 "; frep-client (--adopt %s) serves it as the primary now, and a "
+		 "master of an earlier epoch is fenced: run frepctl demote %s on it to make it a "
+		 "mirror of the new primary", mv->name, when, mv->epochs.epoch, mv->promoted_txid,
+		 mv->dir, mv->name);
 }

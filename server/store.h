@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "epoch.h"
 #include "journal.h"
 #include "meta.h"
 #include "snapshot.h"
@@ -21,6 +22,7 @@
  *   DIR/NAME/journal        the mirror's own journal of received transactions
  *   DIR/NAME/extent.0 ...   the extents, same count and sizes as the master's
  *   DIR/NAME/snapshots/     copy-before-write snapshots (snapshot.h)
+ *   DIR/NAME/promoted.dirty a forced promotion's restored ranges (epoch.h)
  */
 struct mirror_volume {
 	char *name;
@@ -50,6 +52,21 @@ struct mirror_volume {
 	struct journal *j;
 	uint64_t applied_txid;	/* last TXID applied to the extents */
 	struct snapset *snaps;	/* this volume's snapshots, once it exists */
+	struct epoch_history epochs; /* this copy's epoch (EPO-1) */
+	/*
+	 * Promoted (EPO-4): the copy became a primary at epochs.epoch, after
+	 * TXID promoted_txid; frep-client (--adopt) owns its extents now, and
+	 * frep-server fences every master (FENCED) and never writes them again.
+	 */
+	bool promoted;
+	uint64_t promoted_txid;
+	int64_t promoted_ms;
+	char promoted_source[64]; /* "journal", or "snapshot pre-resync" */
+	bool promoted_forced;
+	/* The recovery point a promotion reports: the master's last acknowledged TX and when. */
+	uint64_t last_ack_txid;
+	int64_t last_ack_ms;
+	bool master_sync;	/* the master said --mode sync (Hello.sync_mode) */
 	uint8_t *cmp_buf;	/* a copy pass compares with it while snapshots are alive */
 };
 
@@ -130,6 +147,8 @@ int store_checkpoint(struct mirror_volume *mv);
  */
 int store_recover_all(const char *data_dir);
 
+/* A promoted volume in words: when, epoch and TXID, who serves it, what a fenced master does. */
+void store_describe_promotion(const struct mirror_volume *mv, char *out, size_t len);
 /* Checkpoints, saves and releases everything, including the lock. */
 void store_close(struct mirror_volume *mv);
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# frep-conform mirror against frep-server: INIT, MAKEPARTS and the READY checks (HS-*, MP-*, RDY-3).
+# frep-conform mirror against frep-server: INIT, MAKEPARTS, the READY checks and epochs (HS-*, MP-*, RDY-3, EPO-*).
 source "$(dirname "$0")/../e2e/lib.sh"
 source "$(dirname "$0")/conform.sh"
-conform_mirror 'mirror.hs.*' 'mirror.mp.*' 'mirror.rdy.*'
+conform_mirror 'mirror.hs.*' 'mirror.mp.*' 'mirror.rdy.*' 'mirror.epoch.*'

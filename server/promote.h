@@ -1,0 +1,29 @@
+/*
+ * Promotion (spec EPO-4, README "Failover and fail-back"): frepctl promote
+ * makes the mirror's copy of a volume a primary at a new epoch. frep-server
+ * then fences every master of an earlier epoch and never writes the copy
+ * again; frep-client --adopt serves it.
+ */
+#ifndef FREP_PROMOTE_H
+#define FREP_PROMOTE_H
+
+#include <stdbool.h>
+
+#include "admin.h"
+#include "session.h"
+#include "store.h"
+
+/*
+ * The Promote command. Refused (FAILED_PRECONDITION, with the reason and
+ * what to do) while a master is connected or the copy is inconsistent,
+ * unless force: then the master is disconnected with FENCED, and an
+ * inconsistent copy's pre-resync snapshot is promoted instead of its
+ * content. Bounded: waits up to 10 s for a fenced session to end.
+ */
+void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
+		    struct admin_reply *r);
+
+/* A promoted volume's figures for the admin API (mirror status, state PROMOTED). */
+void promotion_status(const struct mirror_volume *mv, struct status_promotion *out);
+
+#endif
