@@ -17,6 +17,7 @@
 #include "bitmap.h"
 #include "events.h"
 #include "frep/admin/v1/admin.pb-c.h"
+#include "demote.h"
 #include "util.h"
 #include "verify.h"
 
@@ -204,6 +205,22 @@ static void op_resync(void *ctx, const char *volume, bool full, struct admin_rep
 		 st == MS_INSYNC || st == MS_IDLE ? "now" : "once the mirror is next in sync");
 }
 
+static void op_demote(void *ctx, const char *volume, bool force, char *handoff, size_t len,
+		      uint64_t *discard_tx, uint64_t *discard_bytes, struct admin_reply *r)
+{
+	struct master *m = ctx;
+	if (ours(m, volume, r))
+		master_demote(m, force, handoff, len, discard_tx, discard_bytes, r);
+}
+
+static void op_switchover(void *ctx, const char *volume, char *handoff, size_t len,
+			  struct admin_reply *r)
+{
+	struct master *m = ctx;
+	if (ours(m, volume, r))
+		master_switchover(m, handoff, len, r);
+}
+
 static void op_set_rate(void *ctx, const char *volume, uint64_t rate, struct admin_reply *r)
 {
 	struct master *m = ctx;
@@ -264,6 +281,8 @@ const struct admin_ops admin_master_ops = {
 	.resume = op_resume,
 	.resync = op_resync,
 	.set_rate = op_set_rate,
+	.demote = op_demote,
+	.switchover = op_switchover,
 	.verify = op_verify,
 	.verify_result = op_verify_result,
 };

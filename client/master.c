@@ -118,6 +118,21 @@ static int master_load_meta(struct master *m, bool journal_empty, const struct a
 			return -1;
 		}
 		load_fenced(m, &md);
+		uint64_t fb = 0;
+		m->failback = meta_get_u64(&md, "failback", &fb) == 0 && fb == 1 &&
+			      meta_get_u64(&md, "since_txid", &m->since_txid) == 0;
+		if (meta_get_u64(&md, "demoted", &gen) == 0 && gen == 1) {
+			snprintf(err, err_len, "journal %s was demoted (frepctl demote): its copy of %s "
+				 "belongs to this host's frep-server now. To serve it again, promote it "
+				 "there (frepctl promote %s) and start frep-client with --adopt and a new "
+				 "--journal", m->journal_path, m->name, m->name);
+			return -1;
+		}
+		gen = 0;
+		if (meta_get_u64(&md, "generation", &gen) < 0) {
+			snprintf(err, err_len, "%s: metadata incomplete", m->meta_path);
+			return -1;
+		}
 	} else if (errno == ENOENT && journal_empty) {
 		/*
 		 * First start, or a crash during it between creating the journal and
@@ -139,6 +154,10 @@ static int master_load_meta(struct master *m, bool journal_empty, const struct a
 		if (epoch_save(&m->epochs, &md) < 0) {
 			snprintf(err, err_len, "%s: epoch history too long", m->meta_path);
 			return -1;
+		}
+		if (adopt) {
+			meta_set_u64(&md, "failback", 1);
+			meta_set_u64(&md, "since_txid", adopt->txid);
 		}
 		*adopted = adopt != NULL;
 	} else {
@@ -167,6 +186,19 @@ static int mark_adopted_dirty(void *ctx, uint64_t off, uint64_t len)
 {
 	struct master *m = ctx;
 	bitmap_set_range(m->bm, off, len);
+	if (m->since)
+		bitmap_set_range(m->since, off, len);
+	return 0;
+}
+
+int master_save_demoted(struct master *m, char *err, size_t err_len)
+{
+	struct meta md;
+	if (meta_load(m->meta_path, &md) < 0 || meta_set_u64(&md, "demoted", 1) < 0 ||
+	    meta_set_u64(&md, "demoted_ms", (uint64_t)wall_ms()) < 0 || meta_save(m->meta_path, &md) < 0) {
+		snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -430,8 +462,22 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 		return -1;
 	if (damage.txid && master_salvage(m, &damage, err, err_len) < 0)
 		return -1;
+	if (adopted) {
+		m->failback = true;
+		m->since_txid = adopt.txid;
+	}
+	if (m->failback) {
+		snprintf(path, sizeof(path), "%s.since", o->journal_path);
+		m->since = bitmap_open(path, m->vol.size, BITMAP_DEFAULT_REGION, o->name, err, err_len);
+		if (!m->since)
+			return -1;
+	}
 	if (adopted && adopt_dirty_ranges(o->adopt, mark_adopted_dirty, m, err, err_len) < 0)
 		return -1;
+	if (adopted && m->since && bitmap_sync(m->since) < 0) {
+		snprintf(err, err_len, "%s.since: %s", o->journal_path, strerror(errno));
+		return -1;
+	}
 	if (adopted && bitmap_sync(m->bm) < 0) {
 		snprintf(err, err_len, "dirty bitmap %s: %s", path, strerror(errno));
 		return -1;
@@ -488,6 +534,7 @@ void master_close(struct master *m)
 		close(m->trace_fd);
 	if (m->bm)
 		bitmap_close(m->bm);
+	bitmap_close(m->since); /* NULL is a no-op */
 	free(m->name);
 	free(m->journal_path);
 	free(m->meta_path);
@@ -882,7 +929,7 @@ static int submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
 		return EINVAL;
 
 	pthread_mutex_lock(&m->lock);
-	if (m->fenced.set && !m->fenced_serve) {
+	if (m->demoted || m->switching || (m->fenced.set && !m->fenced_serve)) {
 		/* EPO-3: the promoted copy is the primary; a write here would only be discarded. */
 		pthread_mutex_unlock(&m->lock);
 		return EROFS;
@@ -958,6 +1005,55 @@ uint64_t master_quiesce_locked(struct master *m)
 	return base;
 }
 
+/* The regions of the records up to upto, about to leave the journal, into PATH.since. */
+static int keep_since_locked(struct master *m, uint64_t upto)
+{
+	if (!m->since)
+		return 0;
+	for (uint64_t t = journal_first_txid(m->j); t <= upto; t++) {
+		struct journal_loc l;
+		if (journal_locate(m->j, t, &l) < 0)
+			return -1;
+		if (t > m->since_txid)
+			bitmap_set_range(m->since, l.offset, l.length);
+	}
+	return bitmap_sync(m->since);
+}
+
+int master_mark_since_locked(struct master *m, uint64_t t)
+{
+	uint64_t first = journal_first_txid(m->j), start, end;
+	if (first > t + 1 && !m->since) {
+		/* Records after t are gone and nothing kept where they wrote: everything differs. */
+		bitmap_set_all(m->bm);
+		return bitmap_sync(m->bm) < 0 ? -1 : 1;
+	}
+	for (uint64_t at = 0; m->since && bitmap_next_dirty(m->since, at, &start, &end); at = end)
+		bitmap_set_range(m->bm, start, end - start);
+	return master_mark_dirty_locked(m, t, m->committed_txid);
+}
+
+void master_failback_done(struct master *m)
+{
+	struct meta md;
+	char path[4200];
+	pthread_mutex_lock(&m->lock);
+	struct bitmap *since = m->since;
+	m->since = NULL;
+	pthread_mutex_unlock(&m->lock);
+	if (!since)
+		return;
+	bitmap_close(since);
+	m->failback = false;
+	if (meta_load(m->meta_path, &md) == 0 && meta_set_u64(&md, "failback", 0) == 0 &&
+	    meta_save(m->meta_path, &md) == 0) {
+		snprintf(path, sizeof(path), "%s.since", m->journal_path);
+		unlink(path);
+	}
+	log_info(m->name, "fail-back done: the old master's copy holds this primary's history; "
+		 "the record of what changed since the promotion is dropped");
+}
+
 int master_mark_dirty_locked(struct master *m, uint64_t after, uint64_t upto)
 {
 	uint64_t first = journal_first_txid(m->j);
@@ -1018,6 +1114,10 @@ static int master_crack_locked(struct master *m)
 		goto out;
 	frep_crash_point("crack");
 	m->cracked_bytes += journal_bytes_after(m->j, acked);
+	if (keep_since_locked(m, last) < 0) {
+		log_error(m->name, "crack: keeping what changed since the promotion: %s", strerror(errno));
+		goto out;
+	}
 	if (last >= journal_first_txid(m->j) && journal_free_through(m->j, last) < 0) {
 		log_error(m->name, "crack: freeing the mirror buffer: %s", strerror(errno));
 		goto out;
@@ -1060,6 +1160,8 @@ static int free_acked_locked(struct master *m)
 	if (rc < 0)
 		log_error(m->name, "fdatasync of master extents: %s", strerror(e));
 	/* A crack meanwhile may have freed them already. */
+	else if (upto >= journal_first_txid(m->j) && (rc = keep_since_locked(m, upto)) < 0)
+		log_error(m->name, "keeping what changed since the promotion: %s", strerror(errno));
 	else if (upto >= journal_first_txid(m->j) && (rc = journal_free_through(m->j, upto)) < 0)
 		log_error(m->name, "freeing mirror buffer through TXID %" PRIu64 ": %s", upto,
 			  strerror(errno));

@@ -174,6 +174,17 @@ struct master {
 	 * may lack and the journal no longer holds (after a crack). Protected by lock.
 	 */
 	struct bitmap *bm;
+	/*
+	 * An adopted primary (--adopt) until its fail-back is done (FBK-5):
+	 * every region written since the promotion's TXID whose record left the
+	 * journal (freed once acknowledged, or cracked), beside the journal as
+	 * PATH.since. A mirror that is a fresh copy clears the dirty bitmap as
+	 * it acknowledges; this one stays, so the old master's copy, demoted
+	 * later, still gets exactly what changed. NULL once fail-back is done.
+	 */
+	struct bitmap *since;
+	uint64_t since_txid;
+	bool failback;		 /* PATH.meta: a fail-back is still to be done (failback=1) */
 	uint64_t cracks;	 /* cracks so far; the session compares to notice new ones */
 	uint64_t cracked_bytes;	 /* buffer bytes cracks dropped unacknowledged (rates) */
 	uint64_t full_waits;	 /* times a writer waited for room (block policy) */
@@ -208,6 +219,15 @@ struct master {
 	 * get EROFS from then on unless fenced_serve.
 	 */
 	struct status_fenced fenced;
+	bool demoted;		 /* frepctl demote handed the copy over: no write, ever (demote.c) */
+	/*
+	 * A planned switchover (frepctl switchover, SWO-1): writes stop, and once
+	 * the mirror acknowledged switch_txid the session sends SWITCHOVER; its
+	 * SWITCHOVER_DONE sets switch_epoch (the primary's new epoch).
+	 */
+	enum { SWITCH_NONE, SWITCH_ASKED, SWITCH_SENT, SWITCH_DONE, SWITCH_FAILED } switch_state;
+	bool switching;
+	uint64_t switch_txid, switch_epoch;
 
 	/* Published by the session for the admin API's Status. */
 	int64_t state_since_unix_ms;
@@ -255,6 +275,17 @@ int master_submit(struct master *m, unsigned op, uint64_t off, uint32_t len, con
  */
 void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_ms,
 		  const char *message);
+/*
+ * Fail-back (FBK-5): marks in the dirty bitmap, durably, what this copy
+ * changed since TXID t: its journal's records and, for an adopted primary,
+ * the regions of records it no longer holds. Every region when it cannot
+ * tell (returns 1 then, 0 otherwise, -1 on error). Called with m->lock held.
+ */
+int master_mark_since_locked(struct master *m, uint64_t t);
+/* The fail-back pass reached CONSISTENT: PATH.since is no longer needed. */
+void master_failback_done(struct master *m);
+/* Records in the .meta that the copy was handed over: a restart refuses to serve it. 0 or -1. */
+int master_save_demoted(struct master *m, char *err, size_t err_len);
 
 /*
  * master_submit for the holder of the range lock, inside its range: passes

@@ -82,6 +82,7 @@ static int connect_and_hello(struct session *s)
 		.phase = w->phase,
 		.copy_cursor = w->copy_cursor,
 		.copy_base = w->copy_base,
+		.epoch = w->has_epoch ? w->epoch : 1,
 	};
 	pthread_mutex_lock(&m->lock);
 	verify_link_reset_locked(m, w->has_verify && w->verify);
@@ -145,10 +146,91 @@ void session_step_makeparts(struct session *s)
 	session_feed(s, ME_MSG_PARTS_READY, FREP_MSG_PARTS_READY);
 }
 
+/*
+ * FBK-2, FBK-3: the mirror's copy is of an earlier epoch, which our history
+ * says ended after TXID t: it may hold writes after t that this copy does not
+ * (a fenced old master's, demoted). Its DIVERGENCE names where; those regions
+ * join the dirty bitmap, durably, and the OUTOFSYNC pass copies them with our
+ * own changes since t. 0, or -1 (failed).
+ */
+static int fetch_divergence(struct session *s)
+{
+	struct master *m = s->m;
+	struct frame f;
+	uint64_t t, ranges = 0, bytes = 0;
+	if (!epoch_end_of(&m->epochs, s->w.epoch, &t)) {
+		session_fail(s, ME_SEVERE, FREP_E_DIVERGED, "the mirror's copy is of epoch %" PRIu64
+			     ", which this master's history (epoch %" PRIu64 ", the last %u starts) does "
+			     "not reach: no shared history to resync from", s->w.epoch, m->epochs.epoch,
+			     m->epochs.n);
+		return -1;
+	}
+	Frep__V1__DivergenceRequest q = FREP__V1__DIVERGENCE_REQUEST__INIT;
+	q.since_txid = t;
+	if (session_send(s, FREP_MSG_DIVERGENCE_REQUEST, &q.base, NULL, 0) < 0)
+		return -1;
+	for (;;) {
+		int type = session_recv(s, &f);
+		if (type == FREP_MSG_HEARTBEAT) {
+			if (session_feed(s, ME_MSG_HEARTBEAT, FREP_MSG_HEARTBEAT) < 0)
+				return -1;
+			continue;
+		}
+		if (type < 0)
+			return -1;
+		if (type != FREP_MSG_DIVERGENCE) {
+			session_fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "expected DIVERGENCE, got %s",
+				     frep_msg_name((unsigned)type));
+			return -1;
+		}
+		Frep__V1__Divergence *d = (Frep__V1__Divergence *)f.msg;
+		if (d->n_offset != d->n_length) {
+			session_fail(s, ME_SEVERE, FREP_E_PROTOCOL, "DIVERGENCE with %zu offsets and %zu "
+				     "lengths", d->n_offset, d->n_length);
+			return -1;
+		}
+		pthread_mutex_lock(&m->lock);
+		for (size_t i = 0; i < d->n_offset; i++)
+			bitmap_set_range(m->bm, d->offset[i], d->length[i]);
+		pthread_mutex_unlock(&m->lock);
+		for (size_t i = 0; i < d->n_offset; i++)
+			bytes += d->length[i];
+		ranges += d->n_offset;
+		if (session_feed(s, ME_MSG_DIVERGENCE, FREP_MSG_DIVERGENCE) < 0)
+			return -1;
+		if (d->last)
+			break;
+	}
+	/*
+	 * With this copy's own changes since t, durable before the pass: from
+	 * START_COPY on, the mirror forgets its own record of where it changed.
+	 */
+	pthread_mutex_lock(&m->lock);
+	int rc = bitmap_sync(m->bm) < 0 ? -1 : master_mark_since_locked(m, t);
+	pthread_mutex_unlock(&m->lock);
+	if (rc < 0) {
+		session_fail(s, ME_SEVERE, 0, "marking what changed since TXID %" PRIu64 ": %s", t,
+			     strerror(errno));
+		return -1;
+	}
+	if (rc == 1)
+		log_warn(m->name, "fail-back: this master no longer knows what it changed after TXID "
+			 "%" PRIu64 " (its journal has moved on and it was not adopted with --adopt): "
+			 "the whole volume is resent", t);
+	s->failback = true;
+	char a[16];
+	log_info(m->name, "fail-back: the mirror's copy (epoch %" PRIu64 ") changed %" PRIu64
+		 " range(s), %s, after TXID %" PRIu64 "; with this master's changes since, they are "
+		 "resent", s->w.epoch, ranges, format_size(bytes, a, sizeof(a)), t);
+	return 0;
+}
+
 /* READY: the decision table of spec/protocol.md section "READY decision". */
 void session_step_ready(struct session *s)
 {
 	struct master *m = s->m;
+	if (s->w.epoch < m->epochs.epoch && fetch_divergence(s) < 0)
+		return;
 	pthread_mutex_lock(&m->lock);
 	uint64_t committed = m->committed_txid;
 	uint64_t first = journal_first_txid(m->j);

@@ -51,6 +51,7 @@ struct welcome_info {
 	uint32_t phase;
 	uint64_t copy_cursor; /* an interrupted full pass: durable below this */
 	uint64_t copy_base;   /* and its base TXID */
+	uint64_t epoch;	      /* Welcome.epoch: the copy's (EPO-1) */
 };
 
 
@@ -77,6 +78,7 @@ struct session {
 	bool copying;
 	bool need_full;	/* next pass walks every allocated block (else the bitmap) */
 	uint64_t copy_base, copy_tc, copy_off, copy_total, copy_bytes, copy_acked;
+	bool failback;	/* this connection's pass resyncs a copy of an earlier epoch (FBK-5) */
 	/* Bytes of the pass walked, data and holes: what progress counts against
 	 * copy_total (copy_off is the cursor, which a dirty pass jumps past gaps). */
 	uint64_t copy_walked;

@@ -19,6 +19,14 @@
 #include "verify.h"
 
 /* Handles one frame from the mirror while copying or sequencing. 0 or -1 (state changed). */
+static uint64_t switch_txid_of(struct master *m)
+{
+	pthread_mutex_lock(&m->lock);
+	uint64_t t = m->switch_txid;
+	pthread_mutex_unlock(&m->lock);
+	return t;
+}
+
 static int handle_incoming(struct session *s)
 {
 	struct master *m = s->m;
@@ -102,6 +110,10 @@ static int handle_incoming(struct session *s)
 		pthread_cond_broadcast(&m->cond);
 		pthread_mutex_unlock(&m->lock);
 		log_info(m->name, "mirror consistent at TXID %" PRIu64, c->txid);
+		if (s->failback) {
+			s->failback = false;
+			master_failback_done(m);
+		}
 		s->backoff_ms = 0;
 		return 0;
 	}
@@ -116,6 +128,27 @@ static int handle_incoming(struct session *s)
 			session_fail(s, ME_SEVERE, FREP_E_PROTOCOL, "%s", why);
 			return -1;
 		}
+		return 0;
+	}
+	case FREP_MSG_SWITCHOVER_DONE: {
+		Frep__V1__SwitchoverDone *d = (Frep__V1__SwitchoverDone *)f.msg;
+		pthread_mutex_lock(&m->lock);
+		bool sent = m->switch_state == SWITCH_SENT;
+		pthread_mutex_unlock(&m->lock);
+		if (!sent || d->txid != switch_txid_of(m)) {
+			session_fail(s, ME_SEVERE, FREP_E_UNEXPECTED, "SWITCHOVER_DONE at TXID %" PRIu64
+				     " answers no SWITCHOVER of this master", d->txid);
+			return -1;
+		}
+		if (session_feed(s, ME_MSG_SWITCHOVER_DONE, type) < 0)
+			return -1;
+		pthread_mutex_lock(&m->lock);
+		m->switch_epoch = d->epoch;
+		m->switch_state = SWITCH_DONE;
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		log_warn(m->name, "switchover: the mirror's copy is the primary at epoch %" PRIu64
+			 " after TXID %" PRIu64, d->epoch, d->txid);
 		return 0;
 	}
 	case FREP_MSG_HEARTBEAT:
@@ -291,6 +324,20 @@ static int take_requests(struct session *s)
 			return -1;
 		master_fsm_feed(&s->fsm, ME_RESUME, "operator");
 		return -1;
+	}
+	pthread_mutex_lock(&m->lock);
+	bool switch_now = m->switch_state == SWITCH_ASKED && s->fsm.state == MS_INSYNC &&
+			  m->acked_txid >= m->switch_txid;
+	uint64_t switch_txid = m->switch_txid;
+	if (switch_now)
+		m->switch_state = SWITCH_SENT;
+	pthread_mutex_unlock(&m->lock);
+	if (switch_now) {
+		/* SWO-2: everything acknowledged, nothing more to come: the mirror takes over. */
+		Frep__V1__Switchover w = FREP__V1__SWITCHOVER__INIT;
+		w.txid = switch_txid;
+		if (session_send(s, FREP_MSG_SWITCHOVER, &w.base, NULL, 0) < 0)
+			return -1;
 	}
 	if (full && (s->fsm.state == MS_INSYNC || s->fsm.state == MS_IDLE)) {
 		/* The operator's full re-copy: out of sync by decision, not by overflow. */

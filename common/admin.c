@@ -72,6 +72,9 @@ enum method {
 	M_EXPORT,
 	M_UNEXPORT,
 	M_PROMOTE,
+	M_DEMOTE,
+	M_ADOPT,
+	M_SWITCHOVER,
 	M_COUNT,
 	M_UNKNOWN = -1,
 };
@@ -94,6 +97,9 @@ static const struct method_def {
 	[M_EXPORT] = { "Export", &frep__admin__v1__export_request__descriptor },
 	[M_UNEXPORT] = { "Unexport", &frep__admin__v1__snapshot_request__descriptor },
 	[M_PROMOTE] = { "Promote", &frep__admin__v1__promote_request__descriptor },
+	[M_DEMOTE] = { "Demote", &frep__admin__v1__demote_request__descriptor },
+	[M_ADOPT] = { "Adopt", &frep__admin__v1__adopt_request__descriptor },
+	[M_SWITCHOVER] = { "Switchover", &frep__admin__v1__volume_request__descriptor },
 };
 
 struct listener {
@@ -541,6 +547,36 @@ static void handle_list_snapshots(struct call *c, const Frep__Admin__V1__ListSna
 	free(s);
 }
 
+/*
+ * Demote and Switchover: the master's half of frepctl demote and switchover,
+ * answered with the handoff for the mirror's.
+ */
+static void handle_demote(struct call *c, const ProtobufCMessage *req)
+{
+	struct admin_reply r = { .code = ADMIN_OK };
+	char handoff[4200] = "";
+	uint64_t discard_tx = 0, discard_bytes = 0;
+	const char *vol = request_volume(req);
+	if (c->method == M_DEMOTE && adm.o.ops->demote)
+		adm.o.ops->demote(adm.o.ctx, vol, ((const Frep__Admin__V1__DemoteRequest *)req)->force,
+				  handoff, sizeof(handoff), &discard_tx, &discard_bytes, &r);
+	else if (c->method == M_SWITCHOVER && adm.o.ops->switchover)
+		adm.o.ops->switchover(adm.o.ctx, vol, handoff, sizeof(handoff), &r);
+	else
+		r = unimplemented(c->method == M_DEMOTE ? "demote" : "switchover");
+	if (r.code != ADMIN_OK) {
+		finish(c, r.code, r.message, NULL);
+		return;
+	}
+	log_info(vol, "admin: %s from %s: %s", method_defs[c->method].name, c->peer, r.message);
+	Frep__Admin__V1__DemoteResponse resp = FREP__ADMIN__V1__DEMOTE_RESPONSE__INIT;
+	resp.message = r.message;
+	resp.handoff = handoff;
+	resp.discard_tx = discard_tx;
+	resp.discard_bytes = discard_bytes;
+	finish(c, ADMIN_OK, "", &resp.base);
+}
+
 /* A command on one volume: checks the op exists, runs it, answers. */
 static void handle_command(struct call *c, const ProtobufCMessage *req)
 {
@@ -596,6 +632,12 @@ static void handle_command(struct call *c, const ProtobufCMessage *req)
 				     &r);
 		else
 			r = mirror_only("promote");
+		break;
+	case M_ADOPT:
+		if (ops->adopt)
+			ops->adopt(adm.o.ctx, vol, ((const Frep__Admin__V1__AdoptRequest *)req)->handoff, &r);
+		else
+			r = mirror_only("adopt");
 		break;
 	default:
 		abort();
@@ -767,6 +809,8 @@ static void on_new(struct call *c, bool ok)
 		case M_CREATE_SNAPSHOT:
 		case M_EXPORT: handle_snapshot(c, req); break;
 		case M_LIST_SNAPSHOTS: handle_list_snapshots(c, (void *)req); break;
+		case M_DEMOTE:
+		case M_SWITCHOVER: handle_demote(c, req); break;
 		default: handle_command(c, req); break;
 		}
 	}

@@ -91,6 +91,17 @@ struct admin_ops {
 	 * connected master fenced and gone, a snapshot restored), never a peer's.
 	 */
 	void (*promote)(void *ctx, const char *volume, bool force, struct admin_reply *r);
+	/*
+	 * Fail-back. demote (master): the copy handed over through a handoff file
+	 * (its path into handoff), the process ends soon after. adopt (mirror):
+	 * the copy taken from a handoff file.
+	 */
+	void (*demote)(void *ctx, const char *volume, bool force, char *handoff, size_t handoff_len,
+		       uint64_t *discard_tx, uint64_t *discard_bytes, struct admin_reply *r);
+	void (*adopt)(void *ctx, const char *volume, const char *handoff, struct admin_reply *r);
+	/* Switchover (master): as demote, once the mirror's copy took over. */
+	void (*switchover)(void *ctx, const char *volume, char *handoff, size_t handoff_len,
+			   struct admin_reply *r);
 };
 
 struct admin_opts {

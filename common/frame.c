@@ -98,6 +98,10 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
 	[FREP_MSG_GOODBYE] = &frep__v1__goodbye__descriptor,
 	[FREP_MSG_VERIFY] = &frep__v1__verify__descriptor,
 	[FREP_MSG_VERIFY_RESULT] = &frep__v1__verify_result__descriptor,
+	[FREP_MSG_DIVERGENCE_REQUEST] = &frep__v1__divergence_request__descriptor,
+	[FREP_MSG_DIVERGENCE] = &frep__v1__divergence__descriptor,
+	[FREP_MSG_SWITCHOVER] = &frep__v1__switchover__descriptor,
+	[FREP_MSG_SWITCHOVER_DONE] = &frep__v1__switchover_done__descriptor,
 };
 
 const ProtobufCMessageDescriptor *frame_msg_descriptor(unsigned type)

@@ -70,7 +70,11 @@ enum frep_msg_type {
 	FREP_MSG_GOODBYE = 19,	  /* both */
 	FREP_MSG_VERIFY = 20,	  /* master -> mirror */
 	FREP_MSG_VERIFY_RESULT = 21, /* mirror -> master */
-	FREP_MSG__MAX = FREP_MSG_VERIFY_RESULT,
+	FREP_MSG_DIVERGENCE_REQUEST = 22, /* master -> mirror */
+	FREP_MSG_DIVERGENCE = 23, /* mirror -> master */
+	FREP_MSG_SWITCHOVER = 24, /* master -> mirror */
+	FREP_MSG_SWITCHOVER_DONE = 25, /* mirror -> master */
+	FREP_MSG__MAX = FREP_MSG_SWITCHOVER_DONE,
 };
 
 /* Error.code values. Severity is fixed per code (frep_error_is_severe). */

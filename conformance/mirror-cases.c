@@ -575,6 +575,65 @@ static int epoch_malformed(struct cctx *x)
 	return hello_refused(x, &a, FREP_E_PROTOCOL);
 }
 
+/* --- fail-back and switchover (FBK-3, SWO-2, SWO-3) ------------------------------ */
+
+/* A copy that never left the master's history names no divergence: one empty last frame. */
+static int fbk_none(struct cctx *x)
+{
+	struct frame f;
+	STEP(m_insync(x));
+	STEP(m_goodbye(x));
+	STEP(m_ready(x, NULL));
+	Frep__V1__DivergenceRequest q = FREP__V1__DIVERGENCE_REQUEST__INIT;
+	q.since_txid = 0;
+	STEP(cx_send(x, FREP_MSG_DIVERGENCE_REQUEST, &q.base, NULL, 0));
+	STEP(cx_expect(x, FREP_MSG_DIVERGENCE, &f));
+	const Frep__V1__Divergence *d = (const Frep__V1__Divergence *)f.msg;
+	CHECK(x, d->last && d->n_offset == 0 && d->n_length == 0,
+	      "DIVERGENCE of a copy that never diverged: %zu ranges, last %d", d->n_offset, d->last);
+	/* Outside READY it is illegal (FSM-1). */
+	STEP(m_start_copy(x, FREP__V1__PHASE__PHASE_OUTOFSYNC, 0, false, 0));
+	STEP(cx_send(x, FREP_MSG_DIVERGENCE_REQUEST, &q.base, NULL, 0));
+	return cx_expect_error(x, FREP_E_UNEXPECTED, NULL);
+}
+
+/*
+ * A switchover once every TX is acknowledged: SWITCHOVER_DONE with the next
+ * epoch, the session ends, and the copy is a primary: a master of the old
+ * epoch is FENCED from then on.
+ */
+static int swo_done(struct cctx *x)
+{
+	struct frame f;
+	struct hello_args a;
+	STEP(m_insync(x));
+	for (uint64_t t = 1; t <= 3; t++)
+		STEP(m_tx(x, t, TX_WRITE, (t - 1) * 4096, 4096));
+	STEP(m_wait_ack(x, 3));
+	Frep__V1__Switchover w = FREP__V1__SWITCHOVER__INIT;
+	w.txid = 3;
+	STEP(cx_send(x, FREP_MSG_SWITCHOVER, &w.base, NULL, 0));
+	STEP(cx_expect(x, FREP_MSG_SWITCHOVER_DONE, &f));
+	const Frep__V1__SwitchoverDone *d = (const Frep__V1__SwitchoverDone *)f.msg;
+	CHECK(x, d->epoch == 2 && d->txid == 3, "SWITCHOVER_DONE epoch %" PRIu64 " TXID %" PRIu64
+	      ", not epoch 2 after TXID 3", d->epoch, d->txid);
+	cx_close(x);
+	hello_defaults(x, &a);
+	return hello_refused(x, &a, FREP_E_FENCED);
+}
+
+/* A SWITCHOVER before the mirror acknowledged its TXID is PROTOCOL. */
+static int swo_early(struct cctx *x)
+{
+	STEP(m_insync(x));
+	STEP(m_tx(x, 1, TX_WRITE, 0, 4096));
+	STEP(m_wait_ack(x, 1));
+	Frep__V1__Switchover w = FREP__V1__SWITCHOVER__INIT;
+	w.txid = 5;
+	STEP(cx_send(x, FREP_MSG_SWITCHOVER, &w.base, NULL, 0));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
 /* Another certified identity may not take over a volume (no allow list on the mirror). */
 static int hs_owner_clash(struct cctx *x)
 {
@@ -1539,6 +1598,9 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.hs.owner-clash", "HS-5 TLS-6", "another identity is NAME_CLASH, whatever master_node says", hs_owner_clash),
 	C("mirror.epoch.fence", "EPO-1 EPO-2 EPO-3 EPO-6 HS-2", "a copy made at epoch 2: an epoch-1 master is FENCED, an epoch-3 one DIVERGED", epoch_fence_and_diverge),
 	C("mirror.epoch.malformed", "EPO-1 HS-2", "an impossible epoch history is PROTOCOL", epoch_malformed),
+	C("mirror.fbk.none", "FBK-3 FSM-1", "a copy that never diverged answers one empty DIVERGENCE; outside READY it is UNEXPECTED", fbk_none),
+	C("mirror.swo.done", "SWO-2 SWO-3 EPO-3", "SWITCHOVER once all is acknowledged: SWITCHOVER_DONE, epoch 2; then the old epoch is FENCED", swo_done),
+	C("mirror.swo.early", "SWO-2", "SWITCHOVER past the acknowledged TXID is PROTOCOL", swo_early),
 	C("mirror.hs.busy", "HS-6 FSM-9 ERR-1", "a second session is BUSY (minor); the first goes on", hs_busy),
 	C("mirror.hs.welcome-new", "HS-7", "WELCOME for an unknown volume", hs_welcome_new),
 	C("mirror.hs.welcome-created", "HS-7 MP-2 MP-3 MP-6", "WELCOME after MAKEPARTS; the table validates", hs_welcome_created),

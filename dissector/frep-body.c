@@ -201,6 +201,25 @@ static struct pb_field verify_result_fields[] = {
 	FIELD(5, "hash", PB_BYTES, PB_OPTIONAL),
 };
 
+static struct pb_field divergence_request_fields[] = {
+	FIELD(1, "since_txid", PB_UINT64, PB_REQUIRED),
+};
+
+static struct pb_field divergence_fields[] = {
+	FIELD(1, "offset", PB_UINT64, PB_REPEATED),
+	FIELD(2, "length", PB_UINT64, PB_REPEATED),
+	FIELD(3, "last", PB_BOOL, PB_REQUIRED),
+};
+
+static struct pb_field switchover_fields[] = {
+	FIELD(1, "txid", PB_UINT64, PB_REQUIRED),
+};
+
+static struct pb_field switchover_done_fields[] = {
+	FIELD(1, "epoch", PB_UINT64, PB_REQUIRED),
+	FIELD(2, "txid", PB_UINT64, PB_REQUIRED),
+};
+
 #define MESSAGE(name, abbrev, fields) { name, abbrev, fields, G_N_ELEMENTS(fields), -1 }
 #define EMPTY_MESSAGE(name, abbrev) { name, abbrev, NULL, 0, -1 }
 
@@ -227,6 +246,12 @@ static struct pb_message messages[FREP_MSG__MAX + 1] = {
 	[FREP_MSG_GOODBYE] = MESSAGE("Goodbye", "goodbye", goodbye_fields),
 	[FREP_MSG_VERIFY] = MESSAGE("Verify", "verify", verify_fields),
 	[FREP_MSG_VERIFY_RESULT] = MESSAGE("VerifyResult", "verify_result", verify_result_fields),
+	[FREP_MSG_DIVERGENCE_REQUEST] = MESSAGE("DivergenceRequest", "divergence_request",
+						divergence_request_fields),
+	[FREP_MSG_DIVERGENCE] = MESSAGE("Divergence", "divergence", divergence_fields),
+	[FREP_MSG_SWITCHOVER] = MESSAGE("Switchover", "switchover", switchover_fields),
+	[FREP_MSG_SWITCHOVER_DONE] = MESSAGE("SwitchoverDone", "switchover_done",
+					     switchover_done_fields),
 };
 
 static int hf_unknown_field = -1;

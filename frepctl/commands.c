@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "frepctl.h"
 
 typedef Frep__Admin__V1__CommandResponse CommandResponse;
@@ -13,7 +14,8 @@ static int request(struct ctl *c, int target, const char *method, const Protobuf
 {
 	struct rpc_result res;
 	/* A promotion waits for a fenced session to end and replays a journal: seconds. */
-	int timeout = strcmp(method, "Promote") == 0 ? PROMOTE_TIMEOUT_MS : RPC_TIMEOUT_MS;
+	int timeout = strcmp(method, "Promote") == 0 || strcmp(method, "Switchover") == 0 ?
+			      PROMOTE_TIMEOUT_MS : RPC_TIMEOUT_MS;
 	if (rpc_unary(c->conns[target], method, req, timeout, resp, &res) < 0)
 		return report(c, c->conns[target], &res);
 	return EXIT_OK;
@@ -74,6 +76,79 @@ int cmd_promote(struct ctl *c, bool force)
 	req.volume = (char *)c->volume;
 	req.force = force;
 	return command(c, target, "Promote", &req.base, false);
+}
+
+/* Adopt on frep-server at target: the copy a demote handed over. */
+static int adopt(struct ctl *c, const char *target, const char *handoff)
+{
+	char err[512];
+	struct rpc_conn *conn = rpc_open(target, NULL, err, sizeof(err));
+	if (!conn) {
+		fprintf(stderr, PROG ": %s: %s\n", c->cmd, err);
+		return EXIT_UNREACHABLE;
+	}
+	Frep__Admin__V1__AdoptRequest a = FREP__ADMIN__V1__ADOPT_REQUEST__INIT;
+	a.volume = (char *)c->volume;
+	a.handoff = (char *)handoff;
+	ProtobufCMessage *resp;
+	struct rpc_result res;
+	int rc = EXIT_OK;
+	if (rpc_unary(conn, "Adopt", &a.base, RPC_TIMEOUT_MS, &resp, &res) < 0) {
+		rc = report(c, conn, &res);
+		if (rc == EXIT_UNREACHABLE)
+			fprintf(stderr, PROG ": the copy waits in %s: once frep-server runs, take it with "
+				"frepctl adopt %s --handoff %s\n", handoff, c->volume, handoff);
+	} else {
+		print_taken(c, (const CommandResponse *)resp);
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	rpc_close(conn);
+	return rc;
+}
+
+static void default_server(char *buf, size_t len, const char *given)
+{
+	if (given)
+		snprintf(buf, len, "%s", given);
+	else
+		snprintf(buf, len, "unix:%s/server.sock", admin_run_dir());
+}
+
+int cmd_adopt(struct ctl *c, const char *handoff, const char *mirror_admin)
+{
+	char server[4200];
+	default_server(server, sizeof(server), mirror_admin ? mirror_admin :
+			c->targets->n == 1 ? c->targets->names[0] : NULL);
+	return adopt(c, server, handoff);
+}
+
+/*
+ * Fail-back on the old master's host: the fenced frep-client hands its copy
+ * over (Demote), then the host's frep-server adopts it (Adopt).
+ */
+int cmd_demote(struct ctl *c, bool force, bool switchover, const char *mirror_admin)
+{
+	int rc, target = route(c, &rc);
+	if (target < 0)
+		return rc;
+	Frep__Admin__V1__DemoteRequest req = FREP__ADMIN__V1__DEMOTE_REQUEST__INIT;
+	Frep__Admin__V1__VolumeRequest vreq = FREP__ADMIN__V1__VOLUME_REQUEST__INIT;
+	req.volume = vreq.volume = (char *)c->volume;
+	req.force = force;
+	ProtobufCMessage *resp;
+	if ((rc = request(c, target, switchover ? "Switchover" : "Demote",
+			  switchover ? &vreq.base : &req.base, &resp)) != EXIT_OK)
+		return rc;
+	const Frep__Admin__V1__DemoteResponse *d = (const void *)resp;
+	if (c->json)
+		print_json(pb_to_json(&d->base));
+	else
+		printf("%s\n", d->message);
+	char handoff[4200], server[4200];
+	snprintf(handoff, sizeof(handoff), "%s", d->handoff);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	default_server(server, sizeof(server), mirror_admin);
+	return adopt(c, server, handoff);
 }
 
 static int64_t mono_s(void)

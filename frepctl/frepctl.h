@@ -251,6 +251,9 @@ int cmd_volume(struct ctl *c, const char *method);
 int cmd_resync(struct ctl *c, bool full, bool wait);
 int cmd_set_rate(struct ctl *c, uint64_t bytes_per_second);
 int cmd_promote(struct ctl *c, bool force);
+/* demote, or switchover: the master hands its copy over, then the host's frep-server adopts it. */
+int cmd_demote(struct ctl *c, bool force, bool switchover, const char *mirror_admin);
+int cmd_adopt(struct ctl *c, const char *handoff, const char *mirror_admin);
 int cmd_verify(struct ctl *c, bool repair, bool wait);
 
 /* snapshots.c ------------------------------------------------------------- */

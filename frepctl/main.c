@@ -41,6 +41,18 @@ static const char usage[] =
 	"                              while its master is connected or the copy is\n"
 	"                              inconsistent; --force disconnects and fences the\n"
 	"                              master, or promotes the pre-resync snapshot instead\n"
+	"  demote VOLUME [--force] [--mirror-admin unix:PATH]  fail back, on the old master's\n"
+	"                              host: its fenced frep-client hands its copy to the\n"
+	"                              host's frep-server as a mirror of the new primary (the\n"
+	"                              writes it discards kept as snapshot pre-demote); the\n"
+	"                              fail-back then resends only what either side changed.\n"
+	"                              --force: a master no promotion fenced (a whole copy)\n"
+	"  switchover VOLUME [--mirror-admin unix:PATH]  planned role swap, on the master's\n"
+	"                              host, INSYNC: writes stop, the mirror's copy becomes\n"
+	"                              the primary with nothing lost and nothing to copy, and\n"
+	"                              this copy its mirror; local NBD clients are disconnected\n"
+	"  adopt VOLUME --handoff PATH  frep-server takes a copy a demote handed over, if it\n"
+	"                              could not at the time\n"
 	"\n"
 	"Options:\n"
 	"  --admin unix:PATH           the daemon's admin socket\n"
@@ -69,7 +81,7 @@ static const char usage[] =
 	"SIGINT and SIGTERM.\n";
 
 #define bad_arg(...) usage_error(PROG, __VA_ARGS__)
-#define COMMANDS "status, watch, pause, resume, resync, set-rate, verify, snapshot, export, unexport, promote"
+#define COMMANDS "status, watch, pause, resume, resync, set-rate, verify, snapshot, export, unexport, promote, demote, switchover, adopt"
 
 int report(const struct ctl *c, const struct rpc_conn *conn, struct rpc_result *res)
 {
@@ -105,6 +117,7 @@ struct args {
 	struct rpc_tls tls;
 	bool json, full, wait, repair, force;
 	const char *cmd;
+	const char *mirror_admin, *handoff;
 	const char *pos[3]; /* the command's own arguments */
 	int npos;
 };
@@ -112,7 +125,7 @@ struct args {
 static void parse_args(struct args *a, int argc, char **argv)
 {
 	enum { OPT_ADMIN = 256, OPT_CONNECT, OPT_CA, OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_JSON,
-	       OPT_FULL, OPT_WAIT, OPT_REPAIR, OPT_NBD, OPT_FORCE };
+	       OPT_FULL, OPT_WAIT, OPT_REPAIR, OPT_NBD, OPT_FORCE, OPT_MIRROR_ADMIN, OPT_HANDOFF };
 	static const struct option opts[] = {
 		{ "admin", required_argument, NULL, OPT_ADMIN },
 		{ "connect", required_argument, NULL, OPT_CONNECT },
@@ -126,6 +139,8 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "repair", no_argument, NULL, OPT_REPAIR },
 		{ "nbd", required_argument, NULL, OPT_NBD },
 		{ "force", no_argument, NULL, OPT_FORCE },
+		{ "mirror-admin", required_argument, NULL, OPT_MIRROR_ADMIN },
+		{ "handoff", required_argument, NULL, OPT_HANDOFF },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -154,6 +169,12 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case OPT_REPAIR: a->repair = true; break;
 		case OPT_NBD: a->nbd = optarg; break;
 		case OPT_FORCE: a->force = true; break;
+		case OPT_MIRROR_ADMIN:
+			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5])
+				bad_arg("--mirror-admin: expected unix:PATH, got '%s'", optarg);
+			a->mirror_admin = optarg;
+			break;
+		case OPT_HANDOFF: a->handoff = optarg; break;
 		case 'h': fputs(usage, stdout); exit(0);
 		case 'V': printf(PROG " %s\n", FREP_VERSION); exit(0);
 		case ':': bad_arg("%s needs a value", argv[optind - 1]);
@@ -201,8 +222,13 @@ int main(int argc, char **argv)
 	const char *cmd = a.cmd, *snapshot = NULL, *subject = NULL;
 	char volume[256], cmdline[64];
 	bool mirror = false;
-	if (a.force && strcmp(a.cmd, "promote") != 0)
-		bad_arg("%s: --force goes with promote (promote VOLUME [--force])", a.cmd);
+	if (a.force && strcmp(a.cmd, "promote") != 0 && strcmp(a.cmd, "demote") != 0)
+		bad_arg("%s: --force goes with promote and demote", a.cmd);
+	if (a.mirror_admin && strcmp(a.cmd, "demote") != 0 && strcmp(a.cmd, "adopt") != 0 &&
+	    strcmp(a.cmd, "switchover") != 0)
+		bad_arg("%s: --mirror-admin goes with demote, switchover and adopt", a.cmd);
+	if (a.handoff && strcmp(a.cmd, "adopt") != 0)
+		bad_arg("%s: --handoff goes with adopt (adopt VOLUME --handoff PATH)", a.cmd);
 	if (a.nbd && strcmp(a.cmd, "export") != 0)
 		bad_arg("%s: --nbd goes with export (export VOLUME[@SNAPSHOT] --nbd ADDRESS)", a.cmd);
 	if (!strcmp(cmd, "status") || !strcmp(cmd, "watch")) {
@@ -261,6 +287,15 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "promote")) {
 		want(&a, 1, 1, "promote VOLUME [--force]", false, false, false);
 		mirror = true;
+	} else if (!strcmp(cmd, "demote")) {
+		want(&a, 1, 1, "demote VOLUME [--force] [--mirror-admin unix:PATH]", false, false, false);
+	} else if (!strcmp(cmd, "switchover")) {
+		want(&a, 1, 1, "switchover VOLUME [--mirror-admin unix:PATH]", false, false, false);
+	} else if (!strcmp(cmd, "adopt")) {
+		want(&a, 1, 1, "adopt VOLUME --handoff PATH", false, false, false);
+		if (!a.handoff)
+			bad_arg("adopt: --handoff is required (adopt VOLUME --handoff PATH)");
+		mirror = true;
 	} else {
 		bad_arg("unknown command '%s' (" COMMANDS ")", cmd);
 	}
@@ -318,6 +353,12 @@ int main(int argc, char **argv)
 		rc = cmd_verify(&c, a.repair, a.wait);
 	else if (!strcmp(cmd, "promote"))
 		rc = cmd_promote(&c, a.force);
+	else if (!strcmp(cmd, "demote"))
+		rc = cmd_demote(&c, a.force, false, a.mirror_admin);
+	else if (!strcmp(cmd, "switchover"))
+		rc = cmd_demote(&c, false, true, a.mirror_admin);
+	else if (!strcmp(cmd, "adopt"))
+		rc = cmd_adopt(&c, a.handoff, a.mirror_admin);
 	else
 		abort(); /* every command was checked above */
 

@@ -42,6 +42,8 @@ static const char *const master_event_names[ME__COUNT] = {
 	[ME_RECONNECT] = "RECONNECT",
 	[ME_RESTART] = "RESTART",
 	[ME_MSG_VERIFY_RESULT] = "MSG_VERIFY_RESULT",
+	[ME_MSG_DIVERGENCE] = "MSG_DIVERGENCE",
+	[ME_MSG_SWITCHOVER_DONE] = "MSG_SWITCHOVER_DONE",
 };
 
 static const char *const mirror_state_names[MR__COUNT] = {
@@ -71,6 +73,8 @@ static const char *const mirror_event_names[MV__COUNT] = {
 	[MV_MSG_HEARTBEAT] = "MSG_HEARTBEAT",
 	[MV_SEVERE] = "SEVERE",
 	[MV_MSG_VERIFY] = "MSG_VERIFY",
+	[MV_MSG_DIVERGENCE_REQUEST] = "MSG_DIVERGENCE_REQUEST",
+	[MV_MSG_SWITCHOVER] = "MSG_SWITCHOVER",
 };
 
 /* Values come from the peer or from casts: anything outside a table is "UNKNOWN". */

@@ -48,6 +48,8 @@ enum master_event {
 	ME_RECONNECT,	     /* LINKDOWN backoff over: reconnect */
 	ME_RESTART,	     /* operator restart out of ERROR */
 	ME_MSG_VERIFY_RESULT, /* the mirror's hash of a region (online verify) */
+	ME_MSG_DIVERGENCE,    /* READY: the regions a copy of an earlier epoch changed (FBK-3) */
+	ME_MSG_SWITCHOVER_DONE, /* INSYNC: the mirror's copy is the primary now (SWO-3) */
 	ME__COUNT
 };
 
@@ -80,6 +82,8 @@ enum mirror_event {
 	MV_MSG_HEARTBEAT,
 	MV_SEVERE,		  /* local severe error, or severe Error received */
 	MV_MSG_VERIFY,		  /* INSYNC: hash a region (online verify) */
+	MV_MSG_DIVERGENCE_REQUEST, /* READY: which regions did this copy change (FBK-2) */
+	MV_MSG_SWITCHOVER,	  /* INSYNC: become the primary at this TXID (SWO-2) */
 	MV__COUNT
 };
 

@@ -44,6 +44,8 @@ RETRY_MAKEPARTS = 20;
 RECONNECT = 21;
 RESTART = 22;
 MSG_VERIFY_RESULT = 23;
+MSG_DIVERGENCE = 24;
+MSG_SWITCHOVER_DONE = 25;
 
 action to_new { master_enter(f, MS_NEW, ev, reason); }
 action to_init { master_enter(f, MS_INIT, ev, reason); }
@@ -98,7 +100,7 @@ main := (
 		DECIDE_COPY @to_replicate -> replicate |
 		DECIDE_RESYNC @to_outofsync -> outofsync |
 		DECIDE_SYNC @to_insync -> insync |
-		MSG_HEARTBEAT @stay_ready -> ready |
+		(MSG_HEARTBEAT | MSG_DIVERGENCE) @stay_ready -> ready |
 		MINOR @to_reset -> reset |
 		SEVERE @to_error -> error |
 		LINK_LOST @to_linkdown -> linkdown
@@ -121,7 +123,8 @@ main := (
 		LINK_LOST @to_linkdown -> linkdown
 	),
 	insync: (
-		(MSG_TX_ACK | MSG_RESEND | MSG_HEARTBEAT | MSG_VERIFY_RESULT) @stay_insync -> insync |
+		(MSG_TX_ACK | MSG_RESEND | MSG_HEARTBEAT | MSG_VERIFY_RESULT | MSG_SWITCHOVER_DONE)
+			@stay_insync -> insync |
 		PAUSE @to_idle -> idle |
 		CRACK @to_outofsync -> outofsync |
 		MINOR @to_reset -> reset |

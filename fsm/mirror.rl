@@ -34,6 +34,8 @@ MSG_RESUME = 12;
 MSG_HEARTBEAT = 13;
 SEVERE = 14;
 MSG_VERIFY = 15;
+MSG_DIVERGENCE_REQUEST = 16;
+MSG_SWITCHOVER = 17;
 
 action to_makeparts { mirror_enter(f, MR_MAKEPARTS, ev, reason); }
 action to_ready { mirror_enter(f, MR_READY, ev, reason); }
@@ -70,7 +72,7 @@ main := (
 		MSG_START_REPLICATE @to_replicate -> replicate |
 		MSG_START_OUTOFSYNC @to_outofsync -> outofsync |
 		MSG_START_SYNC @to_insync -> insync |
-		MSG_HEARTBEAT @stay_ready -> ready |
+		(MSG_HEARTBEAT | MSG_DIVERGENCE_REQUEST) @stay_ready -> ready |
 		SEVERE @to_error -> error
 	),
 	replicate: (
@@ -86,7 +88,7 @@ main := (
 		SEVERE @to_error -> error
 	),
 	insync: (
-		(MSG_TX | MSG_HEARTBEAT | MSG_VERIFY) @stay_insync -> insync |
+		(MSG_TX | MSG_HEARTBEAT | MSG_VERIFY | MSG_SWITCHOVER) @stay_insync -> insync |
 		MSG_PAUSE @to_idle -> idle |
 		MSG_START_OUTOFSYNC @to_outofsync -> outofsync |
 		SEVERE @to_error -> error

@@ -19,6 +19,7 @@
 #include "admin-mirror.h"
 #include "export.h"
 #include "frep/admin/v1/admin.pb-c.h"
+#include "handoff.h"
 #include "log.h"
 #include "promote.h"
 #include "registry.h"
@@ -290,6 +291,72 @@ static void op_promote(void *ctx, const char *volume, bool force, struct admin_r
 	mirror_promote(ctx, volume, force, r);
 }
 
+/*
+ * A session on a copy the adoption replaces (the new primary's, made before
+ * the demote) ends with BUSY, which its master retries: by then the demoted
+ * copy is there. Waits (bounded) for it to go.
+ */
+static void kick_session(const char *volume)
+{
+	struct vol_status live;
+	struct fence_order o = { .code = FREP_E_BUSY };
+	snprintf(o.message, sizeof(o.message), "volume %s is being replaced by a demoted master's "
+		 "copy (frepctl demote): retry, and only what diverged is resent", volume);
+	if (!registry_fence(volume, &o))
+		return;
+	uint64_t end = now_ms() + 10000;
+	while (registry_get(volume, &live) && now_ms() < end)
+		usleep(20000);
+}
+
+/*
+ * frepctl demote's second half (FBK-1): the demoted master's copy becomes a
+ * volume of this data dir, and the first attach takes snapshot pre-demote
+ * before anything can write it.
+ */
+static void op_adopt(void *ctx, const char *volume, const char *path, struct admin_reply *r)
+{
+	struct mirror_server *srv = ctx;
+	struct handoff h;
+	struct mirror_volume mv;
+	char err[1024] = "";
+	uint32_t code;
+	if (bad_volume(volume, r))
+		return;
+	if (handoff_load(path, &h, err, sizeof(err)) < 0) {
+		admin_refuse(r, ADMIN_INVALID_ARGUMENT, "adopt %s: %s", volume, err);
+		return;
+	}
+	if (strcmp(h.volume, volume) != 0) {
+		admin_refuse(r, ADMIN_INVALID_ARGUMENT, "adopt %s: the handoff %s is volume %s's", volume,
+			     path, h.volume);
+	} else if (kick_session(volume), store_adopt(srv->data_dir, &h, err, sizeof(err)) < 0) {
+		admin_refuse(r, errno == EEXIST ? ADMIN_ALREADY_EXISTS :
+				errno == EBUSY ? ADMIN_UNAVAILABLE : ADMIN_INTERNAL,
+			     "adopt %s: %s", volume, err);
+	} else if (store_open(&mv, srv->data_dir, volume, &code, err, sizeof(err)) < 0 ||
+		   store_attach(&mv, &code, err, sizeof(err)) < 0) {
+		store_close(&mv);
+		admin_refuse(r, ADMIN_INTERNAL, "adopt %s: %s (the copy is in %s/%s; the next attach "
+			     "takes snapshot %s)", volume, err, srv->data_dir, volume, SNAP_PRE_DEMOTE_NAME);
+	} else if (h.consistent) {
+		store_close(&mv);
+		admin_refuse(r, ADMIN_OK, "%s/%s is a mirror copy of %s now, consistent at TXID %" PRIu64
+			     " (epoch %" PRIu64 "): the new primary's master has nothing to copy",
+			     srv->data_dir, volume, volume, h.txid, h.epochs.epoch);
+	} else {
+		char a[16];
+		store_close(&mv);
+		admin_refuse(r, ADMIN_OK, "%s/%s is a mirror copy of %s now (epoch %" PRIu64 ", its "
+			     "extents linked where they were): snapshot %s keeps its %" PRIu64 " "
+			     "discarded TX(s), %s; the new primary's master resends only what either "
+			     "side changed after TXID %" PRIu64, srv->data_dir, volume, volume,
+			     h.epochs.epoch, SNAP_PRE_DEMOTE_NAME, h.discard_tx,
+			     format_size(h.discard_bytes, a, sizeof(a)), h.txid);
+	}
+	handoff_free(&h);
+}
+
 static int op_snapshot_create(void *ctx, const char *volume, const char *name,
 			      struct status_snapshot *out, struct admin_reply *r)
 {
@@ -534,4 +601,5 @@ const struct admin_ops admin_mirror_ops = {
 	.export_snapshot = op_export_snapshot,
 	.unexport = op_unexport,
 	.promote = op_promote,
+	.adopt = op_adopt,
 };

@@ -135,6 +135,38 @@ static int attach(struct mirror_server *srv, const char *volume, struct mirror_v
 	}
 }
 
+int promote_at(struct mirror_volume *mv, uint64_t t, const char *source, bool forced, char *err,
+	       size_t err_len)
+{
+	char why[200];
+	snprintf(why, sizeof(why), "volume promoted at TXID %" PRIu64 ": frep-client writes its base "
+		 "directly, without copy-before-write", t);
+	snapset_invalidate_all(mv->snaps, why, NULL);
+	if (volume_sync(&mv->vol) < 0 || journal_reset(mv->j, t) < 0) {
+		snprintf(err, err_len, "emptying its journal at TXID %" PRIu64 ": %s", t, strerror(errno));
+		return -1;
+	}
+	frep_crash_point("promote-journal");
+	snprintf(mv->promoted_source, sizeof(mv->promoted_source), "%s", source);
+	mv->applied_txid = mv->consistent_txid = mv->promoted_txid = t;
+	mv->consistent = true;
+	mv->phase = FREP__V1__PHASE__PHASE_INSYNC;
+	mv->copy_cursor = mv->copy_base = 0;
+	mv->copy_full = false;
+	mv->promoted = true;
+	mv->promoted_ms = wall_ms();
+	mv->promoted_forced = forced;
+	struct epoch_history before = mv->epochs;
+	epoch_begin(&mv->epochs, t);
+	if (store_save(mv) < 0) {
+		mv->promoted = false;
+		mv->epochs = before;
+		snprintf(err, err_len, "saving its metadata: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 		    struct admin_reply *r)
 {
@@ -202,7 +234,8 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 		goto out;
 	}
 	if (connected) {
-		struct fence_order o = { .epoch = epoch, .txid = consistent ? 0 : snap_txid,
+		struct fence_order o = { .code = FREP_E_FENCED, .epoch = epoch,
+					 .txid = consistent ? 0 : snap_txid,
 					 .unix_ms = wall_ms() };
 		snprintf(o.message, sizeof(o.message),
 			 "volume %s is being promoted on this mirror by an operator (frepctl promote "
@@ -224,9 +257,10 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 		goto close;
 	}
 	uint64_t t;
+	char source[80];
 	if (consistent) {
 		t = mv.applied_txid; /* the replay at attach applied everything durable */
-		snprintf(mv.promoted_source, sizeof(mv.promoted_source), "journal");
+		snprintf(source, sizeof(source), "journal");
 	} else {
 		snprintf(why, sizeof(why), "volume promoted from snapshot %s: the base is the "
 			 "primary's now", snap);
@@ -236,34 +270,15 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 				     "snapshot %s whole: run the command again", volume, err, snap);
 			goto close;
 		}
-		snprintf(mv.promoted_source, sizeof(mv.promoted_source), "snapshot %s", snap);
+		snprintf(source, sizeof(source), "snapshot %s", snap);
 	}
 	frep_crash_point("promote-restored");
-	snprintf(why, sizeof(why), "volume promoted at TXID %" PRIu64 ": frep-client writes its base "
-		 "directly, without copy-before-write", t);
-	snapset_invalidate_all(mv.snaps, why, NULL);
 	if (!consistent && snapset_delete(mv.snaps, snap, err, sizeof(err)) < 0)
 		log_warn(volume, "%s", err);
-	if (volume_sync(&mv.vol) < 0 || journal_reset(mv.j, t) < 0) {
-		admin_refuse(r, ADMIN_INTERNAL, "promote %s: emptying its journal at TXID %" PRIu64
-			     ": %s; the copy stays a mirror: run the command again", volume, t,
-			     strerror(errno));
-		goto close;
-	}
-	frep_crash_point("promote-journal");
-	mv.applied_txid = mv.consistent_txid = mv.promoted_txid = t;
-	mv.consistent = true;
-	mv.phase = FREP__V1__PHASE__PHASE_INSYNC;
-	mv.copy_cursor = mv.copy_base = 0;
-	mv.copy_full = false;
-	mv.promoted = true;
-	mv.promoted_ms = wall_ms();
-	mv.promoted_forced = force && (connected || !consistent);
-	epoch_begin(&mv.epochs, t);
-	if (store_save(&mv) < 0) {
-		mv.promoted = false;
-		admin_refuse(r, ADMIN_INTERNAL, "promote %s: saving its metadata: %s; the copy stays a "
-			     "mirror: run the command again", volume, strerror(errno));
+	if (promote_at(&mv, t, source, force && (connected || !consistent), err,
+		       sizeof(err)) < 0) {
+		admin_refuse(r, ADMIN_INTERNAL, "promote %s: %s; the copy stays a mirror: run the "
+			     "command again", volume, err);
 		goto close;
 	}
 

@@ -23,6 +23,16 @@
 void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 		    struct admin_reply *r);
 
+/*
+ * The durable part of a promotion (EPO-4) of the attached volume mv, its
+ * journal applied and its base the state to promote: snapshots invalidated,
+ * the journal emptied at t, then the metadata (promoted, epoch + 1 after t,
+ * source). Promote and a switchover (SWO-3) share it. 0, or -1 with err
+ * (the copy stays a mirror).
+ */
+int promote_at(struct mirror_volume *mv, uint64_t t, const char *source, bool forced, char *err,
+	       size_t err_len);
+
 /* A promoted volume's figures for the admin API (mirror status, state PROMOTED). */
 void promotion_status(const struct mirror_volume *mv, struct status_promotion *out);
 

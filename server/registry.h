@@ -11,9 +11,14 @@
 
 #include "status.h"
 
-/* A promotion's order to a connected master's session: end with Error FENCED (EPO-3). */
+/*
+ * An order to a connected master's session: end with Error code, FENCED (a
+ * promotion, EPO-3: with epoch and txid) or BUSY (the volume is being
+ * replaced: the master retries, FBK-1).
+ */
 struct fence_order {
-	uint64_t epoch, txid; /* txid 0: the session's own durable TXID */
+	uint32_t code;
+	uint64_t epoch, txid; /* FENCED; txid 0: the session's own durable TXID */
 	int64_t unix_ms;
 	char message[400];
 };

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "authz.h"
+#include "bitmap.h"
 #include "crashpoint.h"
 #include "events.h"
 #include "frep/admin/v1/admin.pb-c.h"
@@ -15,6 +16,7 @@
 #include "frep/v1/frep.pb-c.h"
 #include "fsm.h"
 #include "log.h"
+#include "promote.h"
 #include "registry.h"
 #include "session.h"
 #include "store.h"
@@ -264,7 +266,9 @@ static bool owner_ok(struct msession *s, const Frep__V1__Hello *h)
 {
 	if (!s->mv.exists)
 		return true;
-	bool who_ok = s->srv->allow ? true : strcmp(s->mv.owner, tls_peer_cn(s->c)) == 0;
+	/* A demoted master's copy has no owner until the new primary's master pins it (FBK-1). */
+	bool who_ok = s->srv->allow || !s->mv.owner[0] ? true
+						       : strcmp(s->mv.owner, tls_peer_cn(s->c)) == 0;
 	if (who_ok && memcmp(s->mv.uuid, h->volume_uuid.data, FREP_UUID_SIZE) == 0)
 		return true;
 	session_error(s, FREP_E_NAME_CLASH,
@@ -319,6 +323,9 @@ static bool epoch_ok(struct msession *s)
 	if (h->epoch > mv->epochs.epoch) {
 		uint64_t t = 0;
 		bool known = epoch_end_of(h, mv->epochs.epoch, &t);
+		/* FBK-1: a demoted copy that left the master's history where the master says it did. */
+		if (mv->diverged && (!mv->diverged_shared || (known && t == mv->diverged_txid)))
+			return true;
 		char after[64] = "";
 		if (known)
 			snprintf(after, sizeof(after), " after TXID %" PRIu64, t);
@@ -393,6 +400,8 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 		return;
 	if (!s->mv.exists)
 		s->mv.epochs = s->hello_epochs; /* a new copy starts in the master's epoch */
+	if (s->mv.exists && !s->mv.owner[0])
+		snprintf(s->mv.owner, sizeof(s->mv.owner), "%s", who);
 	s->mv.master_sync = h->has_sync_mode && h->sync_mode;
 	/* A volume keeps the mode it was created with: its space is already laid out so. */
 	if (!s->mv.exists)
@@ -534,6 +543,90 @@ static void drop_pre_resync(struct msession *s)
 		log_warn(vol(s), "deleting the pre-resync snapshot: %s", err);
 }
 
+/*
+ * FBK-3: where this copy changed after the history it shares with the
+ * master: a demoted master's dirty bitmap, as runs, DIVERGENCE_RUNS a frame.
+ * A copy that never left the master's history answers none.
+ */
+static void on_divergence_request(struct msession *s, Frep__V1__DivergenceRequest *q)
+{
+	enum { DIVERGENCE_RUNS = 4096 };
+	uint64_t off[DIVERGENCE_RUNS], len[DIVERGENCE_RUNS];
+	char path[4200], err[512];
+	if (feed(s, MV_MSG_DIVERGENCE_REQUEST, FREP_MSG_DIVERGENCE_REQUEST) < 0)
+		return;
+	struct bitmap *bm = NULL;
+	if (s->mv.diverged) {
+		textf(path, sizeof(path), "%s/" STORE_DIVERGED, s->mv.dir);
+		bm = bitmap_open(path, s->mv.vol.size, BITMAP_DEFAULT_REGION, vol(s), err, sizeof(err));
+		if (!bm) {
+			session_error(s, FREP_E_IO, "where this copy diverged: %s", err);
+			return;
+		}
+	}
+	uint64_t at = 0, start, end, runs = 0;
+	bool more = bm != NULL;
+	do {
+		Frep__V1__Divergence d = FREP__V1__DIVERGENCE__INIT;
+		size_t n = 0;
+		while (more && n < DIVERGENCE_RUNS) {
+			if (!bitmap_next_dirty(bm, at, &start, &end)) {
+				more = false;
+				break;
+			}
+			off[n] = start;
+			len[n++] = end - start;
+			at = end;
+		}
+		d.n_offset = d.n_length = n;
+		d.offset = off;
+		d.length = len;
+		d.last = !more;
+		runs += n;
+		if (send_msg(s, FREP_MSG_DIVERGENCE, &d.base) < 0)
+			break;
+	} while (more);
+	bitmap_close(bm);
+	log_info(vol(s), "told the master where this copy changed after TXID %" PRIu64 ": %" PRIu64
+		 " run(s)", q->since_txid, runs);
+}
+
+/*
+ * SWO-2, SWO-3: a planned switchover. The master takes no more writes and
+ * every one of them is here, acknowledged and applied: this copy becomes the
+ * primary at exactly that TXID, and the session ends.
+ */
+static void on_switchover(struct msession *s, Frep__V1__Switchover *w)
+{
+	char err[512];
+	if (feed(s, MV_MSG_SWITCHOVER, FREP_MSG_SWITCHOVER) < 0)
+		return;
+	if (!s->mv.consistent || s->acked != w->txid || s->mv.applied_txid != w->txid ||
+	    s->n_batch || s->n_held) {
+		session_error(s, FREP_E_PROTOCOL, "SWITCHOVER at TXID %" PRIu64 ", but this mirror "
+			      "acknowledged TXID %" PRIu64 " and applied %" PRIu64 ": a switchover comes "
+			      "after the last TX is acknowledged", w->txid, s->acked,
+			      s->mv.applied_txid);
+		return;
+	}
+	if (store_checkpoint(&s->mv) < 0 ||
+	    promote_at(&s->mv, w->txid, "switchover", false, err, sizeof(err)) < 0) {
+		session_error(s, FREP_E_IO, "switchover at TXID %" PRIu64 ": %s", w->txid,
+			      err[0] ? err : strerror(errno));
+		return;
+	}
+	Frep__V1__SwitchoverDone d = FREP__V1__SWITCHOVER_DONE__INIT;
+	d.epoch = s->mv.epochs.epoch;
+	d.txid = w->txid;
+	send_msg(s, FREP_MSG_SWITCHOVER_DONE, &d.base);
+	log_warn(vol(s), "switchover: promoted at TXID %" PRIu64 ", epoch %" PRIu64 " begins; serve "
+		 "it with frep-client --adopt %s, whose mirror is the old master's host", w->txid,
+		 s->mv.epochs.epoch, s->mv.dir);
+	events_publish(EVENT_STATE_CHANGE, vol(s), s->live_st.state, FREP__ADMIN__V1__STATE__PROMOTED,
+		       "switchover at TXID %" PRIu64 ", epoch %" PRIu64, w->txid, s->mv.epochs.epoch);
+	s->done = true;
+}
+
 static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 {
 	enum mirror_event ev;
@@ -587,6 +680,14 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 		}
 		keep_pre_resync(s);
 	}
+	/*
+	 * FBK-4: a copy of an earlier epoch joins the master's history now. The
+	 * master holds, durably, where this copy changed (it asked before this
+	 * pass): the copy's own record of it goes once that is saved.
+	 */
+	bool joined = s->mv.diverged || s->mv.epochs.epoch != s->hello_epochs.epoch;
+	s->mv.epochs = s->hello_epochs;
+	s->mv.diverged = false;
 	s->mv.phase = sc->kind;
 	s->mv.consistent = false;
 	s->mv.copy_full = sc->full;
@@ -596,6 +697,14 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	if (store_save(&s->mv) < 0 || journal_reset(s->mv.j, sc->base_txid) < 0) {
 		session_error(s, FREP_E_IO, "cannot start the copy: %s", strerror(errno));
 		return;
+	}
+	if (joined) {
+		char path[4200];
+		textf(path, sizeof(path), "%s/" STORE_DIVERGED, s->mv.dir);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn(vol(s), "removing %s: %s", path, strerror(errno));
+		log_info(vol(s), "the copy joins the master's history (epoch %" PRIu64 "): this pass "
+			 "copies what either side changed since they parted", s->mv.epochs.epoch);
 	}
 	batch_clear(s); /* its TXs left with the journal: never acknowledged, never applied */
 	s->mv.applied_txid = sc->base_txid;
@@ -1100,6 +1209,12 @@ static void dispatch(struct msession *s, struct frame *f)
 	case FREP_MSG_START_COPY:
 		on_start_copy(s, (Frep__V1__StartCopy *)f->msg);
 		return;
+	case FREP_MSG_DIVERGENCE_REQUEST:
+		on_divergence_request(s, (Frep__V1__DivergenceRequest *)f->msg);
+		return;
+	case FREP_MSG_SWITCHOVER:
+		on_switchover(s, (Frep__V1__Switchover *)f->msg);
+		return;
 	case FREP_MSG_START_SYNC:
 		on_start_sync(s, (Frep__V1__StartSync *)f->msg);
 		return;
@@ -1161,6 +1276,10 @@ static void dispatch(struct msession *s, struct frame *f)
  */
 static void fence_now(struct msession *s, const struct fence_order *o)
 {
+	if (o->code != FREP_E_FENCED) {
+		session_error(s, o->code, "%s", o->message);
+		return;
+	}
 	if (s->have_volume && s->mv.j && journal_sync(s->mv.j) < 0)
 		log_error(vol(s), "journal fdatasync before fencing: %s", strerror(errno));
 	s->fence_epoch = o->epoch;

@@ -48,9 +48,11 @@ enum snap_kind {
 	SNAP_USER = 1,
 	SNAP_PRE_RESYNC = 2, /* taken before an OUTOFSYNC pass, deleted at CONSISTENT */
 	SNAP_EXPORT = 3,     /* the implicit snapshot of an export without @SNAPSHOT */
+	SNAP_PRE_DEMOTE = 4, /* a demoted master's copy as it was (fail-back), kept until deleted */
 };
 
 #define SNAP_PRE_RESYNC_NAME "pre-resync"
+#define SNAP_PRE_DEMOTE_NAME "pre-demote"
 
 /* 1-64 of [A-Za-z0-9._-], not starting with '.': the volume-name rule. */
 bool snapshot_name_valid(const char *name);

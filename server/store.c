@@ -1,6 +1,7 @@
 /* Mirror volume store: the data-dir layout, per-volume metadata, extents and journal. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "frep/v1/frep.pb-c.h"
 #include "log.h"
+#include "handoff.h"
 #include "store.h"
 #include "util.h"
 
@@ -38,7 +40,7 @@ static int path_in(char *out, size_t len, const struct mirror_volume *mv, const 
 
 static int open_extents(struct mirror_volume *mv, char *err, size_t err_len)
 {
-	char *paths[FREP_MAX_EXTENTS];
+	char *paths[FREP_MAX_EXTENTS] = { 0 };
 	int rc = -1;
 	unsigned i;
 
@@ -315,6 +317,11 @@ static int load_meta(struct mirror_volume *mv, char *err, size_t err_len)
 	mv->last_ack_txid = meta_get_u64(&md, "last_ack_txid", &v) == 0 ? v : 0;
 	mv->last_ack_ms = meta_get_u64(&md, "last_ack_ms", &v) == 0 ? (int64_t)v : 0;
 	mv->master_sync = meta_get_u64(&md, "master_sync", &v) == 0 && v == 1;
+	mv->diverged = meta_get_u64(&md, "diverged", &v) == 0 && v == 1;
+	mv->diverged_shared = meta_get_u64(&md, "diverged_shared", &v) == 0 && v == 1;
+	mv->diverged_txid = meta_get_u64(&md, "diverged_txid", &v) == 0 ? v : 0;
+	mv->pre_demote_pending = meta_get_u64(&md, "pre_demote_pending", &v) == 0 && v == 1;
+	mv->pre_demote_txid = meta_get_u64(&md, "pre_demote_txid", &v) == 0 ? v : 0;
 	/* Extent sizes are the files' own; MAKEPARTS compares them with the master's. */
 	mv->n_extents = (unsigned)n;
 	mv->exists = true;
@@ -343,6 +350,15 @@ int store_save(struct mirror_volume *mv)
 	meta_set_u64(&md, "last_ack_txid", mv->last_ack_txid);
 	meta_set_u64(&md, "last_ack_ms", (uint64_t)mv->last_ack_ms);
 	meta_set_u64(&md, "master_sync", mv->master_sync);
+	if (mv->diverged) {
+		meta_set_u64(&md, "diverged", 1);
+		meta_set_u64(&md, "diverged_shared", mv->diverged_shared);
+		meta_set_u64(&md, "diverged_txid", mv->diverged_txid);
+	}
+	if (mv->pre_demote_pending) {
+		meta_set_u64(&md, "pre_demote_pending", 1);
+		meta_set_u64(&md, "pre_demote_txid", mv->pre_demote_txid);
+	}
 	if (epoch_save(&mv->epochs, &md) < 0) {
 		errno = E2BIG;
 		log_error(mv->name, "saving its epoch history: too long");
@@ -406,6 +422,29 @@ fail:
 	return -1;
 }
 
+/*
+ * A demoted master's copy as it was, before the fail-back writes anything:
+ * what the demote discards stays readable (FBK-1). Idempotent across a crash
+ * between the snapshot and the metadata that says it is taken.
+ */
+static int keep_pre_demote(struct mirror_volume *mv, char *err, size_t err_len)
+{
+	struct status_snapshot st;
+	if (!snapset_exists(mv->snaps, SNAP_PRE_DEMOTE_NAME) &&
+	    snapset_create(mv->snaps, SNAP_PRE_DEMOTE_NAME, SNAP_PRE_DEMOTE, mv->pre_demote_txid, &st,
+			   err, err_len) < 0)
+		return -1;
+	mv->pre_demote_pending = false;
+	if (store_save(mv) < 0) {
+		snprintf(err, err_len, "saving metadata: %s", strerror(errno));
+		return -1;
+	}
+	log_info(mv->name, "snapshot %s keeps the demoted copy as it was (its TXID %" PRIu64 "): "
+		 "delete it once its writes are read or no longer wanted", SNAP_PRE_DEMOTE_NAME,
+		 mv->pre_demote_txid);
+	return 0;
+}
+
 int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t err_len)
 {
 	char path[4096];
@@ -451,6 +490,8 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 	}
 	if (mv->phase == FREP__V1__PHASE__PHASE_INSYNC && mv->consistent)
 		mv->consistent_txid = mv->applied_txid;
+	if (mv->pre_demote_pending && keep_pre_demote(mv, err, err_len) < 0)
+		return -1;
 	store_publish_consistency(mv);
 	return 0;
 }
@@ -619,4 +660,261 @@ void store_describe_promotion(const struct mirror_volume *mv, char *out, size_t 
 		 "master of an earlier epoch is fenced: run frepctl demote %s on it to make it a "
 		 "mirror of the new primary", mv->name, when, mv->epochs.epoch, mv->promoted_txid,
 		 mv->dir, mv->name);
+}
+
+/* Copies file from into to (created), durably. 0, or -1 with errno. */
+static int copy_file(const char *from, const char *to)
+{
+	char buf[1 << 16];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+	ssize_t n;
+	if (in < 0 || (out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		goto out;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			goto out;
+	rc = n == 0 && fdatasync(out) == 0 ? 0 : -1;
+out:;
+	int e = errno;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	errno = e;
+	return rc;
+}
+
+/* Removes what a volume directory may hold (metadata first: then it is no volume), then it. */
+static void remove_volume_dir(const char *dir)
+{
+	char path[4200];
+	const char *leaves[] = { "meta", "meta.tmp", "journal", STORE_DIVERGED, FREP_PROMOTED_DIRTY,
+				 "snapshots/.rangelock", "snapshots", "lock" };
+	for (unsigned i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++) {
+		textf(path, sizeof(path), "%s/%s", dir, leaves[i]);
+		if (unlink(path) < 0 && errno == EISDIR)
+			rmdir(path);
+		if (i == 0)
+			fsync_parent_dir(path);
+	}
+	for (unsigned i = 0; i < FREP_MAX_EXTENTS; i++) {
+		textf(path, sizeof(path), "%s/extent.%u", dir, i);
+		if (unlink(path) < 0 && errno == ENOENT)
+			break;
+	}
+	rmdir(dir);
+	fsync_parent_dir(dir);
+}
+
+/* The handoff's extents are this volume's own files (a promoted copy handed back). */
+static bool same_extents(const struct mirror_volume *mv, const struct handoff *h)
+{
+	if (h->n_extents != mv->n_extents)
+		return false;
+	for (unsigned i = 0; i < h->n_extents; i++) {
+		char leaf[32], mine[4200], a[PATH_MAX], b[PATH_MAX];
+		snprintf(leaf, sizeof(leaf), "extent.%u", i);
+		if (path_in(mine, sizeof(mine), mv, leaf) < 0 || !realpath(mine, a) ||
+		    !realpath(h->paths[i], b) || strcmp(a, b) != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The data dir may already hold the volume: a copy the new primary's master
+ * made here before the demote (the same UUID, a later epoch, not promoted).
+ * It holds nothing the new primary lacks, so the demoted copy takes its
+ * place; anything else is refused. Its own promoted copy, handed back by
+ * the master that adopted it, is taken back in place. 0 (the way is clear),
+ * 1 (in place), or -1 with err.
+ */
+static int clear_the_way(const char *data_dir, const struct handoff *h, const char *final,
+			 char *err, size_t err_len)
+{
+	struct mirror_volume mv;
+	uint32_t code;
+	char path[4200];
+	if (access(final, F_OK) < 0)
+		return 0;
+	if (store_open(&mv, data_dir, h->volume, &code, err, err_len) < 0)
+		return -1;
+	bool same = mv.exists && memcmp(mv.uuid, h->uuid, FREP_UUID_SIZE) == 0;
+	bool replaceable = same && !mv.promoted && mv.epochs.epoch > h->epochs.epoch;
+	/* This data dir's own promoted copy, handed back by the frep-client that adopted it. */
+	bool own = same && mv.promoted && same_extents(&mv, h);
+	uint64_t epoch = mv.epochs.epoch;
+	bool exists = mv.exists;
+	store_close(&mv);
+	if (own)
+		return 1;
+	if (exists && !replaceable) {
+		textf(err, err_len, "%s already holds volume %s, which is not a copy of the new "
+		      "primary's later history: remove it first (frep-server never drops a copy that "
+		      "may hold data) or demote into another data dir", data_dir, h->volume);
+		errno = EEXIST;
+		return -1;
+	}
+	textf(path, sizeof(path), "%s/snapshots", final);
+	DIR *d = opendir(path);
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		if (snapshot_name_valid(e->d_name)) {
+			closedir(d);
+			textf(err, err_len, "%s holds a copy of %s with snapshot %s: delete its snapshots "
+			      "first (the demoted copy replaces it)", data_dir, h->volume, e->d_name);
+			errno = EEXIST;
+			return -1;
+		}
+	if (d)
+		closedir(d);
+	/*
+	 * The session the caller told to go (BUSY) lets go of the lock; its
+	 * master waits out a backoff before it comes back, so polling wins.
+	 */
+	textf(path, sizeof(path), "%s/lock", final);
+	int fd = -1;
+	for (uint64_t end = now_ms() + 10000; exists && fd < 0 && now_ms() < end;)
+		if ((fd = lock_file(path)) < 0)
+			usleep(10000);
+	if (exists && fd < 0) {
+		textf(err, err_len, "volume %s is in use by a session: try again", h->volume);
+		errno = EBUSY;
+		return -1;
+	}
+	if (exists)
+		log_warn(h->volume, "replacing the copy of epoch %" PRIu64 " in %s (the new primary's, "
+			 "made before the demote) with the demoted copy", epoch, final);
+	remove_volume_dir(final);
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/*
+ * What a handoff makes of a copy: a switchover's, consistent at its TXID in
+ * the new epoch; a demoted master's, diverged after it, pre-demote to take.
+ */
+static void take_handoff(struct mirror_volume *mv, const struct handoff *h)
+{
+	mv->promoted = false;
+	mv->applied_txid = h->txid;
+	mv->epochs = h->epochs;
+	mv->copy_cursor = mv->copy_base = 0;
+	mv->copy_full = false;
+	mv->consistent = h->consistent;
+	mv->consistent_txid = h->consistent ? h->txid : 0;
+	mv->phase = h->consistent ? FREP__V1__PHASE__PHASE_INSYNC : FREP__V1__PHASE__PHASE_OUTOFSYNC;
+	mv->diverged = !h->consistent;
+	mv->diverged_shared = h->shared;
+	mv->diverged_txid = h->txid;
+	mv->pre_demote_pending = !h->consistent;
+	mv->pre_demote_txid = h->committed;
+}
+
+/* The data dir's own promoted copy back as a mirror (see clear_the_way). 0, or -1 with err. */
+static int adopt_in_place(const char *data_dir, const struct handoff *h, char *err, size_t err_len)
+{
+	struct mirror_volume mv;
+	uint32_t code;
+	char path[4200];
+	if (store_open(&mv, data_dir, h->volume, &code, err, err_len) < 0)
+		return -1;
+	int rc = -1;
+	if (path_in(path, sizeof(path), &mv, "lock") < 0 || (mv.lock_fd = lock_file(path)) < 0) {
+		textf(err, err_len, "volume %s is in use: try again", h->volume);
+		goto out;
+	}
+	if (!h->consistent) {
+		textf(path, sizeof(path), "%s/" STORE_DIVERGED, mv.dir);
+		if (copy_file(h->bitmap, path) < 0) {
+			textf(err, err_len, "copying the dirty bitmap %s: %s", h->bitmap, strerror(errno));
+			goto out;
+		}
+	}
+	if (open_extents(&mv, err, err_len) < 0 || open_journal(&mv, 0, err, err_len) < 0)
+		goto out;
+	if (volume_sync(&mv.vol) < 0 || journal_reset(mv.j, h->txid) < 0) {
+		textf(err, err_len, "journal: %s", strerror(errno));
+		goto out;
+	}
+	take_handoff(&mv, h);
+	if (store_save(&mv) < 0) {
+		textf(err, err_len, "saving %s/meta: %s", mv.dir, strerror(errno));
+		goto out;
+	}
+	textf(path, sizeof(path), "%s/" FREP_PROMOTED_DIRTY, mv.dir);
+	unlink(path);
+	log_warn(h->volume, "the promoted copy in %s is a mirror again (epoch %" PRIu64 ", %s at "
+		 "TXID %" PRIu64 ")", mv.dir, mv.epochs.epoch, h->consistent ? "consistent" :
+		 "diverged", h->txid);
+	rc = 0;
+out:
+	mv.exists = false;
+	store_close(&mv);
+	return rc;
+}
+
+int store_adopt(const char *data_dir, const struct handoff *h, char *err, size_t err_len)
+{
+	struct mirror_volume mv;
+	char tmp[4096], final[4096], path[4200];
+	textf(tmp, sizeof(tmp), "%s/.adopt-%s", data_dir, h->volume);
+	textf(final, sizeof(final), "%s/%s", data_dir, h->volume);
+	int way = clear_the_way(data_dir, h, final, err, err_len);
+	if (way < 0)
+		return -1;
+	if (way == 1)
+		return adopt_in_place(data_dir, h, err, err_len);
+	/* Leftovers of an adoption a crash cut short: nothing there was ever a volume. */
+	remove_volume_dir(tmp);
+	if (mkdir(tmp, 0700) < 0) {
+		textf(err, err_len, "mkdir %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	/* The extents stay the old master's own files or devices: linked, not copied. */
+	for (unsigned i = 0; i < h->n_extents; i++) {
+		textf(path, sizeof(path), "%s/extent.%u", tmp, i);
+		if (symlink(h->paths[i], path) < 0) {
+			textf(err, err_len, "linking %s to %s: %s", path, h->paths[i], strerror(errno));
+			return -1;
+		}
+	}
+	textf(path, sizeof(path), "%s/" STORE_DIVERGED, tmp);
+	if (!h->consistent && copy_file(h->bitmap, path) < 0) {
+		textf(err, err_len, "copying the dirty bitmap %s: %s", h->bitmap, strerror(errno));
+		return -1;
+	}
+	memset(&mv, 0, sizeof(mv));
+	mv.lock_fd = -1;
+	mv.name = strdup(h->volume);
+	mv.dir = strdup(tmp);
+	int rc = -1;
+	if (!mv.name || !mv.dir) {
+		textf(err, err_len, "out of memory");
+		goto out;
+	}
+	mv.n_extents = h->n_extents;
+	if (open_extents(&mv, err, err_len) < 0 || open_journal(&mv, 0, err, err_len) < 0 ||
+	    journal_reset(mv.j, h->txid) < 0) {
+		if (!*err)
+			textf(err, err_len, "journal: %s", strerror(errno));
+		goto out;
+	}
+	memcpy(mv.uuid, h->uuid, FREP_UUID_SIZE);
+	mv.owner[0] = '\0'; /* the first master of the later epoch pins it (HS-5) */
+	take_handoff(&mv, h);
+	if (store_save(&mv) < 0 || fsync_parent_dir(path) < 0) {
+		textf(err, err_len, "saving %s/meta: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (rename(tmp, final) < 0 || fsync_parent_dir(final) < 0) {
+		textf(err, err_len, "renaming %s to %s: %s", tmp, final, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	mv.exists = false; /* nothing to checkpoint or save again */
+	store_close(&mv);
+	return rc;
 }

@@ -23,7 +23,11 @@
  *   DIR/NAME/extent.0 ...   the extents, same count and sizes as the master's
  *   DIR/NAME/snapshots/     copy-before-write snapshots (snapshot.h)
  *   DIR/NAME/promoted.dirty a forced promotion's restored ranges (epoch.h)
+ *   DIR/NAME/diverged       a demoted master's copy: where it changed after the
+ *                           shared history (bitmap.h format)
+ *   DIR/NAME/extent.N       may be a symlink to a demoted master's own extent
  */
+#define STORE_DIVERGED "diverged"
 struct mirror_volume {
 	char *name;
 	char *dir;
@@ -67,6 +71,17 @@ struct mirror_volume {
 	uint64_t last_ack_txid;
 	int64_t last_ack_ms;
 	bool master_sync;	/* the master said --mode sync (Hello.sync_mode) */
+	/*
+	 * A demoted master's copy (FBK-1, adopt.c): its history left the new
+	 * primary's after diverged_txid (unless !diverged_shared: no shared
+	 * history known), and DIR/NAME/diverged (a bitmap.h file) says where it
+	 * changed since. Cleared once a master of the later epoch starts its pass.
+	 */
+	bool diverged, diverged_shared;
+	uint64_t diverged_txid;
+	/* Snapshot pre-demote is still to be taken, at attach, before any write. */
+	bool pre_demote_pending;
+	uint64_t pre_demote_txid;
 	uint8_t *cmp_buf;	/* a copy pass compares with it while snapshots are alive */
 };
 
@@ -147,6 +162,15 @@ int store_checkpoint(struct mirror_volume *mv);
  */
 int store_recover_all(const char *data_dir);
 
+/*
+ * Fail-back: creates volume h->volume of data_dir from a demoted master's
+ * handoff (its extents linked, not copied), an OUTOFSYNC copy of epoch
+ * h->epochs diverged after h->txid, whose snapshot pre-demote the first
+ * attach takes. Built under DIR/.adopt-NAME and renamed into place, so a
+ * crash leaves either nothing or the whole volume. 0, or -1 with err.
+ */
+struct handoff;
+int store_adopt(const char *data_dir, const struct handoff *h, char *err, size_t err_len);
 /* A promoted volume in words: when, epoch and TXID, who serves it, what a fenced master does. */
 void store_describe_promotion(const struct mirror_volume *mv, char *out, size_t len);
 /* Checkpoints, saves and releases everything, including the lock. */

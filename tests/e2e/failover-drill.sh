@@ -1,11 +1,18 @@
 # The failover drill (README "Failover and fail-back"), run by test-failover-drill.sh
-# (async) and test-failover-drill-sync.sh (MODE=sync). A stamped writer writes to the
-# master; kill -9 the master; promote the mirror: its copy is the master after exactly
-# the writes up to t, and t is at least every TXID the mirror acknowledged (sync: every
-# write acknowledged to the writer is on it). frep-client --adopt serves the promoted
-# copy read-write; the old master, restarted, is FENCED: its NBD clients cannot write,
-# its data stays its own, its status counts what a demote would discard, and it stays
-# fenced across a restart with the mirror out of reach.
+# (async) and test-failover-drill-sync.sh (MODE=sync). Host A runs the master (and,
+# for the fail-back, a frep-server of its own: data dir $T/a-mirror); host B the mirror.
+# 1-2. A stamped writer writes to the master; kill -9 the master; promote the mirror:
+#    its copy is the master after exactly the writes up to t, and t is at least every
+#    TXID the mirror acknowledged (sync: every write acknowledged to the writer is on it).
+# 3. frep-client --adopt serves the promoted copy read-write on B.
+# 4. The old master, restarted, is FENCED: its NBD clients cannot write, its data stays
+#    its own, its status counts what a demote would discard, it stays fenced across a
+#    restart with the mirror out of reach.
+# 5. frepctl demote on A: A's frep-server adopts the copy, snapshot pre-demote keeps the
+#    discarded writes, and the reverse replication converges to byte-identical while
+#    sending at most 1.1 x (the regions either side changed since t) + 1 MiB.
+# 6. frepctl switchover back to the original roles: A's copy the primary again (served
+#    by frep-client --adopt on A), B's the mirror, 0 bytes copied, identical.
 source "$(dirname "$0")/lib.sh"
 certs master-1
 MODE=${MODE:-async}
@@ -16,6 +23,15 @@ LOG=$T/client-vol.log
 
 mkvol "$T/e0" 16M; fill "$T/e0" 0 16 a; cp "$T/e0" "$T/i0"
 start_server --trace-tx "$T/mirror.trace"
+# Host A's frep-server, for the fail-back (its own data dir, port and admin socket).
+mkdir -p "$T/a-mirror"
+"$BIN/frep-server" --listen 127.0.0.1:0 --data-dir "$T/a-mirror" --admin "unix:$T/a-server.sock" \
+	--cert "$PKI/server.crt" --key "$PKI/server.key" --ca "$PKI/ca.crt" >>"$T/a-server.log" 2>&1 &
+A_PID=$!
+PIDS+=("$A_PID")
+wait_log "$T/a-server.log" 'listening on 127\.0\.0\.1:[0-9]+' 20
+A_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$T/a-server.log" | tail -n1 | cut -d: -f2)
+actl() { "$BIN/frepctl" --admin "unix:$T/a-server.sock" "$@"; }
 start_client vol "$T/e0" master-1 --trace-tx "$T/master.trace" --mode "$MODE"
 wait_status vol state INSYNC 30
 
@@ -59,12 +75,14 @@ fi
 again=$(mctl promote vol 2>&1) && fail "a second promote was taken: $again"
 grep -q 'already promoted' <<<"$again" || fail "second promote: $again"
 
-# 3. The promoted copy served read-write by frep-client --adopt (its mirror-to-be is
-# the old master's host, not up yet: writes go on into its buffer).
-"$BIN/frep-client" --adopt "$T/mirror/vol" --volume vol --mirror 127.0.0.1:1 \
+# 3. The promoted copy served read-write by frep-client --adopt. Its mirror is host A's
+# frep-server, which does not hold the volume yet: the old master must be demoted first
+# (DIVERGED until then), and writes go on into the new primary's buffer.
+"$BIN/frep-client" --adopt "$T/mirror/vol" --volume vol --mirror "127.0.0.1:$A_PORT" \
 	--server-name frep-mirror --journal "$T/new.journal" --cert "$PKI/master-1.crt" \
 	--key "$PKI/master-1.key" --ca "$PKI/ca.crt" --nbd "unix:$T/new.sock" \
-	--admin "unix:$T/new-admin.sock" >>"$T/new.log" 2>&1 &
+	--admin "unix:$T/new-admin.sock" --trace-tx "$T/new.trace" --backoff 0.2:0.5 \
+	--mode "$MODE" >>"$T/new.log" 2>&1 &
 NEW_PID=$!
 PIDS+=("$NEW_PID")
 wait_for 20 "the adopted primary's NBD socket" client_listening "$T/new.log" 0
@@ -116,4 +134,68 @@ qemu-io -f raw "$(nbd_uri vol)" -c 'write -P 0x68 0 4k' >/dev/null ||
 	fail "--on-fenced=serve refused a write"
 [ "$(ctl vol status | jq -r .volumes[0].master.fenced.discard_tx)" -gt $((committed - t)) ] ||
 	fail "a served write is not counted: $(ctl vol status)"
-pass "$MODE drill: promoted at TXID $t (acknowledged $acked), served by --adopt; the old master is fenced"
+
+# 5. Fail back: demote A. Its frep-client hands the copy to A's frep-server and ends.
+wait_for 10 "the old master to be told FENCED again" eval \
+	'[ "$(ctl vol status | jq -r ".volumes[0].master.fenced.txid // empty")" = "$t" ]'
+cp "$T/e0" "$T/old.img"
+out=$(frepctl_for vol demote vol --mirror-admin "unix:$T/a-server.sock" 2>&1) || fail "demote: $out"
+grep -q "demoted vol: it discards [0-9]* TX(s)" <<<"$out" || fail "demote said: $out"
+grep -q 'a mirror copy of vol now' <<<"$out" || fail "the adoption said: $out"
+wait_for 10 "the demoted frep-client to end" eval '! kill -0 "$CLIENT_PID" 2>/dev/null'
+[ -L "$T/a-mirror/vol/extent.0" ] || fail "A's frep-server does not link the old master's extent"
+# The discarded writes stay readable: snapshot pre-demote is the old master as it was.
+actl export vol@pre-demote --nbd "unix:$T/pd.sock" >/dev/null || fail "export of pre-demote"
+nbdcopy "nbd+unix:///vol@pre-demote?socket=$T/pd.sock" "$T/pd.img" || fail "reading pre-demote"
+actl unexport vol@pre-demote >/dev/null || fail "unexport pre-demote"
+cmp -s "$T/pd.img" "$T/old.img" || fail "snapshot pre-demote is not the old master as it was"
+# Reverse replication: B -> A, only what either side changed since t.
+wait_for 30 "the new primary to be INSYNC with A" eval \
+	'[ "$("$BIN/frepctl" --admin "unix:$T/new-admin.sock" --json status vol | jq -r .volumes[0].state)" = INSYNC ]'
+wait_converged "$T/mirror/vol/extent.0" "$T/e0"
+copied=$(grep -Eo 'dirty resync done: [0-9]+ data bytes' "$T/new.log" | tail -n1 | grep -Eo '[0-9]+ data' | cut -d' ' -f1)
+[ -n "$copied" ] || fail "the fail-back was no dirty resync: $(grep -E 'pass|resync' "$T/new.log")"
+union=$("$PY" - "$t" "$T/master.trace" "$T/new.trace" <<'PY'
+import re, sys
+t, region = int(sys.argv[1]), 65536
+dirty = set()
+for path in sys.argv[2:]:
+    for line in open(path):
+        m = dict(re.findall(r"(\w+)=(\S+)", line))
+        if int(m["txid"]) > t and int(m["len"]) > 0:
+            off, n = int(m["off"]), int(m["len"])
+            dirty.update(range(off // region, (off + n - 1) // region + 1))
+print(len(dirty) * region)
+PY
+)
+[ "$union" -gt 0 ] || fail "no region changed since t: the drill tests nothing"
+limit=$((union * 11 / 10 + (1 << 20)))
+[ "$copied" -le "$limit" ] || fail "the fail-back copied $copied bytes, over 1.1 x $union + 1 MiB"
+
+# 6. Switch over back: B's frep-server is up again, A's copy becomes the primary.
+SERVER_PORT_WANTED=$SERVER_PORT start_server --trace-tx "$T/mirror.trace"
+t2=$("$BIN/frepctl" --admin "unix:$T/new-admin.sock" --json status vol | jq -r .volumes[0].master.committed_txid)
+out=$("$BIN/frepctl" --admin "unix:$T/new-admin.sock" switchover vol \
+	--mirror-admin "unix:$FREP_RUN_DIR/server.sock" 2>&1) || fail "switchover: $out"
+grep -q "switched over vol at TXID $t2: the mirror's copy is the primary at epoch 3" <<<"$out" ||
+	fail "switchover said: $out"
+grep -q 'Local NBD clients are disconnected' <<<"$out" || fail "switchover did not say the NBD clients go: $out"
+grep -q "consistent at TXID $t2 (epoch 3): the new primary's master has nothing to copy" <<<"$out" ||
+	fail "B's frep-server did not take its copy back: $out"
+wait_for 10 "B's frep-client to end" eval '! kill -0 "$NEW_PID" 2>/dev/null'
+[ "$(actl --json status vol | jq -r .volumes[0].state)" = PROMOTED ] || fail "A's copy is not promoted"
+"$BIN/frep-client" --adopt "$T/a-mirror/vol" --volume vol --mirror "127.0.0.1:$SERVER_PORT" \
+	--server-name frep-mirror --journal "$T/a2.journal" --cert "$PKI/master-1.crt" \
+	--key "$PKI/master-1.key" --ca "$PKI/ca.crt" --nbd "unix:$T/a2.sock" \
+	--admin "unix:$T/a2-admin.sock" --mode "$MODE" >>"$T/a2.log" 2>&1 &
+PIDS+=("$!")
+wait_for 20 "A's primary to be INSYNC with B" eval \
+	'[ "$("$BIN/frepctl" --admin "unix:$T/a2-admin.sock" --json status vol | jq -r .volumes[0].state)" = INSYNC ]'
+grep -q "mirror consistent at TXID $t2; resending from $((t2 + 1))" "$T/a2.log" ||
+	fail "A's primary did not resume in sync: $(grep -E 'consistent|pass' "$T/a2.log")"
+grep -qE 'pass over|copy walked' "$T/a2.log" && fail "the switchover copied: $(grep -E 'pass over' "$T/a2.log")"
+cmp -s "$T/e0" "$T/mirror/vol/extent.0" || fail "after the switchover the copies differ"
+qemu-io -f raw "nbd+unix:///vol?socket=$T/a2.sock" -c 'write -P 0x7a 2M 64k' >/dev/null ||
+	fail "a write to A's primary failed"
+wait_converged "$T/e0" "$T/mirror/vol/extent.0"
+pass "$MODE drill: promoted at TXID $t (acknowledged $acked), the old master fenced, demoted and failed back with $copied bytes (regions changed: $union), switched back at TXID $t2 with nothing copied"
