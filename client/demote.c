@@ -164,6 +164,9 @@ int master_switchover(struct master *m, char *handoff_path, size_t path_len,
 		;
 	bool done = m->switch_state == SWITCH_DONE;
 	uint64_t epoch = m->switch_epoch, acked = m->acked_txid;
+	char said[600] = "";
+	if (!done && m->last_error.set)
+		textf(said, sizeof(said), " (%s: %s)", m->last_error.code, m->last_error.message);
 	if (!done) {
 		m->switch_state = SWITCH_NONE;
 		m->switching = false;
@@ -171,8 +174,8 @@ int master_switchover(struct master *m, char *handoff_path, size_t path_len,
 	pthread_mutex_unlock(&m->lock);
 	if (!done)
 		return admin_refuse(r, ADMIN_UNAVAILABLE, "switchover %s: the mirror did not take over "
-				    "within %d s (acknowledged TXID %" PRIu64 " of %" PRIu64 "): nothing "
-				    "changed, local writes go on", m->name, SWITCHOVER_WAIT_S, acked, t);
+				    "(acknowledged TXID %" PRIu64 " of %" PRIu64 ")%s: nothing changed, "
+				    "local writes go on", m->name, acked, t, said);
 	if (hand_over(m, t, t, true, true, 0, 0, path, sizeof(path), err, sizeof(err)) < 0)
 		return admin_refuse(r, ADMIN_INTERNAL, "switchover %s: the mirror is the primary at "
 				    "epoch %" PRIu64 ", but handing this copy over failed: %s", m->name,

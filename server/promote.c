@@ -135,6 +135,26 @@ static int attach(struct mirror_server *srv, const char *volume, struct mirror_v
 	}
 }
 
+bool promote_blocked(struct mirror_volume *mv, char *why, size_t len)
+{
+	struct status_snapshot *list;
+	size_t n;
+	bool blocked = false;
+	if (!mv->snaps || snapset_list(mv->snaps, &list, &n) < 0)
+		return false;
+	for (size_t i = 0; i < n && !blocked; i++)
+		if (list[i].kind == SNAP_PRE_DEMOTE && list[i].valid) {
+			blocked = true;
+			snprintf(why, len, "snapshot %s of %s still holds the writes a demote discarded "
+				 "(TXID %" PRIu64 "); a promotion would end it: read it (frepctl export "
+				 "%s@%s), then frepctl snapshot delete %s %s, and try again",
+				 list[i].name, mv->name, list[i].txid, mv->name, list[i].name, mv->name,
+				 list[i].name);
+		}
+	free(list);
+	return blocked;
+}
+
 int promote_at(struct mirror_volume *mv, uint64_t t, const char *source, bool forced, char *err,
 	       size_t err_len)
 {
@@ -251,6 +271,10 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 
 	if (attach(srv, volume, &mv, r) < 0)
 		goto out;
+	if (!force && promote_blocked(&mv, why, sizeof(why))) {
+		admin_refuse(r, ADMIN_FAILED_PRECONDITION, "promote %s: %s (or --force)", volume, why);
+		goto close;
+	}
 	if (mv.promoted || mv.consistent != consistent) {
 		admin_refuse(r, ADMIN_FAILED_PRECONDITION, "promote %s: the volume changed meanwhile "
 			     "(a master connected); run the command again", volume);

@@ -33,6 +33,14 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 int promote_at(struct mirror_volume *mv, uint64_t t, const char *source, bool forced, char *err,
 	       size_t err_len);
 
+/*
+ * A valid pre-demote snapshot keeps a demote's discarded writes until an
+ * operator deletes it (FBK-1), and a promotion ends every snapshot: so a
+ * promotion that is not forced, and a switchover, wait for its deletion.
+ * true with why when blocked.
+ */
+bool promote_blocked(struct mirror_volume *mv, char *why, size_t len);
+
 /* A promoted volume's figures for the admin API (mirror status, state PROMOTED). */
 void promotion_status(const struct mirror_volume *mv, struct status_promotion *out);
 

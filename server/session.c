@@ -609,6 +609,11 @@ static void on_switchover(struct msession *s, Frep__V1__Switchover *w)
 			      s->mv.applied_txid);
 		return;
 	}
+	if (promote_blocked(&s->mv, err, sizeof(err))) {
+		/* Minor: nothing is wrong with the replication; the master takes writes again. */
+		session_error(s, FREP_E_BUSY, "switchover refused: %s", err);
+		return;
+	}
 	if (store_checkpoint(&s->mv) < 0 ||
 	    promote_at(&s->mv, w->txid, "switchover", false, err, sizeof(err)) < 0) {
 		session_error(s, FREP_E_IO, "switchover at TXID %" PRIu64 ": %s", w->txid,

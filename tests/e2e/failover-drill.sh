@@ -172,11 +172,21 @@ PY
 limit=$((union * 11 / 10 + (1 << 20)))
 [ "$copied" -le "$limit" ] || fail "the fail-back copied $copied bytes, over 1.1 x $union + 1 MiB"
 
-# 6. Switch over back: B's frep-server is up again, A's copy becomes the primary.
+# 6. Switch over back: B's frep-server is up again, A's copy becomes the primary. Not
+# while snapshot pre-demote still holds the discarded writes (a promotion ends it).
 SERVER_PORT_WANTED=$SERVER_PORT start_server --trace-tx "$T/mirror.trace"
-t2=$("$BIN/frepctl" --admin "unix:$T/new-admin.sock" --json status vol | jq -r .volumes[0].master.committed_txid)
-out=$("$BIN/frepctl" --admin "unix:$T/new-admin.sock" switchover vol \
-	--mirror-admin "unix:$FREP_RUN_DIR/server.sock" 2>&1) || fail "switchover: $out"
+nctl() { "$BIN/frepctl" --admin "unix:$T/new-admin.sock" "$@"; }
+out=$(nctl switchover vol --mirror-admin "unix:$FREP_RUN_DIR/server.sock" 2>&1) &&
+	fail "a switchover ended snapshot pre-demote: $out"
+grep -q 'UNAVAILABLE.*snapshot pre-demote of vol still holds the writes a demote discarded' <<<"$out" ||
+	fail "the refused switchover said: $out"
+qemu-io -f raw "nbd+unix:///vol?socket=$T/new.sock" -c 'write -P 0x6b 3M 4k' >/dev/null ||
+	fail "writes did not come back after a refused switchover"
+actl snapshot delete vol pre-demote >/dev/null || fail "deleting pre-demote"
+wait_for 20 "the new primary to be INSYNC again" eval \
+	'[ "$(nctl --json status vol | jq -r .volumes[0].state)" = INSYNC ]'
+t2=$(nctl --json status vol | jq -r .volumes[0].master.committed_txid)
+out=$(nctl switchover vol --mirror-admin "unix:$FREP_RUN_DIR/server.sock" 2>&1) || fail "switchover: $out"
 grep -q "switched over vol at TXID $t2: the mirror's copy is the primary at epoch 3" <<<"$out" ||
 	fail "switchover said: $out"
 grep -q 'Local NBD clients are disconnected' <<<"$out" || fail "switchover did not say the NBD clients go: $out"
