@@ -43,8 +43,8 @@ static void schedule_quit(void)
 }
 
 /*
- * Writes the handoff (handoff.h) beside the journal, then marks the journal
- * demoted. consistent: a switchover's copy, the master at exactly txid.
+ * Marks the journal demoted, then writes the handoff (handoff.h) beside it.
+ * consistent: a switchover's copy, the master at exactly txid.
  */
 static int hand_over(struct master *m, uint64_t t, uint64_t committed, bool shared, bool consistent,
 		     uint64_t discard_tx, uint64_t discard_bytes, char *path, size_t path_len,
@@ -68,7 +68,12 @@ static int hand_over(struct master *m, uint64_t t, uint64_t committed, bool shar
 		h.paths[i] = m->vol.ext[i].path;
 	textf(h.bitmap, sizeof(h.bitmap), "%s.bitmap", m->journal_path);
 	textf(path, path_len, "%s.handoff", m->journal_path);
-	if (handoff_save(path, &h, err, err_len) < 0 || master_save_demoted(m, err, err_len) < 0)
+	/*
+	 * Demoted first: a crash between the two then leaves a journal that
+	 * refuses to serve and no handoff, never a served copy that frep-server
+	 * could also adopt (two writers).
+	 */
+	if (master_save_demoted(m, err, err_len) < 0 || handoff_save(path, &h, err, err_len) < 0)
 		return -1;
 	return 0;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scripted sessions with frep-server (tests/tools/frep-peer plays the master),
-# captured and decoded: every one of the 21 message types, in the order they went;
+# captured and decoded: every one of the 25 message types, in the order they went;
 # a TX past a gap, the RESEND it brings and the TXs resent for it, a duplicate TX,
 # a heartbeat and its echo, a VERIFY whose hash matches and one whose does not,
 # ERRORs and the values beyond limits that caused them;
@@ -98,6 +98,25 @@ send EXTENT_TABLE ext5000.bin
 EOF2
 enc Tx "$W/txbad.bin" <<<'generation: 1 txid: 1 op: TX_WRITE offset: 0 length: 8192 data_crc: 0'
 { insync pf; echo 'send TX txbad.bin A crc'; } | refused txlen 1 'do not agree'
+# Fail-back and switchover: pd never diverged (one empty DIVERGENCE), then it takes over
+# at TXID 5 (SWITCHOVER_DONE: epoch 2) and the session ends.
+enc DivergenceRequest "$W/divq.bin" <<<'since_txid: 0'
+enc StartSync "$W/sync5.bin" <<<'from_txid: 5'
+enc Switchover "$W/swo.bin" <<<'txid: 5'
+peer switch <<'EOF2'
+send HELLO hello-pd.bin
+expect WELCOME
+send EXTENT_TABLE ext1m.bin
+expect PARTS_READY
+send DIVERGENCE_REQUEST divq.bin
+expect DIVERGENCE div.out
+send START_SYNC sync5.bin
+send SWITCHOVER swo.bin
+expect SWITCHOVER_DONE swo.out
+expect-close
+EOF2
+body_is switch Divergence "$W/div.out" 'last: true'
+body_is switch SwitchoverDone "$W/swo.out" $'epoch: 2\ntxid: 5'
 stop_server_clean
 capture_stop
 # Display filters on the links and expert info, in two passes (TX 1, 2 and 3 again
@@ -119,12 +138,13 @@ want = [1, 2, 3, 4, 5, 7, 8, 10, 9, 14, 11, 13, 11, 11, 11, 12, 20, 21, 20, 21, 
 	1, 2, 3, 4, 6, 11, 12, 17, 18,
 	1, 18,
 	1, 2, 3, 18,
-	1, 2, 3, 4, 5, 10, 9, 14, 11, 18]
+	1, 2, 3, 4, 5, 10, 9, 14, 11, 18,
+	1, 2, 3, 4, 22, 23, 6, 24, 25]
 got = [f["type"] for f in frames]
 if got != want:
 	print("frames %s, sent %s" % ([NAMES[t] for t in got], [NAMES[t] for t in want]))
 	sys.exit(1)
-if sorted(set(got)) != list(range(1, 22)):
+if sorted(set(got)) != list(range(1, 26)):
 	problems.append("types decoded: %s" % sorted(set(got)))
 copy_data, copy_hole, copy_ack = frames[5], frames[6], frames[8]
 tx3, resend, tx1, tx2, tx3again, tx_ack3 = frames[10:16]
