@@ -94,6 +94,7 @@ int epoch_from_wire(struct epoch_history *h, uint64_t epoch, const uint64_t *sta
 		return -1;
 	}
 	h->n = (unsigned)n;
-	memcpy(h->start, start, n * sizeof(*start));
+	if (n) /* start is NULL for an empty history: memcpy's arguments must not be */
+		memcpy(h->start, start, n * sizeof(*start));
 	return check(h, err, err_len);
 }

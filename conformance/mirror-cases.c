@@ -619,7 +619,15 @@ static int swo_done(struct cctx *x)
 	      ", not epoch 2 after TXID 3", d->epoch, d->txid);
 	cx_close(x);
 	hello_defaults(x, &a);
-	return hello_refused(x, &a, FREP_E_FENCED);
+	STEP(hello_refused(x, &a, FREP_E_FENCED));
+	/* A master of a later epoch still (promoted past this copy since) is BUSY: EPO-7. */
+	uint64_t starts[2] = { 3, 3 };
+	hello_defaults(x, &a);
+	a.has_epoch = true;
+	a.epoch = 3;
+	a.epoch_start = starts;
+	a.n_epoch_start = 2;
+	return hello_refused(x, &a, FREP_E_BUSY);
 }
 
 /* A SWITCHOVER before the mirror acknowledged its TXID is PROTOCOL. */
@@ -1599,7 +1607,7 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.epoch.fence", "EPO-1 EPO-2 EPO-3 EPO-6 HS-2", "a copy made at epoch 2: an epoch-1 master is FENCED, an epoch-3 one DIVERGED", epoch_fence_and_diverge),
 	C("mirror.epoch.malformed", "EPO-1 HS-2", "an impossible epoch history is PROTOCOL", epoch_malformed),
 	C("mirror.fbk.none", "FBK-3 FSM-1", "a copy that never diverged answers one empty DIVERGENCE; outside READY it is UNEXPECTED", fbk_none),
-	C("mirror.swo.done", "SWO-2 SWO-3 EPO-3", "SWITCHOVER once all is acknowledged: SWITCHOVER_DONE, epoch 2; then the old epoch is FENCED", swo_done),
+	C("mirror.swo.done", "SWO-2 SWO-3 EPO-3 EPO-7", "SWITCHOVER once all is acknowledged: SWITCHOVER_DONE, epoch 2; then the old epoch is FENCED", swo_done),
 	C("mirror.swo.early", "SWO-2", "SWITCHOVER past the acknowledged TXID is PROTOCOL", swo_early),
 	C("mirror.hs.busy", "HS-6 FSM-9 ERR-1", "a second session is BUSY (minor); the first goes on", hs_busy),
 	C("mirror.hs.welcome-new", "HS-7", "WELCOME for an unknown volume", hs_welcome_new),

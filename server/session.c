@@ -290,6 +290,20 @@ static bool epoch_ok(struct msession *s)
 	char why[400];
 	if (!mv->exists)
 		return true;
+	if (mv->promoted && h->epoch > mv->epochs.epoch) {
+		/*
+		 * EPO-7: this copy was a primary once, and another copy has been
+		 * promoted past it since: it may hold writes of its own, so it is no
+		 * mirror until demoted. Minor: the master retries until then.
+		 */
+		session_error(s, FREP_E_BUSY,
+			      "this mirror's copy of %s was promoted at epoch %" PRIu64 " and the master "
+			      "is at epoch %" PRIu64 ": a later promotion superseded it, and it may hold "
+			      "writes of its own. Start its frep-client (--adopt %s) to have it fenced and "
+			      "run frepctl demote %s there; this master then resends only what diverged",
+			      mv->name, mv->epochs.epoch, h->epoch, mv->dir, mv->name);
+		return false;
+	}
 	if (mv->promoted) {
 		store_describe_promotion(mv, why, sizeof(why));
 		s->fence_epoch = mv->epochs.epoch;
