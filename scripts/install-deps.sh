@@ -18,6 +18,7 @@ packages=(
 	libwireshark-dev wireshark-dev tshark tcpdump
 	libnbd-bin libnbd-dev python3-libnbd qemu-utils nbd-client fio
 	python3 jq
+	resource-agents libxml2-utils
 	util-linux coreutils procps iproute2
 )
 
