@@ -91,12 +91,20 @@ expect_score B -
 ra B demote OCF_RESKEY_frepctl="$T/frepctl-rec"
 demoted_by demote
 rc_demote=$FREPCTL_RC
+[ "$rc_demote" = 0 ] || fail "frepctl demote of a fenced master failed (exit $rc_demote)"
+# B's frep-server took B's copy back as a mirror that diverged, with its pre-demote snapshot.
+"$BIN/frepctl" --admin "unix:$RUN_B/server.sock" --json snapshot list vol |
+	jq -e '.snapshots | map(.name) | index("pre-demote")' >/dev/null ||
+	fail "no pre-demote snapshot on B after the agent's demote"
 
 # 2. In sync with its mirror, not fenced: a planned switchover.
 pair
 ra B demote OCF_RESKEY_frepctl="$T/frepctl-rec"
 demoted_by switchover
 rc_switch=$FREPCTL_RC
+[ "$rc_switch" = 0 ] || fail "frepctl switchover of an in-sync master failed (exit $rc_switch)"
+[ "$("$BIN/frepctl" --admin "unix:$RUN_A/server.sock" --json status vol | jq -r .volumes[0].state)" = PROMOTED ] ||
+	fail "after the switchover A's copy is not the primary"
 alive "$SERVER_PID" "B's frep-server"
 alive "$A_SERVER_PID" "A's frep-server"
 pass "demote of a fenced master runs frepctl demote (exit $rc_demote), of one in sync frepctl switchover (exit $rc_switch); outcome follows frepctl"
