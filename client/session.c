@@ -65,12 +65,6 @@ void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, c
 	if (wire_code && s->c)
 		frame_send_error(s->c, wire_code, "%s", text);
 	disconnect(s);
-	pthread_mutex_lock(&s->m->lock);
-	if (s->m->switch_state == SWITCH_ASKED || s->m->switch_state == SWITCH_SENT) {
-		s->m->switch_state = SWITCH_FAILED; /* the operator's switchover hears of it */
-		pthread_cond_broadcast(&s->m->cond);
-	}
-	pthread_mutex_unlock(&s->m->lock);
 	if (ev == ME_LINK_LOST && s->fsm.state == MS_INIT)
 		ev = ME_MINOR;
 	if (ev == ME_MINOR || ev == ME_LINK_LOST)
@@ -87,6 +81,13 @@ void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, c
 					     : "LINK_LOST";
 	s->peer_error = 0;
 	note_error(s, code, why);
+	/* After note_error: the operator's switchover waiting on it reports this error. */
+	pthread_mutex_lock(&s->m->lock);
+	if (s->m->switch_state == SWITCH_ASKED || s->m->switch_state == SWITCH_SENT) {
+		s->m->switch_state = SWITCH_FAILED;
+		pthread_cond_broadcast(&s->m->cond);
+	}
+	pthread_mutex_unlock(&s->m->lock);
 }
 
 /* Feeds the event a received message stands for; an illegal one is a protocol error. */
