@@ -292,6 +292,29 @@ static void op_promote(void *ctx, const char *volume, bool force, struct admin_r
 }
 
 /*
+ * The first attach of an adopted copy takes its snapshot pre-demote: this
+ * thread's, or the session of a master that came back first (then BUSY here,
+ * and the metadata says when it is done). true once taken (or not needed).
+ */
+static bool pre_demote_taken(struct mirror_server *srv, const char *volume, char *err,
+			     size_t err_len)
+{
+	uint64_t end = now_ms() + 10000;
+	for (;;) {
+		struct mirror_volume mv;
+		uint32_t code = 0;
+		int rc = store_open(&mv, srv->data_dir, volume, &code, err, err_len);
+		bool pending = rc == 0 && mv.pre_demote_pending;
+		if (rc == 0 && pending)
+			rc = store_attach(&mv, &code, err, err_len);
+		store_close(&mv);
+		if (rc == 0 || (code != FREP_E_BUSY && code != FREP_E_IO) || now_ms() > end)
+			return rc == 0;
+		usleep(20000);
+	}
+}
+
+/*
  * A session on a copy the adoption replaces (the new primary's, made before
  * the demote) ends with BUSY, which its master retries: by then the demoted
  * copy is there. Waits (bounded) for it to go.
@@ -318,9 +341,7 @@ static void op_adopt(void *ctx, const char *volume, const char *path, struct adm
 {
 	struct mirror_server *srv = ctx;
 	struct handoff h;
-	struct mirror_volume mv;
 	char err[1024] = "";
-	uint32_t code;
 	if (bad_volume(volume, r))
 		return;
 	if (handoff_load(path, &h, err, sizeof(err)) < 0) {
@@ -334,19 +355,15 @@ static void op_adopt(void *ctx, const char *volume, const char *path, struct adm
 		admin_refuse(r, errno == EEXIST ? ADMIN_ALREADY_EXISTS :
 				errno == EBUSY ? ADMIN_UNAVAILABLE : ADMIN_INTERNAL,
 			     "adopt %s: %s", volume, err);
-	} else if (store_open(&mv, srv->data_dir, volume, &code, err, sizeof(err)) < 0 ||
-		   store_attach(&mv, &code, err, sizeof(err)) < 0) {
-		store_close(&mv);
+	} else if (!pre_demote_taken(srv, volume, err, sizeof(err))) {
 		admin_refuse(r, ADMIN_INTERNAL, "adopt %s: %s (the copy is in %s/%s; the next attach "
 			     "takes snapshot %s)", volume, err, srv->data_dir, volume, SNAP_PRE_DEMOTE_NAME);
 	} else if (h.consistent) {
-		store_close(&mv);
 		admin_refuse(r, ADMIN_OK, "%s/%s is a mirror copy of %s now, consistent at TXID %" PRIu64
 			     " (epoch %" PRIu64 "): the new primary's master has nothing to copy",
 			     srv->data_dir, volume, volume, h.txid, h.epochs.epoch);
 	} else {
 		char a[16];
-		store_close(&mv);
 		admin_refuse(r, ADMIN_OK, "%s/%s is a mirror copy of %s now (epoch %" PRIu64 ", its "
 			     "extents linked where they were): snapshot %s keeps its %" PRIu64 " "
 			     "discarded TX(s), %s; the new primary's master resends only what either "

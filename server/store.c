@@ -725,23 +725,38 @@ static bool same_extents(const struct mirror_volume *mv, const struct handoff *h
  * The data dir may already hold the volume: a copy the new primary's master
  * made here before the demote (the same UUID, a later epoch, not promoted).
  * It holds nothing the new primary lacks, so the demoted copy takes its
- * place; anything else is refused. Its own promoted copy, handed back by
- * the master that adopted it, is taken back in place. 0 (the way is clear),
- * 1 (in place), or -1 with err.
+ * place; anything else is refused. Its own promoted copy, handed back by the
+ * master that adopted it, is taken back in place. Either way the volume's
+ * lock is taken first (*lock_fd; the directory is made if missing), so no
+ * session attaches it meanwhile: one the caller told to go (BUSY) lets go of
+ * it, and its master waits out a backoff before it comes back, so polling
+ * wins. 0 (an empty volume directory, or a copy to swap out), 1 (in place),
+ * or -1 with err.
  */
 static int clear_the_way(const char *data_dir, const struct handoff *h, const char *final,
-			 char *err, size_t err_len)
+			 int *lock_fd, char *err, size_t err_len)
 {
 	struct mirror_volume mv;
 	uint32_t code;
 	char path[4200];
-	if (access(final, F_OK) < 0)
-		return 0;
+	*lock_fd = -1;
+	if (mkdir(final, 0700) < 0 && errno != EEXIST) {
+		textf(err, err_len, "mkdir %s: %s", final, strerror(errno));
+		return -1;
+	}
+	textf(path, sizeof(path), "%s/lock", final);
+	for (uint64_t end = now_ms() + 10000; *lock_fd < 0 && now_ms() < end;)
+		if ((*lock_fd = lock_file(path)) < 0)
+			usleep(10000);
+	if (*lock_fd < 0) {
+		textf(err, err_len, "volume %s is in use by a session: try again", h->volume);
+		errno = EBUSY;
+		return -1;
+	}
 	if (store_open(&mv, data_dir, h->volume, &code, err, err_len) < 0)
 		return -1;
 	bool same = mv.exists && memcmp(mv.uuid, h->uuid, FREP_UUID_SIZE) == 0;
 	bool replaceable = same && !mv.promoted && mv.epochs.epoch > h->epochs.epoch;
-	/* This data dir's own promoted copy, handed back by the frep-client that adopted it. */
 	bool own = same && mv.promoted && same_extents(&mv, h);
 	uint64_t epoch = mv.epochs.epoch;
 	bool exists = mv.exists;
@@ -768,26 +783,9 @@ static int clear_the_way(const char *data_dir, const struct handoff *h, const ch
 		}
 	if (d)
 		closedir(d);
-	/*
-	 * The session the caller told to go (BUSY) lets go of the lock; its
-	 * master waits out a backoff before it comes back, so polling wins.
-	 */
-	textf(path, sizeof(path), "%s/lock", final);
-	int fd = -1;
-	for (uint64_t end = now_ms() + 10000; exists && fd < 0 && now_ms() < end;)
-		if ((fd = lock_file(path)) < 0)
-			usleep(10000);
-	if (exists && fd < 0) {
-		textf(err, err_len, "volume %s is in use by a session: try again", h->volume);
-		errno = EBUSY;
-		return -1;
-	}
 	if (exists)
 		log_warn(h->volume, "replacing the copy of epoch %" PRIu64 " in %s (the new primary's, "
 			 "made before the demote) with the demoted copy", epoch, final);
-	remove_volume_dir(final);
-	if (fd >= 0)
-		close(fd);
 	return 0;
 }
 
@@ -812,7 +810,10 @@ static void take_handoff(struct mirror_volume *mv, const struct handoff *h)
 	mv->pre_demote_txid = h->committed;
 }
 
-/* The data dir's own promoted copy back as a mirror (see clear_the_way). 0, or -1 with err. */
+/*
+ * The data dir's own promoted copy back as a mirror (see clear_the_way, whose
+ * lock the caller holds). 0, or -1 with err.
+ */
 static int adopt_in_place(const char *data_dir, const struct handoff *h, char *err, size_t err_len)
 {
 	struct mirror_volume mv;
@@ -821,10 +822,6 @@ static int adopt_in_place(const char *data_dir, const struct handoff *h, char *e
 	if (store_open(&mv, data_dir, h->volume, &code, err, err_len) < 0)
 		return -1;
 	int rc = -1;
-	if (path_in(path, sizeof(path), &mv, "lock") < 0 || (mv.lock_fd = lock_file(path)) < 0) {
-		textf(err, err_len, "volume %s is in use: try again", h->volume);
-		goto out;
-	}
 	if (!h->consistent) {
 		textf(path, sizeof(path), "%s/" STORE_DIVERGED, mv.dir);
 		if (copy_file(h->bitmap, path) < 0) {
@@ -861,15 +858,20 @@ int store_adopt(const char *data_dir, const struct handoff *h, char *err, size_t
 	char tmp[4096], final[4096], path[4200];
 	textf(tmp, sizeof(tmp), "%s/.adopt-%s", data_dir, h->volume);
 	textf(final, sizeof(final), "%s/%s", data_dir, h->volume);
-	int way = clear_the_way(data_dir, h, final, err, err_len);
-	if (way < 0)
-		return -1;
-	if (way == 1)
-		return adopt_in_place(data_dir, h, err, err_len);
+	int lock_fd;
+	int way = clear_the_way(data_dir, h, final, &lock_fd, err, err_len);
+	if (way != 0) {
+		int rc = way == 1 ? adopt_in_place(data_dir, h, err, err_len) : -1, e = errno;
+		if (lock_fd >= 0)
+			close(lock_fd);
+		errno = e;
+		return rc;
+	}
 	/* Leftovers of an adoption a crash cut short: nothing there was ever a volume. */
 	remove_volume_dir(tmp);
 	if (mkdir(tmp, 0700) < 0) {
 		textf(err, err_len, "mkdir %s: %s", tmp, strerror(errno));
+		close(lock_fd);
 		return -1;
 	}
 	/* The extents stay the old master's own files or devices: linked, not copied. */
@@ -877,12 +879,14 @@ int store_adopt(const char *data_dir, const struct handoff *h, char *err, size_t
 		textf(path, sizeof(path), "%s/extent.%u", tmp, i);
 		if (symlink(h->paths[i], path) < 0) {
 			textf(err, err_len, "linking %s to %s: %s", path, h->paths[i], strerror(errno));
+			close(lock_fd);
 			return -1;
 		}
 	}
 	textf(path, sizeof(path), "%s/" STORE_DIVERGED, tmp);
 	if (!h->consistent && copy_file(h->bitmap, path) < 0) {
 		textf(err, err_len, "copying the dirty bitmap %s: %s", h->bitmap, strerror(errno));
+		close(lock_fd);
 		return -1;
 	}
 	memset(&mv, 0, sizeof(mv));
@@ -908,13 +912,21 @@ int store_adopt(const char *data_dir, const struct handoff *h, char *err, size_t
 		textf(err, err_len, "saving %s/meta: %s", tmp, strerror(errno));
 		goto out;
 	}
-	if (rename(tmp, final) < 0 || fsync_parent_dir(final) < 0) {
-		textf(err, err_len, "renaming %s to %s: %s", tmp, final, strerror(errno));
+	/*
+	 * One atomic swap: the volume directory (locked by us, holding the copy
+	 * being replaced or nothing) and the whole new one trade places; what
+	 * was there goes after. A session that comes meanwhile finds it locked.
+	 */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) < 0 ||
+	    fsync_parent_dir(final) < 0) {
+		textf(err, err_len, "swapping %s into %s: %s", tmp, final, strerror(errno));
 		goto out;
 	}
+	remove_volume_dir(tmp);
 	rc = 0;
 out:
 	mv.exists = false; /* nothing to checkpoint or save again */
 	store_close(&mv);
+	close(lock_fd);
 	return rc;
 }
