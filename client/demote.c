@@ -66,7 +66,7 @@ static int hand_over(struct master *m, uint64_t t, uint64_t committed, bool shar
 	h.n_extents = m->vol.n;
 	for (unsigned i = 0; i < m->vol.n; i++)
 		h.paths[i] = m->vol.ext[i].path;
-	textf(h.bitmap, sizeof(h.bitmap), "%s.bitmap", m->journal_path);
+	textf(h.bitmap, sizeof(h.bitmap), "%s.handoff.bitmap", m->journal_path);
 	textf(path, path_len, "%s.handoff", m->journal_path);
 	/*
 	 * Demoted first: a crash between the two then leaves a journal that
@@ -76,6 +76,24 @@ static int hand_over(struct master *m, uint64_t t, uint64_t committed, bool shar
 	if (master_save_demoted(m, err, err_len) < 0 || handoff_save(path, &h, err, err_len) < 0)
 		return -1;
 	return 0;
+}
+
+/*
+ * Every TX reserved so far applied, and the volume durable: a writer that had
+ * its TXID before the flag was set commits and applies after it, and must be
+ * in the handed-over copy (and, for a switchover, acknowledged before the
+ * SWITCHOVER). Returns the last TXID. Called with m->lock held.
+ */
+static uint64_t quiesce_all_locked(struct master *m)
+{
+	return master_quiesce_all_locked(m);
+}
+
+static void undemote(struct master *m)
+{
+	pthread_mutex_lock(&m->lock);
+	m->demoted = false;
+	pthread_mutex_unlock(&m->lock);
 }
 
 int master_demote(struct master *m, bool force, char *handoff_path, size_t path_len,
@@ -98,7 +116,7 @@ int master_demote(struct master *m, bool force, char *handoff_path, size_t path_
 	}
 	/* No write from here on: the copy is frep-server's once the handoff is done. */
 	m->demoted = true;
-	uint64_t committed = master_quiesce_locked(m);
+	uint64_t committed = quiesce_all_locked(m);
 	bool shared = m->fenced.set;
 	uint64_t t = shared ? m->fenced.txid : 0;
 	bool whole = !shared || journal_first_txid(m->j) > t + 1;
@@ -110,20 +128,30 @@ int master_demote(struct master *m, bool force, char *handoff_path, size_t path_
 		return admin_refuse(r, ADMIN_INTERNAL, "%s: reading its journal after TXID %" PRIu64
 				    ": %s", m->name, t, strerror(errno));
 	}
-	int synced = bitmap_sync(m->bm);
+	/*
+	 * The handoff gets a copy taken now, under the lock: the session may go
+	 * on clearing acknowledged regions of the live bitmap (a --force demote of
+	 * a master still replicating) before frep-server reads it.
+	 */
+	char live[4200], frozen[4200];
+	textf(live, sizeof(live), "%s.bitmap", m->journal_path);
+	textf(frozen, sizeof(frozen), "%s.handoff.bitmap", m->journal_path);
+	int synced = bitmap_sync(m->bm) < 0 ? -1 : copy_file_durably(live, frozen);
 	*discard_tx = committed > t ? committed - t : 0;
 	*discard_bytes = journal_bytes_after(m->j, t);
 	uint64_t dirty = bitmap_dirty_regions(m->bm) * bitmap_region_size(m->bm);
 	pthread_mutex_unlock(&m->lock);
 	if (synced < 0) {
-		m->demoted = false;
-		return admin_refuse(r, ADMIN_INTERNAL, "%s: dirty bitmap: %s", m->name, strerror(errno));
+		undemote(m);
+		return admin_refuse(r, ADMIN_INTERNAL, "%s: dirty bitmap for the handoff: %s", m->name,
+				    strerror(errno));
 	}
 
 	if (hand_over(m, t, committed, shared, false, *discard_tx, *discard_bytes, path,
 		      sizeof(path), err, sizeof(err)) < 0) {
-		m->demoted = false;
-		return admin_refuse(r, ADMIN_INTERNAL, "%s: %s", m->name, err);
+		/* The journal may say demoted already: it stays refused, as the message says. */
+		return admin_refuse(r, ADMIN_INTERNAL, "%s: %s (this frep-client takes no more "
+				    "writes; restart it to retry)", m->name, err);
 	}
 	snprintf(handoff_path, path_len, "%s", path);
 	char a[16], b[16];
@@ -158,7 +186,7 @@ int master_switchover(struct master *m, char *handoff_path, size_t path_len,
 	}
 	/* SWO-1: no write from here on; every committed one reaches the mirror first. */
 	m->switching = true;
-	uint64_t t = master_quiesce_locked(m);
+	uint64_t t = quiesce_all_locked(m);
 	m->switch_txid = t;
 	m->switch_state = SWITCH_ASKED;
 	master_notify_session(m);
@@ -168,15 +196,24 @@ int master_switchover(struct master *m, char *handoff_path, size_t path_len,
 	       pthread_cond_timedwait(&m->cond, &m->lock, &until) == 0)
 		;
 	bool done = m->switch_state == SWITCH_DONE;
+	/* Once SWITCHOVER went, the mirror may have taken over with its answer lost. */
+	bool unknown = !done && m->switch_sent;
 	uint64_t epoch = m->switch_epoch, acked = m->acked_txid;
 	char said[600] = "";
 	if (!done && m->last_error.set)
 		textf(said, sizeof(said), " (%s: %s)", m->last_error.code, m->last_error.message);
 	if (!done) {
 		m->switch_state = SWITCH_NONE;
-		m->switching = false;
+		m->switch_sent = false;
+		m->switching = unknown; /* two primaries are worse than a pause */
 	}
 	pthread_mutex_unlock(&m->lock);
+	if (unknown)
+		return admin_refuse(r, ADMIN_UNAVAILABLE, "switchover %s: SWITCHOVER went to the mirror "
+				    "but its answer did not come back%s: it may be the primary now. Local "
+				    "writes stay refused: check frepctl status %s on the mirror; if it is "
+				    "PROMOTED, run frepctl demote %s here, else restart this frep-client",
+				    m->name, said, m->name, m->name);
 	if (!done)
 		return admin_refuse(r, ADMIN_UNAVAILABLE, "switchover %s: the mirror did not take over "
 				    "(acknowledged TXID %" PRIu64 " of %" PRIu64 ")%s: nothing changed, "

@@ -191,15 +191,26 @@ static int mark_adopted_dirty(void *ctx, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * The .meta is read, changed and saved again by the session thread (a
+ * fence, a fail-back done) and the admin thread (settings, a demote): one at
+ * a time, or one would undo the other's keys (and they share PATH.meta.tmp).
+ */
+static pthread_mutex_t meta_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int master_save_demoted(struct master *m, char *err, size_t err_len)
 {
 	struct meta md;
-	if (meta_load(m->meta_path, &md) < 0 || meta_set_u64(&md, "demoted", 1) < 0 ||
-	    meta_set_u64(&md, "demoted_ms", (uint64_t)wall_ms()) < 0 || meta_save(m->meta_path, &md) < 0) {
+	pthread_mutex_lock(&meta_mu);
+	int rc = meta_load(m->meta_path, &md) < 0 || meta_set_u64(&md, "demoted", 1) < 0 ||
+			 meta_set_u64(&md, "demoted_ms", (uint64_t)wall_ms()) < 0 ||
+			 meta_save(m->meta_path, &md) < 0
+		 ? -1
+		 : 0;
+	pthread_mutex_unlock(&meta_mu);
+	if (rc < 0)
 		snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return rc;
 }
 
 void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_ms,
@@ -208,6 +219,7 @@ void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_
 	struct meta md;
 	pthread_mutex_lock(&m->lock);
 	bool first = !m->fenced.set || m->fenced.epoch != epoch;
+	bool changed = first || m->fenced.txid != txid;
 	m->fenced.set = true;
 	m->fenced.epoch = epoch;
 	m->fenced.txid = txid;
@@ -217,7 +229,7 @@ void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_
 	snprintf(m->fenced.message, sizeof(m->fenced.message), "%s", message);
 	int64_t since = m->fenced.since_unix_ms;
 	pthread_mutex_unlock(&m->lock);
-	if (!first)
+	if (!changed)
 		return;
 	/*
 	 * Durable: a restart stays fenced though the mirror is out of reach. The
@@ -225,12 +237,16 @@ void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_
 	 */
 	char brief[META_VAL_MAX];
 	snprintf(brief, sizeof(brief), "%.*s", META_VAL_MAX - 1, message);
+	pthread_mutex_lock(&meta_mu);
 	if (meta_load(m->meta_path, &md) < 0 || meta_set_u64(&md, "fenced_epoch", epoch) < 0 ||
 	    meta_set_u64(&md, "fenced_txid", txid) < 0 ||
 	    meta_set_u64(&md, "fenced_ms", (uint64_t)unix_ms) < 0 ||
 	    meta_set_u64(&md, "fenced_since_ms", (uint64_t)since) < 0 ||
 	    meta_set(&md, "fenced_message", brief) < 0 || meta_save(m->meta_path, &md) < 0)
 		log_error(m->name, "saving the fencing in %s: %s", m->meta_path, strerror(errno));
+	pthread_mutex_unlock(&meta_mu);
+	if (!first)
+		return;
 	log_error(m->name, "fenced: epoch %" PRIu64 " began elsewhere after TXID %" PRIu64 "; %s; "
 		  "local writes are %s", epoch, txid, message,
 		  m->fenced_serve ? "still taken (--on-fenced=serve): a demote discards them" :
@@ -839,17 +855,21 @@ int master_save_settings(struct master *m, bool paused, bool rate_set, uint64_t 
 			 char *err, size_t err_len)
 {
 	struct meta md;
+	pthread_mutex_lock(&meta_mu);
 	if (meta_load(m->meta_path, &md) < 0) {
+		pthread_mutex_unlock(&meta_mu);
 		snprintf(err, err_len, "reading %s: %s", m->meta_path, strerror(errno));
 		return -1;
 	}
-	if (meta_set_u64(&md, "paused", paused) < 0 ||
-	    (rate_set && meta_set_u64(&md, "max_rate", max_rate) < 0) ||
-	    meta_save(m->meta_path, &md) < 0) {
+	int rc = meta_set_u64(&md, "paused", paused) < 0 ||
+			 (rate_set && meta_set_u64(&md, "max_rate", max_rate) < 0) ||
+			 meta_save(m->meta_path, &md) < 0
+		 ? -1
+		 : 0;
+	pthread_mutex_unlock(&meta_mu);
+	if (rc < 0)
 		snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
-		return -1;
-	}
-	return 0;
+	return rc;
 }
 
 static bool overlap(const struct journal_rec *a, const struct journal_rec *b)
@@ -996,6 +1016,13 @@ void master_range_unlock_locked(struct master *m)
 		pthread_cond_broadcast(&m->apply_cond);
 }
 
+uint64_t master_quiesce_all_locked(struct master *m)
+{
+	while (m->applied_txid < journal_last_txid(m->j) && !m->journal_failed)
+		wait_applied(m);
+	return journal_last_txid(m->j);
+}
+
 uint64_t master_quiesce_locked(struct master *m)
 {
 	uint64_t base = m->committed_txid;
@@ -1023,7 +1050,7 @@ static int keep_since_locked(struct master *m, uint64_t upto)
 int master_mark_since_locked(struct master *m, uint64_t t)
 {
 	uint64_t first = journal_first_txid(m->j), start, end;
-	if (first > t + 1 && !m->since) {
+	if (first > t + 1 && (!m->since || t < m->since_txid)) {
 		/* Records after t are gone and nothing kept where they wrote: everything differs. */
 		bitmap_set_all(m->bm);
 		return bitmap_sync(m->bm) < 0 ? -1 : 1;
@@ -1045,8 +1072,13 @@ void master_failback_done(struct master *m)
 		return;
 	bitmap_close(since);
 	m->failback = false;
-	if (meta_load(m->meta_path, &md) == 0 && meta_set_u64(&md, "failback", 0) == 0 &&
-	    meta_save(m->meta_path, &md) == 0) {
+	pthread_mutex_lock(&meta_mu);
+	int rc = meta_load(m->meta_path, &md) == 0 && meta_set_u64(&md, "failback", 0) == 0 &&
+			 meta_save(m->meta_path, &md) == 0
+		 ? 0
+		 : -1;
+	pthread_mutex_unlock(&meta_mu);
+	if (rc == 0) {
 		snprintf(path, sizeof(path), "%s.since", m->journal_path);
 		unlink(path);
 	}

@@ -226,7 +226,7 @@ struct master {
 	 * SWITCHOVER_DONE sets switch_epoch (the primary's new epoch).
 	 */
 	enum { SWITCH_NONE, SWITCH_ASKED, SWITCH_SENT, SWITCH_DONE, SWITCH_FAILED } switch_state;
-	bool switching;
+	bool switching, switch_sent;
 	uint64_t switch_txid, switch_epoch;
 
 	/* Published by the session for the admin API's Status. */
@@ -319,6 +319,12 @@ int master_free_acked(struct master *m);
  * TXID: a copy pass's base (a block read after this holds every write up to
  * it). Called with lock held; returns with it held.
  */
+/*
+ * Waits until every TX reserved so far (not only the committed ones) is
+ * applied; callers first stop new reservations (demote, switchover).
+ * Returns the last TXID. Called with m->lock held.
+ */
+uint64_t master_quiesce_all_locked(struct master *m);
 uint64_t master_quiesce_locked(struct master *m);
 
 /*

@@ -189,6 +189,12 @@ static int fetch_divergence(struct session *s)
 				     "lengths", d->n_offset, d->n_length);
 			return -1;
 		}
+		for (size_t i = 0; i < d->n_length; i++)
+			if (d->length[i] == 0) {
+				session_fail(s, ME_SEVERE, FREP_E_PROTOCOL, "DIVERGENCE range %zu at %"
+					     PRIu64 " has length 0 (FBK-3)", i, d->offset[i]);
+				return -1;
+			}
 		pthread_mutex_lock(&m->lock);
 		for (size_t i = 0; i < d->n_offset; i++)
 			bitmap_set_range(m->bm, d->offset[i], d->length[i]);

@@ -330,7 +330,7 @@ static int take_requests(struct session *s)
 			  m->acked_txid >= m->switch_txid;
 	uint64_t switch_txid = m->switch_txid;
 	if (switch_now)
-		m->switch_state = SWITCH_SENT;
+		m->switch_state = SWITCH_SENT, m->switch_sent = true;
 	pthread_mutex_unlock(&m->lock);
 	if (switch_now) {
 		/* SWO-2: everything acknowledged, nothing more to come: the mirror takes over. */

@@ -132,6 +132,11 @@ int session_recv(struct session *s, struct frame *f)
 		Frep__V1__Error *e = (Frep__V1__Error *)f->msg;
 		bool severe = e->severe || frep_error_is_severe(e->code);
 		s->peer_error = e->code;
+		/* An answer to SWITCHOVER that refuses it: the mirror did not take over. */
+		pthread_mutex_lock(&s->m->lock);
+		if (s->m->switch_state == SWITCH_SENT)
+			s->m->switch_sent = false;
+		pthread_mutex_unlock(&s->m->lock);
 		if (e->code == FREP_E_FENCED)
 			master_fence(s->m, e->has_fenced_epoch ? e->fenced_epoch : 0,
 				     e->has_fenced_txid ? e->fenced_txid : 0,

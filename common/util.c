@@ -323,3 +323,24 @@ void textf(char *out, size_t len, const char *fmt, ...)
 	vsnprintf(out, len, fmt, ap);
 	va_end(ap);
 }
+
+int copy_file_durably(const char *from, const char *to)
+{
+	char buf[1 << 16];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+	ssize_t n;
+	if (in < 0 || (out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		goto out;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			goto out;
+	rc = n == 0 && fdatasync(out) == 0 ? 0 : -1;
+out:;
+	int e = errno;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	errno = e;
+	return rc;
+}

@@ -48,6 +48,8 @@ int64_t wall_ms(void);
  * look through it.
  */
 void textf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Copies file from into to (created or truncated, mode 0600), fdatasynced. 0, or -1 with errno. */
+int copy_file_durably(const char *from, const char *to);
 /* Unix ms as UTC "2026-12-03T07:30:00Z" ("unknown" for 0). Returns buf. */
 char *format_utc_ms(int64_t ms, char *buf, size_t len);
 

@@ -123,8 +123,9 @@ static int attach(struct mirror_server *srv, const char *volume, struct mirror_v
 	uint32_t code = 0;
 	uint64_t end = now_ms() + PROMOTE_WAIT_MS;
 	for (;;) {
-		if (store_open(mv, srv->data_dir, volume, &code, err, sizeof(err)) == 0 &&
-		    store_attach(mv, &code, err, sizeof(err)) == 0)
+		int opened = store_open(mv, srv->data_dir, volume, &code, err, sizeof(err));
+		mv->allow_promoting = true;
+		if (opened == 0 && store_attach(mv, &code, err, sizeof(err)) == 0)
 			return 0;
 		store_close(mv);
 		if (code != FREP_E_BUSY || now_ms() > end)
@@ -174,6 +175,7 @@ int promote_at(struct mirror_volume *mv, uint64_t t, const char *source, bool fo
 	mv->copy_cursor = mv->copy_base = 0;
 	mv->copy_full = false;
 	mv->promoted = true;
+	mv->promoting = false;
 	mv->promoted_ms = wall_ms();
 	mv->promoted_forced = forced;
 	struct epoch_history before = mv->epochs;
@@ -214,7 +216,8 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 		return;
 	}
 	uint64_t epoch = mv.epochs.epoch + 1;
-	bool consistent = mv.consistent;
+	bool consistent = mv.consistent, resuming = mv.promoting;
+	uint64_t resume_txid = mv.promoting_txid;
 	store_close(&mv);
 
 	struct snapset *ss = snapset_get(srv->data_dir, volume, err, sizeof(err));
@@ -246,7 +249,13 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 				     "consistent to promote; let the master finish the copy", volume);
 		goto out;
 	}
-	if (!consistent && !have_snap) {
+	if (resuming && !force) {
+		admin_refuse(r, ADMIN_FAILED_PRECONDITION, "promote %s: a forced promotion of its "
+			     "pre-resync snapshot (TXID %" PRIu64 ") was cut short: run promote --force "
+			     "again to finish it", volume, resume_txid);
+		goto out;
+	}
+	if (!consistent && !have_snap && !resuming) {
 		admin_refuse(r, ADMIN_FAILED_PRECONDITION,
 			     "promote %s: the copy is inconsistent and no valid pre-resync snapshot holds "
 			     "its last consistent state: even --force has nothing consistent to promote",
@@ -285,10 +294,22 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 	if (consistent) {
 		t = mv.applied_txid; /* the replay at attach applied everything durable */
 		snprintf(source, sizeof(source), "journal");
+	} else if (resuming && !have_snap) {
+		/* Cut short after the write-back (the snapshot already ended): it is all there. */
+		t = resume_txid;
+		snprintf(source, sizeof(source), "snapshot %s", SNAP_PRE_RESYNC_NAME);
 	} else {
 		snprintf(why, sizeof(why), "volume promoted from snapshot %s: the base is the "
 			 "primary's now", snap);
 		snapset_invalidate_all(mv.snaps, why, snap);
+		/* Durable first: from the first chunk written back no master may attach it. */
+		mv.promoting = true;
+		mv.promoting_txid = snap_txid;
+		if (store_save(&mv) < 0) {
+			admin_refuse(r, ADMIN_INTERNAL, "promote %s: saving its metadata: %s", volume,
+				     strerror(errno));
+			goto close;
+		}
 		if (restore_pre_resync(&mv, snap, &t, err, sizeof(err)) < 0) {
 			admin_refuse(r, ADMIN_INTERNAL, "promote %s: %s; the copy stays a mirror, its "
 				     "snapshot %s whole: run the command again", volume, err, snap);
@@ -297,14 +318,15 @@ void mirror_promote(struct mirror_server *srv, const char *volume, bool force,
 		snprintf(source, sizeof(source), "snapshot %s", snap);
 	}
 	frep_crash_point("promote-restored");
-	if (!consistent && snapset_delete(mv.snaps, snap, err, sizeof(err)) < 0)
-		log_warn(volume, "%s", err);
 	if (promote_at(&mv, t, source, force && (connected || !consistent), err,
 		       sizeof(err)) < 0) {
 		admin_refuse(r, ADMIN_INTERNAL, "promote %s: %s; the copy stays a mirror: run the "
 			     "command again", volume, err);
 		goto close;
 	}
+	/* Its chunks are the base now; promote_at ended it: only its files remain. */
+	if (!consistent && snapset_delete(mv.snaps, snap, err, sizeof(err)) < 0)
+		log_warn(volume, "%s", err);
 
 	char when[32], loss[STATUS_TEXT_MAX], recovery[160];
 	loss_words(&mv, t, loss, sizeof(loss));

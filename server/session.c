@@ -304,7 +304,7 @@ static bool epoch_ok(struct msession *s)
 			      mv->name, mv->epochs.epoch, h->epoch, mv->dir, mv->name);
 		return false;
 	}
-	if (mv->promoted) {
+	if (mv->promoted && h->epoch + 1 == mv->epochs.epoch) {
 		store_describe_promotion(mv, why, sizeof(why));
 		s->fence_epoch = mv->epochs.epoch;
 		s->fence_txid = mv->promoted_txid;
@@ -313,7 +313,7 @@ static bool epoch_ok(struct msession *s)
 			      h->epoch);
 		return false;
 	}
-	if (h->epoch < mv->epochs.epoch) {
+	if (h->epoch < mv->epochs.epoch || mv->promoted) {
 		uint64_t t = 0;
 		bool known = epoch_end_of(&mv->epochs, h->epoch, &t);
 		s->fence_epoch = h->epoch + 1;
@@ -572,7 +572,13 @@ static void on_divergence_request(struct msession *s, Frep__V1__DivergenceReques
 	struct bitmap *bm = NULL;
 	if (s->mv.diverged) {
 		textf(path, sizeof(path), "%s/" STORE_DIVERGED, s->mv.dir);
+		/* Its record of where gone (bitmap_open would make a clean one): every region. */
+		bool lost = access(path, F_OK) < 0;
 		bm = bitmap_open(path, s->mv.vol.size, BITMAP_DEFAULT_REGION, vol(s), err, sizeof(err));
+		if (bm && lost) {
+			log_warn(vol(s), "%s is missing: the whole copy counts as diverged", path);
+			bitmap_set_all(bm);
+		}
 		if (!bm) {
 			session_error(s, FREP_E_IO, "where this copy diverged: %s", err);
 			return;
@@ -1299,10 +1305,12 @@ static void fence_now(struct msession *s, const struct fence_order *o)
 		session_error(s, o->code, "%s", o->message);
 		return;
 	}
-	if (s->have_volume && s->mv.j && journal_sync(s->mv.j) < 0)
+	bool durable = s->have_volume && s->mv.j && journal_sync(s->mv.j) == 0;
+	if (s->have_volume && s->mv.j && !durable)
 		log_error(vol(s), "journal fdatasync before fencing: %s", strerror(errno));
 	s->fence_epoch = o->epoch;
-	s->fence_txid = o->txid ? o->txid : s->have_volume && s->mv.j ? journal_last_txid(s->mv.j) : 0;
+	/* Only what is durable here is promoted: without the sync, what was acknowledged. */
+	s->fence_txid = o->txid ? o->txid : durable ? journal_last_txid(s->mv.j) : s->acked;
 	s->fence_ms = o->unix_ms;
 	session_error(s, FREP_E_FENCED, "%s", o->message);
 }

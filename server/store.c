@@ -321,6 +321,8 @@ static int load_meta(struct mirror_volume *mv, char *err, size_t err_len)
 	mv->diverged_shared = meta_get_u64(&md, "diverged_shared", &v) == 0 && v == 1;
 	mv->diverged_txid = meta_get_u64(&md, "diverged_txid", &v) == 0 ? v : 0;
 	mv->pre_demote_pending = meta_get_u64(&md, "pre_demote_pending", &v) == 0 && v == 1;
+	mv->promoting = meta_get_u64(&md, "promoting", &v) == 0 && v == 1;
+	mv->promoting_txid = meta_get_u64(&md, "promoting_txid", &v) == 0 ? v : 0;
 	mv->pre_demote_txid = meta_get_u64(&md, "pre_demote_txid", &v) == 0 ? v : 0;
 	/* Extent sizes are the files' own; MAKEPARTS compares them with the master's. */
 	mv->n_extents = (unsigned)n;
@@ -354,6 +356,10 @@ int store_save(struct mirror_volume *mv)
 		meta_set_u64(&md, "diverged", 1);
 		meta_set_u64(&md, "diverged_shared", mv->diverged_shared);
 		meta_set_u64(&md, "diverged_txid", mv->diverged_txid);
+	}
+	if (mv->promoting) {
+		meta_set_u64(&md, "promoting", 1);
+		meta_set_u64(&md, "promoting_txid", mv->promoting_txid);
 	}
 	if (mv->pre_demote_pending) {
 		meta_set_u64(&md, "pre_demote_pending", 1);
@@ -470,6 +476,12 @@ int store_attach(struct mirror_volume *mv, uint32_t *wire_err, char *err, size_t
 	}
 	if (!mv->exists)
 		return 0;
+	if (mv->promoting && !mv->allow_promoting) {
+		*wire_err = FREP_E_BUSY;
+		snprintf(err, err_len, "volume %s is being promoted (a frepctl promote --force was cut "
+			 "short): run it again to finish", mv->name);
+		return -1;
+	}
 	if (mv->promoted) {
 		/* frep-client writes the extents now: replaying or saving here would undo its writes. */
 		*wire_err = FREP_E_FENCED;
@@ -662,28 +674,6 @@ void store_describe_promotion(const struct mirror_volume *mv, char *out, size_t 
 		 mv->dir, mv->name);
 }
 
-/* Copies file from into to (created), durably. 0, or -1 with errno. */
-static int copy_file(const char *from, const char *to)
-{
-	char buf[1 << 16];
-	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
-	ssize_t n;
-	if (in < 0 || (out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
-		goto out;
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			goto out;
-	rc = n == 0 && fdatasync(out) == 0 ? 0 : -1;
-out:;
-	int e = errno;
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	errno = e;
-	return rc;
-}
-
 /* Removes what a volume directory may hold (metadata first: then it is no volume), then it. */
 static void remove_volume_dir(const char *dir)
 {
@@ -757,7 +747,8 @@ static int clear_the_way(const char *data_dir, const struct handoff *h, const ch
 		return -1;
 	bool same = mv.exists && memcmp(mv.uuid, h->uuid, FREP_UUID_SIZE) == 0;
 	bool replaceable = same && !mv.promoted && mv.epochs.epoch > h->epochs.epoch;
-	bool own = same && mv.promoted && same_extents(&mv, h);
+	bool own = same && mv.promoted && same_extents(&mv, h) &&
+		   h->epochs.epoch >= mv.epochs.epoch && h->txid >= mv.promoted_txid;
 	uint64_t epoch = mv.epochs.epoch;
 	bool exists = mv.exists;
 	store_close(&mv);
@@ -824,7 +815,7 @@ static int adopt_in_place(const char *data_dir, const struct handoff *h, char *e
 	int rc = -1;
 	if (!h->consistent) {
 		textf(path, sizeof(path), "%s/" STORE_DIVERGED, mv.dir);
-		if (copy_file(h->bitmap, path) < 0) {
+		if (copy_file_durably(h->bitmap, path) < 0) {
 			textf(err, err_len, "copying the dirty bitmap %s: %s", h->bitmap, strerror(errno));
 			goto out;
 		}
@@ -884,7 +875,7 @@ int store_adopt(const char *data_dir, const struct handoff *h, char *err, size_t
 		}
 	}
 	textf(path, sizeof(path), "%s/" STORE_DIVERGED, tmp);
-	if (!h->consistent && copy_file(h->bitmap, path) < 0) {
+	if (!h->consistent && copy_file_durably(h->bitmap, path) < 0) {
 		textf(err, err_len, "copying the dirty bitmap %s: %s", h->bitmap, strerror(errno));
 		close(lock_fd);
 		return -1;

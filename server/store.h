@@ -79,6 +79,14 @@ struct mirror_volume {
 	 */
 	bool diverged, diverged_shared;
 	uint64_t diverged_txid;
+	/*
+	 * A forced promotion writing the pre-resync snapshot back (promote.c):
+	 * the base is neither the old content nor yet the promoted one, so no
+	 * session may attach it (BUSY) until the promotion is run again and ends.
+	 * allow_promoting: the promotion's own attach (not persisted).
+	 */
+	bool promoting, allow_promoting;
+	uint64_t promoting_txid;
 	/* Snapshot pre-demote is still to be taken, at attach, before any write. */
 	bool pre_demote_pending;
 	uint64_t pre_demote_txid;
