@@ -158,6 +158,15 @@ static int master_load_meta(struct master *m, bool journal_empty, const struct a
 		if (adopt) {
 			meta_set_u64(&md, "failback", 1);
 			meta_set_u64(&md, "since_txid", adopt->txid);
+			/*
+			 * Before the metadata: once it exists a restart takes the journal
+			 * as adopted, and its TXIDs must go on after t, never from 1.
+			 */
+			if (journal_reset(m->j, adopt->txid) < 0) {
+				snprintf(err, err_len, "starting journal %s at TXID %" PRIu64 ": %s",
+					 m->journal_path, adopt->txid, strerror(errno));
+				return -1;
+			}
 		}
 		*adopted = adopt != NULL;
 	} else {
@@ -423,11 +432,6 @@ int master_open(struct master *m, const struct master_options *o, char *err, siz
 		return -1;
 	if (adopted) {
 		/* The new primary goes on from the promotion's TXID: both copies hold 1..t. */
-		if (journal_reset(m->j, adopt.txid) < 0) {
-			snprintf(err, err_len, "starting journal %s at TXID %" PRIu64 ": %s",
-				 o->journal_path, adopt.txid, strerror(errno));
-			return -1;
-		}
 		log_info(o->name, "adopted the promoted copy %s: epoch %" PRIu64 ", TXIDs go on after %"
 			 PRIu64, o->adopt, m->epochs.epoch, adopt.txid);
 	}
