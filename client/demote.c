@@ -78,17 +78,6 @@ static int hand_over(struct master *m, uint64_t t, uint64_t committed, bool shar
 	return 0;
 }
 
-/*
- * Every TX reserved so far applied, and the volume durable: a writer that had
- * its TXID before the flag was set commits and applies after it, and must be
- * in the handed-over copy (and, for a switchover, acknowledged before the
- * SWITCHOVER). Returns the last TXID. Called with m->lock held.
- */
-static uint64_t quiesce_all_locked(struct master *m)
-{
-	return master_quiesce_all_locked(m);
-}
-
 static void undemote(struct master *m)
 {
 	pthread_mutex_lock(&m->lock);
@@ -116,7 +105,7 @@ int master_demote(struct master *m, bool force, char *handoff_path, size_t path_
 	}
 	/* No write from here on: the copy is frep-server's once the handoff is done. */
 	m->demoted = true;
-	uint64_t committed = quiesce_all_locked(m);
+	uint64_t committed = master_quiesce_all_locked(m);
 	bool shared = m->fenced.set;
 	uint64_t t = shared ? m->fenced.txid : 0;
 	bool whole = !shared || journal_first_txid(m->j) > t + 1;
@@ -186,7 +175,7 @@ int master_switchover(struct master *m, char *handoff_path, size_t path_len,
 	}
 	/* SWO-1: no write from here on; every committed one reaches the mirror first. */
 	m->switching = true;
-	uint64_t t = quiesce_all_locked(m);
+	uint64_t t = master_quiesce_all_locked(m);
 	m->switch_txid = t;
 	m->switch_state = SWITCH_ASKED;
 	master_notify_session(m);

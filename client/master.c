@@ -207,25 +207,36 @@ static int mark_adopted_dirty(void *ctx, uint64_t off, uint64_t len)
  */
 static pthread_mutex_t meta_mu = PTHREAD_MUTEX_INITIALIZER;
 
-int master_save_demoted(struct master *m, char *err, size_t err_len)
+/* Sets every key of changes in the .meta, the rest kept. 0, or -1 with errno. */
+static int meta_update(struct master *m, const struct meta *changes)
 {
 	struct meta md;
 	pthread_mutex_lock(&meta_mu);
-	int rc = meta_load(m->meta_path, &md) < 0 || meta_set_u64(&md, "demoted", 1) < 0 ||
-			 meta_set_u64(&md, "demoted_ms", (uint64_t)wall_ms()) < 0 ||
-			 meta_save(m->meta_path, &md) < 0
-		 ? -1
-		 : 0;
+	int rc = meta_load(m->meta_path, &md);
+	for (unsigned i = 0; rc == 0 && i < changes->n; i++)
+		rc = meta_set(&md, changes->kv[i].key, changes->kv[i].val);
+	if (rc == 0)
+		rc = meta_save(m->meta_path, &md);
 	pthread_mutex_unlock(&meta_mu);
-	if (rc < 0)
-		snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
 	return rc;
+}
+
+int master_save_demoted(struct master *m, char *err, size_t err_len)
+{
+	struct meta ch;
+	meta_init(&ch);
+	meta_set_u64(&ch, "demoted", 1);
+	meta_set_u64(&ch, "demoted_ms", (uint64_t)wall_ms());
+	if (meta_update(m, &ch) == 0)
+		return 0;
+	snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
+	return -1;
 }
 
 void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_ms,
 		  const char *message)
 {
-	struct meta md;
+	struct meta ch;
 	pthread_mutex_lock(&m->lock);
 	bool first = !m->fenced.set || m->fenced.epoch != epoch;
 	bool changed = first || m->fenced.txid != txid;
@@ -246,14 +257,14 @@ void master_fence(struct master *m, uint64_t epoch, uint64_t txid, int64_t unix_
 	 */
 	char brief[META_VAL_MAX];
 	snprintf(brief, sizeof(brief), "%.*s", META_VAL_MAX - 1, message);
-	pthread_mutex_lock(&meta_mu);
-	if (meta_load(m->meta_path, &md) < 0 || meta_set_u64(&md, "fenced_epoch", epoch) < 0 ||
-	    meta_set_u64(&md, "fenced_txid", txid) < 0 ||
-	    meta_set_u64(&md, "fenced_ms", (uint64_t)unix_ms) < 0 ||
-	    meta_set_u64(&md, "fenced_since_ms", (uint64_t)since) < 0 ||
-	    meta_set(&md, "fenced_message", brief) < 0 || meta_save(m->meta_path, &md) < 0)
+	meta_init(&ch);
+	meta_set_u64(&ch, "fenced_epoch", epoch);
+	meta_set_u64(&ch, "fenced_txid", txid);
+	meta_set_u64(&ch, "fenced_ms", (uint64_t)unix_ms);
+	meta_set_u64(&ch, "fenced_since_ms", (uint64_t)since);
+	meta_set(&ch, "fenced_message", brief);
+	if (meta_update(m, &ch) < 0)
 		log_error(m->name, "saving the fencing in %s: %s", m->meta_path, strerror(errno));
-	pthread_mutex_unlock(&meta_mu);
 	if (!first)
 		return;
 	log_error(m->name, "fenced: epoch %" PRIu64 " began elsewhere after TXID %" PRIu64 "; %s; "
@@ -858,22 +869,15 @@ static int commit(struct master *m, uint64_t txid, int write_err)
 int master_save_settings(struct master *m, bool paused, bool rate_set, uint64_t max_rate,
 			 char *err, size_t err_len)
 {
-	struct meta md;
-	pthread_mutex_lock(&meta_mu);
-	if (meta_load(m->meta_path, &md) < 0) {
-		pthread_mutex_unlock(&meta_mu);
-		snprintf(err, err_len, "reading %s: %s", m->meta_path, strerror(errno));
-		return -1;
-	}
-	int rc = meta_set_u64(&md, "paused", paused) < 0 ||
-			 (rate_set && meta_set_u64(&md, "max_rate", max_rate) < 0) ||
-			 meta_save(m->meta_path, &md) < 0
-		 ? -1
-		 : 0;
-	pthread_mutex_unlock(&meta_mu);
-	if (rc < 0)
-		snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
-	return rc;
+	struct meta ch;
+	meta_init(&ch);
+	meta_set_u64(&ch, "paused", paused);
+	if (rate_set)
+		meta_set_u64(&ch, "max_rate", max_rate);
+	if (meta_update(m, &ch) == 0)
+		return 0;
+	snprintf(err, err_len, "saving %s: %s", m->meta_path, strerror(errno));
+	return -1;
 }
 
 static bool overlap(const struct journal_rec *a, const struct journal_rec *b)
@@ -1066,7 +1070,7 @@ int master_mark_since_locked(struct master *m, uint64_t t)
 
 void master_failback_done(struct master *m)
 {
-	struct meta md;
+	struct meta ch;
 	char path[4200];
 	pthread_mutex_lock(&m->lock);
 	struct bitmap *since = m->since;
@@ -1076,13 +1080,9 @@ void master_failback_done(struct master *m)
 		return;
 	bitmap_close(since);
 	m->failback = false;
-	pthread_mutex_lock(&meta_mu);
-	int rc = meta_load(m->meta_path, &md) == 0 && meta_set_u64(&md, "failback", 0) == 0 &&
-			 meta_save(m->meta_path, &md) == 0
-		 ? 0
-		 : -1;
-	pthread_mutex_unlock(&meta_mu);
-	if (rc == 0) {
+	meta_init(&ch);
+	meta_set_u64(&ch, "failback", 0);
+	if (meta_update(m, &ch) == 0) {
 		snprintf(path, sizeof(path), "%s.since", m->journal_path);
 		unlink(path);
 	}

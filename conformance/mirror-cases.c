@@ -509,6 +509,17 @@ static int hs_clash_while_held(struct cctx *x)
 
 /* --- epochs (EPO-1..3) -------------------------------------------------------- */
 
+/* a: this case's Hello, at epoch with the n epoch starts of starts. */
+static void hello_epoch(struct cctx *x, struct hello_args *a, uint64_t epoch, const uint64_t *starts,
+			size_t n)
+{
+	hello_defaults(x, a);
+	a->has_epoch = true;
+	a->epoch = epoch;
+	a->epoch_start = starts;
+	a->n_epoch_start = n;
+}
+
 /* This case's master is at epoch 2, which began after TXID 0 (a promoted copy's). */
 static void epoch_two(struct cctx *x)
 {
@@ -533,10 +544,7 @@ static int epoch_fence_and_diverge(struct cctx *x)
 	STEP(m_open(x, &w));
 	CHECK(x, w.epoch == 2, "Welcome.epoch %" PRIu64 " for a copy made at epoch 2", w.epoch);
 	STEP(m_goodbye(x));
-	hello_defaults(x, &a);
-	a.has_epoch = true;
-	a.epoch = 1;
-	a.n_epoch_start = 0;
+	hello_epoch(x, &a, 1, NULL, 0);
 	STEP(cx_connect(x));
 	STEP(m_send_hello(x, &a));
 	STEP(cx_expect(x, FREP_MSG_ERROR, &f));
@@ -548,11 +556,7 @@ static int epoch_fence_and_diverge(struct cctx *x)
 	      e->fenced_epoch, e->fenced_txid);
 	cx_close(x);
 	uint64_t starts[2] = { 0, 0 };
-	hello_defaults(x, &a);
-	a.has_epoch = true;
-	a.epoch = 3;
-	a.epoch_start = starts;
-	a.n_epoch_start = 2;
+	hello_epoch(x, &a, 3, starts, 2);
 	return hello_refused(x, &a, FREP_E_DIVERGED);
 }
 
@@ -561,17 +565,11 @@ static int epoch_malformed(struct cctx *x)
 {
 	struct hello_args a;
 	uint64_t starts[2] = { 9, 4 };
-	hello_defaults(x, &a);
-	a.has_epoch = true;
-	a.epoch = 1;
-	a.epoch_start = starts;
-	a.n_epoch_start = 1;
+	hello_epoch(x, &a, 1, starts, 1);
 	STEP(hello_refused(x, &a, FREP_E_PROTOCOL));
-	a.epoch = 3;
-	a.n_epoch_start = 2;
+	hello_epoch(x, &a, 3, starts, 2);
 	STEP(hello_refused(x, &a, FREP_E_PROTOCOL));
-	a.epoch = 0;
-	a.n_epoch_start = 0;
+	hello_epoch(x, &a, 0, NULL, 0);
 	return hello_refused(x, &a, FREP_E_PROTOCOL);
 }
 
@@ -622,11 +620,7 @@ static int swo_done(struct cctx *x)
 	STEP(hello_refused(x, &a, FREP_E_FENCED));
 	/* A master of a later epoch still (promoted past this copy since) is BUSY: EPO-7. */
 	uint64_t starts[2] = { 3, 3 };
-	hello_defaults(x, &a);
-	a.has_epoch = true;
-	a.epoch = 3;
-	a.epoch_start = starts;
-	a.n_epoch_start = 2;
+	hello_epoch(x, &a, 3, starts, 2);
 	return hello_refused(x, &a, FREP_E_BUSY);
 }
 
