@@ -655,14 +655,17 @@ static int recover(struct journal *j, char *err, size_t err_len)
 				 " (it may have been replicated; dropping it would reuse its TXID)",
 				 j->path, bad, p, what, j->pdurable);
 		errno = EBADMSG;
-		if (j->damage) {
-			/* Salvage: keep the intact records before it; the caller decides. */
+		uint64_t floor = bad > who ? bad : who;
+		if (j->pdurable > floor)
+			floor = j->pdurable;
+		/*
+		 * Salvage: keep the intact records before it; the caller decides. Not
+		 * when the TXIDs the caller must skip to run past the journal's range:
+		 * new writes would have no TXID left (journal_reset refuses them).
+		 */
+		if (j->damage && floor < JOURNAL_MAX_TXID - 1) {
 			j->damage->txid = bad;
-			j->damage->floor = bad;
-			if (who > j->damage->floor)
-				j->damage->floor = who;
-			if (j->pdurable > j->damage->floor)
-				j->damage->floor = j->pdurable;
+			j->damage->floor = floor;
 			snprintf(j->damage->what, sizeof(j->damage->what), "%s", err);
 			rc = 0;
 		}
