@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "compress.h"
 #include "adopt.h"
 #include "log.h"
 #include "metrics.h"
 #include "options.h"
 #include "util.h"
+#include "wire.h"
 
 #define PROG FREP_CLIENT_PROG
 
@@ -21,6 +23,7 @@ static const char usage[] =
 	"                   [--on-buffer-full=crack|block] [--resync=dirty|full]\n"
 	"                   [--mode async|sync] [--degrade-after SECS] [--sync-fallback=degrade|fail]\n"
 	"                   [--max-rate RATE] [--backoff MIN:MAX] [--heartbeat-timeout SECS]\n"
+	"                   [--compress none|zstd|lz4] [--lanes N]\n"
 	"                   [--nbd-tls-cert FILE --nbd-tls-key FILE --nbd-tls-ca FILE]\n"
 	"                   [--admin unix:PATH|none] [--admin-listen HOST:PORT --admin-cert FILE\n"
 	"                    --admin-key FILE --admin-ca FILE --admin-allow FILE]\n"
@@ -60,7 +63,16 @@ static const char usage[] =
 	"  --degrade-after SECS          mirror unreachable this long: sync runs async and\n"
 	"                                block cracks, until the next INSYNC (default 10)\n"
 	"  --sync-fallback=degrade|fail  fail: sync writes get EIO instead of degrading\n"
-	"  --max-rate RATE               bandwidth of bulk copies, e.g. 50M (per second)\n"
+	"  --max-rate RATE               bandwidth of bulk copies, e.g. 50M (per second),\n"
+	"                                counted as bytes on the wire (after --compress)\n"
+	"  --compress none|zstd|lz4      compress copied and written data on the wire\n"
+	"                                (protocol 2; default none): zstd for WAN links,\n"
+	"                                lz4 where the link is fast and CPU is short. Lengths\n"
+	"                                then leak through the encryption: see the README\n"
+	"  --lanes N                     TLS connections per session (protocol 2; 1-16,\n"
+	"                                default 1): with N > 1 the bulk copy goes over the\n"
+	"                                N-1 extra ones, each compressing and encrypting on a\n"
+	"                                core of its own; the first keeps control and writes\n"
 	"  --backoff MIN:MAX             retry delay bounds in seconds (default 1:30)\n"
 	"  --heartbeat-timeout SECS      mirror silent this long: link down (default 30)\n"
 	"  --admin unix:PATH|none        the admin API's socket, mode 0600 (frepctl; default\n"
@@ -206,6 +218,7 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		OPT_BACKOFF, OPT_HEARTBEAT_TIMEOUT, OPT_ADMIN, OPT_ADMIN_LISTEN, OPT_ADMIN_CERT,
 		OPT_ADMIN_KEY, OPT_ADMIN_CA, OPT_ADMIN_ALLOW, OPT_METRICS, OPT_TRACE_TX,
 		OPT_NBD_TLS_CERT, OPT_NBD_TLS_KEY, OPT_NBD_TLS_CA, OPT_ADOPT, OPT_ON_FENCED,
+		OPT_COMPRESS, OPT_LANES,
 	};
 	static const char *const fenced_words[] = { "refuse", "serve" };
 	static const char *const on_full_words[] = { "crack", "block" };
@@ -245,6 +258,8 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 		{ "nbd-tls-ca", required_argument, NULL, OPT_NBD_TLS_CA },
 		{ "adopt", required_argument, NULL, OPT_ADOPT },
 		{ "on-fenced", required_argument, NULL, OPT_ON_FENCED },
+		{ "compress", required_argument, NULL, OPT_COMPRESS },
+		{ "lanes", required_argument, NULL, OPT_LANES },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -258,6 +273,7 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 	a->backoff_min_ms = 1000;
 	a->backoff_max_ms = 30000;
 	a->heartbeat_timeout_ms = 30000;
+	a->lanes = 1;
 	opterr = 0;
 	optind = 1;
 	for (;;) {
@@ -292,6 +308,22 @@ void client_options_parse(struct client_options *a, int argc, char **argv)
 			if (parse_size(v, &a->max_rate) < 0 || a->max_rate < 4096)
 				bad_arg("--max-rate: expected bytes per second like 50M or 1G (at least 4K), got '%s'",
 					optarg);
+			break;
+		}
+		case OPT_COMPRESS: {
+			int alg = compress_parse(optarg);
+			if (alg < 0)
+				bad_arg("--compress: expected none, zstd or lz4, got '%s'", optarg);
+			a->compression = (unsigned)alg;
+			break;
+		}
+		case OPT_LANES: {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || n < 1 || n > FREP_MAX_LANES)
+				bad_arg("--lanes: expected a number of TLS connections, 1-%u, got '%s'",
+					(unsigned)FREP_MAX_LANES, optarg);
+			a->lanes = (unsigned)n;
 			break;
 		}
 		case OPT_BACKOFF: {

@@ -39,6 +39,8 @@ struct client_options {
 	const char *adopt;	/* --adopt DIR: a promoted mirror copy (adopt.h) */
 	bool fenced_serve;	/* --on-fenced=serve: a fenced master still takes writes */
 	uint64_t backoff_min_ms, backoff_max_ms, heartbeat_timeout_ms;
+	unsigned compression;	/* --compress: enum frep_compression */
+	unsigned lanes;		/* --lanes */
 	/*
 	 * The options again as nbdkit plugin parameters ("journal=/abs/path"):
 	 * frep-client passes them to the plugin, whose .config turns each back

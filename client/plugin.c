@@ -280,6 +280,8 @@ static int start_threads(void)
 		.backoff_min_ms = o->backoff_min_ms,
 		.backoff_max_ms = o->backoff_max_ms,
 		.heartbeat_timeout_ms = o->heartbeat_timeout_ms,
+		.compression = o->compression,
+		.lanes = o->lanes,
 	};
 	if (!(frep.s = session_start(&frep.m, &so))) {
 		nbdkit_error("cannot start the replication thread");

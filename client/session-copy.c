@@ -12,42 +12,76 @@
 #include "crashpoint.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
+#include "lanes.h"
 #include "log.h"
 #include "session-internal.h"
 #include "tls.h"
 #include "util.h"
 
-/* Sends one copied range, data or hole. 0 or -1 (state changed). */
+/* Copy trailer bytes on the wire so far, every lane's: what --max-rate counts (COMP-6). */
+static uint64_t wire_bytes(const struct session *s)
+{
+	uint64_t data, wire;
+	lanes_bytes(s, &data, &wire);
+	return wire + atomic_load(&s->out.wire_bytes);
+}
+
+/*
+ * Sends one copied range, data or hole: on lane 0, or with several lanes
+ * queued for them (lanes.h), the volume read here either way. 0 or -1
+ * (state changed).
+ */
 static int copy_range(struct session *s, uint64_t off, uint64_t end, bool data)
 {
 	struct master *m = s->m;
 	if (!data) {
+		s->copy_off = end;
+		s->copy_walked += end - off;
+		if (s->lane_set)
+			return lanes_send_hole(s, off, end - off);
 		Frep__V1__CopyHole h = FREP__V1__COPY_HOLE__INIT;
 		h.offset = off;
 		h.length = end - off;
-		s->copy_off = end;
-		s->copy_walked += end - off;
 		return session_send(s, FREP_MSG_COPY_HOLE, &h.base, NULL, 0);
 	}
+	uint32_t chunk = s->lane_set ? LANE_CHUNK : COPY_CHUNK;
 	while (off < end) {
-		uint32_t n = end - off > COPY_CHUNK ? COPY_CHUNK : (uint32_t)(end - off);
-		if (volume_pread(&m->vol, s->buf, n, off) < 0) {
+		uint32_t n = end - off > chunk ? chunk : (uint32_t)(end - off);
+		uint8_t *buf = s->lane_set ? lanes_buffer(s) : s->buf;
+		if (!buf)
+			return -1;
+		if (volume_pread(&m->vol, buf, n, off) < 0) {
 			session_fail(s, ME_SEVERE, 0, "reading master volume at %" PRIu64 ": %s", off,
 			     strerror(errno));
 			return -1;
 		}
-		Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
-		d.offset = off;
-		d.data_crc = frep_crc32c(s->buf, n);
-		if (session_send(s, FREP_MSG_COPY_DATA, &d.base, s->buf, n) < 0)
-			return -1;
+		uint32_t crc = frep_crc32c(buf, n);
+		if (s->lane_set) {
+			if (lanes_send_data(s, off, n, buf, crc) < 0)
+				return -1;
+		} else {
+			Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+			d.offset = off;
+			d.data_crc = crc;
+			d.has_length = s->version >= 2; /* so that the trailer may go compressed (COMP-3) */
+			d.length = n;
+			if (session_send(s, FREP_MSG_COPY_DATA, &d.base, buf, n) < 0)
+				return -1;
+		}
 		frep_crash_point("copy");
 		off += n;
 		s->copy_off = off;
 		s->copy_walked += n;
 		s->copy_bytes += n;
 		s->copy_bytes_total += n;
-		s->pass_budget.bytes += n;
+		/*
+		 * --max-rate counts what the link carries: compression lets more data
+		 * through. Lanes count what they sent, so the budget lags the reads by
+		 * the records queued, a few at most.
+		 */
+		uint64_t wire = wire_bytes(s);
+		s->pass_budget.bytes += wire - s->wire_seen;
+		s->wire_seen = wire;
 		if (session_drain(s) < 0 || session_housekeeping(s) < 0 || session_stopping(s) ||
 		    session_cracked(s))
 			return -1;
@@ -252,6 +286,7 @@ void session_step_copy(struct session *s)
 	s->copy_total = total;
 	s->copy_started_ms = s->rate_mark_ms = s->last_progress_ms = now_ms();
 	rate_budget_start(&s->pass_budget, atomic_load(&s->m->max_rate), s->copy_started_ms);
+	s->wire_seen = wire_bytes(s);
 	s->rate_mark_bytes = 0;
 	s->next_send = s->copy_base + 1;
 	s->max_sent = s->copy_base;
@@ -268,6 +303,7 @@ void session_step_copy(struct session *s)
 	sc.start_offset = resume;
 	if (session_send(s, FREP_MSG_START_COPY, &sc.base, NULL, 0) < 0)
 		return;
+	lanes_pass_start(s);
 	log_info(m->name, "%s: %s pass over %" PRIu64 " bytes (%zu dirty runs), base TXID %" PRIu64,
 		 master_state_name(state), full ? "full" : "dirty", total, full ? (size_t)0 : s->n_runs,
 		 s->copy_base);
@@ -288,12 +324,25 @@ void session_step_copy(struct session *s)
 	if (session_cracked(s))
 		return; /* the FSM stayed in this state: the loop starts another pass */
 
+	/*
+	 * LANE-7: every record out, and how many went on each lane; the mirror
+	 * applies no TX of the pass before it holds them all. t_c is taken after
+	 * the last read either way (DUR-10).
+	 */
+	uint64_t lane_records[FREP_MAX_LANES];
+	unsigned lanes = s->lanes;
+	if (s->lane_set && lanes_flush(s, lane_records) < 0)
+		return;
 	pthread_mutex_lock(&m->lock);
 	s->copy_tc = m->committed_txid;
 	pthread_mutex_unlock(&m->lock);
 	Frep__V1__CopyDone done = FREP__V1__COPY_DONE__INIT;
 	done.last_txid = s->copy_tc;
 	done.copied_bytes = s->copy_bytes;
+	if (s->lane_set) {
+		done.n_lane_records = lanes;
+		done.lane_records = lane_records;
+	}
 	if (session_send(s, FREP_MSG_COPY_DONE, &done.base, NULL, 0) < 0)
 		return;
 	session_log_progress(s, now_ms());

@@ -9,20 +9,108 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "compress.h"
 #include "crashpoint.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
+#include "lanes.h"
 #include "log.h"
 #include "session-internal.h"
 #include "tls.h"
 #include "util.h"
 #include "verify.h"
 
+/*
+ * NEG-3: what the mirror chose must be what was offered. Settles the framing
+ * of everything after WELCOME. 0, or -1 with the failure handled.
+ */
+static int settle_version(struct session *s, const Frep__V1__Welcome *w)
+{
+	struct master *m = s->m;
+	if (w->proto_version < FREP_PROTO_VERSION || w->proto_version > FREP_PROTO_VERSION_MAX) {
+		session_fail(s, ME_SEVERE, FREP_E_VERSION, "mirror chose protocol version %u, we speak "
+			     "%u..%u", w->proto_version, FREP_PROTO_VERSION, FREP_PROTO_VERSION_MAX);
+		return -1;
+	}
+	unsigned comp = FREP_COMPRESS_NONE, lanes = 1;
+	if (w->proto_version >= 2) {
+		comp = w->has_compression ? w->compression : FREP_COMPRESS_NONE;
+		lanes = w->has_lanes ? w->lanes : 1;
+		if (comp != FREP_COMPRESS_NONE && comp != s->o.compression) {
+			session_fail(s, ME_SEVERE, FREP_E_PROTOCOL, "mirror chose compression %u, "
+				     "which was not offered", comp);
+			return -1;
+		}
+		unsigned asked = s->o.lanes > 1 ? s->o.lanes : 1;
+		if (lanes < 1 || lanes > asked) {
+			session_fail(s, ME_SEVERE, FREP_E_LANES, "mirror granted %u lanes, %u were asked for",
+				     lanes, asked);
+			return -1;
+		}
+	}
+	if (s->o.compression != FREP_COMPRESS_NONE && comp == FREP_COMPRESS_NONE)
+		log_warn(m->name, "the mirror %s: this session sends uncompressed",
+			 w->proto_version < 2 ? "speaks protocol version 1 only"
+					      : "does not take the compression offered");
+	if (s->o.lanes > 1 && lanes < s->o.lanes)
+		log_warn(m->name, "the mirror %s: this session has %u lane%s, not the %u asked for",
+			 w->proto_version < 2 ? "speaks protocol version 1 only" : "granted fewer lanes",
+			 lanes, lanes == 1 ? "" : "s", s->o.lanes);
+	s->version = w->proto_version;
+	s->lanes = lanes;
+	if (frame_writer_set(&s->out, s->version, comp) < 0 ||
+	    frame_reader_set(&s->rd, s->version, comp) < 0) {
+		session_fail(s, ME_MINOR, 0, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Lane 0's HELLO for this connection: a fresh session (LANE-3) of one lane
+ * asking for --lanes (LANE-1, LANE-4). Joining lanes start from it.
+ */
+void session_hello(struct session *s, Frep__V1__Hello *h, struct hello_keep *keep)
+{
+	struct master *m = s->m;
+	snprintf(keep->hostname, sizeof(keep->hostname), "unknown");
+	gethostname(keep->hostname, sizeof(keep->hostname) - 1);
+	keep->offer = s->o.compression;
+
+	*h = (Frep__V1__Hello)FREP__V1__HELLO__INIT;
+	/* NEG-1: version 2 where the mirror speaks it, else version 1 as before. */
+	h->proto_min = FREP_PROTO_VERSION;
+	h->proto_max = FREP_PROTO_VERSION_MAX;
+	h->n_compression = keep->offer != FREP_COMPRESS_NONE;
+	h->compression = &keep->offer;
+	h->has_lanes_max = s->o.lanes > 1;
+	h->lanes_max = s->o.lanes;
+	h->master_node = keep->hostname;
+	h->volume = m->name;
+	h->volume_uuid = (ProtobufCBinaryData){ sizeof(m->uuid), m->uuid };
+	h->generation = m->generation;
+	h->session_id = (ProtobufCBinaryData){ sizeof(s->session_id), s->session_id };
+	h->lane = 0;
+	h->lane_count = 1;
+	pthread_mutex_lock(&m->lock);
+	h->committed_txid = m->committed_txid;
+	h->retained_first_txid = journal_first_txid(m->j) <= journal_last_txid(m->j) ?
+					 journal_first_txid(m->j) : 0;
+	h->journal_size = journal_capacity(m->j);
+	pthread_mutex_unlock(&m->lock);
+	h->has_epoch = true;
+	h->epoch = m->epochs.epoch;
+	h->n_epoch_history = m->epochs.n;
+	h->epoch_history = m->epochs.start;
+	h->has_sync_mode = true;
+	h->sync_mode = m->sync_mode;
+}
+
 /* TLS, HELLO, WELCOME. 0, or -1 with the failure handled (state changed). */
 static int connect_and_hello(struct session *s)
 {
 	struct master *m = s->m;
-	char err[256], hostname[FREP_MAX_NODE_NAME + 1] = "unknown";
+	char err[256];
 	struct frame f;
 
 	s->c = tls_client_connect(s->o.tls, s->o.host, s->o.port, s->o.server_name,
@@ -33,30 +121,20 @@ static int connect_and_hello(struct session *s)
 	}
 	s->last_rx_ms = now_ms();
 	tls_set_read_timeout(s->c, HANDSHAKE_TIMEOUT_MS);
-	gethostname(hostname, sizeof(hostname) - 1);
+	/* HELLO and WELCOME are version-1 frames whatever the session becomes (FRAME-3). */
+	frame_writer_free(&s->out);
+	frame_writer_init(&s->out, s->c);
+	s->version = FREP_PROTO_VERSION;
+	s->lanes = 1;
+	if (frame_reader_set(&s->rd, FREP_PROTO_VERSION, FREP_COMPRESS_NONE) < 0) {
+		session_fail(s, ME_MINOR, 0, "out of memory");
+		return -1;
+	}
 	random_bytes(s->session_id, sizeof(s->session_id));
 
-	Frep__V1__Hello h = FREP__V1__HELLO__INIT;
-	h.proto_min = h.proto_max = FREP_PROTO_VERSION;
-	h.master_node = hostname;
-	h.volume = m->name;
-	h.volume_uuid = (ProtobufCBinaryData){ sizeof(m->uuid), m->uuid };
-	h.generation = m->generation;
-	h.session_id = (ProtobufCBinaryData){ sizeof(s->session_id), s->session_id };
-	h.lane = 0;
-	h.lane_count = 1;
-	pthread_mutex_lock(&m->lock);
-	h.committed_txid = m->committed_txid;
-	h.retained_first_txid = journal_first_txid(m->j) <= journal_last_txid(m->j) ?
-					journal_first_txid(m->j) : 0;
-	h.journal_size = journal_capacity(m->j);
-	pthread_mutex_unlock(&m->lock);
-	h.has_epoch = true;
-	h.epoch = m->epochs.epoch;
-	h.n_epoch_history = m->epochs.n;
-	h.epoch_history = m->epochs.start;
-	h.has_sync_mode = true;
-	h.sync_mode = m->sync_mode;
+	Frep__V1__Hello h;
+	struct hello_keep keep;
+	session_hello(s, &h, &keep);
 	if (session_send(s, FREP_MSG_HELLO, &h.base, NULL, 0) < 0)
 		return -1;
 
@@ -69,11 +147,8 @@ static int connect_and_hello(struct session *s)
 		return -1;
 	}
 	Frep__V1__Welcome *w = (Frep__V1__Welcome *)f.msg;
-	if (w->proto_version != FREP_PROTO_VERSION) {
-		session_fail(s, ME_SEVERE, FREP_E_VERSION, "mirror chose protocol version %u, we speak %u",
-		     w->proto_version, FREP_PROTO_VERSION);
+	if (settle_version(s, w) < 0)
 		return -1;
-	}
 	s->w = (struct welcome_info){
 		.known = w->known,
 		.consistent = w->consistent,
@@ -87,11 +162,14 @@ static int connect_and_hello(struct session *s)
 	pthread_mutex_lock(&m->lock);
 	verify_link_reset_locked(m, w->has_verify && w->verify);
 	pthread_mutex_unlock(&m->lock);
-	log_info(m->name, "connected to mirror %s:%s (%s): known=%d phase=%u durable_txid=%" PRIu64
-		 " consistent=%d@%" PRIu64,
-		 s->o.host, s->o.port, tls_cipher(s->c), w->known, w->phase, w->durable_txid,
-		 w->consistent, w->consistent_txid);
-	return 0;
+	/* The session ID names the session's lanes in the mirror's log and on the wire (LANE-1). */
+	char sid[2 * FREP_SESSION_ID_SIZE + 1];
+	log_info(m->name, "connected to mirror %s:%s (%s, protocol %u, compression %s, %u lane%s, "
+		 "session %s): known=%d phase=%u durable_txid=%" PRIu64 " consistent=%d@%" PRIu64,
+		 s->o.host, s->o.port, tls_cipher(s->c), s->version, compress_name(s->out.compression),
+		 s->lanes, s->lanes == 1 ? "" : "s", hex_encode(s->session_id, sizeof(s->session_id), sid),
+		 w->known, w->phase, w->durable_txid, w->consistent, w->consistent_txid);
+	return lanes_open(s);
 }
 
 /* INIT: TLS, identities, volume, protocol version. */

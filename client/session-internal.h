@@ -23,6 +23,12 @@
 enum session_limits {
 	HANDSHAKE_TIMEOUT_MS = 15000,
 	COPY_CHUNK = FREP_COPY_CHUNK,	  /* bytes of data per COPY_DATA frame */
+	/*
+	 * ...and on lanes, where the copy's low-water mark (LANE-8) moves a
+	 * record at a time: smaller records keep it, and so the resume cursor
+	 * and the dirty bitmap's clearing (CRK-5), close behind what was sent.
+	 */
+	LANE_CHUNK = FREP_COPY_CHUNK < (1 << 20) ? FREP_COPY_CHUNK : (1 << 20),
 	WINDOW_TX = FREP_WINDOW_TX,	  /* TXIDs in flight before waiting for acknowledgements */
 	WINDOW_BYTES = FREP_WINDOW_BYTES, /* data bytes in flight before waiting */
 	FREE_INTERVAL_MS = 1000,   /* acknowledged records are freed at least this often */
@@ -62,7 +68,11 @@ struct session {
 	pthread_t thread;
 	struct master_fsm fsm;
 	struct tls_conn *c;
+	struct frame_writer out; /* on c: the version and compression WELCOME settled */
 	struct frame_reader rd;
+	unsigned version;	 /* the connection's protocol version (Welcome.proto_version) */
+	unsigned lanes;		 /* its lanes (Welcome.lanes; 1 in version 1) */
+	struct lanes *lane_set;	 /* lanes 1..lanes-1 while connected (lanes.h), else NULL */
 	uint8_t session_id[FREP_SESSION_ID_SIZE];
 	struct welcome_info w;
 	uint8_t *buf; /* max(COPY_CHUNK, max_payload) bytes */
@@ -84,6 +94,7 @@ struct session {
 	uint64_t copy_walked;
 	uint64_t copy_started_ms;
 	struct rate_budget pass_budget; /* this pass's bytes against the copy rate */
+	uint64_t wire_seen;	/* copy bytes on the wire, every lane, when the budget last took them */
 	uint64_t cracks_seen;	/* m->cracks when last looked at */
 
 	/*
@@ -161,6 +172,14 @@ int session_housekeeping(struct session *s);
 void session_publish_state(struct session *s);
 
 /* session-handshake.c */
+/* What a HELLO points into besides the session and the master; the caller keeps it while sending. */
+struct hello_keep {
+	char hostname[FREP_MAX_NODE_NAME + 1];
+	uint32_t offer;
+};
+/* Lane 0's HELLO for this connection: a fresh session of one lane asking for --lanes. */
+void session_hello(struct session *s, Frep__V1__Hello *h, struct hello_keep *keep);
+
 /* INIT: TLS, identities, volume, protocol version. */
 void session_step_init(struct session *s);
 

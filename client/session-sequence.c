@@ -12,6 +12,7 @@
 #include "crashpoint.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
+#include "lanes.h"
 #include "log.h"
 #include "session-internal.h"
 #include "tls.h"
@@ -192,6 +193,7 @@ bool session_cracked(struct session *s)
 		 * still in flight would hold the mirror's session (and the volume,
 		 * BUSY) until it drained.
 		 */
+		lanes_close(s, true);
 		tls_abort(s->c);
 		s->c = NULL;
 		session_fail(s, ME_MINOR, 0, "mirror buffer overflowed during the copy: another pass follows");

@@ -14,9 +14,11 @@
 #include "events.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
+#include "lanes.h"
 #include "log.h"
 #include "session-internal.h"
 #include "tls.h"
+#include "compress.h"
 #include "util.h"
 #include "verify.h"
 
@@ -30,6 +32,7 @@ bool session_stopping(struct session *s)
 
 static void disconnect(struct session *s)
 {
+	lanes_close(s, false); /* LANE-9: the session's lanes end with it */
 	tls_close(s->c);
 	s->c = NULL;
 	s->copying = false;
@@ -63,7 +66,7 @@ void session_fail(struct session *s, enum master_event ev, uint32_t wire_code, c
 	else
 		snprintf(why, sizeof(why), "%s", text);
 	if (wire_code && s->c)
-		frame_send_error(s->c, wire_code, "%s", text);
+		frame_send_error(&s->out, wire_code, "%s", text);
 	disconnect(s);
 	if (ev == ME_LINK_LOST && s->fsm.state == MS_INIT)
 		ev = ME_MINOR;
@@ -103,7 +106,7 @@ int session_feed(struct session *s, enum master_event ev, unsigned type)
 int session_send(struct session *s, unsigned type, const ProtobufCMessage *msg,
 		 const void *trailer, uint32_t len)
 {
-	if (frame_send(s->c, type, msg, trailer, len) == 0)
+	if (frame_send(&s->out, type, msg, trailer, len) == 0)
 		return 0;
 	session_fail(s, ME_LINK_LOST, 0, "sending %s: %s", frep_msg_name(type), strerror(errno));
 	return -1;
@@ -270,6 +273,8 @@ int session_housekeeping(struct session *s)
 		     now - s->last_rx_ms);
 		return -1;
 	}
+	if (lanes_check(s) < 0)
+		return -1;
 	/*
 	 * Free as acknowledgements arrive, in steps: each free costs an fdatasync
 	 * of the master volume (DUR-6), so free once acknowledged records fill
@@ -334,10 +339,22 @@ void session_publish_state(struct session *s)
 			snprintf(p->address, sizeof(p->address), "%s", tls_peer_addr(s->c));
 			snprintf(p->identity, sizeof(p->identity), "%s", tls_peer_cn(s->c));
 			snprintf(p->cipher, sizeof(p->cipher), "%s", tls_cipher(s->c));
-			p->lanes = 1;
-			p->compression_ratio = 1;
+			p->lanes = s->lanes;
+			p->protocol = s->version;
+			snprintf(p->compression, sizeof(p->compression), "%s",
+				 compress_name(s->out.compression));
 		}
 		s->published_conn = s->c;
+	}
+	if (s->c) {
+		/* Every lane's: the compression ratio is the session's. */
+		uint64_t data, wire;
+		lanes_bytes(s, &data, &wire);
+		data += atomic_load(&s->out.data_bytes);
+		wire += atomic_load(&s->out.wire_bytes);
+		m->peer.data_bytes = data;
+		m->peer.wire_bytes = wire;
+		m->peer.compression_ratio = wire ? (double)data / (double)wire : 1;
 	}
 	if (insync && !m->insync) {
 		m->unreachable_since_ms = 0;
@@ -376,13 +393,7 @@ static void backoff_wait(struct session *s)
 	random_bytes(&jitter, sizeof(jitter));
 	uint64_t wait = s->backoff_ms / 2 + jitter % (s->backoff_ms / 2 + 1);
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += (time_t)(wait / 1000);
-	until.tv_nsec += (long)(wait % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	deadline_in(CLOCK_REALTIME, wait, &until);
 	pthread_mutex_lock(&s->m->lock);
 	while (!s->m->stopping && pthread_cond_timedwait(&s->m->cond, &s->m->lock, &until) == 0)
 		;
@@ -459,7 +470,7 @@ void session_leave(struct session *s)
 	if (s->c) {
 		Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
 		g.reason = "master shutting down";
-		frame_send(s->c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+		frame_send(&s->out, FREP_MSG_GOODBYE, &g.base, NULL, 0);
 		disconnect(s);
 	}
 	master_free_acked(s->m);
@@ -497,6 +508,7 @@ struct session *session_new(struct master *m, const struct session_options *o)
 void session_free(struct session *s)
 {
 	frame_reader_free(&s->rd);
+	frame_writer_free(&s->out);
 	free(s->runs);
 	free(s->buf);
 	free(s);

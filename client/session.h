@@ -14,6 +14,8 @@ struct session_options {
 	bool resync_full;	 /* --resync=full: OUTOFSYNC copies every allocated block */
 	uint64_t backoff_min_ms, backoff_max_ms;
 	uint64_t heartbeat_timeout_ms; /* mirror silent this long: LINKDOWN */
+	unsigned compression;	 /* --compress: enum frep_compression offered in version 2 */
+	unsigned lanes;		 /* --lanes: lanes asked for in version 2 (1..FREP_MAX_LANES) */
 };
 
 struct session;

@@ -26,6 +26,10 @@ static Frep__Admin__V1__Peer *peer_to_pb(const struct status_peer *s, Frep__Admi
 	p->cipher = (char *)s->cipher;
 	p->lanes = s->lanes;
 	p->compression_ratio = s->compression_ratio;
+	p->compression = (char *)s->compression;
+	p->protocol = s->protocol;
+	p->data_bytes = s->data_bytes;
+	p->wire_bytes = s->wire_bytes;
 	return p;
 }
 

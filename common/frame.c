@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "tls.h"
@@ -36,8 +37,8 @@ void frame_hdr_encode(const struct frep_frame_hdr *h, uint8_t out[FREP_FRAME_HDR
 	put_be32(out + 12, h->trailer_len);
 }
 
-int frame_hdr_decode(const uint8_t in[FREP_FRAME_HDR_SIZE], struct frep_frame_hdr *h,
-		     const char **why)
+int frame_hdr_decode(const uint8_t in[FREP_FRAME_HDR_SIZE], unsigned version,
+		     struct frep_frame_hdr *h, const char **why)
 {
 	if (get_be32(in) != FREP_FRAME_MAGIC) {
 		*why = "bad frame magic (expected \"FREP\")";
@@ -49,15 +50,21 @@ int frame_hdr_decode(const uint8_t in[FREP_FRAME_HDR_SIZE], struct frep_frame_hd
 	h->body_len = get_be32(in + 8);
 	h->trailer_len = get_be32(in + 12);
 
-	if (h->version != FREP_PROTO_VERSION) {
-		*why = "unsupported frame version";
+	if (h->version != version) {
+		*why = version == 1 ? "frame version is not 1 (HELLO, WELCOME and all of a version-1 "
+				      "session are framed as version 1)"
+				    : "frame version is not the session's (FRAME-3)";
 		return -1;
 	}
 	if (h->type == 0 || h->type > FREP_MSG__MAX) {
 		*why = "unknown message type";
 		return -1;
 	}
-	if (h->flags != 0) {
+	if (version == 1 && h->flags != 0) {
+		*why = "frame flags set in a version-1 frame";
+		return -1;
+	}
+	if (h->flags & ~FREP_FLAG_COMPRESSED) {
 		*why = "reserved frame flags set";
 		return -1;
 	}
@@ -71,6 +78,10 @@ int frame_hdr_decode(const uint8_t in[FREP_FRAME_HDR_SIZE], struct frep_frame_hd
 	}
 	if (h->trailer_len && !frep_msg_has_trailer(h->type)) {
 		*why = "trailer on a message type that takes none";
+		return -1;
+	}
+	if ((h->flags & FREP_FLAG_COMPRESSED) && !h->trailer_len) {
+		*why = "compressed flag on a frame without a trailer";
 		return -1;
 	}
 	return 0;
@@ -114,6 +125,18 @@ const ProtobufCMessageDescriptor *frame_msg_descriptor(unsigned type)
 void frame_reader_init(struct frame_reader *r)
 {
 	memset(r, 0, sizeof(*r));
+	r->version = FREP_PROTO_VERSION;
+}
+
+int frame_reader_set(struct frame_reader *r, unsigned version, unsigned compression)
+{
+	r->version = (uint8_t)version;
+	r->compression = (uint8_t)compression;
+	compressor_free(r->z);
+	r->z = NULL;
+	if (compression != FREP_COMPRESS_NONE && !(r->z = compressor_new(compression)))
+		return -1;
+	return 0;
 }
 
 static void reader_drop_msg(struct frame_reader *r)
@@ -131,6 +154,8 @@ void frame_reader_free(struct frame_reader *r)
 	free(r->trailer);
 	for (unsigned i = 0; i < r->n_pool; i++)
 		free(r->pool[i].buf);
+	compressor_free(r->z);
+	free(r->zin);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -297,6 +322,64 @@ static int body_flaw(const ProtobufCMessageDescriptor *d, const uint8_t *p, size
 	return 0;
 }
 
+/*
+ * COMP-3: the data's length a body declares, which a compressed trailer must
+ * decompress to exactly: Tx.length, CopyData.length. 0 if it declares none.
+ */
+static uint64_t declared_length(const struct frame *f, const ProtobufCMessage *msg)
+{
+	if (f->hdr.type == FREP_MSG_TX)
+		return ((const Frep__V1__Tx *)msg)->length;
+	const Frep__V1__CopyData *d = (const Frep__V1__CopyData *)msg;
+	return d->has_length ? d->length : 0;
+}
+
+/* CopyData.length, where present, is the data's length, compressed or not. */
+static int data_length_check(const struct frame *f, const ProtobufCMessage *msg, char *why,
+			     size_t why_len)
+{
+	if (f->hdr.type != FREP_MSG_COPY_DATA)
+		return 0;
+	const Frep__V1__CopyData *d = (const Frep__V1__CopyData *)msg;
+	if (d->has_length && !(f->hdr.flags & FREP_FLAG_COMPRESSED) &&
+	    d->length != f->hdr.trailer_len) {
+		snprintf(why, why_len, "COPY_DATA declares %" PRIu64 " bytes of data but carries %u "
+			 "uncompressed (COMP-3)", d->length, f->hdr.trailer_len);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * COMP-4: decompresses r->zin into a trailer of exactly the declared length,
+ * at most FREP_MAX_TRAILER: no input can make the receiver allocate or write
+ * more than an uncompressed frame could.
+ */
+static int decompress_trailer(struct frame_reader *r, struct frame *f, char *why, size_t why_len)
+{
+	uint64_t want = declared_length(f, r->msg);
+	char err[160];
+	if (want == 0 || want > FREP_MAX_TRAILER) {
+		snprintf(why, why_len, "%s with a compressed trailer declares %" PRIu64 " bytes of "
+			 "data: give its length, 1..%u (COMP-3)", frep_msg_name(f->hdr.type), want,
+			 (unsigned)FREP_MAX_TRAILER);
+		return -1;
+	}
+	if (want > r->trailer_cap && reserve_trailer(r, (size_t)want) < 0) {
+		snprintf(why, why_len, "out of memory for a %" PRIu64 "-byte trailer", want);
+		return -1;
+	}
+	if (decompress_frame(r->z, r->zin, f->hdr.trailer_len, r->trailer, (size_t)want, err,
+			     sizeof(err)) < 0) {
+		snprintf(why, why_len, "%s trailer (%u bytes, %s): %s", frep_msg_name(f->hdr.type),
+			 f->hdr.trailer_len, compress_name(r->compression), err);
+		return -1;
+	}
+	f->hdr.trailer_len = (uint32_t)want;
+	f->hdr.flags &= (uint16_t)~FREP_FLAG_COMPRESSED;
+	return 0;
+}
+
 enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct frame *f,
 			     uint32_t *wire_err, char *why, size_t why_len)
 {
@@ -327,22 +410,43 @@ enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct 
 				 errno ? strerror(errno) : "end of stream");
 		goto out;
 	}
-	if (frame_hdr_decode(hdr, &f->hdr, &bad) < 0) {
+	if (frame_hdr_decode(hdr, r->version, &f->hdr, &bad) < 0) {
 		*wire_err = FREP_E_PROTOCOL;
 		snprintf(why, why_len, "%s", bad);
 		goto out;
 	}
 	deadline += frame_time_limit_ms(f->hdr.trailer_len) - frame_time_limit_ms(0);
 	tls_set_deadline(c, deadline);
+	bool compressed = f->hdr.flags & FREP_FLAG_COMPRESSED;
+	if (compressed && !r->z) {
+		*wire_err = FREP_E_PROTOCOL;
+		snprintf(why, why_len, "%s with a compressed trailer, but the session negotiated no "
+			 "compression (COMP-1)", frep_msg_name(f->hdr.type));
+		goto out;
+	}
 	/* Lengths are validated above, so these allocations are bounded. */
 	if (!r->body && !(r->body = malloc(FREP_MAX_BODY)))
 		goto nomem;
-	if (f->hdr.trailer_len > r->trailer_cap && reserve_trailer(r, f->hdr.trailer_len) < 0)
-		goto nomem;
+	uint8_t *into = r->trailer;
+	if (compressed) {
+		if (f->hdr.trailer_len > r->zin_cap) {
+			free(r->zin);
+			r->zin_cap = 0;
+			if (!(r->zin = malloc(f->hdr.trailer_len)))
+				goto nomem;
+			r->zin_cap = f->hdr.trailer_len;
+		}
+		into = r->zin;
+	} else if (f->hdr.trailer_len > r->trailer_cap) {
+		if (reserve_trailer(r, f->hdr.trailer_len) < 0)
+			goto nomem;
+		into = r->trailer;
+	}
 	if (f->hdr.body_len && tls_read_full(c, r->body, f->hdr.body_len) != 1)
 		goto truncated;
-	if (f->hdr.trailer_len && tls_read_full(c, r->trailer, f->hdr.trailer_len) != 1)
+	if (f->hdr.trailer_len && tls_read_full(c, into, f->hdr.trailer_len) != 1)
 		goto truncated;
+	f->wire_trailer_len = f->hdr.trailer_len;
 
 	const ProtobufCMessageDescriptor *d = descriptors[f->hdr.type];
 	r->msg = protobuf_c_message_unpack(d, NULL, f->hdr.body_len, r->body);
@@ -358,8 +462,15 @@ enum frame_status frame_recv(struct tls_conn *c, struct frame_reader *r, struct 
 		snprintf(why, why_len, "malformed %s body: %s", frep_msg_name(f->hdr.type), flaw);
 		goto out;
 	}
+	if (data_length_check(f, r->msg, why, why_len) < 0 ||
+	    (compressed && decompress_trailer(r, f, why, why_len) < 0)) {
+		*wire_err = FREP_E_PROTOCOL;
+		goto out;
+	}
 	f->msg = r->msg;
 	f->trailer = r->trailer;
+	r->data_bytes += f->hdr.trailer_len;
+	r->wire_bytes += f->wire_trailer_len;
 	st = FRAME_OK;
 	goto out;
 
@@ -382,7 +493,63 @@ out:
 	return st;
 }
 
-int frame_send(struct tls_conn *c, unsigned type, const ProtobufCMessage *msg,
+void frame_writer_init(struct frame_writer *w, struct tls_conn *c)
+{
+	memset(w, 0, sizeof(*w));
+	w->c = c;
+	w->version = FREP_PROTO_VERSION;
+}
+
+void frame_writer_free(struct frame_writer *w)
+{
+	compressor_free(w->z);
+	free(w->zbuf);
+	w->z = NULL;
+	w->zbuf = NULL;
+	w->zcap = 0;
+}
+
+int frame_writer_set(struct frame_writer *w, unsigned version, unsigned compression)
+{
+	w->version = (uint8_t)version;
+	w->compression = (uint8_t)compression;
+	compressor_free(w->z);
+	w->z = NULL;
+	if (compression != FREP_COMPRESS_NONE && !(w->z = compressor_new(compression)))
+		return -1;
+	return 0;
+}
+
+/*
+ * COMP-2: the trailer compressed into w->zbuf if the writer compresses, the
+ * frame may carry it so, and it shrinks; its compressed size, else 0.
+ */
+static uint32_t compress_trailer(struct frame_writer *w, unsigned type, const ProtobufCMessage *msg,
+				 const void *trailer, uint32_t len)
+{
+	if (!w->z || !len)
+		return 0;
+	if (type == FREP_MSG_COPY_DATA) {
+		const Frep__V1__CopyData *d = (const Frep__V1__CopyData *)msg;
+		if (!d->has_length || d->length != len)
+			return 0; /* the receiver could not tell the data's length (COMP-3) */
+	} else if (type != FREP_MSG_TX) {
+		return 0;
+	}
+	size_t need = compress_bound(w->compression, len);
+	if (!need)
+		return 0;
+	if (need > w->zcap) {
+		free(w->zbuf);
+		w->zcap = 0;
+		if (!(w->zbuf = malloc(need)))
+			return 0; /* goes raw */
+		w->zcap = need;
+	}
+	return (uint32_t)compress_frame(w->z, trailer, len, w->zbuf, w->zcap);
+}
+
+int frame_send(struct frame_writer *w, unsigned type, const ProtobufCMessage *msg,
 	       const void *trailer, uint32_t trailer_len)
 {
 	/*
@@ -405,22 +572,33 @@ int frame_send(struct tls_conn *c, unsigned type, const ProtobufCMessage *msg,
 		return -1;
 
 	struct frep_frame_hdr h = {
-		.version = FREP_PROTO_VERSION,
+		.version = w->version,
 		.type = (uint8_t)type,
 		.body_len = (uint32_t)body_len,
 		.trailer_len = trailer_len,
 	};
+	uint32_t packed = compress_trailer(w, type, msg, trailer, trailer_len);
+	if (trailer_len) {
+		atomic_fetch_add_explicit(&w->data_bytes, trailer_len, memory_order_relaxed);
+		atomic_fetch_add_explicit(&w->wire_bytes, packed ? packed : trailer_len,
+					  memory_order_relaxed);
+	}
+	if (packed) {
+		h.flags = FREP_FLAG_COMPRESSED;
+		h.trailer_len = trailer_len = packed;
+		trailer = w->zbuf;
+	}
 	frame_hdr_encode(&h, out);
 	protobuf_c_message_pack(msg, out + FREP_FRAME_HDR_SIZE);
 	if (out == buf && trailer_len <= sizeof(buf) - head) {
 		if (trailer_len)
 			memcpy(out + head, trailer, trailer_len);
-		rc = tls_write_full(c, out, head + trailer_len);
+		rc = tls_write_full(w->c, out, head + trailer_len);
 		goto out;
 	}
-	if (tls_write_full(c, out, head) < 0)
+	if (tls_write_full(w->c, out, head) < 0)
 		goto out;
-	if (trailer_len && tls_write_full(c, trailer, trailer_len) < 0)
+	if (trailer_len && tls_write_full(w->c, trailer, trailer_len) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -429,7 +607,7 @@ out:
 	return rc;
 }
 
-int frame_send_error(struct tls_conn *c, uint32_t code, const char *fmt, ...)
+int frame_send_error(struct frame_writer *w, uint32_t code, const char *fmt, ...)
 {
 	char text[FREP_MAX_MESSAGE];
 	va_list ap;
@@ -441,5 +619,5 @@ int frame_send_error(struct tls_conn *c, uint32_t code, const char *fmt, ...)
 	e.code = code;
 	e.severe = frep_error_is_severe(code);
 	e.message = text;
-	return frame_send(c, FREP_MSG_ERROR, &e.base, NULL, 0);
+	return frame_send(w, FREP_MSG_ERROR, &e.base, NULL, 0);
 }

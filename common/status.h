@@ -32,6 +32,9 @@ struct status_peer {
 	char cipher[STATUS_TEXT_MAX];
 	uint32_t lanes;
 	double compression_ratio;
+	char compression[8];	 /* the algorithm the session negotiated: "none", "zstd", "lz4" */
+	uint32_t protocol;	 /* the session's protocol version */
+	uint64_t data_bytes, wire_bytes; /* copied and TX data sent, before and after compression */
 };
 
 struct status_error {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* CRC32C (Castagnoli), as iSCSI and ext4 use it; ISA-L does the work. */
 uint32_t frep_crc32c(const void *buf, size_t len);
@@ -39,6 +40,9 @@ bool is_loopback_host(const char *host);
 
 /* Monotonic clock in ms / ns. */
 uint64_t now_ms(void);
+/* The time ms from now on clock (for pthread_cond_timedwait: the clock its condition uses). */
+struct timespec;
+void deadline_in(clockid_t clock, uint64_t ms, struct timespec *ts);
 uint64_t now_ns(void);
 /* Wall clock: ms since the Unix epoch (timestamps for operators). */
 int64_t wall_ms(void);

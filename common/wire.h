@@ -18,7 +18,9 @@
  */
 #define FREP_FRAME_MAGIC 0x46524550u /* "FREP" */
 #define FREP_FRAME_HDR_SIZE 16u
-#define FREP_PROTO_VERSION 1u
+#define FREP_PROTO_VERSION 1u /* HELLO and WELCOME are framed so in every version (FRAME-3) */
+#define FREP_PROTO_VERSION_MAX 2u /* the highest version frep speaks (NEG-1) */
+/* ALPN names the protocol family, not a version: Hello and Welcome choose it. */
 #define FREP_ALPN "frep/1"
 #define FREP_DEFAULT_PORT 7460 /* unassigned by IANA; documented in README */
 
@@ -26,9 +28,14 @@
 struct frep_frame_hdr {
 	uint8_t version;
 	uint8_t type;	 /* enum frep_msg_type */
-	uint16_t flags;	 /* no flag is defined in version 1: must be 0 */
+	uint16_t flags;	 /* version 1: 0; version 2: FREP_FLAG_* */
 	uint32_t body_len;
 	uint32_t trailer_len;
+};
+
+/* Frame flags of version 2 (FRAME-5). */
+enum frep_frame_flags {
+	FREP_FLAG_COMPRESSED = 1 << 0, /* the trailer is compressed (COMP-1) */
 };
 
 enum frep_limits {
@@ -39,7 +46,7 @@ enum frep_limits {
 	FREP_MAX_VOLUME_NAME = 64,	   /* bytes, [A-Za-z0-9._-] */
 	FREP_MAX_MESSAGE = 512,		   /* bytes of Error.message / Goodbye.reason */
 	FREP_MAX_NODE_NAME = 255,	   /* bytes of Hello.master_node */
-	FREP_MAX_LANES = 1,		   /* lanes per session in version 1 */
+	FREP_MAX_LANES = 16,		   /* lanes per session in version 2 (1 in version 1) */
 	FREP_EXTENT_ALIGN = 4096,	   /* every extent size is a multiple of this */
 	FREP_UUID_SIZE = 16,
 	FREP_VERIFY_HASH_SIZE = 16,	   /* XXH3-128, canonical form */

@@ -17,6 +17,7 @@
  */
 struct cpeer {
 	struct tls_conn *c; /* NULL once closed */
+	struct frame_writer out;
 	struct frame_reader rd;
 	int timeout_ms;	      /* bounds every wait for the peer */
 	bool skip_heartbeats; /* expect*() pass over the peer's own HEARTBEATs */
@@ -55,6 +56,12 @@ struct cctx {
 	struct conform *cf;
 	const struct conform_case *kase;
 	struct cpeer p;
+	/*
+	 * Lane cases: the other connections of the session (LANE-*), parked here
+	 * while p is another one; cx_lane swaps one in.
+	 */
+	struct cpeer lanes[FREP_MAX_LANES];
+	unsigned lane;		 /* the lane p is */
 	char volume[48];	 /* unique per case and run */
 	uint8_t uuid[16];	 /* the volume's UUID as this case's master */
 	uint64_t generation;	 /* Hello.generation this case sends */
@@ -66,6 +73,13 @@ struct cctx {
 	uint64_t hb_seq;	 /* last HEARTBEAT seq sent by sync() */
 	struct seen seen;
 	bool use_other;		 /* cx_connect as the second identity */
+	/*
+	 * Mirror cases: what HELLO offers beyond version 1 (proto_max 0: only
+	 * version 1, as most cases speak), and what WELCOME settled.
+	 */
+	uint32_t proto_max, offer_compression, lanes_max;
+	uint8_t sid[16];	 /* the session_id of the last HELLO sent */
+	uint32_t version, compression;
 	struct mside *ms;	 /* master cases: the mirror side (conformance/master.h) */
 	char why[768];		 /* the reason of a FAIL or SKIP */
 };
@@ -116,6 +130,14 @@ struct conform {
 
 /* --- connection (conformance/peer.c) ------------------------------------ */
 
+/*
+ * Makes lane n the connection p (0 is the session's first); the one p was
+ * is parked until swapped back. Every cx_* call then works on lane n.
+ */
+void cx_lane(struct cctx *x, unsigned n);
+/* Closes every parked lane (cx_close closes p only). */
+void cx_close_lanes(struct cctx *x);
+
 /* Connects to the mirror under test; 0, or -1 with x->why set. */
 int cx_connect(struct cctx *x);
 /* Accepts the master's next connection; 0, or -1 with x->why set. */
@@ -134,6 +156,20 @@ int cx_send_hdr(struct cctx *x, uint32_t magic, uint8_t version, uint8_t type, u
 /* A frame whose body is these bytes as they are (they need not decode). */
 int cx_send_body(struct cctx *x, unsigned type, const void *body, uint32_t body_len,
 		 const void *trailer, uint32_t trailer_len);
+/*
+ * A frame of this version and flags with m packed as its body and the
+ * trailer as it is (a compressed one is not compressed again): for frames
+ * the codec would not write, such as a trailer flagged compressed that is not.
+ */
+int cx_send_flagged(struct cctx *x, uint8_t version, unsigned type, uint16_t flags,
+		    const ProtobufCMessage *m, const void *trailer, uint32_t trailer_len);
+/*
+ * What WELCOME settled (NEG-3): from now on this connection's frames, both
+ * ways, carry this version, and trailers may be compressed. 0 or -1.
+ */
+int cx_settle(struct cctx *x, unsigned version, unsigned compression);
+/* Compresses n bytes of src with alg into *out (malloc'd); its size, 0 on failure. */
+size_t cx_compress(unsigned alg, const void *src, size_t n, uint8_t **out);
 /* Packs m into buf; its size, or 0 if cap is too small. */
 size_t cx_pack(const ProtobufCMessage *m, uint8_t *buf, size_t cap);
 
@@ -151,6 +187,8 @@ int cx_expect(struct cctx *x, unsigned type, struct frame *f);
  * match.
  */
 int cx_expect_error(struct cctx *x, unsigned code, const char *msg_re);
+/* cx_expect_error, its failure prefixed with what the case sent: "what: why". */
+int cx_expect_error_for(struct cctx *x, unsigned code, const char *what);
 /* The peer closes (EOF or reset) within the timeout, sending nothing more. */
 int cx_expect_close(struct cctx *x);
 /* Nothing arrives for ms (the peer neither answers nor closes). */
@@ -195,6 +233,8 @@ int cx_skip(struct cctx *x, const char *fmt, ...) __attribute__((format(printf, 
 /* --- shared steps (conformance/steps.c) ------------------------------------ */
 
 void cx_fill(uint8_t *buf, size_t len, uint64_t seed);
+/* Data that compresses well (a 64-byte pattern from seed, repeated): COMP-* cases. */
+void cx_fill_compressible(uint8_t *buf, size_t len, uint64_t seed);
 /* The XXH3-128 of buf in its canonical form, as VERIFY carries it (VFY-2). */
 void cx_hash(const void *buf, size_t len, uint8_t out[FREP_VERIFY_HASH_SIZE]);
 /* Runs a shell command (placeholders already expanded); 0 if it exited 0. */

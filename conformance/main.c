@@ -139,6 +139,7 @@ static enum case_result run_one(struct conform *cf, const struct conform_case *c
 		rc = c->run(&x);
 	if (x.p.c)
 		cx_abort(&x);
+	cx_close_lanes(&x);
 	/* MSG-5: whatever the mirror did, the master lives on and serves its volume. */
 	if (c->role == ROLE_MASTER && rc == 0)
 		rc = master_alive(&x);

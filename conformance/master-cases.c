@@ -146,7 +146,7 @@ static int hs_version(struct cctx *x)
 {
 	struct mside *s = x->ms;
 	struct mwelcome w = wel_new();
-	w.proto_version = 2;
+	w.proto_version = 3;
 	STEP(ms_accept(s));
 	STEP(ms_welcome(s, &w));
 	STEP(cx_expect_error(x, FREP_E_VERSION, NULL));
@@ -385,6 +385,281 @@ static int copy_content(struct cctx *x)
 	/* COPY-12: it took CONSISTENT(t_c) and sequences now. */
 	STEP(ms_write(s, 4096, 4096, 99));
 	return ms_check_image(s, "in INSYNC,");
+}
+
+/* --- version 2 ------------------------------------------------------------------------- */
+
+static int v2_offer(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	STEP(ms_accept(s));
+	CHECK(x, s->h.proto_min == 1 && s->h.proto_max == 2, "HELLO offers versions %u..%u; a "
+	      "version-2 master offers 1..2, so that a version-1 mirror still takes it (NEG-1)",
+	      s->h.proto_min, s->h.proto_max);
+	for (size_t i = 0; i < s->h.n_compression; i++)
+		CHECK(x, s->h.compression[i] == FREP__V1__COMPRESSION__COMPRESSION_ZSTD ||
+			 s->h.compression[i] == FREP__V1__COMPRESSION__COMPRESSION_LZ4,
+		      "HELLO offers compression %u, no algorithm of the spec (NEG-2)", s->h.compression[i]);
+	CHECK(x, s->h.lanes_max >= 1 && s->h.lanes_max <= FREP_MAX_LANES,
+	      "HELLO asks for %u lanes: 1..16 (LANE-4)", s->h.lanes_max);
+	return 0;
+}
+
+/* The master's first offer, or a SKIP: this case needs a master that compresses. */
+static int offered(struct cctx *x, uint32_t *alg)
+{
+	struct mside *s = x->ms;
+	if (!s->h.n_compression)
+		return cx_skip(x, "the master offers no compression: run it with compression on "
+			       "(frep-client --compress zstd)");
+	*alg = s->h.compression[0];
+	return 0;
+}
+
+/* A copy of compressible writes, then INSYNC and more of them; the image must match. */
+static int v2_copy(struct mside *s, struct mwelcome *w)
+{
+	STEP(ms_nbd(s));
+	for (unsigned i = 0; i < 8; i++)
+		STEP(ms_write_compressible(s, (uint64_t)i * 65536, 65536, 500 + i));
+	STEP(welcome_parts(s, w));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	STEP(ms_copy(s));
+	STEP(ms_check_image(s, "after a version-2 copy,"));
+	STEP(ms_copy_ack(s, s->volume_size));
+	STEP(ms_consistent(s, s->copy.t_c));
+	for (unsigned i = 0; i < 4; i++)
+		STEP(ms_write_compressible(s, 4096 + (uint64_t)i * 131072, 32768, 600 + i));
+	STEP(ms_txs(s, s->committed));
+	STEP(ms_ack(s, s->committed));
+	return ms_check_image(s, "after version-2 TXs,");
+}
+
+static int v2_compressed(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	w.proto_version = 2;
+	STEP(offered(x, &w.compression));
+	STEP(v2_copy(s, &w));
+	CHECK(x, s->copy.compressed > 0, "no COPY_DATA of 512 KiB of repetitive data came compressed "
+	      "(COMP-1: the master compresses with the algorithm chosen)");
+	CHECK(x, s->tx_compressed > 0, "no TX of 32 KiB of repetitive data came compressed (COMP-1)");
+	return 0;
+}
+
+static int v2_uncompressed(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	w.proto_version = 2;
+	w.compression = FREP__V1__COMPRESSION__COMPRESSION_NONE;
+	/* frep-conform's reader refuses a COMPRESSED flag here (FRAME-5), so the copy shows it. */
+	return v2_copy(s, &w);
+}
+
+static int v2_v1_mirror(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	STEP(ms_accept(s));
+	/* Version-1 framing and no compression after a version-1 WELCOME: the reader checks both. */
+	return v2_copy(s, &w);
+}
+
+static int v2_bad_choice(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	uint32_t alg = 0;
+	STEP(ms_accept(s));
+	STEP(offered(x, &alg));
+	w.proto_version = 2;
+	w.compression = alg == FREP__V1__COMPRESSION__COMPRESSION_ZSTD
+				? FREP__V1__COMPRESSION__COMPRESSION_LZ4
+				: FREP__V1__COMPRESSION__COMPRESSION_ZSTD;
+	for (size_t i = 0; i < s->h.n_compression; i++)
+		if (s->h.compression[i] == w.compression)
+			return cx_skip(x, "the master offers both zstd and lz4: no algorithm is left that "
+				       "it did not offer");
+	/* The master refuses the WELCOME in version 1: it never took up version 2 (FRAME-3). */
+	STEP(ms_welcome(s, &w));
+	STEP(cx_settle(x, 1, 0));
+	STEP(cx_expect_error(x, FREP_E_PROTOCOL, "not offered"));
+	STEP(ms_restart(s)); /* a severe error: the master waits for its operator */
+	STEP(ms_accept(s));
+	w.compression = alg;
+	w.lanes = s->h.lanes_max + 1;
+	STEP(ms_welcome(s, &w));
+	STEP(cx_settle(x, 1, 0));
+	return cx_expect_error(x, FREP_E_LANES, NULL);
+}
+
+/* One copy record a lane carried, into the image; its seq noted in seen[] (LANE-6). */
+static int lane_take(struct mside *s, const struct frame *f, unsigned lane, uint8_t *seen,
+		     size_t n_seen)
+{
+	struct cctx *x = s->x;
+	uint64_t off, len, pass, seq;
+	bool has;
+	if (f->hdr.type == FREP_MSG_COPY_DATA) {
+		const Frep__V1__CopyData *d = (const Frep__V1__CopyData *)f->msg;
+		off = d->offset;
+		len = f->hdr.trailer_len;
+		has = d->has_pass && d->has_seq;
+		pass = d->pass;
+		seq = d->seq;
+		CHECK(x, frep_crc32c(f->trailer, len) == d->data_crc, "lane %u: COPY_DATA at %" PRIu64
+		      ": data_crc does not match the data", lane, off);
+	} else if (f->hdr.type == FREP_MSG_COPY_HOLE) {
+		const Frep__V1__CopyHole *h = (const Frep__V1__CopyHole *)f->msg;
+		off = h->offset;
+		len = h->length;
+		has = h->has_pass && h->has_seq;
+		pass = h->pass;
+		seq = h->seq;
+	} else {
+		return cx_fail(x, "lane %u carried %s; a joining lane carries copy records only (LANE-6)",
+			       lane, frep_msg_name(f->hdr.type));
+	}
+	CHECK(x, has, "lane %u: a copy record without pass and seq in a session of 2 lanes (LANE-6)",
+	      lane);
+	CHECK(x, pass == 1, "lane %u: a record of pass %" PRIu64 " in the session's first pass (LANE-6)",
+	      lane, pass);
+	CHECK(x, seq >= 1 && seq <= n_seen && !seen[seq - 1], "lane %u: seq %" PRIu64 " repeated or "
+	      "beyond the records counted (LANE-6, LANE-7)", lane, seq);
+	CHECK(x, off <= s->volume_size && len <= s->volume_size - off, "lane %u: a record past the "
+	      "volume (COPY-5)", lane);
+	seen[seq - 1] = 1;
+	if (f->hdr.type == FREP_MSG_COPY_DATA)
+		memcpy(s->img + off, f->trailer, len);
+	else
+		memset(s->img + off, 0, len);
+	s->img_touched = true;
+	return 0;
+}
+
+/*
+ * LANE-1, LANE-3..7: granted two lanes, the master joins lane 1 with lane 0's
+ * session, sends the copy's records with pass and seq, and counts them per
+ * lane in COPY_DONE; together they are exactly the volume.
+ */
+static int v2_lanes(struct cctx *x)
+{
+	struct mside *s = x->ms;
+	struct mwelcome w = wel_new();
+	struct frame f;
+	uint8_t sid[16];
+	STEP(ms_accept(s));
+	if (s->h.lanes_max < 2)
+		return cx_skip(x, "the master asks for one lane: run it with more (frep-client --lanes 2)");
+	memcpy(sid, s->h.session_id, sizeof(sid));
+	STEP(ms_nbd(s));
+	for (unsigned i = 0; i < 8; i++)
+		STEP(ms_write(s, (uint64_t)i * 131072, 65536, 700 + i));
+	w.proto_version = 2;
+	w.compression = s->h.n_compression ? s->h.compression[0] : 0;
+	w.lanes = 2;
+	STEP(ms_welcome(s, &w));
+	/* Lane 1 joins. */
+	cx_lane(x, 1);
+	STEP(cx_accept(x));
+	STEP(cx_expect(x, FREP_MSG_HELLO, &f));
+	const Frep__V1__Hello *h = (const Frep__V1__Hello *)f.msg;
+	CHECK(x, h->proto_min == 2 && h->proto_max == 2 && h->lane == 1 && h->lane_count == 2,
+	      "the joining HELLO offers %u..%u, lane %u of %u; expected exactly 2, lane 1 of 2 "
+	      "(LANE-1, LANE-5)", h->proto_min, h->proto_max, h->lane, h->lane_count);
+	CHECK(x, h->session_id.len == 16 && !memcmp(h->session_id.data, sid, 16) &&
+		 !strcmp(h->volume, s->h.volume) && h->generation == s->h.generation,
+	      "the joining HELLO names another session, volume or generation than lane 0 (LANE-1)");
+	STEP(ms_welcome(s, &w));
+	cx_lane(x, 0);
+	STEP(ms_extents(s));
+	STEP(ms_parts_ready(s, true, 0));
+	STEP(ms_start_copy(s, PH_REPLICATE));
+	/* Both lanes as their frames come, until COPY_DONE and every record it counts. */
+	uint64_t counts[2] = { 0, 0 }, got[2] = { 0, 0 };
+	bool done = false;
+	uint8_t *seen = calloc(1, 4096);
+	if (!seen)
+		return cx_fail(x, "out of memory");
+	int rc = -1;
+	uint64_t end = now_ms() + (uint64_t)x->cf->timeout_ms;
+	while (!done || got[1] < counts[1]) {
+		if (now_ms() > end) {
+			cx_fail(x, "after %d ms: COPY_DONE %s, lane 1 carried %" PRIu64 " of %" PRIu64
+				" records (LANE-7)", x->cf->timeout_ms, done ? "came" : "did not come",
+				got[1], counts[1]);
+			goto out;
+		}
+		cx_lane(x, 1);
+		if (tls_readable(x->p.c, 20)) {
+			if (cx_recv(x, &f, x->p.timeout_ms) != FRAME_OK) {
+				cx_fail(x, "lane 1 ended after %" PRIu64 " records: %s", got[1], x->why);
+				goto out;
+			}
+			if (lane_take(s, &f, 1, seen, 4096) < 0)
+				goto out;
+			got[1]++;
+		}
+		cx_lane(x, 0);
+		if (done || !tls_readable(x->p.c, 20))
+			continue;
+		/* One frame at a time: a wait on lane 0 alone would stall lane 1 (and the master). */
+		x->p.skip_heartbeats = false;
+		if (cx_recv(x, &f, x->p.timeout_ms) != FRAME_OK) {
+			cx_fail(x, "lane 0 ended before COPY_DONE: %s", x->why);
+			goto out;
+		}
+		if (f.hdr.type == FREP_MSG_HEARTBEAT) {
+			if (ms_on_heartbeat(s, &f) < 0)
+				goto out;
+			continue;
+		}
+		if (f.hdr.type != FREP_MSG_COPY_DONE) {
+			if (lane_take(s, &f, 0, seen, 4096) < 0)
+				goto out;
+			got[0]++;
+			continue;
+		}
+		const Frep__V1__CopyDone *d = (const Frep__V1__CopyDone *)f.msg;
+		if (d->n_lane_records != 2) {
+			cx_fail(x, "COPY_DONE counts %zu lanes, the session has 2 (LANE-7)",
+				d->n_lane_records);
+			goto out;
+		}
+		counts[0] = d->lane_records[0];
+		counts[1] = d->lane_records[1];
+		s->copy.t_c = d->last_txid;
+		done = true;
+		if (got[0] != counts[0] || got[1] > counts[1] || counts[0] + counts[1] > 4096) {
+			cx_fail(x, "COPY_DONE counts %" PRIu64 " and %" PRIu64 " records, lanes 0 and 1 "
+				"carried %" PRIu64 " and at least %" PRIu64 " (LANE-7)", counts[0], counts[1],
+				got[0], got[1]);
+			goto out;
+		}
+	}
+	cx_lane(x, 0);
+	for (uint64_t i = 0; i < counts[0] + counts[1]; i++)
+		if (!seen[i]) {
+			cx_fail(x, "seq %" PRIu64 " never came; the pass's records are 1..%" PRIu64
+				" (LANE-6)", i + 1, counts[0] + counts[1]);
+			goto out;
+		}
+	if (ms_check_image(s, "after a copy over two lanes,") < 0 ||
+	    ms_copy_ack(s, s->volume_size) < 0 || ms_consistent(s, s->copy.t_c) < 0)
+		goto out;
+	/* In sync, writes come as TXs on lane 0 (LANE-6: lanes carry copy records only). */
+	if (ms_write(s, 8192, 4096, 800) < 0 || ms_txs(s, s->committed) < 0 ||
+	    ms_ack(s, s->committed) < 0)
+		goto out;
+	rc = ms_check_image(s, "after a TX,");
+out:
+	cx_lane(x, 0);
+	free(seen);
+	return rc;
 }
 
 static int copy_live(struct cctx *x)
@@ -1118,7 +1393,13 @@ static int vfy_short_hash(struct cctx *x)
 const struct conform_case master_cases[] = {
 	C("master.hs.hello", "ROLE-1 HS-1 LANE-1 LANE-2 HS-2 MSG-4", "the first frame is a well-formed HELLO for one lane", hs_hello),
 	C("master.hs.session-id", "LANE-3 ERR-4 FSM-4", "every connection attempt has a fresh session_id", hs_session_id),
-	C("master.hs.version", "HS-3", "WELCOME proto_version 2, or 0, is VERSION", hs_version),
+	C("master.hs.version", "HS-3", "WELCOME proto_version 3, or 0, is VERSION", hs_version),
+	C("master.v2.offer", "HS-3 NEG-1 NEG-2 LANE-1 LANE-4", "HELLO offers versions 1..2, known algorithms, 1..16 lanes", v2_offer),
+	C("master.v2.compressed", "NEG-3 FRAME-3 FRAME-5 COMP-1 COMP-2 COMP-3 COMP-5", "with compression chosen, copy and TX data come compressed and exact", v2_compressed),
+	C("master.v2.uncompressed", "NEG-3 COMP-1", "version 2 without compression: nothing comes compressed", v2_uncompressed),
+	C("master.v2.v1-mirror", "NEG-1 FRAME-3", "a version-1 WELCOME: the master speaks version 1, uncompressed", v2_v1_mirror),
+	C("master.v2.lanes", "LANE-1 LANE-3 LANE-4 LANE-5 LANE-6 LANE-7", "two lanes granted: lane 1 joins the session, records carry pass and seq, COPY_DONE counts them", v2_lanes),
+	C("master.v2.bad-choice", "NEG-3 LANE-4", "a compression not offered is PROTOCOL; more lanes than asked is LANES", v2_bad_choice),
 	C("master.mp.table", "MP-1 MP-5 MP-7", "the extent table is valid and describes the exported volume", mp_table),
 	C("master.mp.size", "MP-5", "PARTS_READY with another volume_size is BAD_EXTENTS", mp_size),
 	C("master.mp.restart", "MP-6 DUR-3 RDY-1", "after a restart MAKEPARTS runs again, then START_SYNC from D", mp_restart),

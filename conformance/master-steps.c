@@ -279,7 +279,11 @@ int ms_accept(struct mside *s)
 		.retained_first_txid = h->retained_first_txid,
 		.committed_txid = h->committed_txid,
 		.journal_size = h->journal_size,
+		.lanes_max = h->has_lanes_max ? h->lanes_max : 1,
 	};
+	for (size_t i = 0; i < h->n_compression && s->h.n_compression < 4; i++)
+		s->h.compression[s->h.n_compression++] = h->compression[i];
+	s->version = 1;
 	snprintf(s->h.volume, sizeof(s->h.volume), "%s", h->volume);
 	memcpy(s->h.uuid, h->volume_uuid.data, 16);
 	memcpy(s->h.session_id, h->session_id.data, 16);
@@ -302,7 +306,18 @@ int ms_welcome(struct mside *s, const struct mwelcome *w)
 	m.copy_base = w->copy_base;
 	m.has_verify = w->verify;
 	m.verify = w->verify;
-	return cx_send(s->x, FREP_MSG_WELCOME, &m.base, NULL, 0);
+	if (w->proto_version >= 2) {
+		m.has_compression = m.has_lanes = true;
+		m.compression = w->compression;
+		m.lanes = w->lanes ? w->lanes : 1;
+	}
+	STEP(cx_send(s->x, FREP_MSG_WELCOME, &m.base, NULL, 0));
+	/* NEG-3: a version it speaks, the master frames everything after WELCOME so (FRAME-3). */
+	if (w->proto_version == 2) {
+		s->version = 2;
+		return cx_settle(s->x, 2, w->compression);
+	}
+	return 0;
 }
 
 /* The model and the image, once the size is known from either side. */
@@ -450,6 +465,9 @@ int ms_copy(struct mside *s)
 			const Frep__V1__CopyData *d = (const Frep__V1__CopyData *)f.msg;
 			uint32_t n = f.hdr.trailer_len;
 			STEP(record_range(s, "COPY_DATA", d->offset, n));
+			/* The codec decompressed a compressed trailer to exactly d->length (COMP-3, COMP-4). */
+			if (f.wire_trailer_len != n)
+				s->copy.compressed++;
 			CHECK(x, frep_crc32c(f.trailer, n) == d->data_crc,
 			      "COPY_DATA at %" PRIu64 ": data_crc %08x, the data's CRC32C is %08x", d->offset,
 			      d->data_crc, frep_crc32c(f.trailer, n));
@@ -538,6 +556,8 @@ int ms_take_tx(struct mside *s, const struct frame *fp, struct mtx *out)
 		uint32_t crc = frep_crc32c(f.trailer, f.hdr.trailer_len);
 		CHECK(x, crc == t.crc, "TX %" PRIu64 ": data_crc %08x, the data's CRC32C is %08x (SEQ-2)",
 		      t.txid, t.crc, crc);
+		if (f.wire_trailer_len != f.hdr.trailer_len)
+			s->tx_compressed++;
 		memcpy(s->img + t.offset, f.trailer, t.length);
 	} else {
 		CHECK(x, f.hdr.trailer_len == 0 && t.crc == 0, "TX %" PRIu64 ": a %s with %u bytes of data "
@@ -850,13 +870,17 @@ static int nbd_ready(struct mside *s, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int ms_write(struct mside *s, uint64_t off, uint32_t len, uint64_t seed)
+static int write_filled(struct mside *s, uint64_t off, uint32_t len, uint64_t seed,
+			bool compressible)
 {
 	STEP(nbd_ready(s, off, len));
 	uint8_t *buf = malloc(len);
 	if (!buf)
 		return cx_fail(s->x, "out of memory");
-	cx_fill(buf, len, seed);
+	if (compressible)
+		cx_fill_compressible(buf, len, seed);
+	else
+		cx_fill(buf, len, seed);
 	int rc = nbd_pwrite(s->nbd, buf, len, off, 0);
 	if (rc == 0) {
 		memcpy(s->model + off, buf, len);
@@ -866,6 +890,16 @@ int ms_write(struct mside *s, uint64_t off, uint32_t len, uint64_t seed)
 	}
 	free(buf);
 	return rc;
+}
+
+int ms_write(struct mside *s, uint64_t off, uint32_t len, uint64_t seed)
+{
+	return write_filled(s, off, len, seed, false);
+}
+
+int ms_write_compressible(struct mside *s, uint64_t off, uint32_t len, uint64_t seed)
+{
+	return write_filled(s, off, len, seed, true);
 }
 
 int ms_write_refused(struct mside *s, uint64_t off, uint32_t len, uint64_t seed, const char *when)

@@ -12,6 +12,9 @@ struct mhello {
 	char volume[FREP_MAX_VOLUME_NAME + 1];
 	uint8_t uuid[FREP_UUID_SIZE], session_id[FREP_SESSION_ID_SIZE];
 	uint64_t generation, retained_first_txid, committed_txid, journal_size;
+	uint32_t compression[4]; /* Hello.compression, the first 4 offered (version 2) */
+	size_t n_compression;
+	uint32_t lanes_max;	 /* Hello.lanes_max, 1 when absent */
 };
 
 /* What a WELCOME says; wel_new() is a volume the mirror never saw. */
@@ -21,6 +24,8 @@ struct mwelcome {
 	uint64_t durable_txid, consistent_txid, copy_cursor, copy_base;
 	uint32_t phase;
 	bool verify; /* Welcome.verify: this mirror answers VERIFY (VFY-1) */
+	/* Version 2 (NEG-3, LANE-4): sent when proto_version is 2. */
+	uint32_t compression, lanes;
 };
 struct mwelcome wel_new(void);
 /* A mirror consistent in phase INSYNC at TXID d (READY row 3 when the master holds d + 1). */
@@ -40,6 +45,7 @@ struct mcopy {
 	uint64_t base, total, start_offset;
 	uint64_t next;	     /* end of the last record: the next starts here or later */
 	uint64_t data_bytes; /* COPY_DATA bytes received */
+	unsigned compressed; /* COPY_DATA frames whose trailer came compressed */
 	uint64_t t_c, copied_bytes;
 };
 
@@ -66,6 +72,8 @@ struct mside {
 	char hb_bad[256];	/* the first HB-1 violation seen, "" if none */
 
 	struct mcopy copy;
+	uint32_t version;	/* the WELCOME sent on this connection chose it */
+	unsigned tx_compressed;	/* TX frames whose trailer came compressed, in this case */
 	uint64_t next_txid;	/* the TX expected next (0: no START_COPY/START_SYNC yet) */
 	const char *next_rule;	/* the rule that says which, for the first TX after a turn */
 	uint64_t max_txid;	/* highest TXID received on this connection */
@@ -172,6 +180,8 @@ int ms_nbd(struct mside *s);
 void ms_nbd_close(struct mside *s);
 /* One write of len bytes of data from seed; its reply means the TX is committed (DUR-1). */
 int ms_write(struct mside *s, uint64_t off, uint32_t len, uint64_t seed);
+/* The same with data that compresses well (cx_fill_compressible): COMP-* cases. */
+int ms_write_compressible(struct mside *s, uint64_t off, uint32_t len, uint64_t seed);
 /* The same write refused (a fenced master, EPO-3): the NBD reply is an error, the model unchanged. */
 int ms_write_refused(struct mside *s, uint64_t off, uint32_t len, uint64_t seed, const char *when);
 int ms_trim(struct mside *s, uint64_t off, uint32_t len);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compress.h"
 #include "mirror.h"
 #include "tls.h"
 #include "util.h"
@@ -456,14 +457,18 @@ static int hs_version(struct cctx *x)
 	struct hello_args a;
 	struct frame f;
 	hello_defaults(x, &a);
+	a.proto_min = 3;
+	a.proto_max = 4;
+	STEP(hello_refused(x, &a, FREP_E_VERSION));
 	a.proto_min = 2;
-	a.proto_max = 3;
+	a.proto_max = 1;
 	STEP(hello_refused(x, &a, FREP_E_VERSION));
 	a.proto_min = 1;
 	a.proto_max = 9;
 	STEP(expect_welcome(x, &a, &f));
 	uint32_t v = ((const Frep__V1__Welcome *)f.msg)->proto_version;
-	CHECK(x, v == 1, "offered 1..9, the mirror chose %u (a version-1 mirror speaks only 1)", v);
+	CHECK(x, v == 2, "offered 1..9, the mirror chose %u (a version-2 mirror speaks 1 and 2: "
+	      "the highest common is 2)", v);
 	cx_close(x);
 	a.proto_min = 0;
 	a.proto_max = 1;
@@ -729,12 +734,7 @@ static int table_refused(struct cctx *x, const uint64_t *sizes, size_t n, const 
 	t.n_extent_size = n;
 	STEP(m_open(x, NULL));
 	STEP(cx_send(x, FREP_MSG_EXTENT_TABLE, &t.base, NULL, 0));
-	if (cx_expect_error(x, FREP_E_BAD_EXTENTS, NULL) < 0) {
-		char why[sizeof(x->why)];
-		snprintf(why, sizeof(why), "%s", x->why);
-		return cx_fail(x, "%s: %s", what, why);
-	}
-	return 0;
+	return cx_expect_error_for(x, FREP_E_BAD_EXTENTS, what);
 }
 
 static int mp_bad_tables(struct cctx *x)
@@ -942,12 +942,7 @@ static int copy_refused(struct cctx *x, int (*record)(struct cctx *), unsigned c
 	STEP(m_ready(x, NULL));
 	STEP(m_start_copy(x, PH_REPLICATE, 0, true, 0));
 	STEP(record(x));
-	if (cx_expect_error(x, code, NULL) < 0) {
-		char why[sizeof(x->why)];
-		snprintf(why, sizeof(why), "%s", x->why);
-		return cx_fail(x, "%s: %s", what, why);
-	}
-	return 0;
+	return cx_expect_error_for(x, code, what);
 }
 
 static int rec_data_past_end(struct cctx *x) { return m_copy_data(x, x->volume_size - 4096, 8192, 1); }
@@ -1136,12 +1131,7 @@ static int tx_refused(struct cctx *x, const Frep__V1__Tx *t, const void *trailer
 {
 	STEP(m_insync(x));
 	STEP(cx_send(x, FREP_MSG_TX, &t->base, trailer, tl));
-	if (cx_expect_error(x, code, NULL) < 0) {
-		char why[sizeof(x->why)];
-		snprintf(why, sizeof(why), "%s", x->why);
-		return cx_fail(x, "%s: %s", what, why);
-	}
-	return 0;
+	return cx_expect_error_for(x, code, what);
 }
 
 static int seq_bad_tx(struct cctx *x)
@@ -1337,12 +1327,7 @@ static int vfy_refused(struct cctx *x, uint64_t off, uint64_t len, uint64_t txid
 	STEP(vfy_insync(x));
 	STEP(m_tx(x, 1, TX_WRITE, 0, 4096));
 	STEP(m_verify(x, 1, off, len, txid, hash, hash_len));
-	if (cx_expect_error(x, code, NULL) < 0) {
-		char why[sizeof(x->why)];
-		snprintf(why, sizeof(why), "%s", x->why);
-		return cx_fail(x, "%s: %s", what, why);
-	}
-	return 0;
+	return cx_expect_error_for(x, code, what);
 }
 
 static int vfy_bad(struct cctx *x)
@@ -1558,6 +1543,555 @@ static int dur_phase(struct cctx *x)
 
 #define C(id, clauses, title, fn) { id, clauses, title, ROLE_MIRROR, false, fn, 0, 0 }
 #define D(id, clauses, title, fn) { id, clauses, title, ROLE_MIRROR, true, fn, 0, 0 }
+/* --- version 2: negotiation, framing, compression ---------------------------------------- */
+
+#define COMP_ZSTD FREP__V1__COMPRESSION__COMPRESSION_ZSTD
+#define COMP_LZ4 FREP__V1__COMPRESSION__COMPRESSION_LZ4
+
+static int v2_negotiate(struct cctx *x)
+{
+	static const uint32_t offer[] = { 77, COMP_LZ4, COMP_ZSTD }; /* 77: no such algorithm */
+	struct hello_args a;
+	struct frame f;
+	hello_defaults(x, &a);
+	a.proto_max = 2;
+	a.compression = offer;
+	a.n_compression = 3;
+	a.lanes_max = 4;
+	STEP(expect_welcome(x, &a, &f));
+	const Frep__V1__Welcome *w = (const Frep__V1__Welcome *)f.msg;
+	CHECK(x, w->proto_version == 2, "offered 1..2, the mirror chose %u (HS-3: the highest "
+	      "common; a version-2 mirror speaks 2)", w->proto_version);
+	CHECK(x, w->has_compression && (w->compression == COMP_LZ4 || w->compression == 0),
+	      "offered 77, lz4, zstd: the mirror chose %u; the first it speaks, lz4, or none (NEG-3)",
+	      w->compression);
+	uint32_t lanes = w->has_lanes ? w->lanes : 1;
+	CHECK(x, lanes >= 1 && lanes <= 4, "asked for 4 lanes, granted %u (LANE-4: 1..lanes_max)",
+	      lanes);
+	cx_close(x);
+	/* No offer: no compression. */
+	a.compression = NULL;
+	a.n_compression = 0;
+	a.lanes_max = 0;
+	STEP(expect_welcome(x, &a, &f));
+	w = (const Frep__V1__Welcome *)f.msg;
+	CHECK(x, w->proto_version == 2 && (!w->has_compression || w->compression == 0),
+	      "offered 1..2 and no compression: version %u, compression %u (NEG-3: none)",
+	      w->proto_version, w->compression);
+	CHECK(x, !w->has_lanes || w->lanes == 1, "asked for no lanes, granted %u (LANE-4)", w->lanes);
+	cx_close(x);
+	/* A version-1 master: version 1, whatever version-2 fields its HELLO carries (NEG-1). */
+	a.proto_max = 1;
+	a.compression = offer + 2;
+	a.n_compression = 1;
+	STEP(expect_welcome(x, &a, &f));
+	w = (const Frep__V1__Welcome *)f.msg;
+	CHECK(x, w->proto_version == 1, "offered 1..1, the mirror chose %u (NEG-1)", w->proto_version);
+	CHECK(x, !w->has_compression || w->compression == 0,
+	      "a version-1 session chose compression %u (NEG-1: none in version 1)", w->compression);
+	return 0;
+}
+
+/* A version-2 session takes the session's version only: a version-1 frame after WELCOME is PROTOCOL. */
+static int v2_framing(struct cctx *x)
+{
+	x->proto_max = 2;
+	STEP(m_insync(x));
+	CHECK(x, x->version == 2, "offered 1..2, the mirror chose %u", x->version);
+	STEP(m_sync(x));
+	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, 1, FREP_MSG_HEARTBEAT, 0, 0, 0));
+	STEP(cx_expect_error(x, FREP_E_PROTOCOL, NULL));
+	/* And a version-1 session takes no version-2 frame. */
+	x->proto_max = 1;
+	STEP(m_reopen(x, NULL));
+	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, 2, FREP_MSG_HEARTBEAT, 0, 0, 0));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+/* A version-2 session in REPLICATE, with the given compression offered (0: none). */
+static int v2_replicate(struct cctx *x, uint32_t alg)
+{
+	x->proto_max = 2;
+	x->offer_compression = alg;
+	STEP(m_ready(x, NULL));
+	CHECK(x, x->version == 2, "offered 1..2, the mirror chose %u", x->version);
+	CHECK(x, !alg || x->compression == alg, "offered only %s, the mirror chose %u",
+	      compress_name(alg), x->compression);
+	return m_start_copy(x, PH_REPLICATE, 0, true, 0);
+}
+
+/* FRAME-5: the flag only on a trailer, only where compression was negotiated; other bits reserved. */
+static int v2_flags(struct cctx *x)
+{
+	uint8_t data[4096];
+	cx_fill_compressible(data, sizeof(data), 3);
+	Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+	d.data_crc = frep_crc32c(data, sizeof(data));
+	d.has_length = true;
+	d.length = sizeof(data);
+	uint8_t *z = NULL;
+	size_t zn = cx_compress(COMP_ZSTD, data, sizeof(data), &z);
+	CHECK(x, zn > 0, "internal: zstd did not compress");
+	STEP(v2_replicate(x, 0));
+	int rc = cx_send_flagged(x, 2, FREP_MSG_COPY_DATA, FREP_FLAG_COMPRESSED, &d.base, z,
+				 (uint32_t)zn);
+	free(z);
+	STEP(rc);
+	STEP(cx_expect_error(x, FREP_E_PROTOCOL, "compress"));
+	x->proto_max = 2;
+	STEP(m_insync(x));
+	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, 2, FREP_MSG_HEARTBEAT, FREP_FLAG_COMPRESSED, 0, 0));
+	STEP(cx_expect_error(x, FREP_E_PROTOCOL, NULL));
+	STEP(m_reopen(x, NULL));
+	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, 2, FREP_MSG_HEARTBEAT, 0x0002, 0, 0));
+	return cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+}
+
+/*
+ * COMP-1..5: a copy and TXs with compressed trailers give the mirror exactly
+ * the data: VERIFY's hash of the region equals the data's.
+ */
+static int comp_roundtrip(struct cctx *x, uint32_t alg)
+{
+	enum { REGION = 1 << 20 };
+	uint8_t *img = calloc(1, REGION), hash[FREP_VERIFY_HASH_SIZE];
+	if (!img)
+		return cx_fail(x, "out of memory");
+	int rc = -1;
+	if (v2_replicate(x, alg) < 0)
+		goto out;
+	if (x->compression != alg) {
+		rc = cx_fail(x, "offered only %s, the mirror chose compression %u: a mirror MAY "
+			     "decline (NEG-3), but then this case has nothing to check",
+			     compress_name(alg), x->compression);
+		goto out;
+	}
+	/* The region as 4 records: compressible, random (sent raw, COMP-2), compressible, hole. */
+	cx_fill_compressible(img, REGION / 4, 11);
+	cx_fill(img + REGION / 4, REGION / 4, 12);
+	cx_fill_compressible(img + REGION / 2, REGION / 4, 13);
+	for (unsigned i = 0; i < 3; i++) {
+		Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+		d.offset = (uint64_t)i * (REGION / 4);
+		d.data_crc = frep_crc32c(img + d.offset, REGION / 4);
+		d.has_length = true;
+		d.length = REGION / 4;
+		if (cx_send(x, FREP_MSG_COPY_DATA, &d.base, img + d.offset, REGION / 4) < 0)
+			goto out;
+	}
+	if (m_copy_hole(x, 3 * (REGION / 4), x->volume_size - 3 * (REGION / 4)) < 0 ||
+	    m_copy_done(x, 3, 3 * (REGION / 4)) < 0)
+		goto out;
+	/* TX_WRITEs, compressed, over what the copy wrote. */
+	for (uint64_t t = 1; t <= 3; t++) {
+		Frep__V1__Tx tx = FREP__V1__TX__INIT;
+		uint64_t off = 4096 * (t * 37 % 200);
+		cx_fill_compressible(img + off, 16384, 100 + t);
+		tx.generation = x->generation;
+		tx.txid = t;
+		tx.op = TX_WRITE;
+		tx.offset = off;
+		tx.length = 16384;
+		tx.data_crc = frep_crc32c(img + off, 16384);
+		if (cx_send(x, FREP_MSG_TX, &tx.base, img + off, 16384) < 0)
+			goto out;
+	}
+	uint64_t data = atomic_load(&x->p.out.data_bytes), wire = atomic_load(&x->p.out.wire_bytes);
+	if (wire >= data / 2) {
+		rc = cx_fail(x, "internal: %" PRIu64 " data bytes went as %" PRIu64 " on the wire: "
+			     "not compressed", data, wire);
+		goto out;
+	}
+	uint64_t t;
+	if (m_wait_consistent(x, &t) < 0)
+		goto out;
+	if (t != 3) {
+		rc = cx_fail(x, "CONSISTENT txid %" PRIu64 " after TXs 1..3 (COPY-11)", t);
+		goto out;
+	}
+	cx_hash(img, REGION, hash);
+	m_reset_seen(x);
+	if (m_verify(x, 1, 0, REGION, 3, hash, sizeof(hash)) < 0 || m_wait_verify(x, 1) < 0)
+		goto out;
+	const struct seen_verify *v = &x->seen.vr[0];
+	if (v->status != FREP__V1__VERIFY_STATUS__VERIFY_HASHED || v->hash_len != sizeof(hash) ||
+	    memcmp(v->hash, hash, sizeof(hash)) != 0) {
+		rc = cx_fail(x, "after a copy and TXs with %s trailers, the mirror's hash of the first "
+			     "MiB differs from the data's: the decompressed data is not what was sent "
+			     "(COMP-5)", compress_name(alg));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(img);
+	return rc;
+}
+
+static int comp_zstd(struct cctx *x)
+{
+	return comp_roundtrip(x, COMP_ZSTD);
+}
+
+static int comp_lz4(struct cctx *x)
+{
+	return comp_roundtrip(x, COMP_LZ4);
+}
+
+/*
+ * A compressed COPY_DATA (zstd) of n bytes of data declared as `declared`
+ * (0: no length), with CRC32C crc, in a fresh REPLICATE session; the mirror
+ * answers with code.
+ */
+static int comp_refused(struct cctx *x, const void *z, size_t zn, uint64_t declared,
+			uint32_t crc, unsigned code, const char *what)
+{
+	Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+	d.data_crc = crc;
+	d.has_length = declared != 0;
+	d.length = declared;
+	STEP(v2_replicate(x, COMP_ZSTD));
+	STEP(cx_send_flagged(x, 2, FREP_MSG_COPY_DATA, FREP_FLAG_COMPRESSED, &d.base, z, (uint32_t)zn));
+	return cx_expect_error_for(x, code, what);
+}
+
+/* COMP-3, COMP-4: what a compressed trailer must decompress to, and its CRC. */
+static int comp_bad(struct cctx *x)
+{
+	enum { N = 65536 };
+	static uint8_t data[N];
+	uint8_t *z = NULL, junk[512];
+	cx_fill_compressible(data, N, 21);
+	cx_fill(junk, sizeof(junk), 22);
+	size_t zn = cx_compress(COMP_ZSTD, data, N, &z);
+	uint32_t crc = frep_crc32c(data, N);
+	int rc = -1;
+	if (!zn) {
+		rc = cx_fail(x, "internal: zstd did not compress");
+		goto out;
+	}
+	if (comp_refused(x, z, zn, N / 2, crc, FREP_E_PROTOCOL,
+			 "data that decompresses past its declared length") < 0 ||
+	    comp_refused(x, z, zn, 2 * N, crc, FREP_E_PROTOCOL,
+			 "data that decompresses short of its declared length") < 0 ||
+	    comp_refused(x, z, zn, 0, crc, FREP_E_PROTOCOL,
+			 "a compressed COPY_DATA without a length") < 0 ||
+	    comp_refused(x, z, zn, (uint64_t)FREP_MAX_TRAILER + 1, crc, FREP_E_PROTOCOL,
+			 "a declared length above 32 MiB") < 0 ||
+	    comp_refused(x, junk, sizeof(junk), N, crc, FREP_E_PROTOCOL,
+			 "bytes that are no zstd frame") < 0 ||
+	    comp_refused(x, z, zn, N, frep_crc32c(z, zn), FREP_E_CHECKSUM,
+			 "a CRC32C of the compressed bytes, not of the data") < 0)
+		goto out;
+	/* A raw trailer must be as long as the length says. */
+	Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+	d.data_crc = crc;
+	d.has_length = true;
+	d.length = N - 1;
+	if (v2_replicate(x, COMP_ZSTD) < 0 ||
+	    cx_send_flagged(x, 2, FREP_MSG_COPY_DATA, 0, &d.base, data, N) < 0)
+		goto out;
+	if (cx_expect_error_for(x, FREP_E_PROTOCOL, "a raw COPY_DATA whose length is not its "
+				"trailer's") < 0)
+		goto out;
+	/* A compressed TX whose data is not Tx.length long. */
+	Frep__V1__Tx tx = FREP__V1__TX__INIT;
+	tx.generation = x->generation;
+	tx.txid = 1;
+	tx.op = TX_WRITE;
+	tx.length = N - 4096;
+	tx.data_crc = crc;
+	x->proto_max = 2;
+	x->offer_compression = COMP_ZSTD;
+	if (m_insync(x) < 0 ||
+	    cx_send_flagged(x, 2, FREP_MSG_TX, FREP_FLAG_COMPRESSED, &tx.base, z, (uint32_t)zn) < 0)
+		goto out;
+	if (cx_expect_error_for(x, FREP_E_PROTOCOL, "a compressed TX of more data than Tx.length") < 0)
+		goto out;
+	rc = 0;
+out:
+	free(z);
+	return rc;
+}
+
+/*
+ * COMP-4: a decompression bomb, 64 MiB of zeros in a few KiB, declared as
+ * 4 MiB, is PROTOCOL; the mirror neither writes nor allocates it, and serves
+ * the next session.
+ */
+static int comp_bomb(struct cctx *x)
+{
+	enum { BOMB = 64 << 20 };
+	uint8_t *zeros = calloc(1, BOMB), *z = NULL;
+	if (!zeros)
+		return cx_fail(x, "out of memory");
+	size_t zn = cx_compress(COMP_ZSTD, zeros, BOMB, &z);
+	free(zeros);
+	int rc = zn ? comp_refused(x, z, zn, 4 << 20, 0, FREP_E_PROTOCOL,
+				   "64 MiB of zeros declared as 4 MiB")
+		    : cx_fail(x, "internal: zstd did not compress");
+	free(z);
+	STEP(rc);
+	x->offer_compression = 0;
+	return m_insync(x);
+}
+
+
+/* --- lanes (version 2) ------------------------------------------------------------------- */
+
+/* Lane 0 of a version-2 session asking for `want` lanes: *granted gets Welcome.lanes. */
+static int lane0(struct cctx *x, uint32_t want, uint32_t *granted)
+{
+	struct welcome w;
+	x->proto_max = 2;
+	x->lanes_max = want;
+	STEP(m_open(x, &w));
+	CHECK(x, w.proto_version == 2, "offered 1..2, the mirror chose %u", w.proto_version);
+	*granted = w.lanes;
+	CHECK(x, w.lanes >= 1 && w.lanes <= want, "asked for %u lanes, granted %u (LANE-4)", want,
+	      w.lanes);
+	if (w.lanes < 2)
+		return cx_skip(x, "the mirror granted one lane (LANE-4 allows it): nothing to join");
+	return 0;
+}
+
+/* A HELLO joining lane `lane` of `count` on connection slot `slot` (LANE-1, LANE-5). */
+static int lane_hello(struct cctx *x, unsigned slot, uint32_t lane, uint32_t count,
+		      const uint8_t *sid, uint32_t proto_min)
+{
+	struct hello_args a;
+	uint8_t keep[16];
+	memcpy(keep, x->sid, sizeof(keep));
+	hello_defaults(x, &a);
+	a.proto_min = proto_min;
+	a.proto_max = 2;
+	a.lane = lane;
+	a.lane_count = count;
+	a.sid = sid;
+	a.lanes_max = 0;
+	cx_lane(x, slot);
+	int rc = cx_connect(x) == 0 ? m_send_hello(x, &a) : -1;
+	memcpy(x->sid, keep, sizeof(keep)); /* the session's stays lane 0's */
+	return rc;
+}
+
+/* Joins lane n of count; the connection is left as lane n, settled to version 2. */
+static int lane_join(struct cctx *x, uint32_t n, uint32_t count)
+{
+	struct frame f;
+	STEP(lane_hello(x, n, n, count, x->sid, 2));
+	STEP(cx_expect(x, FREP_MSG_WELCOME, &f));
+	const Frep__V1__Welcome *w = (const Frep__V1__Welcome *)f.msg;
+	CHECK(x, w->proto_version == 2 && (w->has_lanes ? w->lanes : 1) == count,
+	      "lane %u joined with WELCOME version %u, %u lanes; the session's are 2 and %u (LANE-5)",
+	      n, w->proto_version, w->has_lanes ? w->lanes : 1, count);
+	return cx_settle(x, 2, w->has_compression ? w->compression : 0);
+}
+
+/* A lane's copy record: data from seed (len > 0) or a hole, with its pass and seq (LANE-6). */
+static int lane_record(struct cctx *x, uint64_t off, uint32_t len, uint64_t hole, uint64_t seed,
+		       uint64_t pass, uint64_t seq, uint8_t *img)
+{
+	if (!len) {
+		Frep__V1__CopyHole h = FREP__V1__COPY_HOLE__INIT;
+		h.offset = off;
+		h.length = hole;
+		h.has_pass = h.has_seq = true;
+		h.pass = pass;
+		h.seq = seq;
+		return cx_send(x, FREP_MSG_COPY_HOLE, &h.base, NULL, 0);
+	}
+	Frep__V1__CopyData d = FREP__V1__COPY_DATA__INIT;
+	cx_fill(img + off, len, seed);
+	d.offset = off;
+	d.data_crc = frep_crc32c(img + off, len);
+	d.has_length = d.has_pass = d.has_seq = true;
+	d.length = len;
+	d.pass = pass;
+	d.seq = seq;
+	return cx_send(x, FREP_MSG_COPY_DATA, &d.base, img + off, len);
+}
+
+static int lane_copy_done(struct cctx *x, uint64_t t_c, const uint64_t *counts, size_t n)
+{
+	Frep__V1__CopyDone d = FREP__V1__COPY_DONE__INIT;
+	d.last_txid = t_c;
+	d.lane_records = (uint64_t *)counts;
+	d.n_lane_records = n;
+	return cx_send(x, FREP_MSG_COPY_DONE, &d.base, NULL, 0);
+}
+
+/*
+ * LANE-5..8: records of one pass on two lanes, out of order (seq 2 on lane 1
+ * before seq 1 on lane 0), then a TX over seq 2's range: the mirror holds
+ * exactly the copy with the TX on top (VERIFY), never the copy over the TX.
+ */
+static int lanes_copy(struct cctx *x)
+{
+	enum { R = 256 << 10 };
+	uint8_t *img = calloc(1, 2 * R), hash[FREP_VERIFY_HASH_SIZE];
+	uint32_t lanes = 0;
+	int rc = -1;
+	if (!img)
+		return cx_fail(x, "out of memory");
+	if (lane0(x, 2, &lanes) < 0 || lane_join(x, 1, 2) < 0)
+		goto out;
+	cx_lane(x, 0);
+	if (m_parts(x, NULL, 0, NULL) < 0 || m_start_copy(x, PH_REPLICATE, 0, true, 0) < 0)
+		goto out;
+	cx_lane(x, 1);
+	if (lane_record(x, R, R, 0, 32, 1, 2, img) < 0 ||
+	    lane_record(x, 2 * R, 0, x->volume_size - 2 * R, 0, 1, 3, img) < 0)
+		goto out;
+	cx_lane(x, 0);
+	static const uint64_t counts[2] = { 1, 2 };
+	if (lane_record(x, 0, R, 0, 31, 1, 1, img) < 0 || lane_copy_done(x, 1, counts, 2) < 0)
+		goto out;
+	/* TX 1 over the second record's range. */
+	Frep__V1__Tx tx = FREP__V1__TX__INIT;
+	cx_fill(img + R + 4096, 8192, 77);
+	tx.generation = x->generation;
+	tx.txid = 1;
+	tx.op = TX_WRITE;
+	tx.offset = R + 4096;
+	tx.length = 8192;
+	tx.data_crc = frep_crc32c(img + R + 4096, 8192);
+	uint64_t t;
+	if (cx_send(x, FREP_MSG_TX, &tx.base, img + R + 4096, 8192) < 0 || m_wait_consistent(x, &t) < 0)
+		goto out;
+	if (t != 1) {
+		rc = cx_fail(x, "CONSISTENT txid %" PRIu64 " after TX 1 (COPY-11)", t);
+		goto out;
+	}
+	if (x->seen.copy_ack != x->volume_size) {
+		rc = cx_fail(x, "the last COPY_ACK says %" PRIu64 ", not the volume's size (COPY-8)",
+			     x->seen.copy_ack);
+		goto out;
+	}
+	cx_hash(img, 2 * R, hash);
+	m_reset_seen(x);
+	if (m_verify(x, 1, 0, 2 * R, 1, hash, sizeof(hash)) < 0 || m_wait_verify(x, 1) < 0)
+		goto out;
+	const struct seen_verify *v = &x->seen.vr[0];
+	if (v->status != FREP__V1__VERIFY_STATUS__VERIFY_HASHED ||
+	    memcmp(v->hash, hash, sizeof(hash)) != 0) {
+		rc = cx_fail(x, "records on two lanes and a TX over one: the mirror's hash of them "
+			     "differs (LANE-7: no TX of the pass before every record is durable)");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(img);
+	return rc;
+}
+
+/* Expects the join on the current connection refused with code. */
+static int join_refused(struct cctx *x, unsigned code, const char *what)
+{
+	STEP(cx_expect_error_for(x, code, what));
+	cx_close(x);
+	return 0;
+}
+
+/* LANE-5: joins that do not match the session are refused; the session goes on. */
+static int lanes_refused(struct cctx *x)
+{
+	uint8_t other[16];
+	uint32_t lanes = 0;
+	random_bytes(other, sizeof(other));
+	STEP(lane0(x, 2, &lanes));
+	STEP(lane_hello(x, 1, 1, 2, other, 2));
+	STEP(join_refused(x, FREP_E_LANES, "a join naming no open session"));
+	STEP(lane_hello(x, 1, 2, 2, x->sid, 2));
+	STEP(join_refused(x, FREP_E_LANES, "lane 2 of 2"));
+	STEP(lane_hello(x, 1, 1, 3, x->sid, 2));
+	STEP(join_refused(x, FREP_E_LANES, "a lane_count other than the session's"));
+	STEP(lane_hello(x, 1, 1, 2, x->sid, 1));
+	STEP(join_refused(x, FREP_E_LANES, "a join offering versions 1..2, not exactly 2"));
+	if (x->cf->tls_other) {
+		x->use_other = true;
+		int rc = lane_hello(x, 1, 1, 2, x->sid, 2);
+		x->use_other = false;
+		STEP(rc);
+		STEP(join_refused(x, FREP_E_UNAUTHORISED, "a join from another identity"));
+	}
+	STEP(lane_join(x, 1, 2));
+	STEP(lane_hello(x, 2, 1, 2, x->sid, 2));
+	STEP(join_refused(x, FREP_E_LANES, "lane 1 again, while it is held"));
+	/* Lane 0 never noticed: it goes on to READY and a copy. */
+	cx_lane(x, 0);
+	return m_parts(x, NULL, 0, NULL);
+}
+
+/* LANE-6, LANE-9: a HEARTBEAT on a joining lane is UNEXPECTED, there and on lane 0. */
+static int lanes_unexpected(struct cctx *x)
+{
+	uint32_t lanes = 0;
+	STEP(lane0(x, 2, &lanes));
+	STEP(lane_join(x, 1, 2));
+	cx_lane(x, 0);
+	STEP(m_parts(x, NULL, 0, NULL));
+	cx_lane(x, 1);
+	Frep__V1__Heartbeat hb = FREP__V1__HEARTBEAT__INIT;
+	hb.seq = 1;
+	STEP(cx_send(x, FREP_MSG_HEARTBEAT, &hb.base, NULL, 0));
+	STEP(cx_expect_error(x, FREP_E_UNEXPECTED, NULL));
+	cx_lane(x, 0);
+	return cx_expect_error(x, FREP_E_UNEXPECTED, NULL);
+}
+
+/* LANE-7: a lane that delivers more records than COPY_DONE counts for it is PROTOCOL. */
+static int lanes_count(struct cctx *x)
+{
+	uint8_t *img = calloc(1, 65536);
+	uint32_t lanes = 0;
+	int rc = -1;
+	if (!img)
+		return cx_fail(x, "out of memory");
+	if (lane0(x, 2, &lanes) < 0 || lane_join(x, 1, 2) < 0)
+		goto out;
+	cx_lane(x, 0);
+	if (m_parts(x, NULL, 0, NULL) < 0 || m_start_copy(x, PH_REPLICATE, 0, true, 0) < 0)
+		goto out;
+	cx_lane(x, 1);
+	if (lane_record(x, 0, 65536, 0, 5, 1, 1, img) < 0 ||
+	    lane_record(x, 65536, 0, x->volume_size - 65536, 0, 1, 2, img) < 0)
+		goto out;
+	cx_lane(x, 0);
+	static const uint64_t counts[2] = { 0, 1 };
+	if (lane_copy_done(x, 0, counts, 2) < 0)
+		goto out;
+	rc = cx_expect_error(x, FREP_E_PROTOCOL, NULL);
+out:
+	free(img);
+	return rc;
+}
+
+/* LANE-9: a joining lane lost mid-copy ends the whole session: lane 0 is closed too. */
+static int lanes_lost(struct cctx *x)
+{
+	uint32_t lanes = 0;
+	STEP(lane0(x, 2, &lanes));
+	STEP(lane_join(x, 1, 2));
+	cx_lane(x, 0);
+	STEP(m_parts(x, NULL, 0, NULL));
+	STEP(m_start_copy(x, PH_REPLICATE, 0, true, 0));
+	cx_lane(x, 1);
+	cx_abort(x);
+	cx_lane(x, 0);
+	/* An ERROR first is allowed; then the close. */
+	for (;;) {
+		struct frame f;
+		enum frame_status st = cx_recv(x, &f, x->p.timeout_ms);
+		if (st == FRAME_EOF)
+			return 0;
+		if (st == FRAME_ERR)
+			return cx_fail(x, "lane 1 lost: lane 0 %s", x->why);
+		CHECK(x, f.hdr.type == FREP_MSG_ERROR || f.hdr.type == FREP_MSG_COPY_ACK ||
+			 f.hdr.type == FREP_MSG_HEARTBEAT,
+		      "lane 1 lost mid-copy: lane 0 got %s, and stayed open (LANE-9: the session ends)",
+		      frep_msg_name(f.hdr.type));
+	}
+}
 
 const struct conform_case mirror_cases[] = {
 	C("mirror.tls.no-client-cert", "TLS-3", "a master without a client certificate is never welcomed", tls_no_cert),
@@ -1566,7 +2100,7 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.tls.version", "TLS-2", "TLS 1.1 is never welcomed", tls_old_version),
 	C("mirror.tls.plaintext", "TLS-2", "a plaintext HELLO is never welcomed", tls_plaintext),
 	C("mirror.frame.magic", "FRAME-1 FRAME-2 FRAME-9", "a bad magic is PROTOCOL", frame_magic),
-	C("mirror.frame.version", "FRAME-3 FRAME-9", "frame version 2 is PROTOCOL", frame_version),
+	C("mirror.frame.version", "FRAME-3 FRAME-9", "a HELLO framed as version 2 is PROTOCOL (HELLO is always version 1)", frame_version),
 	C("mirror.frame.type-zero", "FRAME-4", "type 0 is PROTOCOL", frame_type0),
 	C("mirror.frame.type-unknown", "FRAME-4", "type 22, above the last, is PROTOCOL (in INSYNC)", frame_type_unknown),
 	C("mirror.frame.flags", "FRAME-5", "a flag bit set is PROTOCOL", frame_flags),
@@ -1595,6 +2129,18 @@ const struct conform_case mirror_cases[] = {
 	C("mirror.hs.check-order", "HS-2", "HELLO checks run in the spec's order", hs_check_order),
 	C("mirror.hs.sizes", "HS-2", "a 15-byte UUID or 17-byte session ID is PROTOCOL", hs_sizes),
 	C("mirror.hs.version", "HS-3", "no common version is VERSION; the highest common is chosen", hs_version),
+	C("mirror.v2.negotiate", "HS-3 NEG-1 NEG-2 NEG-3 LANE-4", "version 2 is chosen; the first known algorithm offered; version 1 for a version-1 master", v2_negotiate),
+	C("mirror.v2.framing", "FRAME-3", "after WELCOME, a frame of the other version is PROTOCOL", v2_framing),
+	C("mirror.v2.flags", "FRAME-5 COMP-1", "COMPRESSED without compression or a trailer, or a reserved flag, is PROTOCOL", v2_flags),
+	C("mirror.comp.zstd", "COMP-1 COMP-2 COMP-3 COMP-5 COPY-6 SEQ-2", "zstd-compressed copy and TX data arrive exactly (VERIFY)", comp_zstd),
+	C("mirror.comp.lz4", "COMP-1 COMP-2 COMP-3 COMP-5 COPY-6 SEQ-2", "lz4-compressed copy and TX data arrive exactly (VERIFY)", comp_lz4),
+	C("mirror.comp.bad", "COMP-3 COMP-4 COPY-7 SEQ-2", "wrong declared lengths, no length, corrupt data are PROTOCOL; a CRC of the wrong bytes is CHECKSUM", comp_bad),
+	C("mirror.lanes.copy", "LANE-1 LANE-4 LANE-5 LANE-6 LANE-7 LANE-8", "records of one pass on two lanes, out of order, then a TX over them: exact (VERIFY)", lanes_copy),
+	C("mirror.lanes.refused", "LANE-5", "joins of another session, lane, count, version or identity are refused; the session goes on", lanes_refused),
+	C("mirror.lanes.unexpected", "LANE-6 LANE-9", "a HEARTBEAT on a joining lane is UNEXPECTED there and on lane 0", lanes_unexpected),
+	C("mirror.lanes.count", "LANE-7", "a lane delivering more records than COPY_DONE counts is PROTOCOL", lanes_count),
+	C("mirror.lanes.lost", "LANE-9", "a joining lane lost mid-copy ends the session", lanes_lost),
+	C("mirror.comp.bomb", "COMP-4", "64 MiB of zeros declared as 4 MiB is PROTOCOL; the mirror goes on", comp_bomb),
 	C("mirror.hs.uuid-clash", "HS-5", "another UUID for the same name is NAME_CLASH", hs_uuid_clash),
 	C("mirror.hs.clash-while-held", "HS-2 HS-5 HS-6", "a clash is NAME_CLASH even while the owner is connected", hs_clash_while_held),
 	C("mirror.hs.owner-clash", "HS-5 TLS-6", "another identity is NAME_CLASH, whatever master_node says", hs_owner_clash),

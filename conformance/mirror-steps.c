@@ -22,6 +22,14 @@ void cx_fill(uint8_t *buf, size_t len, uint64_t seed)
 	}
 }
 
+void cx_fill_compressible(uint8_t *buf, size_t len, uint64_t seed)
+{
+	uint8_t pattern[64];
+	cx_fill(pattern, sizeof(pattern), seed);
+	for (size_t i = 0; i < len; i++)
+		buf[i] = pattern[i % sizeof(pattern)];
+}
+
 void cx_hash(const void *buf, size_t len, uint8_t out[FREP_VERIFY_HASH_SIZE])
 {
 	XXH128_canonicalFromHash((XXH128_canonical_t *)out, XXH3_128bits(buf, len));
@@ -41,7 +49,7 @@ void hello_defaults(struct cctx *x, struct hello_args *a)
 	*a = (struct hello_args){
 		.volume = x->volume,
 		.proto_min = 1,
-		.proto_max = 1,
+		.proto_max = x->proto_max ? x->proto_max : 1,
 		.lane = 0,
 		.lane_count = 1,
 		.uuid = x->uuid,
@@ -53,6 +61,9 @@ void hello_defaults(struct cctx *x, struct hello_args *a)
 		.epoch = x->epoch,
 		.epoch_start = x->epoch_start,
 		.n_epoch_start = x->n_epoch_start,
+		.compression = x->offer_compression ? &x->offer_compression : NULL,
+		.n_compression = x->offer_compression != 0,
+		.lanes_max = x->lanes_max,
 	};
 }
 
@@ -63,6 +74,10 @@ int m_send_hello(struct cctx *x, const struct hello_args *a)
 	char vol[128];
 
 	random_bytes(sid, sizeof(sid));
+	if (a->sid && a->session_id_len <= sizeof(sid))
+		memcpy(sid, a->sid, a->session_id_len);
+	if (a->session_id_len == sizeof(x->sid))
+		memcpy(x->sid, sid, sizeof(x->sid));
 	h.proto_min = a->proto_min;
 	h.proto_max = a->proto_max;
 	h.master_node = (char *)a->master_node;
@@ -84,6 +99,10 @@ int m_send_hello(struct cctx *x, const struct hello_args *a)
 		h.n_epoch_history = a->n_epoch_start;
 		h.epoch_history = (uint64_t *)a->epoch_start;
 	}
+	h.compression = (uint32_t *)a->compression;
+	h.n_compression = a->n_compression;
+	h.has_lanes_max = a->lanes_max != 0;
+	h.lanes_max = a->lanes_max;
 	return cx_send(x, FREP_MSG_HELLO, &h.base, NULL, 0);
 }
 
@@ -101,6 +120,10 @@ static void copy_welcome(const struct frame *f, struct welcome *w)
 		.phase = m->phase,
 		.verify = m->has_verify && m->verify,
 		.epoch = m->has_epoch ? m->epoch : 1,
+		.has_compression = m->has_compression,
+		.has_lanes = m->has_lanes,
+		.compression = m->compression,
+		.lanes = m->has_lanes ? m->lanes : 1,
 	};
 }
 
@@ -116,9 +139,13 @@ int m_open(struct cctx *x, struct welcome *w)
 		if (cx_recv(x, &f, x->p.timeout_ms) != FRAME_OK)
 			return cx_fail(x, "no WELCOME: %s", x->why);
 		if (f.hdr.type == FREP_MSG_WELCOME) {
+			struct welcome got;
+			copy_welcome(&f, &got);
 			if (w)
-				copy_welcome(&f, w);
-			return 0;
+				*w = got;
+			x->version = got.proto_version;
+			x->compression = got.proto_version >= 2 ? got.compression : 0;
+			return got.proto_version >= 2 ? cx_settle(x, got.proto_version, x->compression) : 0;
 		}
 		/* The previous session may still be closing (checkpoint): BUSY is minor (HS-6). */
 		bool busy = f.hdr.type == FREP_MSG_ERROR &&
@@ -204,6 +231,8 @@ int m_copy_data(struct cctx *x, uint64_t offset, uint32_t len, uint64_t seed)
 	cx_fill(buf, len, seed);
 	d.offset = offset;
 	d.data_crc = frep_crc32c(buf, len);
+	d.has_length = x->version >= 2; /* COMP-3: a compressed trailer needs it */
+	d.length = len;
 	int rc = cx_send(x, FREP_MSG_COPY_DATA, &d.base, buf, len);
 	free(buf);
 	return rc;

@@ -12,6 +12,8 @@ struct welcome {
 	uint32_t phase;
 	bool verify; /* Welcome.verify (VFY-1) */
 	uint64_t epoch; /* Welcome.epoch (EPO-1; 1 when absent) */
+	bool has_compression, has_lanes; /* version-2 fields present */
+	uint32_t compression, lanes;
 };
 
 /* A Hello with this case's defaults (one lane, version 1, its volume and UUID). */
@@ -27,6 +29,10 @@ struct hello_args {
 	uint64_t epoch;
 	const uint64_t *epoch_start;
 	size_t n_epoch_start;
+	const uint32_t *compression; /* Hello.compression (version 2), n_compression of them */
+	size_t n_compression;
+	uint32_t lanes_max;	     /* 0: absent */
+	const uint8_t *sid;	     /* session_id: NULL, a fresh random one of session_id_len */
 };
 void hello_defaults(struct cctx *x, struct hello_args *a);
 int m_send_hello(struct cctx *x, const struct hello_args *a);

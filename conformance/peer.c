@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "compress.h"
 #include "conform.h"
 #include "tls.h"
 #include "util.h"
@@ -51,6 +52,7 @@ int cx_connect(struct cctx *x)
 	x->p.timeout_ms = cf->timeout_ms;
 	x->p.c = tls_client_connect(x->use_other ? cf->tls_other : cf->tls, cf->host, cf->port, cf->server_name, cf->timeout_ms,
 				    err, sizeof(err));
+	frame_writer_init(&x->p.out, x->p.c);
 	if (!x->p.c)
 		return cx_fail(x, "connecting to %s:%s: %s", cf->host, cf->port, err);
 	return 0;
@@ -74,6 +76,7 @@ int cx_accept(struct cctx *x)
 		return cx_fail(x, "accept: %s", strerror(errno));
 	snprintf(peer, sizeof(peer), "master");
 	x->p.c = tls_server_handshake(cf->tls, fd, peer, cf->timeout_ms, err, sizeof(err));
+	frame_writer_init(&x->p.out, x->p.c);
 	if (!x->p.c)
 		return cx_fail(x, "TLS handshake with the master: %s", err);
 	return 0;
@@ -84,6 +87,7 @@ void cx_close(struct cctx *x)
 	tls_close(x->p.c);
 	x->p.c = NULL;
 	frame_reader_free(&x->p.rd);
+	frame_writer_free(&x->p.out);
 }
 
 void cx_abort(struct cctx *x)
@@ -91,6 +95,31 @@ void cx_abort(struct cctx *x)
 	tls_abort(x->p.c);
 	x->p.c = NULL;
 	frame_reader_free(&x->p.rd);
+	frame_writer_free(&x->p.out);
+}
+
+void cx_lane(struct cctx *x, unsigned n)
+{
+	if (n == x->lane || n >= FREP_MAX_LANES)
+		return;
+	/* lanes[i] holds lane i whenever it is not p. */
+	x->lanes[x->lane] = x->p;
+	x->p = x->lanes[n];
+	memset(&x->lanes[n], 0, sizeof(x->lanes[n]));
+	x->lane = n;
+}
+
+void cx_close_lanes(struct cctx *x)
+{
+	for (unsigned i = 0; i < FREP_MAX_LANES; i++) {
+		struct cpeer *p = &x->lanes[i];
+		if (!p->c)
+			continue;
+		tls_close(p->c);
+		p->c = NULL;
+		frame_reader_free(&p->rd);
+		frame_writer_free(&p->out);
+	}
 }
 
 int cx_send(struct cctx *x, unsigned type, const ProtobufCMessage *msg, const void *trailer,
@@ -98,10 +127,19 @@ int cx_send(struct cctx *x, unsigned type, const ProtobufCMessage *msg, const vo
 {
 	if (!x->p.c)
 		return cx_fail(x, "sending %s: not connected", frep_msg_name(type));
-	if (frame_send(x->p.c, type, msg, trailer, trailer_len) < 0)
+	if (frame_send(&x->p.out, type, msg, trailer, trailer_len) < 0)
 		return cx_fail(x, "sending %s: %s (the peer closed?)", frep_msg_name(type),
 			       strerror(errno));
 	return 0;
+}
+
+int cx_expect_error_for(struct cctx *x, unsigned code, const char *what)
+{
+	if (cx_expect_error(x, code, NULL) == 0)
+		return 0;
+	char why[sizeof(x->why)];
+	snprintf(why, sizeof(why), "%s", x->why);
+	return cx_fail(x, "%s: %s", what, why);
 }
 
 int cx_send_raw(struct cctx *x, const void *buf, size_t len)
@@ -277,13 +315,46 @@ int cx_expect_silence(struct cctx *x, int ms)
 int cx_send_body(struct cctx *x, unsigned type, const void *body, uint32_t body_len,
 		 const void *trailer, uint32_t trailer_len)
 {
-	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, FREP_PROTO_VERSION, (uint8_t)type, 0, body_len,
+	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, x->p.out.version, (uint8_t)type, 0, body_len,
 			 trailer_len));
 	if (body_len)
 		STEP(cx_send_raw(x, body, body_len));
 	if (trailer_len)
 		STEP(cx_send_raw(x, trailer, trailer_len));
 	return 0;
+}
+
+int cx_send_flagged(struct cctx *x, uint8_t version, unsigned type, uint16_t flags,
+		    const ProtobufCMessage *m, const void *trailer, uint32_t trailer_len)
+{
+	uint8_t body[FREP_MAX_BODY];
+	size_t n = cx_pack(m, body, sizeof(body));
+	STEP(cx_send_hdr(x, FREP_FRAME_MAGIC, version, (uint8_t)type, flags, (uint32_t)n,
+			 trailer_len));
+	if (n)
+		STEP(cx_send_raw(x, body, n));
+	if (trailer_len)
+		STEP(cx_send_raw(x, trailer, trailer_len));
+	return 0;
+}
+
+int cx_settle(struct cctx *x, unsigned version, unsigned compression)
+{
+	if (frame_writer_set(&x->p.out, version, compression) < 0 ||
+	    frame_reader_set(&x->p.rd, version, compression) < 0)
+		return cx_fail(x, "out of memory");
+	return 0;
+}
+
+size_t cx_compress(unsigned alg, const void *src, size_t n, uint8_t **out)
+{
+	struct compressor *z = compressor_new(alg);
+	size_t cap = compress_bound(alg, n), len = 0;
+	*out = cap ? malloc(cap) : NULL;
+	if (z && *out)
+		len = compress_frame(z, src, n, *out, cap);
+	compressor_free(z);
+	return len;
 }
 
 size_t cx_pack(const ProtobufCMessage *m, uint8_t *buf, size_t cap)

@@ -46,7 +46,7 @@ struct pb_message {
 	gint ett;
 };
 
-/* enum Phase, TxOp and VerifyStatus of frep.proto. */
+/* enum Phase, TxOp, VerifyStatus and Compression of frep.proto. */
 static const value_string phase_vals[] = {
 	{ 0, "PHASE_NONE" },
 	{ 1, "PHASE_CREATED" },
@@ -62,6 +62,17 @@ static const value_string verify_status_vals[] = {
 	{ 0, NULL },
 };
 
+/*
+ * Compression is carried as uint32 (an offer may name algorithms the receiver
+ * does not know, NEG-2): the fields are uint32 with these names.
+ */
+const value_string frep_compression_vals[] = {
+	{ 0, "COMPRESSION_NONE" },
+	{ 1, "COMPRESSION_ZSTD" },
+	{ 2, "COMPRESSION_LZ4" },
+	{ 0, NULL },
+};
+
 static const value_string tx_op_vals[] = {
 	{ 1, "TX_WRITE" },
 	{ 2, "TX_TRIM" },
@@ -72,6 +83,7 @@ static const value_string tx_op_vals[] = {
 #define FIELD(n, name, kind, label) { n, name, kind, label, NULL, -1 }
 #define ENUM_FIELD(n, name, vals) { n, name, PB_ENUM, PB_REQUIRED, vals, -1 }
 #define NAMED_UINT32(n, name, vals) { n, name, PB_UINT32, PB_REQUIRED, vals, -1 }
+#define NAMED_FIELD(n, name, label, vals) { n, name, PB_UINT32, label, vals, -1 }
 
 static struct pb_field hello_fields[] = {
 	FIELD(1, "proto_min", PB_UINT32, PB_REQUIRED),
@@ -89,6 +101,8 @@ static struct pb_field hello_fields[] = {
 	FIELD(13, "epoch", PB_UINT64, PB_OPTIONAL),
 	FIELD(14, "epoch_history", PB_UINT64, PB_REPEATED),
 	FIELD(15, "sync_mode", PB_BOOL, PB_OPTIONAL),
+	NAMED_FIELD(16, "compression", PB_REPEATED, frep_compression_vals),
+	FIELD(17, "lanes_max", PB_UINT32, PB_OPTIONAL),
 };
 
 static struct pb_field welcome_fields[] = {
@@ -102,6 +116,8 @@ static struct pb_field welcome_fields[] = {
 	FIELD(8, "copy_base", PB_UINT64, PB_OPTIONAL),
 	FIELD(9, "verify", PB_BOOL, PB_OPTIONAL),
 	FIELD(10, "epoch", PB_UINT64, PB_OPTIONAL),
+	NAMED_FIELD(11, "compression", PB_OPTIONAL, frep_compression_vals),
+	FIELD(12, "lanes", PB_UINT32, PB_OPTIONAL),
 };
 
 static struct pb_field extent_table_fields[] = {
@@ -129,11 +145,16 @@ static struct pb_field start_sync_fields[] = {
 static struct pb_field copy_data_fields[] = {
 	FIELD(1, "offset", PB_UINT64, PB_REQUIRED),
 	FIELD(2, "data_crc", PB_CRC32C, PB_REQUIRED),
+	FIELD(3, "length", PB_UINT64, PB_OPTIONAL),
+	FIELD(4, "pass", PB_UINT64, PB_OPTIONAL),
+	FIELD(5, "seq", PB_UINT64, PB_OPTIONAL),
 };
 
 static struct pb_field copy_hole_fields[] = {
 	FIELD(1, "offset", PB_UINT64, PB_REQUIRED),
 	FIELD(2, "length", PB_UINT64, PB_REQUIRED),
+	FIELD(3, "pass", PB_UINT64, PB_OPTIONAL),
+	FIELD(4, "seq", PB_UINT64, PB_OPTIONAL),
 };
 
 static struct pb_field copy_ack_fields[] = {
@@ -143,6 +164,7 @@ static struct pb_field copy_ack_fields[] = {
 static struct pb_field copy_done_fields[] = {
 	FIELD(1, "last_txid", PB_UINT64, PB_REQUIRED),
 	FIELD(2, "copied_bytes", PB_UINT64, PB_REQUIRED),
+	FIELD(3, "lane_records", PB_UINT64, PB_REPEATED),
 };
 
 static struct pb_field tx_fields[] = {
@@ -339,7 +361,8 @@ void frep_body_register(int proto)
 		    "Required field missing", EXPFILL } },
 		{ &ei_crc_bad,
 		  { "frep.trailer.crc_bad", PI_CHECKSUM, PI_ERROR,
-		    "data_crc does not match the CRC32C of the trailer", EXPFILL } },
+		    "data_crc does not match the CRC32C of the data (the trailer, decompressed)",
+		    EXPFILL } },
 	};
 	unsigned n_hf = 0, n_ett = 0;
 	hf_register_info *hf;
@@ -421,8 +444,8 @@ static int value_len(tvbuff_t *tvb, int offset, int end, unsigned wt, guint64 *l
 }
 
 static void add_value(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const struct pb_field *f,
-		      int key_off, int voff, int vlen, guint64 prefix, guint32 trailer_crc,
-		      struct frep_body *out)
+		      int key_off, int voff, int vlen, guint64 prefix, gboolean crc_known,
+		      guint32 data_crc, struct frep_body *out)
 {
 	int len = voff + vlen - key_off;
 	proto_item *it;
@@ -448,7 +471,8 @@ static void add_value(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const
 	case PB_CRC32C:
 		v = tvb_get_letohl(tvb, voff);
 		it = proto_tree_add_checksum(tree, tvb, voff, f->hf, hf_crc_status, &ei_crc_bad, pinfo,
-					     trailer_crc, ENC_LITTLE_ENDIAN, PROTO_CHECKSUM_VERIFY);
+					     data_crc, ENC_LITTLE_ENDIAN,
+					     crc_known ? PROTO_CHECKSUM_VERIFY : PROTO_CHECKSUM_NO_FLAGS);
 		break;
 	default:
 		tvb_get_varint(tvb, voff, vlen, &v, ENC_VARINT_PROTOBUF);
@@ -466,15 +490,39 @@ static void add_value(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, const
 	if (f->label == PB_REPEATED) {
 		struct frep_body_value rv = { v, it };
 
-		if (!out->repeated)
-			out->repeated = wmem_array_new(pinfo->pool, sizeof(rv));
-		wmem_array_append_one(out->repeated, rv);
-		out->n_repeated++;
+		if (!out->repeated[f->number])
+			out->repeated[f->number] = wmem_array_new(pinfo->pool, sizeof(rv));
+		wmem_array_append_one(out->repeated[f->number], rv);
+		out->n_repeated[f->number]++;
 	}
 }
 
+gboolean frep_body_peek_varint(tvbuff_t *tvb, int offset, int len, unsigned number,
+			       guint64 *value)
+{
+	int end = offset + len;
+	gboolean found = FALSE;
+
+	while (offset < end) {
+		guint64 key, prefix = 0, v;
+		guint n = tvb_get_varint(tvb, offset, end - offset, &key, ENC_VARINT_PROTOBUF);
+		int vlen = n ? value_len(tvb, offset + n, end, key & 7, &prefix) : -1;
+
+		if (vlen < 0)
+			break;
+		if ((key >> 3) == number && (key & 7) == PB_WIRE_VARINT &&
+		    tvb_get_varint(tvb, offset + n, vlen, &v, ENC_VARINT_PROTOBUF)) {
+			*value = v;
+			found = TRUE;
+		}
+		offset += n + vlen;
+	}
+	return found;
+}
+
 gboolean frep_body_dissect(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, unsigned type,
-			   int offset, int len, guint32 trailer_crc, struct frep_body *out)
+			   int offset, int len, gboolean data_crc_known, guint32 data_crc,
+			   struct frep_body *out)
 {
 	const struct pb_message *m;
 	int end = offset + len;
@@ -510,7 +558,8 @@ gboolean frep_body_dissect(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, 
 						     "%s.%s has wire type %u, frep.proto says %u",
 						     m->name, f->name, wt, kind_wire(f->kind));
 		} else {
-			add_value(tvb, pinfo, t, f, offset, offset + n, vlen, prefix, trailer_crc, out);
+			add_value(tvb, pinfo, t, f, offset, offset + n, vlen, prefix, data_crc_known,
+				  data_crc, out);
 		}
 		offset += n + vlen;
 	}

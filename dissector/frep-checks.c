@@ -52,8 +52,12 @@ static proto_item *at(const struct frep_body *b, unsigned field, proto_item *fra
 static void check_hello(packet_info *pinfo, proto_item *fi, const struct frep_body *b)
 {
 	/* Field numbers of Hello in frep.proto. */
-	enum { NODE = 3, VOLUME = 4, UUID = 5, SESSION = 7, LANE = 8, LANE_COUNT = 9, EPOCH = 13 };
+	enum {
+		PROTO_MIN = 1, PROTO_MAX = 2, NODE = 3, VOLUME = 4, UUID = 5, SESSION = 7, LANE = 8,
+		LANE_COUNT = 9, EPOCH = 13, HISTORY = 14, LANES_MAX = 17,
+	};
 	guint64 epoch = frep_body_has(b, EPOCH) ? b->u[EPOCH] : 1;
+	unsigned n_history = b->n_repeated[HISTORY];
 
 	if (frep_body_has(b, VOLUME) && (b->len[VOLUME] == 0 || b->len[VOLUME] > FREP_MAX_VOLUME_NAME))
 		expert_add_info_format(pinfo, at(b, VOLUME, fi), &ei_limit,
@@ -71,25 +75,39 @@ static void check_hello(packet_info *pinfo, proto_item *fi, const struct frep_bo
 		expert_add_info_format(pinfo, at(b, SESSION, fi), &ei_limit,
 				       "session_id is %u bytes: %d (HS-2)", b->len[SESSION],
 				       FREP_SESSION_ID_SIZE);
+	if (b->u[PROTO_MIN] > b->u[PROTO_MAX])
+		expert_add_info_format(pinfo, at(b, PROTO_MIN, fi), &ei_inconsistent,
+				       "proto_min %" PRIu64 " is above proto_max %" PRIu64 " (HS-3)",
+				       b->u[PROTO_MIN], b->u[PROTO_MAX]);
 	if (b->u[LANE_COUNT] > FREP_MAX_LANES)
 		expert_add_info_format(pinfo, at(b, LANE_COUNT, fi), &ei_limit,
-				       "lane_count %" PRIu64 ": version 1 has %d lane (LANE-2)",
+				       "lane_count %" PRIu64 ": at most %d (LANE-4)",
 				       b->u[LANE_COUNT], FREP_MAX_LANES);
+	/* lanes_max means something only in a version-2 offer; a version-1 mirror ignores it. */
+	if (frep_body_has(b, LANES_MAX) && b->u[PROTO_MAX] >= 2 &&
+	    (b->u[LANES_MAX] == 0 || b->u[LANES_MAX] > FREP_MAX_LANES))
+		expert_add_info_format(pinfo, at(b, LANES_MAX, fi), &ei_limit,
+				       "lanes_max %" PRIu64 ": 1..%d (LANE-4)", b->u[LANES_MAX],
+				       FREP_MAX_LANES);
 	if (frep_body_has(b, LANE_COUNT) && b->u[LANE] >= b->u[LANE_COUNT])
 		expert_add_info_format(pinfo, at(b, LANE, fi), &ei_inconsistent,
 				       "lane %" PRIu64 " is not below lane_count %" PRIu64 " (LANE-1)",
 				       b->u[LANE], b->u[LANE_COUNT]);
-	/* epoch_history, the one repeated field of Hello (EPO-2). */
+	else if (frep_body_has(b, LANE_COUNT) && b->u[LANE] == 0 && b->u[LANE_COUNT] != 1)
+		expert_add_info_format(pinfo, at(b, LANE_COUNT, fi), &ei_inconsistent,
+				       "lane 0 with lane_count %" PRIu64 ": lane 0 opens its session "
+				       "with lane_count 1 (LANE-1)", b->u[LANE_COUNT]);
+	/* epoch_history (EPO-2). */
 	if (epoch == 0)
 		expert_add_info_format(pinfo, at(b, EPOCH, fi), &ei_inconsistent,
 				       "epoch 0: epochs start at 1 (EPO-2)");
-	else if (b->n_repeated > FREP_MAX_HISTORY || b->n_repeated > epoch - 1)
+	else if (n_history > FREP_MAX_HISTORY || n_history > epoch - 1)
 		expert_add_info_format(pinfo, at(b, EPOCH, fi), &ei_limit,
 				       "%u epoch starts for epoch %" PRIu64 ": at most %d and at most "
-				       "epoch - 1 (EPO-2)", b->n_repeated, epoch, FREP_MAX_HISTORY);
-	for (unsigned i = 1; i < b->n_repeated; i++) {
-		const struct frep_body_value *p = wmem_array_index(b->repeated, i - 1),
-					     *v = wmem_array_index(b->repeated, i);
+				       "epoch - 1 (EPO-2)", n_history, epoch, FREP_MAX_HISTORY);
+	for (unsigned i = 1; i < n_history; i++) {
+		const struct frep_body_value *p = frep_body_value(b, HISTORY, i - 1),
+					     *v = frep_body_value(b, HISTORY, i);
 		if (v->v < p->v)
 			expert_add_info_format(pinfo, v->item, &ei_inconsistent,
 					       "epoch start %" PRIu64 " after %" PRIu64 ": they do not "
@@ -99,15 +117,16 @@ static void check_hello(packet_info *pinfo, proto_item *fi, const struct frep_bo
 
 static void check_extent_table(packet_info *pinfo, proto_item *fi, const struct frep_body *b)
 {
-	enum { ALLOCATED = 2 };
+	enum { SIZE = 1, ALLOCATED = 2 };
+	unsigned n = b->n_repeated[SIZE];
 	const struct frep_body_value *v;
 	guint64 sum = 0;
 
-	if (b->n_repeated == 0 || b->n_repeated > FREP_MAX_EXTENTS)
-		expert_add_info_format(pinfo, fi, &ei_limit, "%u extents: 1..%d (MP-1)",
-				       b->n_repeated, FREP_MAX_EXTENTS);
-	for (unsigned i = 0; i < b->n_repeated; i++) {
-		v = wmem_array_index(b->repeated, i);
+	if (n == 0 || n > FREP_MAX_EXTENTS)
+		expert_add_info_format(pinfo, fi, &ei_limit, "%u extents: 1..%d (MP-1)", n,
+				       FREP_MAX_EXTENTS);
+	for (unsigned i = 0; i < n; i++) {
+		v = frep_body_value(b, SIZE, i);
 		if (v->v == 0 || v->v % FREP_EXTENT_ALIGN)
 			expert_add_info_format(pinfo, v->item ? v->item : fi, &ei_limit,
 					       "extent %u is %" PRIu64 " bytes: a non-zero multiple "
@@ -121,7 +140,7 @@ static void check_extent_table(packet_info *pinfo, proto_item *fi, const struct 
 }
 
 static void check_tx(packet_info *pinfo, proto_item *fi, const struct frep_body *b,
-		     guint32 trailer_len)
+		     guint32 trailer_len, guint32 data_len)
 {
 	enum { TXID = 2, OP = 3, LENGTH = 5, DATA_CRC = 6 };
 	guint64 op = b->u[OP], length = b->u[LENGTH];
@@ -137,10 +156,10 @@ static void check_tx(packet_info *pinfo, proto_item *fi, const struct frep_body 
 	if (op < JOP_WRITE || op > JOP_ZERO)
 		expert_add_info_format(pinfo, at(b, OP, fi), &ei_inconsistent,
 				       "op %" PRIu64 " is not a TxOp (SEQ-2)", op);
-	else if (op == JOP_WRITE && frep_body_has(b, LENGTH) && length != trailer_len)
+	else if (op == JOP_WRITE && frep_body_has(b, LENGTH) && length != data_len)
 		expert_add_info_format(pinfo, at(b, LENGTH, fi), &ei_inconsistent,
 				       "TX_WRITE of length %" PRIu64 " carries %u data bytes (SEQ-2)",
-				       length, trailer_len);
+				       length, data_len);
 	else if (op != JOP_WRITE && (trailer_len || b->u[DATA_CRC]))
 		expert_add_info_format(pinfo, at(b, OP, fi), &ei_inconsistent,
 				       "%s with %u data bytes and data_crc 0x%08x: both must be 0 "
@@ -169,12 +188,31 @@ static void check_error(packet_info *pinfo, proto_item *fi, const struct frep_bo
 				       FREP_MAX_MESSAGE);
 }
 
+/* Version 2's Welcome: a Compression frep knows (NEG-3), 1..16 lanes (LANE-4). */
+static void check_welcome(packet_info *pinfo, proto_item *fi, const struct frep_body *b)
+{
+	enum { PROTO_VERSION = 1, COMPRESSION = 11, LANES = 12 };
+
+	if (b->u[PROTO_VERSION] < 2)
+		return; /* version 1 has neither field; a version-1 master ignores them */
+	if (b->u[COMPRESSION] > 2)
+		expert_add_info_format(pinfo, at(b, COMPRESSION, fi), &ei_inconsistent,
+				       "compression %" PRIu64 " is not a Compression (NEG-3)",
+				       b->u[COMPRESSION]);
+	if (frep_body_has(b, LANES) && (b->u[LANES] == 0 || b->u[LANES] > FREP_MAX_LANES))
+		expert_add_info_format(pinfo, at(b, LANES, fi), &ei_limit,
+				       "lanes %" PRIu64 ": 1..%d (LANE-4)", b->u[LANES], FREP_MAX_LANES);
+}
+
 void frep_checks_dissect(packet_info *pinfo, proto_item *fi, unsigned type,
-			 const struct frep_body *b, guint32 trailer_len)
+			 const struct frep_body *b, guint32 trailer_len, guint32 data_len)
 {
 	switch (type) {
 	case FREP_MSG_HELLO:
 		check_hello(pinfo, fi, b);
+		break;
+	case FREP_MSG_WELCOME:
+		check_welcome(pinfo, fi, b);
 		break;
 	case FREP_MSG_EXTENT_TABLE:
 		check_extent_table(pinfo, fi, b);
@@ -189,9 +227,19 @@ void frep_checks_dissect(packet_info *pinfo, proto_item *fi, unsigned type,
 		if (trailer_len == 0)
 			expert_add_info_format(pinfo, fi, &ei_inconsistent,
 					       "COPY_DATA without data: an empty range (COPY-7)");
+		else if (frep_body_has(b, 3) && b->u[3] != data_len)
+			expert_add_info_format(pinfo, at(b, 3, fi), &ei_inconsistent,
+					       "COPY_DATA declares %" PRIu64 " bytes of data and carries "
+					       "%u (COMP-3)", b->u[3], data_len);
+		break;
+	case FREP_MSG_COPY_DONE:
+		if (b->n_repeated[3] > FREP_MAX_LANES)
+			expert_add_info_format(pinfo, fi, &ei_limit,
+					       "%u lane_records: one per lane, at most %d (LANE-7)",
+					       b->n_repeated[3], FREP_MAX_LANES);
 		break;
 	case FREP_MSG_TX:
-		check_tx(pinfo, fi, b, trailer_len);
+		check_tx(pinfo, fi, b, trailer_len, data_len);
 		break;
 	case FREP_MSG_RESEND:
 		if (b->u[1] > b->u[2])

@@ -10,13 +10,16 @@
  *   VERIFY               -> its VERIFY_RESULT, the first with the same verify_id,
  *                           offset and txid (VFY-5); their hashes compared (VFY-7)
  *
- * A session is one TCP conversation; its state lives in the conversation
- * and is only ever changed on the first pass, in frame order. Each frep
+ * A session here is one TCP conversation (one lane: frep-lanes.c); its state
+ * lives in the conversation and is only ever changed on the first pass, in
+ * frame order. Copy records of a joining lane join lane 0's state: lane 0
+ * carries the COPY_ACKs that cover them (LANE-8). Each frep
  * frame gets a record of what the first pass found, kept with the packet
  * under its rank among the packet's frep frames (several frames can end in
  * one packet), so that every later pass, in any order, shows the same.
  */
 #include "frep-links.h"
+#include "frep-lanes.h"
 
 #include <epan/conversation.h>
 #include <epan/expert.h>
@@ -196,9 +199,8 @@ void frep_links_register(int proto)
 	expert_register_field_array(expert_register_protocol(proto), ei, array_length(ei));
 }
 
-static struct session *session_get(packet_info *pinfo)
+static struct session *session_of(conversation_t *conv, packet_info *pinfo)
 {
-	conversation_t *conv = find_or_create_conversation(pinfo);
 	struct session *s = conversation_get_proto_data(conv, proto_frep);
 
 	if (s)
@@ -355,9 +357,14 @@ static void first_pass_verify_result(struct session *s, struct msg *m, const str
 	m->flags |= MSG_VERIFY_ORPHAN;
 }
 
+static struct session *session_get(packet_info *pinfo)
+{
+	return session_of(find_or_create_conversation(pinfo), pinfo);
+}
+
 /* The first pass: the session's state moves on by one frame. */
 static void first_pass(struct session *s, packet_info *pinfo, struct msg *m,
-		       const struct frep_body *b, guint32 trailer_len)
+		       const struct frep_body *b, guint32 data_len)
 {
 	const guint64 *u = b->u;
 
@@ -382,11 +389,12 @@ static void first_pass(struct session *s, packet_info *pinfo, struct msg *m,
 		break;
 	case FREP_MSG_COPY_DATA:
 	case FREP_MSG_COPY_HOLE: {
-		guint64 len = m->type == FREP_MSG_COPY_DATA ? trailer_len : u[2];
+		guint64 len = m->type == FREP_MSG_COPY_DATA ? data_len : u[2];
+		struct session *c = session_of(frep_lanes_copy_conversation(pinfo), pinfo);
 
 		m->key = u[1] + len < u[1] ? G_MAXUINT64 : u[1] + len;
-		s->copy_end = MAX(s->copy_end, m->key);
-		wait_for_ack(s->unacked_copy, m);
+		c->copy_end = MAX(c->copy_end, m->key);
+		wait_for_ack(c->unacked_copy, m);
 		break;
 	}
 	case FREP_MSG_COPY_DONE:
@@ -541,7 +549,7 @@ static void show(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item
 
 void frep_links_dissect(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item *fi,
 			unsigned idx,
-			unsigned type, const struct frep_body *b, guint32 trailer_len,
+			unsigned type, const struct frep_body *b, guint32 data_len,
 			struct frep_latencies *lat)
 {
 	struct msg *m = p_get_proto_data(wmem_file_scope(), pinfo, proto_frep, idx);
@@ -557,7 +565,7 @@ void frep_links_dissect(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, pro
 		m->frame = pinfo->num;
 		m->ts = pinfo->abs_ts;
 		m->type = (guint8)type;
-		first_pass(session_get(pinfo), pinfo, m, b, trailer_len);
+		first_pass(session_get(pinfo), pinfo, m, b, data_len);
 		p_add_proto_data(wmem_file_scope(), pinfo, proto_frep, idx, m);
 	}
 	if (!m)

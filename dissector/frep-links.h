@@ -34,11 +34,12 @@ void frep_links_register(int proto);
  * the first), the same on every pass, which keys its state. The first pass
  * through a packet works the links out from the session's state; later
  * passes read them back, so forward links (ack_in, echo_in, resent_in) show
- * from the second pass on (tshark -2, or the GUI). *lat gets the latencies
- * this frame closes, for the statistics tap.
+ * from the second pass on (tshark -2, or the GUI). data_len is the bytes of
+ * data of its trailer, decompressed (frep-trailer.h). *lat gets the
+ * latencies this frame closes, for the statistics tap.
  */
 void frep_links_dissect(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, proto_item *frame_item,
-			unsigned idx, unsigned type, const struct frep_body *b, guint32 trailer_len,
+			unsigned idx, unsigned type, const struct frep_body *b, guint32 data_len,
 			struct frep_latencies *lat);
 
 #endif

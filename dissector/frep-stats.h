@@ -5,12 +5,16 @@
 #include <epan/packet.h>
 
 #include "frep-links.h"
+#include "frep-trailer.h"
 
 /* Registers the tap and the tree (proto_register_frep). */
 void frep_stats_register(void);
 
-/* Queues one frep frame of this type and size (header, body and trailer) for the tap. */
+/*
+ * Queues one frep frame of this type and size (header, body and trailer as
+ * sent) for the tap, with its trailer's data (tr) and the latencies it closes.
+ */
 void frep_stats_tap(packet_info *pinfo, unsigned type, guint32 frame_bytes,
-		    const struct frep_latencies *lat);
+		    const struct frep_trailer *tr, const struct frep_latencies *lat);
 
 #endif

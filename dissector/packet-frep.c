@@ -5,25 +5,27 @@
  * default, a preference) or a heuristic on the frame magic.
  *
  * This file: registration, the 16-byte frame header, reassembly of frames
- * across TLS records and TCP segments, the trailer and the Info column.
- * frep-body.c: the protobuf bodies; frep-checks.c: rules of one frame;
- * frep-links.c: links and rules across frames; frep-stats.c: the tap and
- * tshark -z frep,tree.
+ * across TLS records and TCP segments, and the Info column.
+ * frep-trailer.c: the trailer, decompressed; frep-body.c: the protobuf
+ * bodies; frep-checks.c: rules of one frame; frep-lanes.c: what each
+ * connection negotiated, sessions and lanes; frep-links.c: links and rules
+ * across frames; frep-stats.c: the tap and tshark -z frep,tree.
  */
 #include <epan/packet.h>
 #include <epan/prefs.h>
 #include <epan/expert.h>
 #include <epan/proto_data.h>
-#include <epan/crc32-tvb.h>
-#include <wsutil/crc32.h>
 #include <epan/dissectors/packet-tcp.h>
 #include <epan/dissectors/packet-tls.h>
 #include <ws_version.h>
 
 #include "frep-body.h"
 #include "frep-checks.h"
+#include "frep-lanes.h"
 #include "frep-links.h"
 #include "frep-stats.h"
+#include "frep-trailer.h"
+#include "compress.h"
 #include "wire.h"
 
 WS_DLL_PUBLIC_DEF const gchar plugin_version[] = FREP_VERSION;
@@ -36,20 +38,21 @@ static int hf_magic = -1;
 static int hf_version = -1;
 static int hf_type = -1;
 static int hf_flags = -1;
+static int hf_flags_compressed = -1;
 static int hf_flags_reserved = -1;
 static int hf_body_len = -1;
 static int hf_trailer_len = -1;
-static int hf_trailer = -1;
-static int hf_trailer_crc = -1;
 static gint ett_frep = -1;
 static gint ett_hdr = -1;
 static gint ett_flags = -1;
 static expert_field ei_bad_magic = EI_INIT;
 static expert_field ei_bad_version = EI_INIT;
+static expert_field ei_version_mismatch = EI_INIT;
 static expert_field ei_unknown_type = EI_INIT;
 static expert_field ei_flags_set = EI_INIT;
 static expert_field ei_oversized = EI_INIT;
 static expert_field ei_trailer_unexpected = EI_INIT;
+static expert_field ei_compressed_unexpected = EI_INIT;
 
 static dissector_handle_t frep_handle;
 static gboolean frep_desegment = TRUE;
@@ -58,19 +61,20 @@ static guint frep_tls_port = FREP_DEFAULT_PORT;
 
 static value_string msg_type_vals[FREP_MSG__MAX + 1];
 
-/* No flag is defined in version 1 (FRAME-4): every bit shows as reserved. */
-static int *const flag_fields[] = { &hf_flags_reserved, NULL };
+/* Version 2's one flag, COMPRESSED; every other bit is reserved (FRAME-5). */
+#define FLAGS_RESERVED ((guint16)~FREP_FLAG_COMPRESSED)
+static int *const flag_fields[] = { &hf_flags_compressed, &hf_flags_reserved, NULL };
 
 static gboolean header_plausible(tvbuff_t *tvb, int offset)
 {
-	guint8 type;
+	guint8 type, version;
 
 	if (tvb_captured_length_remaining(tvb, offset) < 6)
 		return FALSE;
 	type = tvb_get_guint8(tvb, offset + 5);
-	return tvb_get_ntohl(tvb, offset) == FREP_FRAME_MAGIC &&
-	       tvb_get_guint8(tvb, offset + 4) == FREP_PROTO_VERSION && type >= 1 &&
-	       type <= FREP_MSG__MAX;
+	version = tvb_get_guint8(tvb, offset + 4);
+	return tvb_get_ntohl(tvb, offset) == FREP_FRAME_MAGIC && version >= FREP_PROTO_VERSION &&
+	       version <= FREP_PROTO_VERSION_MAX && type >= 1 && type <= FREP_MSG__MAX;
 }
 
 static gboolean lengths_in_limits(tvbuff_t *tvb, int offset)
@@ -101,9 +105,20 @@ static const char *tx_op_word(guint64 op)
 	}
 }
 
+/* " (zstd 1234)": a compressed trailer's algorithm and bytes on the wire; "" for a raw one. */
+static const char *compressed_note(packet_info *pinfo, const struct frep_trailer *tr)
+{
+	if (!tr->compressed)
+		return "";
+	return wmem_strdup_printf(pinfo->pool, " (%s %u)",
+				  tr->compression > FREP_COMPRESS_NONE &&
+				  tr->compression <= FREP_COMPRESS__MAX ?
+				  compress_name((unsigned)tr->compression) : "compressed", tr->trailer_len);
+}
+
 /* One Info line per frame, with the fields a reader scans a trace for. */
 static const char *info_line(packet_info *pinfo, unsigned type, const struct frep_body *b,
-			     guint32 trailer_len)
+			     const struct frep_trailer *tr)
 {
 	const char *name = val_to_str_const(type, msg_type_vals, "UNKNOWN");
 	const guint64 *u = b->u;
@@ -111,17 +126,23 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 	switch (type) {
 	case FREP_MSG_HELLO:
 		return wmem_strdup_printf(pinfo->pool, "%s volume=%s master=%s gen=%" PRIu64
-					  " committed=%" PRIu64, name, b->s[4] ? b->s[4] : "",
-					  b->s[3] ? b->s[3] : "", u[6], u[11]);
+					  " committed=%" PRIu64 "%s", name, b->s[4] ? b->s[4] : "",
+					  b->s[3] ? b->s[3] : "", u[6], u[11],
+					  u[8] || u[9] > 1 ? wmem_strdup_printf(pinfo->pool,
+						" lane=%" PRIu64 "/%" PRIu64, u[8], u[9]) : "");
 	case FREP_MSG_WELCOME:
 		return wmem_strdup_printf(pinfo->pool, "%s known=%d durable=%" PRIu64
-					  " consistent=%d@%" PRIu64 " cursor=%" PRIu64, name,
-					  (int)u[2], u[3], (int)u[4], u[5], u[7]);
+					  " consistent=%d@%" PRIu64 " cursor=%" PRIu64 "%s", name,
+					  (int)u[2], u[3], (int)u[4], u[5], u[7],
+					  u[1] >= 2 ? wmem_strdup_printf(pinfo->pool,
+						" version=%" PRIu64 " compression=%s lanes=%" PRIu64, u[1],
+						u[11] <= FREP_COMPRESS__MAX ? compress_name((unsigned)u[11]) :
+						"unknown", frep_body_has(b, 12) ? u[12] : 1) : "");
 	case FREP_MSG_EXTENT_TABLE:
 		if (frep_body_has(b, 2))
 			return wmem_strdup_printf(pinfo->pool, "%s extents=%u allocated=%" PRIu64, name,
-						  b->n_repeated, u[2]);
-		return wmem_strdup_printf(pinfo->pool, "%s extents=%u", name, b->n_repeated);
+						  b->n_repeated[1], u[2]);
+		return wmem_strdup_printf(pinfo->pool, "%s extents=%u", name, b->n_repeated[1]);
 	case FREP_MSG_PARTS_READY:
 		return wmem_strdup_printf(pinfo->pool, "%s %s size=%" PRIu64, name,
 					  u[1] ? "created" : "validated", u[2]);
@@ -133,8 +154,8 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 	case FREP_MSG_START_SYNC:
 		return wmem_strdup_printf(pinfo->pool, "%s from=%" PRIu64, name, u[1]);
 	case FREP_MSG_COPY_DATA:
-		return wmem_strdup_printf(pinfo->pool, "%s off=%" PRIu64 " len=%u", name, u[1],
-					  trailer_len);
+		return wmem_strdup_printf(pinfo->pool, "%s off=%" PRIu64 " len=%u%s", name, u[1],
+					  tr->data_len, compressed_note(pinfo, tr));
 	case FREP_MSG_COPY_HOLE:
 		return wmem_strdup_printf(pinfo->pool, "%s off=%" PRIu64 " len=%" PRIu64, name,
 					  u[1], u[2]);
@@ -145,8 +166,8 @@ static const char *info_line(packet_info *pinfo, unsigned type, const struct fre
 					  u[1], u[2]);
 	case FREP_MSG_TX:
 		return wmem_strdup_printf(pinfo->pool, "%s txid=%" PRIu64 "%s off=%" PRIu64
-					  " len=%" PRIu64, name, u[2], tx_op_word(u[3]), u[4],
-					  u[5]);
+					  " len=%" PRIu64 "%s", name, u[2], tx_op_word(u[3]), u[4],
+					  u[5], compressed_note(pinfo, tr));
 	case FREP_MSG_TX_ACK:
 		return wmem_strdup_printf(pinfo->pool, "%s through=%" PRIu64, name, u[1]);
 	case FREP_MSG_RESEND:
@@ -202,11 +223,56 @@ static void info_add(packet_info *pinfo, unsigned rank, const char *line)
 	col_append_sep_str(pinfo->cinfo, COL_INFO, ", ", line);
 }
 
-static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int offset)
+/*
+ * FRAME-3: version 1 until WELCOME (HELLO, WELCOME, an ERROR or GOODBYE
+ * before it), then the version WELCOME chose, in both directions.
+ */
+static void check_version(packet_info *pinfo, proto_item *it, guint8 version,
+			  const struct frep_lane_frame *conn)
+{
+	if (version < FREP_PROTO_VERSION || version > FREP_PROTO_VERSION_MAX)
+		expert_add_info_format(pinfo, it, &ei_bad_version, "Version %u: frep has versions "
+				       "%u..%u (FRAME-3)", version, FREP_PROTO_VERSION,
+				       FREP_PROTO_VERSION_MAX);
+	else if (conn->version && version != conn->version && !conn->welcome)
+		expert_add_info_format(pinfo, it, &ei_version_mismatch, "Version %u before WELCOME: "
+				       "HELLO, WELCOME and what goes before WELCOME are version %u "
+				       "frames (FRAME-3)", version, FREP_PROTO_VERSION);
+	else if (conn->version && version != conn->version)
+		expert_add_info_format(pinfo, it, &ei_version_mismatch, "Version %u, but the WELCOME "
+				       "in frame %u chose version %u for the connection (FRAME-3)",
+				       version, conn->welcome, conn->version);
+}
+
+/* FRAME-5: no flag in version 1; in version 2 COMPRESSED, on a trailer, if negotiated. */
+static void check_flags(packet_info *pinfo, proto_item *it, guint8 version, guint16 flags,
+			guint32 trailer_len, const struct frep_lane_frame *conn)
+{
+	if (flags && version == 1)
+		expert_add_info_format(pinfo, it, &ei_flags_set, "Flags 0x%04x in a version-1 frame: "
+				       "version 1 has none (FRAME-5)", flags);
+	else if (flags & FLAGS_RESERVED)
+		expert_add_info_format(pinfo, it, &ei_flags_set, "Reserved flags 0x%04x set (FRAME-5)",
+				       flags & FLAGS_RESERVED);
+	if (!(flags & FREP_FLAG_COMPRESSED) || version == 1)
+		return;
+	if (!trailer_len)
+		expert_add_info_format(pinfo, it, &ei_compressed_unexpected, "COMPRESSED on a frame "
+				       "without a trailer (FRAME-5)");
+	else if (conn->compression == FREP_COMPRESS_NONE)
+		expert_add_info_format(pinfo, it, &ei_compressed_unexpected, "COMPRESSED, but the "
+				       "connection negotiated no compression (WELCOME in frame %u, "
+				       "COMP-1)", conn->welcome);
+}
+
+static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int offset,
+		       const struct frep_lane_frame *conn)
 {
 	proto_tree *t = proto_tree_add_subtree(tree, tvb, offset, FREP_FRAME_HDR_SIZE, ett_hdr, NULL,
 					       "Header");
+	guint8 version = tvb_get_guint8(tvb, offset + 4);
 	guint8 type = tvb_get_guint8(tvb, offset + 5);
+	guint16 flags = tvb_get_ntohs(tvb, offset + 6);
 	guint32 body_len = tvb_get_ntohl(tvb, offset + 8);
 	guint32 trailer_len = tvb_get_ntohl(tvb, offset + 12);
 	proto_item *it;
@@ -215,15 +281,13 @@ static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int 
 	if (tvb_get_ntohl(tvb, offset) != FREP_FRAME_MAGIC)
 		expert_add_info(pinfo, it, &ei_bad_magic);
 	it = proto_tree_add_item(t, hf_version, tvb, offset + 4, 1, ENC_BIG_ENDIAN);
-	if (tvb_get_guint8(tvb, offset + 4) != FREP_PROTO_VERSION)
-		expert_add_info(pinfo, it, &ei_bad_version);
+	check_version(pinfo, it, version, conn);
 	it = proto_tree_add_item(t, hf_type, tvb, offset + 5, 1, ENC_BIG_ENDIAN);
 	if (type == 0 || type > FREP_MSG__MAX)
 		expert_add_info(pinfo, it, &ei_unknown_type);
 	it = proto_tree_add_bitmask(t, tvb, offset + 6, hf_flags, ett_flags, flag_fields,
 				    ENC_BIG_ENDIAN);
-	if (tvb_get_ntohs(tvb, offset + 6))
-		expert_add_info(pinfo, it, &ei_flags_set);
+	check_flags(pinfo, it, version, flags, trailer_len, conn);
 	it = proto_tree_add_item(t, hf_body_len, tvb, offset + 8, 4, ENC_BIG_ENDIAN);
 	if (body_len > FREP_MAX_BODY)
 		expert_add_info_format(pinfo, it, &ei_oversized, "body_len %u exceeds %u (FRAME-6)",
@@ -240,39 +304,34 @@ static void add_header(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, int 
 static int dissect_frame(tvbuff_t *tvb, packet_info *pinfo, proto_tree *tree, void *data)
 {
 	unsigned rank = next_rank(pinfo);
+	const struct frep_lane_frame *conn = frep_lanes_frame(pinfo, rank);
 	guint8 type = tvb_get_guint8(tvb, 5);
+	guint16 flags = tvb_get_ntohs(tvb, 6);
 	guint32 body_len = tvb_get_ntohl(tvb, 8);
 	guint32 trailer_len = tvb_get_ntohl(tvb, 12);
-	int trailer_off = FREP_FRAME_HDR_SIZE + (int)body_len;
-	guint32 trailer_crc = 0;
 	struct frep_latencies lat;
+	struct frep_trailer tr;
 	struct frep_body body;
-	proto_item *ti, *frame_item;
+	proto_item *frame_item;
 	proto_tree *t;
 
 	frame_item = proto_tree_add_item(tree, proto_frep, tvb, 0, -1, ENC_NA);
 	t = proto_item_add_subtree(frame_item, ett_frep);
-	add_header(tvb, pinfo, t, 0);
+	add_header(tvb, pinfo, t, 0, conn);
 	if (tvb_get_ntohl(tvb, 0) != FREP_FRAME_MAGIC || !lengths_in_limits(tvb, 0)) {
 		info_add(pinfo, rank, "[not a frep frame]");
 		return tvb_captured_length(tvb);
 	}
-	if (trailer_len) {
-		/* Wireshark's CRC32C comes byte-swapped and without the final XOR. */
-		trailer_crc = crc32c_tvb_offset_calculate(tvb, trailer_off, trailer_len,
-							  CRC32C_PRELOAD) ^ 0xFFFFFFFFu;
-		trailer_crc = GUINT32_SWAP_LE_BE(trailer_crc);
-		proto_tree_add_item(t, hf_trailer, tvb, trailer_off, trailer_len, ENC_NA);
-		ti = proto_tree_add_uint(t, hf_trailer_crc, tvb, trailer_off, trailer_len,
-					 trailer_crc);
-		proto_item_set_generated(ti);
-	}
-	frep_body_dissect(tvb, pinfo, t, type, FREP_FRAME_HDR_SIZE, (int)body_len, trailer_crc,
-			  &body);
-	frep_checks_dissect(pinfo, frame_item, type, &body, trailer_len);
-	frep_links_dissect(tvb, pinfo, t, frame_item, rank, type, &body, trailer_len, &lat);
-	info_add(pinfo, rank, info_line(pinfo, type, &body, trailer_len));
-	frep_stats_tap(pinfo, type, FREP_FRAME_HDR_SIZE + body_len + trailer_len, &lat);
+	/* The trailer first: data_crc in the body is checked against its data. */
+	frep_trailer_dissect(tvb, pinfo, t, type, flags, FREP_FRAME_HDR_SIZE, (int)body_len,
+			     trailer_len, conn->compression, &tr);
+	frep_body_dissect(tvb, pinfo, t, type, FREP_FRAME_HDR_SIZE, (int)body_len, tr.data_known,
+			  tr.crc, &body);
+	frep_checks_dissect(pinfo, frame_item, type, &body, trailer_len, tr.data_len);
+	frep_lanes_dissect(tvb, pinfo, t, frame_item, rank, type, &body);
+	frep_links_dissect(tvb, pinfo, t, frame_item, rank, type, &body, tr.data_len, &lat);
+	info_add(pinfo, rank, info_line(pinfo, type, &body, &tr));
+	frep_stats_tap(pinfo, type, FREP_FRAME_HDR_SIZE + body_len + trailer_len, &tr, &lat);
 	return tvb_captured_length(tvb);
 }
 
@@ -337,21 +396,21 @@ static void proto_register_frep(void)
 		    "Message type (common/wire.h)", HFILL } },
 		{ &hf_flags,
 		  { "Flags", "frep.hdr.flags", FT_UINT16, BASE_HEX, NULL, 0x0, NULL, HFILL } },
+		{ &hf_flags_compressed,
+		  { "Compressed", "frep.hdr.flags.compressed", FT_BOOLEAN, 16, NULL,
+		    FREP_FLAG_COMPRESSED,
+		    "Version 2: the trailer is compressed with the connection's algorithm (COMP-1)",
+		    HFILL } },
 		{ &hf_flags_reserved,
-		  { "Reserved", "frep.hdr.flags.reserved", FT_UINT16, BASE_HEX, NULL, 0xFFFF,
-		    "No flag is defined in version 1: must be 0", HFILL } },
+		  { "Reserved", "frep.hdr.flags.reserved", FT_UINT16, BASE_HEX, NULL, FLAGS_RESERVED,
+		    "Bits 1..15, reserved: must be 0 (FRAME-5); in version 1 bit 0 is too",
+		    HFILL } },
 		{ &hf_body_len,
 		  { "Body length", "frep.hdr.body_len", FT_UINT32, BASE_DEC, NULL, 0x0, NULL,
 		    HFILL } },
 		{ &hf_trailer_len,
 		  { "Trailer length", "frep.hdr.trailer_len", FT_UINT32, BASE_DEC, NULL, 0x0, NULL,
 		    HFILL } },
-		{ &hf_trailer,
-		  { "Trailer", "frep.trailer", FT_BYTES, BASE_NONE, NULL, 0x0,
-		    "Block data (COPY_DATA, TX)", HFILL } },
-		{ &hf_trailer_crc,
-		  { "Trailer CRC32C", "frep.trailer.crc32c", FT_UINT32, BASE_HEX, NULL, 0x0,
-		    "CRC32C computed over the trailer", HFILL } },
 	};
 	static gint *ett[] = { &ett_frep, &ett_hdr, &ett_flags };
 	static ei_register_info ei[] = {
@@ -360,13 +419,22 @@ static void proto_register_frep(void)
 		    "Magic is not 0x46524550 (\"FREP\"): not a frep frame", EXPFILL } },
 		{ &ei_bad_version,
 		  { "frep.hdr.bad_version", PI_PROTOCOL, PI_ERROR,
-		    "Version is not 1 (FRAME-3)", EXPFILL } },
+		    "Version is not one frep has, 1 or 2 (FRAME-3)", EXPFILL } },
+		{ &ei_version_mismatch,
+		  { "frep.hdr.version_mismatch", PI_PROTOCOL, PI_ERROR,
+		    "Version is not the connection's: 1 until WELCOME, then WELCOME's (FRAME-3)",
+		    EXPFILL } },
 		{ &ei_unknown_type,
 		  { "frep.hdr.unknown_type", PI_PROTOCOL, PI_ERROR,
 		    "Unknown message type", EXPFILL } },
 		{ &ei_flags_set,
-		  { "frep.hdr.flags_set", PI_PROTOCOL, PI_WARN,
-		    "Flags set: no flag is defined in version 1", EXPFILL } },
+		  { "frep.hdr.flags_set", PI_PROTOCOL, PI_ERROR,
+		    "Flags set that are not defined: any in version 1, reserved ones in version 2 "
+		    "(FRAME-5)", EXPFILL } },
+		{ &ei_compressed_unexpected,
+		  { "frep.hdr.compressed_unexpected", PI_PROTOCOL, PI_ERROR,
+		    "COMPRESSED on a frame without a trailer, or in a connection without compression "
+		    "(FRAME-5, COMP-1)", EXPFILL } },
 		{ &ei_oversized,
 		  { "frep.hdr.oversized", PI_MALFORMED, PI_ERROR,
 		    "Length beyond the protocol's limit", EXPFILL } },
@@ -385,8 +453,10 @@ static void proto_register_frep(void)
 	proto_register_field_array(proto_frep, hf, array_length(hf));
 	proto_register_subtree_array(ett, array_length(ett));
 	expert_register_field_array(expert_register_protocol(proto_frep), ei, array_length(ei));
+	frep_trailer_register(proto_frep);
 	frep_body_register(proto_frep);
 	frep_checks_register(proto_frep);
+	frep_lanes_register(proto_frep);
 	frep_links_register(proto_frep);
 	frep_stats_register();
 	frep_handle = register_dissector("frep", dissect_frep, proto_frep);

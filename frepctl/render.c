@@ -96,8 +96,12 @@ static void render_peer(FILE *f, const char *label, const Frep__Admin__V1__Peer 
 	fprintf(f, "  %s:%s address:%s lanes:%" PRIu32 " cipher:%s", label,
 		*p->identity ? p->identity : "?", *p->address ? p->address : "?", p->lanes,
 		*p->cipher ? p->cipher : "?");
+	if (p->protocol)
+		fprintf(f, " protocol:%" PRIu32, p->protocol);
+	if (p->compression && *p->compression && strcmp(p->compression, "none") != 0)
+		fprintf(f, " compression:%s", p->compression);
 	if (p->compression_ratio > 1.005)
-		fprintf(f, " compression:%.2f", p->compression_ratio);
+		fprintf(f, " ratio:%.2f", p->compression_ratio);
 	fputc('\n', f);
 }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages frep needs to build, demo and test; the one
 # install list both README commands use. Idempotent: installs only what is missing.
-# --bench adds what bench/run.sh compares against (rsync over ssh).
+# --bench adds what bench/run.sh compares against (rsync over ssh) and builds its
+# compression image with (mke2fs).
 set -euo pipefail
 
 packages=(
 	build-essential cmake pkg-config ragel graphviz
-	libmbedtls-dev libisal-dev
+	libmbedtls-dev libisal-dev libzstd-dev liblz4-dev
 	libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 	libcmocka-dev
 	clang libclang-rt-14-dev
@@ -23,7 +24,7 @@ packages=(
 )
 
 if [ "${1:-}" = --bench ]; then
-	packages+=(rsync openssh-client openssh-server)
+	packages+=(rsync openssh-client openssh-server e2fsprogs)
 fi
 
 missing=()

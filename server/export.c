@@ -598,13 +598,7 @@ refused:
 static bool wait_freed(struct export *e, uint64_t gen, unsigned ms)
 {
 	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	deadline_in(CLOCK_REALTIME, ms, &until);
 	while (e->state != EX_FREE && e->gen == gen)
 		if (pthread_cond_timedwait(&em.done, &em.lock, &until) == ETIMEDOUT)
 			break;

@@ -15,8 +15,10 @@
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "fsm.h"
+#include "lanes.h"
 #include "log.h"
 #include "promote.h"
+#include "compress.h"
 #include "registry.h"
 #include "session.h"
 #include "store.h"
@@ -53,6 +55,7 @@ struct owned_tx {
 struct msession {
 	struct mirror_server *srv;
 	struct tls_conn *c;
+	struct frame_writer out; /* on c: the version and compression WELCOME settled */
 	struct frame_reader rd;
 	struct mirror_fsm fsm;
 	struct mirror_volume mv;
@@ -93,6 +96,9 @@ struct msession {
 	uint64_t copy_total; /* bytes of the current copy pass (StartCopy) */
 	bool linger;	       /* ...after an Error, once the master stops sending (see linger()) */
 	struct epoch_history hello_epochs; /* the master's (Hello.epoch, epoch_history) */
+	/* Version 2 with several lanes: their set (lanes.h), and the START_COPYs so far (LANE-6). */
+	struct mlanes *lanes;
+	uint64_t passes;
 	/* Error FENCED's fields (session_error sends them with that code). */
 	uint64_t fence_epoch, fence_txid;
 	int64_t fence_ms;
@@ -136,9 +142,9 @@ static void session_error(struct msession *s, uint32_t code, const char *fmt, ..
 		e.fenced_epoch = s->fence_epoch;
 		e.fenced_txid = s->fence_txid;
 		e.fenced_unix_ms = (uint64_t)s->fence_ms;
-		frame_send(s->c, FREP_MSG_ERROR, &e.base, NULL, 0);
+		frame_send(&s->out, FREP_MSG_ERROR, &e.base, NULL, 0);
 	} else {
-		frame_send_error(s->c, code, "%s", why);
+		frame_send_error(&s->out, code, "%s", why);
 	}
 	s->done = true;
 	struct status_error *e = &s->live_st.last_error;
@@ -177,6 +183,14 @@ static void publish(struct msession *s)
 	m->volume_size_bytes = s->mv.vol_open ? s->mv.vol.size : 0;
 	snprintf(m->preallocate, sizeof(m->preallocate), "%s", s->mv.sparse ? "sparse" : "full");
 	m->epoch = s->mv.epochs.epoch;
+	struct status_peer *peer = &m->connected_master;
+	/* Every lane's: the compression ratio is the session's. */
+	uint64_t data = 0, wire = 0;
+	if (s->lanes)
+		mlanes_bytes(s->lanes, &data, &wire);
+	peer->data_bytes = data + s->rd.data_bytes;
+	peer->wire_bytes = wire + s->rd.wire_bytes;
+	peer->compression_ratio = peer->wire_bytes ? (double)peer->data_bytes / (double)peer->wire_bytes : 1;
 	m->copy.active = (s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC) &&
 			 !s->copy_done;
 	m->copy.done_bytes = s->copy_through;
@@ -200,7 +214,6 @@ static void go_live(struct msession *s)
 	snprintf(p->address, sizeof(p->address), "%s", tls_peer_addr(s->c));
 	snprintf(p->identity, sizeof(p->identity), "%s", tls_peer_cn(s->c));
 	snprintf(p->cipher, sizeof(p->cipher), "%s", tls_cipher(s->c));
-	p->lanes = 1;
 	p->compression_ratio = 1;
 	registry_add(&s->live, v);
 	s->live_added = true;
@@ -240,7 +253,7 @@ static int feed(struct msession *s, enum mirror_event ev, unsigned type)
 
 static int send_msg(struct msession *s, unsigned type, const ProtobufCMessage *m)
 {
-	if (frame_send(s->c, type, m, NULL, 0) == 0)
+	if (frame_send(&s->out, type, m, NULL, 0) == 0)
 		return 0;
 	if (errno == ETIMEDOUT)
 		log_warn(vol(s), "master %s (%s) read nothing for %" PRIu64 " ms (--heartbeat-timeout) "
@@ -369,19 +382,34 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	}
 	snprintf(s->volume, sizeof(s->volume), "%s", h->volume);
 	s->fsm.volume = s->volume;
-	if (h->proto_min > FREP_PROTO_VERSION || h->proto_max < FREP_PROTO_VERSION) {
-		session_error(s, FREP_E_VERSION, "master speaks versions %u..%u, mirror speaks %u",
-			      h->proto_min, h->proto_max, FREP_PROTO_VERSION);
+	if (h->proto_min > FREP_PROTO_VERSION_MAX || h->proto_max < FREP_PROTO_VERSION ||
+	    h->proto_min > h->proto_max) {
+		session_error(s, FREP_E_VERSION, "master speaks versions %u..%u, mirror speaks %u..%u",
+			      h->proto_min, h->proto_max, FREP_PROTO_VERSION, FREP_PROTO_VERSION_MAX);
 		return;
 	}
+	/* HS-3: the highest version both speak. */
+	unsigned version = h->proto_max < FREP_PROTO_VERSION_MAX ? h->proto_max
+								 : FREP_PROTO_VERSION_MAX;
 	if (h->volume_uuid.len != FREP_UUID_SIZE || h->session_id.len != FREP_SESSION_ID_SIZE ||
 	    strlen(h->master_node) > FREP_MAX_NODE_NAME) {
 		session_error(s, FREP_E_PROTOCOL, "HELLO with a malformed uuid, session id or node name");
 		return;
 	}
+	if (h->lane != 0 && h->lane_count > 1) {
+		/* A lane joining a session (LANE-5): its thread serves it, holding no volume. */
+		s->done = true;
+		mlanes_serve(s->srv, s->c, &s->rd, &s->out, h);
+		return;
+	}
 	if (h->lane_count != 1 || h->lane != 0) {
-		session_error(s, FREP_E_LANES, "lane %u of %u: this mirror supports 1 lane", h->lane,
-			      h->lane_count);
+		session_error(s, FREP_E_LANES, "lane %u of %u: a session's first connection is lane 0 "
+			      "of 1 (LANE-1, LANE-2)", h->lane, h->lane_count);
+		return;
+	}
+	if (version >= 2 && h->has_lanes_max && (h->lanes_max < 1 || h->lanes_max > FREP_MAX_LANES)) {
+		session_error(s, FREP_E_LANES, "HELLO asks for %u lanes: 1..%u", h->lanes_max,
+			      (unsigned)FREP_MAX_LANES);
 		return;
 	}
 	if (epoch_from_wire(&s->hello_epochs, h->has_epoch ? h->epoch : 1, h->epoch_history,
@@ -432,7 +460,16 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 
 	uint64_t durable = s->mv.exists ? journal_last_txid(s->mv.j) : 0;
 	Frep__V1__Welcome w = FREP__V1__WELCOME__INIT;
-	w.proto_version = FREP_PROTO_VERSION;
+	w.proto_version = version;
+	unsigned comp = FREP_COMPRESS_NONE, lanes = 1;
+	if (version >= 2) {
+		comp = compress_choose(h->compression, h->n_compression);
+		/* LANE-4: as many as asked, up to FREP_MAX_LANES (checked above). */
+		lanes = h->has_lanes_max ? h->lanes_max : 1;
+		w.has_compression = w.has_lanes = true;
+		w.compression = comp;
+		w.lanes = lanes;
+	}
 	w.known = s->mv.exists;
 	w.durable_txid = durable;
 	w.consistent = s->mv.consistent;
@@ -448,10 +485,27 @@ static void on_hello(struct msession *s, Frep__V1__Hello *h)
 	w.verify = true;
 	w.has_epoch = true;
 	w.epoch = s->mv.epochs.epoch;
+	s->live_st.mirror.connected_master.protocol = version;
+	s->live_st.mirror.connected_master.lanes = lanes;
+	snprintf(s->live_st.mirror.connected_master.compression,
+		 sizeof(s->live_st.mirror.connected_master.compression), "%s", compress_name(comp));
+	/* Its lanes may join from the moment the master reads the WELCOME. */
+	if (lanes > 1 && !(s->lanes = mlanes_new(s->srv, h, who, &w))) {
+		session_error(s, FREP_E_INTERNAL, "out of memory for %u lanes", lanes);
+		return;
+	}
 	go_live(s);
-	log_info(vol(s), "master %s (%s, node %s, generation %" PRIu64 ") connected: known=%d durable_txid=%" PRIu64,
-		 who, tls_peer_addr(s->c), h->master_node, h->generation, w.known, durable);
-	send_msg(s, FREP_MSG_WELCOME, &w.base);
+	char sid[2 * FREP_SESSION_ID_SIZE + 1];
+	log_info(vol(s), "master %s (%s, node %s, generation %" PRIu64 ", protocol %u, compression %s, "
+		 "%u lane%s, session %s) connected: known=%d durable_txid=%" PRIu64, who,
+		 tls_peer_addr(s->c), h->master_node, h->generation, version, compress_name(comp), lanes,
+		 lanes == 1 ? "" : "s", hex_encode(h->session_id.data, FREP_SESSION_ID_SIZE, sid),
+		 w.known, durable);
+	/* WELCOME goes as a version-1 frame; everything after it in the session's version. */
+	if (send_msg(s, FREP_MSG_WELCOME, &w.base) < 0)
+		return;
+	if (frame_writer_set(&s->out, version, comp) < 0 || frame_reader_set(&s->rd, version, comp) < 0)
+		session_error(s, FREP_E_INTERNAL, "out of memory");
 }
 
 /* MAKEPARTS: build the extents like the master's, or check the existing ones. */
@@ -462,6 +516,10 @@ static void on_extent_table(struct msession *s, Frep__V1__ExtentTable *t)
 	bool created = false;
 	uint64_t total = 0;
 
+	if (s->fsm.state == MR_MAKEPARTS && s->lanes && !mlanes_ready(s->lanes, err, sizeof(err))) {
+		session_error(s, FREP_E_LANES, "%s", err);
+		return;
+	}
 	if (t->n_extent_size == 0 || t->n_extent_size > FREP_MAX_EXTENTS) {
 		session_error(s, FREP_E_BAD_EXTENTS, "extent table malformed: %zu extents (1..%d allowed)",
 			      t->n_extent_size, FREP_MAX_EXTENTS);
@@ -691,6 +749,10 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	}
 	if (feed(s, ev, FREP_MSG_START_COPY) < 0)
 		return;
+	/* LANE-6, LANE-7: pass n begins; records of the passes before it are ignored from now on. */
+	s->passes++;
+	if (s->lanes)
+		mlanes_pass_begin(s->lanes, s->passes);
 	/*
 	 * Inconsistent from the first copied byte on: say so durably before writing
 	 * any. A mirror in sync was consistent at every TXID it applied: the last
@@ -742,6 +804,9 @@ static void on_start_copy(struct msession *s, Frep__V1__StartCopy *sc)
 	s->copy_total = sc->total_bytes;
 	s->copy_acked_through = sc->start_offset;
 	s->copy_acked_ms = now_ms();
+	/* Its start is durable: the lanes may write its records now (COPY-2, COPY-14). */
+	if (s->lanes)
+		mlanes_pass_open(s->lanes, &s->mv, sc->start_offset);
 	log_info(vol(s), "%s %s pass %s: %" PRIu64 " bytes, base TXID %" PRIu64,
 		 mirror_state_name(s->fsm.state), sc->full ? "full" : "dirty",
 		 sc->start_offset ? "resumed" : "started", sc->total_bytes, sc->base_txid);
@@ -775,6 +840,8 @@ static int copy_ack(struct msession *s, uint64_t through)
 		session_error(s, FREP_E_IO, "fdatasync of extents: %s", strerror(errno));
 		return -1;
 	}
+	if (s->lanes)
+		mlanes_synced(s->lanes, s->copy_unsynced);
 	s->copy_unsynced = 0;
 	s->copy_acked_ms = now_ms();
 	s->copy_acked_through = through;
@@ -791,11 +858,60 @@ static int copy_ack(struct msession *s, uint64_t through)
 	return send_msg(s, FREP_MSG_COPY_ACK, &a.base);
 }
 
+/*
+ * LANE-9: a lane failed or was lost. Its Error, if it sent one, goes on lane
+ * 0 too; the session ends either way. true if it did.
+ */
+static bool lane_failed(struct msession *s)
+{
+	char why[FREP_MAX_MESSAGE];
+	uint32_t code;
+	if (!mlanes_failed(s->lanes, &code, why, sizeof(why)))
+		return false;
+	/* The lane logged it; lane 0 says what it does about it. */
+	if (code)
+		session_error(s, code, "%s", why);
+	else
+		log_info(vol(s), "master %s: %s: the session ends with its lanes", tls_peer_addr(s->c),
+			 why);
+	s->done = true;
+	return true;
+}
+
+/*
+ * A lanes call on lane 0 failed: its Error; or a lane's failure, which is
+ * why it did; or the session just ends (a wait ran out).
+ */
+static void lanes_trouble(struct msession *s, uint32_t code, const char *why)
+{
+	if (code) {
+		session_error(s, code, "%s", why);
+	} else if (!lane_failed(s)) {
+		log_warn(vol(s), "master %s: %s: closing", tls_peer_addr(s->c), why);
+		s->done = true;
+	}
+}
+
+/* A copy record on lane 0 of a session of several lanes: numbered, in its turn (lanes.h). */
+static void lane0_record(struct msession *s, const struct mlanes_rec *r)
+{
+	char why[FREP_MAX_MESSAGE];
+	uint32_t code;
+	if (mlanes_record(s->lanes, 0, r, s->srv->heartbeat_timeout_ms, &code, why, sizeof(why)) < 0)
+		lanes_trouble(s, code, why);
+}
+
 static void on_copy_data(struct msession *s, Frep__V1__CopyData *d, const struct frame *f)
 {
 	uint32_t len = f->hdr.trailer_len;
 	if (feed(s, MV_MSG_COPY_DATA, FREP_MSG_COPY_DATA) < 0)
 		return;
+	if (s->lanes && !s->copy_done) {
+		struct mlanes_rec r = { FREP_MSG_COPY_DATA, d->has_pass && d->has_seq, d->pass, d->seq,
+					d->offset, len, f->trailer, d->data_crc };
+		lane0_record(s, &r);
+		return;
+	}
 	if (s->copy_done || !range_ok(s, d->offset, len) || len == 0) {
 		session_error(s, s->copy_done ? FREP_E_UNEXPECTED : FREP_E_RANGE,
 			      "COPY_DATA of %u bytes at offset %" PRIu64 " %s", len, d->offset,
@@ -824,6 +940,12 @@ static void on_copy_hole(struct msession *s, Frep__V1__CopyHole *h)
 {
 	if (feed(s, MV_MSG_COPY_HOLE, FREP_MSG_COPY_HOLE) < 0)
 		return;
+	if (s->lanes && !s->copy_done) {
+		struct mlanes_rec r = { FREP_MSG_COPY_HOLE, h->has_pass && h->has_seq, h->pass, h->seq,
+					h->offset, h->length, NULL, 0 };
+		lane0_record(s, &r);
+		return;
+	}
 	if (s->copy_done || !range_ok(s, h->offset, h->length) || h->length == 0) {
 		session_error(s, s->copy_done ? FREP_E_UNEXPECTED : FREP_E_RANGE,
 			      "COPY_HOLE of %" PRIu64 " bytes at offset %" PRIu64 " %s", h->length,
@@ -848,8 +970,16 @@ static void on_copy_hole(struct msession *s, Frep__V1__CopyHole *h)
  */
 static void copy_ack_if_due(struct msession *s)
 {
-	if ((s->fsm.state == MR_REPLICATE || s->fsm.state == MR_OUTOFSYNC) && !s->copy_done &&
-	    s->copy_through > s->copy_acked_through && now_ms() - s->copy_acked_ms >= COPY_ACK_MS)
+	if ((s->fsm.state != MR_REPLICATE && s->fsm.state != MR_OUTOFSYNC) || s->copy_done)
+		return;
+	/*
+	 * LANE-8: with lanes, the low-water mark of what they wrote, taken
+	 * before copy_ack's fdatasync, so that all it covers was written first.
+	 */
+	if (s->lanes)
+		s->copy_through = mlanes_through(s->lanes, &s->copy_unsynced);
+	if (s->copy_through > s->copy_acked_through &&
+	    (now_ms() - s->copy_acked_ms >= COPY_ACK_MS || s->copy_unsynced >= COPY_ACK_BYTES))
 		copy_ack(s, s->copy_through);
 }
 
@@ -888,6 +1018,18 @@ static void on_copy_done(struct msession *s, Frep__V1__CopyDone *d)
 	if (s->copy_done || d->last_txid < s->mv.applied_txid) {
 		session_error(s, FREP_E_PROTOCOL, "COPY_DONE at TXID %" PRIu64 " below the copy base %" PRIu64,
 			      d->last_txid, s->mv.applied_txid);
+		return;
+	}
+	/*
+	 * LANE-7: no TX of the pass applies before every record the counts name
+	 * is written (and, below, durable): a record late on one lane must never
+	 * overwrite a newer write. Lane 0 reads nothing more meanwhile.
+	 */
+	char why[FREP_MAX_MESSAGE];
+	uint32_t code;
+	if (s->lanes && mlanes_done(s->lanes, d->lane_records, d->n_lane_records,
+				    s->srv->heartbeat_timeout_ms, &code, why, sizeof(why)) < 0) {
+		lanes_trouble(s, code, why);
 		return;
 	}
 	if (copy_ack(s, s->mv.vol.size) < 0)
@@ -1362,6 +1504,7 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	s->c = c;
 	s->mv.lock_fd = -1;
 	frame_reader_init(&s->rd);
+	frame_writer_init(&s->out, c);
 	mirror_fsm_init(&s->fsm, NULL);
 
 	uint64_t last_frame_ms = now_ms();
@@ -1382,10 +1525,13 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 		if (atomic_load(&srv->stopping)) {
 			Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
 			g.reason = "mirror shutting down";
-			frame_send(c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+			frame_send(&s->out, FREP_MSG_GOODBYE, &g.base, NULL, 0);
 			break;
 		}
-		if (!tls_readable(c, s->fsm.state == MR_INIT ? HELLO_TIMEOUT_MS : POLL_MS)) {
+		if (s->lanes && lane_failed(s))
+			break;
+		int wait_ms = s->fsm.state == MR_INIT ? HELLO_TIMEOUT_MS : POLL_MS;
+		if (s->lanes ? !mlanes_wait(s->lanes, c, wait_ms) : !tls_readable(c, wait_ms)) {
 			if (s->fsm.state == MR_INIT) {
 				log_warn(NULL, "peer %s sent no HELLO within %d ms", tls_peer_addr(c),
 					 HELLO_TIMEOUT_MS);
@@ -1423,6 +1569,9 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 		}
 		publish(s);
 	}
+	/* Before the volume closes: from now on no lane writes to it, and every lane ends. */
+	mlanes_end(s->lanes);
+	s->lanes = NULL;
 	if (s->live_added)
 		registry_remove(&s->live);
 	for (unsigned i = 0; i < s->n_held; i++)
@@ -1439,6 +1588,7 @@ void mirror_session_run(struct mirror_server *srv, struct tls_conn *c)
 	if (s->linger)
 		linger(s);
 	frame_reader_free(&s->rd);
+	frame_writer_free(&s->out);
 	tls_close(c);
 	free(s);
 }

@@ -115,6 +115,8 @@ static void fill_mirror(struct mirror_vol *x)
 	x->master.cipher = "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256";
 	x->master.lanes = 1;
 	x->master.compression_ratio = 2.5;
+	x->master.protocol = 2;
+	x->master.compression = "zstd";
 }
 
 /* What f wrote: the caller frees. */
@@ -309,7 +311,8 @@ static void test_render_mirror(void **state)
 		"  owner:master-1 consistent@812 1s ago applied:812\n"
 		"  journal used:1.2M size:64M preallocate:sparse\n"
 		"  master:master-1 address:127.0.0.1:53422 lanes:1 "
-		"cipher:TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256 compression:2.50\n");
+		"cipher:TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256 protocol:2 compression:zstd "
+		"ratio:2.50\n");
 	free(s);
 
 	/* Mid-copy: inconsistent, keeping the last consistent TXID; no master connected. */

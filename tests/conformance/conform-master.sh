@@ -24,7 +24,7 @@ conform_master() {
 	run+=" --volume vol={dir}/vol --mirror {host}:{port} --server-name frep-mirror"
 	run+=" --journal {dir}/j --cert $PKI/master-1.crt --key $PKI/master-1.key --ca $PKI/ca.crt"
 	run+=" --nbd unix:{dir}/nbd.sock --backoff 0.1:0.5 --heartbeat-timeout $PEER_TIMEOUT_S"
-	run+=" --admin unix:{dir}/admin.sock"
+	run+=" --admin unix:{dir}/admin.sock ${CONFORM_CLIENT_ARGS:-}"
 	# The operator's pause, resume and verify (IDLE and VFY cases): one admin API call, which must
 	# succeed (the client exits non-zero otherwise).
 	local admin="/usr/bin/python3 $FREP_SRC/tests/tools/admin-client.py unix:{dir}/admin.sock"

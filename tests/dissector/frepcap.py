@@ -14,13 +14,15 @@ check_all() runs the checks that hold for any capture and returns the problems f
   - no malformed packet, no expert info of frep's in the malformed group;
   - the links equal the spec's definitions, recomputed here from the frames alone:
     a TX is acknowledged by the first TX_ACK after it with txid >= its TXID (SEQ-4),
-    a COPY_DATA/COPY_HOLE by the first COPY_ACK of its pass with through >= its end
-    (COPY-8), a HEARTBEAT is echoed by the other side's next HEARTBEAT of that seq,
+    a COPY_DATA/COPY_HOLE, on any lane of its session, by the first COPY_ACK of its
+    pass with through >= its end (COPY-8, LANE-8; the end counts the data, the
+    trailer decompressed), a HEARTBEAT is echoed by the other side's next HEARTBEAT of that seq,
     a VERIFY is answered by the first VERIFY_RESULT echoing its verify_id, offset and
     txid (VFY-5), and frep.vfy.match says whether their hashes are equal (VFY-7);
   - one pass shows every backward link and expert info that two passes show;
   - tshark -z frep,tree counts the frames of each type, their KiB and one latency
-    per acknowledged request, with the mean of the frames' own times.
+    per acknowledged request, with the mean of the frames' own times, and the
+    trailers: how many, how many compressed, their KiB on the wire and of data.
 """
 import json
 import re
@@ -102,6 +104,17 @@ def has(frame, field):
 	return field in frame["f"]
 
 
+def data_len(frame):
+	"""Bytes of data of a frame's trailer: decompressed, if it was."""
+	n = num(frame, "frep.trailer.data_len")
+	return num(frame, "frep.hdr.trailer_len") if n is None else n
+
+
+def session(frame):
+	"""The session a frame belongs to: lane 0's HELLO (every lane links to it), or its stream."""
+	return num(frame, "frep.session.opened_in") or ("stream", frame["stream"])
+
+
 def expected_links(frames):
 	"""[{link field: value}] per frame, from the spec's definitions (check_all)."""
 	want = [{} for _ in frames]
@@ -114,9 +127,9 @@ def expected_links(frames):
 			ack = next((j for j, g in later if g["type"] == TX_ACK and
 				    num(g, "frep.tx_ack.txid") >= num(fr, "frep.tx.txid")), None)
 		elif t in (COPY_DATA, COPY_HOLE):
-			end = num(fr, "frep.copy_data.offset") + num(fr, "frep.hdr.trailer_len") \
-				if t == COPY_DATA else \
+			end = num(fr, "frep.copy_data.offset") + data_len(fr) if t == COPY_DATA else \
 				num(fr, "frep.copy_hole.offset") + num(fr, "frep.copy_hole.length")
+			later = [(j, g) for j, g in enumerate(frames) if j > i and session(g) == session(fr)]
 			for j, g in later:
 				if g["type"] == START_COPY:
 					break
@@ -211,8 +224,8 @@ def check_all(two, one, two_json, stats_path):
 					a["packet"], NAMES[a["type"]], k, a["f"].get(k), b["f"].get(k)))
 	# Statistics.
 	st = stats(stats_path)
-	msgs, kib, lat = (st.get(s, {}) for s in ("Messages by type", "KiB by type",
-						  "Acknowledgement latency (ms)"))
+	msgs, kib, lat, trailers = (st.get(s, {}) for s in ("Messages by type", "KiB by type",
+							    "Acknowledgement latency (ms)", "Trailers"))
 	for t in range(1, len(NAMES)):
 		frs = [f for f in two if f["type"] == t]
 		if msgs.get(NAMES[t], (0,))[0] != len(frs):
@@ -220,6 +233,14 @@ def check_all(two, one, two_json, stats_path):
 		if kib.get(NAMES[t], (0,))[0] != sum(f["bytes"] for f in frs) >> 10:
 			problems.append("-z frep,tree: %s KiB %s, frames hold %d bytes" %
 					(NAMES[t], kib.get(NAMES[t]), sum(f["bytes"] for f in frs)))
+	with_trailer = [f for f in two if num(f, "frep.hdr.trailer_len")]
+	for item, value in (("", len(with_trailer)),
+			    ("compressed", len([f for f in with_trailer if num(f, "frep.hdr.flags.compressed")])),
+			    ("KiB on the wire", sum(num(f, "frep.hdr.trailer_len") for f in with_trailer) >> 10),
+			    ("KiB of data", sum(data_len(f) for f in with_trailer) >> 10)):
+		if trailers.get(item, (0,))[0] != value:
+			problems.append("-z frep,tree: Trailers %s %s, frames have %d" %
+					(item or "count", trailers.get(item), value))
 	for name, types, field in (("TX -> TX_ACK", (TX,), "frep.ack_time"),
 				   ("COPY_DATA/COPY_HOLE -> COPY_ACK", (COPY_DATA, COPY_HOLE), "frep.ack_time"),
 				   ("HEARTBEAT -> echo (round trip)", (HEARTBEAT,), "frep.hb.echo_in"),

@@ -163,7 +163,7 @@ start_proxy() {
 	PROXY_PORT=$(grep -Eo 'listening on 127\.0\.0\.1:[0-9]+' "$T/proxy.log" | tail -n1 | cut -d: -f2)
 }
 
-# pctl COMMAND...: one proxy command (drop-after, drop-now, stall, unstall, delay,
+# pctl COMMAND...: one proxy command (drop-after, drop-now [CONN], stall, unstall, delay MS [CONN],
 # rate MBPS (a cap per direction; 0 ends it), refuse, stats); prints the answer, and
 # an "error" answer fails the test. tests/tools/fault-proxy.c's header says more.
 pctl() {

@@ -73,11 +73,12 @@ EOF
 
 # peer NAME: runs frep-conform peer on the script from stdin in $W; stdout in $W/NAME.out,
 # stderr in $T/peer-NAME.log; fails the test unless the script ran as written
-# (which also means the server accepted the connection).
+# (which also means the server accepted the connection). It authenticates as
+# $PEER_CN (default master-1; `certs` must have made it).
 peer() {
-	local rc=0
+	local rc=0 cn=${PEER_CN:-master-1}
 	(cd "$W" && timeout "$PEER_SCRIPT_TIMEOUT" "$BIN/frep-conform" peer --connect "127.0.0.1:$SERVER_PORT" \
-		--server-name frep-mirror --cert "$PKI/master-1.crt" --key "$PKI/master-1.key" \
+		--server-name frep-mirror --cert "$PKI/$cn.crt" --key "$PKI/$cn.key" \
 		--ca "$PKI/ca.crt" --timeout 10) >"$W/$1.out" 2>"$T/peer-$1.log" || rc=$?
 	[ $rc -eq 0 ] || fail "case $1: frep-conform peer exit $rc: $(cat "$T/peer-$1.log")"
 }

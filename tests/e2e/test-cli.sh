@@ -31,6 +31,10 @@ expect_exit2 '--volume: expected NAME=PATH' "${C[@]}" --volume novalue
 expect_exit2 '--mirror: expected HOST\[:PORT\]' "${C[@]}" --mirror host:notaport
 expect_exit2 '--nbd: expected unix:PATH or HOST:PORT' "${C[@]}" --nbd nonsense
 expect_exit2 "unknown option '--frobnicate'" "${C[@]}" --frobnicate
+expect_exit2 "--compress: expected none, zstd or lz4, got 'gzip'" "${C[@]}" --compress gzip
+expect_exit2 "--lanes: expected a number of TLS connections, 1-16, got '0'" "${C[@]}" --lanes 0
+expect_exit2 "--lanes: expected a number of TLS connections, 1-16, got '17'" "${C[@]}" --lanes 17
+expect_exit2 "--lanes: expected a number of TLS connections, 1-16, got '2x'" "${C[@]}" --lanes 2x
 expect_exit2 '--mirror is required' "$BIN/frep-client" --volume "v=$T/v0"
 expect_exit2 'IP address.*--server-name' "${C[@]}" --mirror 127.0.0.1:7460
 expect_exit2 "no such file|No such file|cannot|nonexistent" "${C[@]}" --volume "v=$T/nonexistent"

@@ -1,8 +1,15 @@
-/* Fuzz harness: a byte stream from a peer through the frame decoder and every message's protobuf decode. */
+/*
+ * Fuzz harness: a byte stream from a peer through the frame decoder and every
+ * message's protobuf decode; twice: as the frames of a version-1 session, and
+ * (all but the last byte) as those after WELCOME of a version-2 session whose
+ * compression the last byte picks, so that compressed trailers meet the
+ * decompressors (COMP-4).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "harness.h"
@@ -17,7 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* A decoded header encodes back to the same 16 bytes: nothing is lost or invented. */
-static void check_header(const uint8_t *data, size_t size)
+static void check_header(const uint8_t *data, size_t size, unsigned version)
 {
 	struct frep_frame_hdr h;
 	uint8_t again[FREP_FRAME_HDR_SIZE];
@@ -25,7 +32,7 @@ static void check_header(const uint8_t *data, size_t size)
 
 	if (size < FREP_FRAME_HDR_SIZE)
 		return;
-	if (frame_hdr_decode(data, &h, &why) < 0) {
+	if (frame_hdr_decode(data, version, &h, &why) < 0) {
 		require(why && *why);
 		return;
 	}
@@ -96,6 +103,18 @@ static void read_fields(const struct frame *f)
 	default:
 		break;
 	}
+	/*
+	 * COMP-3/4: a trailer that came compressed is exactly the declared length
+	 * once decompressed, within the frame limit, whatever the input said.
+	 */
+	if (f->wire_trailer_len != f->hdr.trailer_len) {
+		require(f->hdr.type == FREP_MSG_TX || f->hdr.type == FREP_MSG_COPY_DATA);
+		require(f->hdr.trailer_len <= FREP_MAX_TRAILER);
+		uint64_t want = f->hdr.type == FREP_MSG_TX
+					? ((const Frep__V1__Tx *)f->msg)->length
+					: ((const Frep__V1__CopyData *)f->msg)->length;
+		require(want == f->hdr.trailer_len);
+	}
 	/* Both ends of a trailer are inside the buffer the reader sized for it. */
 	if (f->hdr.trailer_len) {
 		volatile uint8_t x = f->trailer[0];
@@ -104,7 +123,7 @@ static void read_fields(const struct frame *f)
 	}
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void read_stream(const uint8_t *data, size_t size, unsigned version, unsigned compression)
 {
 	struct tls_conn *c = mem_tls_open(data, size, "fuzz-master", 0);
 	struct frame_reader r;
@@ -113,8 +132,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint32_t wire_err;
 	unsigned n = 0;
 
-	check_header(data, size);
+	check_header(data, size, version);
 	frame_reader_init(&r);
+	require(frame_reader_set(&r, version, compression) == 0);
 	for (;;) {
 		why[0] = '\0';
 		enum frame_status st = frame_recv(c, &r, &f, &wire_err, why, sizeof(why));
@@ -139,5 +159,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	frame_reader_free(&r);
 	tls_close(c);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	read_stream(data, size, FREP_PROTO_VERSION, FREP_COMPRESS_NONE);
+	if (size)
+		read_stream(data, size - 1, 2, data[size - 1] % (FREP_COMPRESS__MAX + 1));
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bitmap.h"
+#include "compress.h"
 #include "frame.h"
 #include "frep/v1/frep.pb-c.h"
 #include "harness.h"
@@ -56,17 +57,32 @@ static uint8_t uuid[16] = { 0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78,
 			    0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0 };
 static uint8_t data[512];
 
+/* Frames after HELLO go in this version with this compression (a version-2 session's). */
+static unsigned gen_version = FREP_PROTO_VERSION, gen_compression;
+
 static void send_one(struct tls_conn *c, unsigned type, const ProtobufCMessage *m,
 		     const void *trailer, uint32_t len)
 {
-	require(frame_send(c, type, m, trailer, len) == 0);
+	struct frame_writer w;
+	frame_writer_init(&w, c);
+	if (type != FREP_MSG_HELLO)
+		require(frame_writer_set(&w, gen_version, gen_compression) == 0);
+	require(frame_send(&w, type, m, trailer, len) == 0);
+	frame_writer_free(&w);
 }
 
-/* A master's side of a first session: create, copy, sequence, say goodbye. */
-static void master_session(struct tls_conn *c, bool whole)
+/*
+ * A master's side of a first session: create, copy, sequence, say goodbye.
+ * With an algorithm, in version 2 with that compression (data compresses).
+ */
+static void master_session(struct tls_conn *c, bool whole, unsigned alg)
 {
 	Frep__V1__Hello h = FREP__V1__HELLO__INIT;
-	h.proto_min = h.proto_max = FREP_PROTO_VERSION;
+	uint32_t offer = alg;
+	h.proto_min = FREP_PROTO_VERSION;
+	h.proto_max = alg ? 2 : FREP_PROTO_VERSION;
+	h.n_compression = alg != 0;
+	h.compression = &offer;
 	h.master_node = "master-host";
 	h.volume = "db1";
 	h.volume_uuid = (ProtobufCBinaryData){ sizeof(uuid), uuid };
@@ -75,6 +91,10 @@ static void master_session(struct tls_conn *c, bool whole)
 	h.lane_count = 1;
 	h.journal_size = 1 << 20;
 	send_one(c, FREP_MSG_HELLO, &h.base, NULL, 0);
+	if (alg) {
+		gen_version = 2;
+		gen_compression = alg;
+	}
 
 	uint64_t sizes[2] = { 64 * 1024, 4096 };
 	Frep__V1__ExtentTable t = FREP__V1__EXTENT_TABLE__INIT;
@@ -93,6 +113,8 @@ static void master_session(struct tls_conn *c, bool whole)
 	Frep__V1__CopyData cd = FREP__V1__COPY_DATA__INIT;
 	cd.offset = 0;
 	cd.data_crc = frep_crc32c(data, sizeof(data));
+	cd.has_length = alg != 0;
+	cd.length = sizeof(data);
 	send_one(c, FREP_MSG_COPY_DATA, &cd.base, data, sizeof(data));
 	Frep__V1__CopyHole ch = FREP__V1__COPY_HOLE__INIT;
 	ch.offset = sizeof(data);
@@ -137,6 +159,8 @@ static void master_session(struct tls_conn *c, bool whole)
 	Frep__V1__Goodbye g = FREP__V1__GOODBYE__INIT;
 	g.reason = "master shutting down";
 	send_one(c, FREP_MSG_GOODBYE, &g.base, NULL, 0);
+	gen_version = FREP_PROTO_VERSION;
+	gen_compression = 0;
 }
 
 /* The mirror's answers in that session, and an Error. */
@@ -180,14 +204,32 @@ static void frames(void)
 {
 	size_t len;
 	struct tls_conn *c = mem_tls_open(NULL, 0, "gen", 1);
-	master_session(c, true);
+	master_session(c, true, 0);
 	const uint8_t *out = mem_tls_output(c, &len);
 	put("fuzz-frame", "master-session", out, len, NULL, 0);
 	put("fuzz-mirror-session", "first-session", out, len, NULL, 0);
 	tls_close(c);
 
+	/* Version 2, compressed: fuzz-frame reads it as a version-2 session (its last byte). */
+	static const struct {
+		unsigned alg;
+		const char *name;
+	} v2[] = { { FREP_COMPRESS_ZSTD, "v2-zstd" }, { FREP_COMPRESS_LZ4, "v2-lz4" } };
+	for (size_t i = 0; i < sizeof(v2) / sizeof(v2[0]); i++) {
+		c = mem_tls_open(NULL, 0, "gen", 1);
+		master_session(c, true, v2[i].alg);
+		out = mem_tls_output(c, &len);
+		put("fuzz-mirror-session", v2[i].name, out, len, NULL, 0);
+		/* fuzz-frame's mode byte last, and the frames after HELLO alone, as its v2 pass reads them. */
+		uint8_t mode = (uint8_t)v2[i].alg;
+		size_t hello = FREP_FRAME_HDR_SIZE + ((size_t)out[8] << 24 | (size_t)out[9] << 16 |
+						      (size_t)out[10] << 8 | out[11]);
+		put("fuzz-frame", v2[i].name, out + hello, len - hello, &mode, 1);
+		tls_close(c);
+	}
+
 	c = mem_tls_open(NULL, 0, "gen", 1);
-	master_session(c, false);
+	master_session(c, false, 0);
 	out = mem_tls_output(c, &len);
 	put("fuzz-mirror-session", "copy-then-tx", out, len, NULL, 0);
 	tls_close(c);

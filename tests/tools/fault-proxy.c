@@ -38,14 +38,21 @@
  *        after it (mid-frame, wherever it falls). Default direction: any.
  *        "random" draws BYTES in [MIN, MAX] from the --seed generator; the
  *        answer names the draw, so a failing run can be replayed.
- *   drop-now          cuts every open connection.
+ *   drop-now [CONN]   cuts every open connection, or only connection CONN (the
+ *                     proxy numbers the connections it accepts from 1: "stats"
+ *                     lists the open ones; a frep session's lane 0 comes first,
+ *                     its other lanes after it).
  *   stall / unstall   stops / resumes forwarding: sockets stay open, nothing is
  *                     read or written, new connections are accepted but idle.
- *   delay MS          holds every chunk read from now MS milliseconds (0 ends it).
+ *   delay MS [CONN]   holds every chunk read from now MS milliseconds (0 ends it);
+ *                     with CONN, only the chunks of connection CONN, open now or
+ *                     accepted later (one such connection at a time: a new one
+ *                     replaces it; "delay 0 CONN" ends it), one lane of several.
  *   rate MBPS         caps forwarding at MBPS MB/s (10^6 bytes; decimals allowed,
  *                     0.001..100000; 0 ends it) in each direction separately, as
  *                     a link of that speed would: one token bucket for "up" and
- *                     one for "down", each shared by every connection. A bucket
+ *                     one for "down", each shared by every connection, served
+ *                     in turn so that none starves the others. A bucket
  *                     holds 10 ms of rate, at least 16 KiB (the burst), so over
  *                     any window the bytes read in one direction stay within
  *                     MBPS * seconds + burst. The cap applies where bytes are
@@ -56,7 +63,8 @@
  *                     the rate at 1 MiB per delay.
  *   refuse on|off     accepts new connections and resets them at once.
  *   stats             accepted=N open=N up=BYTES down=BYTES drops=N refused=N
- *                     rate=MBPS burst=BYTES (rate=0 burst=0 without a cap)
+ *                     rate=MBPS burst=BYTES conns=ID[,ID...] (rate=0 burst=0
+ *                     without a cap; conns=- with none open)
  *
  * A cut resets both sides (SO_LINGER 0), as a dead link or middlebox would,
  * so neither peer sees a clean end of stream. A reset or error on one side is
@@ -134,6 +142,8 @@ struct proxy {
 
 	bool stalled, refusing;
 	uint64_t delay_ms;
+	unsigned delay_conn;	/* 0, or the one connection delay_conn_ms holds instead */
+	uint64_t delay_conn_ms;
 	double rate_bps, burst; /* bytes per second and per direction; 0: no cap */
 	struct bucket bucket[2];
 	bool drop_armed;
@@ -142,6 +152,7 @@ struct proxy {
 
 	unsigned accepted, refused, drops;
 	uint64_t total[2];
+	int first_slot; /* the pair served first this round (fairness under a cap) */
 };
 
 /* splitmix64: small, seedable, good enough to spread byte counts. */
@@ -411,7 +422,7 @@ static int read_flow(struct proxy *p, struct pair *pr, enum dir d)
 	c->next = NULL;
 	c->len = len;
 	c->off = 0;
-	c->due_ms = now_ms() + p->delay_ms;
+	c->due_ms = now_ms() + (pr->id == p->delay_conn ? p->delay_conn_ms : p->delay_ms);
 	if (f->tail)
 		f->tail->next = c;
 	else
@@ -515,25 +526,46 @@ static void run_command(struct proxy *p, char *line, char *out, size_t out_len)
 		p->drop_left = bytes;
 		p->drop_dir = d;
 		snprintf(out, out_len, "ok drop-after %" PRIu64 " %s", bytes, dir_names[d]);
-	} else if (strcmp(cmd, "drop-now") == 0 && argc == 1) {
+	} else if (strcmp(cmd, "drop-now") == 0 && argc <= 2) {
+		uint64_t only = 0;
+		if (argc == 2 && (parse_size(argv[1], &only) < 0 || only == 0)) {
+			snprintf(out, out_len, "error drop-now wants a connection number from 1, got '%s'",
+				 argv[1]);
+			return;
+		}
 		unsigned n = 0;
 		for (int i = 0; i < MAX_PAIRS; i++)
-			if (p->pairs[i].used) {
+			if (p->pairs[i].used && (!only || p->pairs[i].id == only)) {
 				cut_pair(p, &p->pairs[i]);
 				n++;
 			}
+		if (only && !n) {
+			snprintf(out, out_len, "error connection %" PRIu64 " is not open", only);
+			return;
+		}
 		snprintf(out, out_len, "ok dropped %u", n);
 	} else if ((strcmp(cmd, "stall") == 0 || strcmp(cmd, "unstall") == 0) && argc == 1) {
 		p->stalled = cmd[0] == 's';
 		snprintf(out, out_len, "ok %s", cmd);
-	} else if (strcmp(cmd, "delay") == 0 && argc == 2) {
-		uint64_t ms;
+	} else if (strcmp(cmd, "delay") == 0 && (argc == 2 || argc == 3)) {
+		uint64_t ms, conn = 0;
 		if (parse_size(argv[1], &ms) < 0 || ms > DELAY_MAX_MS) {
 			snprintf(out, out_len, "error delay wants 0..%d ms", DELAY_MAX_MS);
 			return;
 		}
-		p->delay_ms = ms;
-		snprintf(out, out_len, "ok delay %" PRIu64, ms);
+		if (argc == 3 && (parse_size(argv[2], &conn) < 0 || conn == 0 || conn > UINT32_MAX)) {
+			snprintf(out, out_len, "error delay MS CONN wants a connection number from 1, got '%s'",
+				 argv[2]);
+			return;
+		}
+		if (!conn) {
+			p->delay_ms = ms;
+			snprintf(out, out_len, "ok delay %" PRIu64, ms);
+		} else {
+			p->delay_conn = ms ? (unsigned)conn : 0;
+			p->delay_conn_ms = ms;
+			snprintf(out, out_len, "ok delay %" PRIu64 " connection %" PRIu64, ms, conn);
+		}
 	} else if (strcmp(cmd, "rate") == 0 && argc == 2) {
 		char *end;
 		errno = 0;
@@ -554,13 +586,27 @@ static void run_command(struct proxy *p, char *line, char *out, size_t out_len)
 		snprintf(out, out_len, "ok refuse %s", argv[1]);
 	} else if (strcmp(cmd, "stats") == 0 && argc == 1) {
 		unsigned open = 0;
-		for (int i = 0; i < MAX_PAIRS; i++)
-			open += p->pairs[i].used;
+		char ids[96] = "-";
+		size_t at = 0;
+		/* In accept order: the slots are reused, so sort by id. */
+		for (unsigned last = 0;;) {
+			unsigned next = 0;
+			for (int i = 0; i < MAX_PAIRS; i++)
+				if (p->pairs[i].used && p->pairs[i].id > last &&
+				    (!next || p->pairs[i].id < next))
+					next = p->pairs[i].id;
+			if (!next)
+				break;
+			if (at < sizeof(ids) - 12)
+				at += (size_t)snprintf(ids + at, sizeof(ids) - at, "%s%u", open ? "," : "", next);
+			open++;
+			last = next;
+		}
 		snprintf(out, out_len,
 			 "ok accepted=%u open=%u up=%" PRIu64 " down=%" PRIu64 " drops=%u refused=%u"
-			 " rate=%g burst=%.0f",
+			 " rate=%g burst=%.0f conns=%s",
 			 p->accepted, open, p->total[UP], p->total[DOWN], p->drops, p->refused,
-			 p->rate_bps / 1e6, p->burst);
+			 p->rate_bps / 1e6, p->burst, ids);
 	} else {
 		snprintf(out, out_len, "error unknown command or wrong arguments: %s", cmd);
 	}
@@ -707,7 +753,19 @@ static int run(struct proxy *p)
 			if (p->controls[i].fd >= 0 && pfd[SLOT_CONTROLS + i].fd == p->controls[i].fd &&
 			    pfd[SLOT_CONTROLS + i].revents)
 				control_read(p, &p->controls[i]);
-		for (int i = 0; i < MAX_PAIRS; i++) {
+		/*
+		 * Under a cap, whichever connection reads first takes the tokens:
+		 * start one slot further each round, so that connections sharing
+		 * the link share it as a router's queue would, and none starves
+		 * (the lanes of one session, each with its own TCP connection).
+		 */
+		for (int k = 1; k <= MAX_PAIRS; k++)
+			if (p->pairs[(p->first_slot + k) % MAX_PAIRS].used) {
+				p->first_slot = (p->first_slot + k) % MAX_PAIRS;
+				break;
+			}
+		for (int k = 0; k < MAX_PAIRS; k++) {
+			int i = (p->first_slot + k) % MAX_PAIRS;
 			struct pair *pr = &p->pairs[i];
 			/* A control command may have cut this slot, or stalled the proxy. */
 			if (!pr->used || pr->id != polled_id[i] || p->stalled)

@@ -49,7 +49,7 @@ static void check_lengths(uint8_t type, bool body, uint32_t max, bool trailer_al
 		const char *why = NULL;
 		encode(b, type, body ? cases[i].len : 0, body ? 0 : cases[i].len);
 		bool want = cases[i].ok && (body || trailer_allowed || cases[i].len == 0);
-		int rc = frame_hdr_decode(b, &h, &why);
+		int rc = frame_hdr_decode(b, FREP_PROTO_VERSION, &h, &why);
 		if (want) {
 			assert_int_equal(rc, 0);
 			assert_int_equal(body ? h.body_len : h.trailer_len, cases[i].len);
@@ -86,25 +86,59 @@ static void test_bad_headers(void **state)
 
 	encode(b, FREP_MSG_HELLO, 10, 0);
 	b[0] = 'X';
-	assert_int_equal(frame_hdr_decode(b, &h, &why), -1);
+	assert_int_equal(frame_hdr_decode(b, FREP_PROTO_VERSION, &h, &why), -1);
 	assert_non_null(strstr(why, "magic"));
 
 	encode(b, FREP_MSG_HELLO, 10, 0);
 	b[4] = 2;
-	assert_int_equal(frame_hdr_decode(b, &h, &why), -1);
+	assert_int_equal(frame_hdr_decode(b, FREP_PROTO_VERSION, &h, &why), -1);
 	assert_non_null(strstr(why, "version"));
 
 	const uint8_t bad_types[] = { 0, FREP_MSG__MAX + 1, 0x7f, 0xff };
 	for (size_t i = 0; i < sizeof(bad_types); i++) {
 		encode(b, bad_types[i], 0, 0);
-		assert_int_equal(frame_hdr_decode(b, &h, &why), -1);
+		assert_int_equal(frame_hdr_decode(b, FREP_PROTO_VERSION, &h, &why), -1);
 		assert_non_null(strstr(why, "unknown message type"));
 	}
 
 	encode(b, FREP_MSG_HELLO, 0, 0);
 	b[7] = 1;
-	assert_int_equal(frame_hdr_decode(b, &h, &why), -1);
+	assert_int_equal(frame_hdr_decode(b, FREP_PROTO_VERSION, &h, &why), -1);
 	assert_non_null(strstr(why, "flags"));
+}
+
+/* spec: FRAME-3, FRAME-5 in version 2: the session's version, and the COMPRESSED flag on a trailer only. */
+static void test_version2_headers(void **state)
+{
+	uint8_t b[FREP_FRAME_HDR_SIZE];
+	struct frep_frame_hdr h = { .version = 2, .type = FREP_MSG_TX, .flags = FREP_FLAG_COMPRESSED,
+				    .body_len = 20, .trailer_len = 100 };
+	const char *why;
+
+	frame_hdr_encode(&h, b);
+	assert_int_equal(frame_hdr_decode(b, 2, &h, &why), 0);
+	assert_int_equal(h.flags, FREP_FLAG_COMPRESSED);
+	/* The same frame in a version-1 session, or flagged in version 1: refused. */
+	assert_int_equal(frame_hdr_decode(b, 1, &h, &why), -1);
+	assert_non_null(strstr(why, "version"));
+	b[4] = 1;
+	assert_int_equal(frame_hdr_decode(b, 1, &h, &why), -1);
+	assert_non_null(strstr(why, "flags"));
+	/* A version-1 frame in a version-2 session. */
+	encode(b, FREP_MSG_HEARTBEAT, 4, 0);
+	assert_int_equal(frame_hdr_decode(b, 2, &h, &why), -1);
+	assert_non_null(strstr(why, "version"));
+	/* COMPRESSED without a trailer, and a reserved bit. */
+	h = (struct frep_frame_hdr){ .version = 2, .type = FREP_MSG_HEARTBEAT,
+				     .flags = FREP_FLAG_COMPRESSED, .body_len = 4 };
+	frame_hdr_encode(&h, b);
+	assert_int_equal(frame_hdr_decode(b, 2, &h, &why), -1);
+	assert_non_null(strstr(why, "without a trailer"));
+	h = (struct frep_frame_hdr){ .version = 2, .type = FREP_MSG_TX, .flags = 0x0002,
+				     .body_len = 4, .trailer_len = 8 };
+	frame_hdr_encode(&h, b);
+	assert_int_equal(frame_hdr_decode(b, 2, &h, &why), -1);
+	assert_non_null(strstr(why, "reserved"));
 }
 
 static void test_every_type_has_name_and_descriptor(void **state)
@@ -246,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_body_len_boundaries),
 		cmocka_unit_test(test_trailer_len_boundaries),
 		cmocka_unit_test(test_bad_headers),
+		cmocka_unit_test(test_version2_headers),
 		cmocka_unit_test(test_every_type_has_name_and_descriptor),
 		cmocka_unit_test(test_error_severity_table),
 		cmocka_unit_test(test_required_fields),
