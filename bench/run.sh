@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # The benchmark (not a test: it prints, nothing asserts timings). One command, one
-# run: every frep figure of issues 6 and 7 beside its baseline, then a table of ratios.
+# run: every frep figure of issues 6, 7, 9, 10 and 12 beside its baseline, then a table
+# of ratios.
 #
 #   write rows   the master's volume and journal on disk, the mirror's data dir on
 #                tmpfs (as if on another host), fio's nbd engine over a unix socket;
 #                frep runs interleaved with its baseline, ROUNDS rounds, median [range]
 #   REPLICATE    a dense volume on tmpfs copied to the mirror, against a raw mbedTLS
 #                pipe (same suite) and rsync over ssh (chacha20-poly1305)
+#   lanes        (issue 12) the same REPLICATE with --lanes 1, 2 and 4, interleaved;
+#                each figure names the lanes the mirror granted (peer.lanes)
+#   compress     (issue 12) an ext4 image of /usr/share (mke2fs -d, built once a run)
+#                replicated with --max-rate 50M and --compress none, zstd, lz4,
+#                interleaved: start to INSYNC, bytes on the wire (peer.wire_bytes), cmp
+#   crypto       (issue 12) one core's crypto: each AEAD of frep's suites alone
+#                (tls-pipe --aead), and one TLS connection with both ends pinned to
+#                one core, per CPU-second of each end: what one lane's end carries
 #   verify       (issue 9) online verify of a dense volume, master and mirror on
 #                tmpfs, unthrottled, against `xxhsum -H2` over both copies in turn
 #   snapshot     (issue 10) INSYNC throughput of 4 KiB random writes across the whole
@@ -19,11 +28,15 @@
 #                master's volume and journal on disk, default journal size, the
 #                mirror on tmpfs; writes for minutes against the cap (rows below)
 #
-# Usage: bash bench/run.sh [SECTION...]   SECTION: write, replicate, verify, snapshot, rss, sustained;
-#        none runs them all (about 15 minutes on 2 cores; run as root for sshd)
+# Usage: bash bench/run.sh [SECTION...]   SECTION: write, replicate, lanes, compress, crypto,
+#        verify, snapshot, rss, sustained; none runs them all (about 22 minutes on 2
+#        cores; run as root for sshd)
 # Environment, for a quick run:
-#   BENCH_ROUNDS=3         rounds of each write row and of REPLICATE
-#   BENCH_VOLUME_MIB=1024  volume of the write rows and of REPLICATE
+#   BENCH_ROUNDS=3         rounds of each write row, of REPLICATE, lanes, compress, crypto
+#   BENCH_VOLUME_MIB=1024  volume of the write rows, of REPLICATE and of lanes
+#   BENCH_COMPRESS_SRC=/usr/share  the files of the compress section's ext4 image
+#   BENCH_COMPRESS_RATE=50M  its --max-rate (bytes on the wire a second)
+#   BENCH_CRYPTO_MIB=512   bytes each crypto measurement moves
 #   BENCH_JOURNAL_MIB=64   --journal-size; the random rows write 3x this, the
 #                          sequential row max(3x this, half the volume)
 #   BENCH_SPARSE_GIB=32    the large sparse volume of the RSS row
@@ -57,12 +70,14 @@ overload_s=${BENCH_OVERLOAD_S:-20}
 insync_wait_s=${BENCH_INSYNC_WAIT_S:-180}
 sus_rounds=${BENCH_SUSTAINED_ROUNDS:-1}
 sus_bs=${BENCH_SUSTAINED_BS:-256k}
-sections=" ${*:-write replicate verify snapshot rss sustained} "
+compress_src=${BENCH_COMPRESS_SRC:-/usr/share}
+compress_rate=${BENCH_COMPRESS_RATE:-50M}
+crypto_mib=${BENCH_CRYPTO_MIB:-512}
+all="write replicate lanes compress crypto verify snapshot rss sustained"
+sections=" ${*:-$all} "
 for s in $sections; do
-	case $s in
-	write | replicate | verify | snapshot | rss | sustained) ;;
-	*) echo "bench: unknown section '$s': give write, replicate, verify, snapshot, rss or sustained, or none for all" >&2; exit 2 ;;
-	esac
+	[[ " $all " == *" $s "* ]] ||
+		{ echo "bench: unknown section '$s': give some of: $all; or none for all" >&2; exit 2; }
 done
 want() {
 	[[ $sections == *" $1 "* ]]
@@ -138,8 +153,44 @@ print(f"{m}_p50 {w['clat_ns']['percentile']['50.000000'] / 1e6:.4f}")
 PY
 }
 
+mbps() { # BYTES SECONDS
+	awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'
+}
+
+# copy_pass IMAGE MIB [CLIENT_ARG...]: one REPLICATE full pass of IMAGE (MIB MiB) to a
+# fresh mirror. Volume, mirror and journal all on tmpfs: these rows are about the
+# copy, not the disk or journal creation. Sets PASS_S (start to INSYNC: process start
+# and handshake count), PASS_COPY_S (the master's copy phase, from its log; empty if
+# it logged none) and PASS_PEER (the status's peer at INSYNC, JSON). The mirror's
+# copy must be byte-identical, so that no figure comes from a broken run. Both
+# daemons are stopped after.
+copy_pass() {
+	local img=$1 mib=$2 pids=("${PIDS[@]}") t0 t1 ms
+	shift 2
+	warm_tmpfs $((mib + 512))
+	SERVER_DATA=$SHM/mirror-c start_server
+	t0=$(now)
+	JOURNAL=$SHM/copy.journal start_client copy "$img" master-1 --journal-size "${journal_mib}M" "$@"
+	wait_status copy state INSYNC 300
+	t1=$(log_time "$T/client-copy.log" 'state [A-Z]+ -> INSYNC')
+	PASS_PEER=$(ctl copy status | jq -c '.volumes[0].master.peer')
+	ms=$(sed -n 's/.*copy walked [0-9]* bytes ([0-9]* data) in \([0-9]*\) ms.*/\1/p' "$T/client-copy.log")
+	cmp "$img" "$SHM/mirror-c/copy/extent.0" || fail "the mirror differs from the master (copy of $img${*:+ with $*})"
+	PASS_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+	PASS_COPY_S=$([ -z "$ms" ] || awk -v ms="$ms" 'BEGIN { print ms / 1000 }')
+	stop "$CLIENT_PID"
+	stop "$SERVER_PID"
+	PIDS=("${pids[@]}")
+	rm -rf "$SHM/mirror-c" "$SHM"/copy.journal* "$T/client-copy.log" "$T/server.log" # the journal and its .bitmap, .meta, .lock
+}
+
+# peer_field KEY: one field of PASS_PEER.
+peer_field() {
+	jq -r --arg k "$1" '.[$k]' <<<"$PASS_PEER"
+}
+
 # --- data ----------------------------------------------------------------------
-if want write || want replicate || want verify || want snapshot; then
+if want write || want replicate || want lanes || want verify || want snapshot; then
 	echo "bench: preparing volumes (master on $DISK, mirror on $SHM)" >&2
 	fill "$SHM/random.img" 0 "$vol_mib" 1
 fi
@@ -250,9 +301,6 @@ EOF
 	user=$(id -un)
 
 	copy_bytes=$((vol_mib << 20))
-	mbps() { # BYTES SECONDS
-		awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / 1e6 / s }'
-	}
 	for ((r = 1; r <= rounds; r++)); do
 		echo "bench: REPLICATE, round $r of $rounds" >&2
 		# The raw pipe: same certificates, same suite, same 4 MiB writes.
@@ -269,28 +317,91 @@ EOF
 		record rsync_mbps "$(mbps "$copy_bytes" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")"
 		rm -rf "$SHM/rsync"
 
-		# The journal is on tmpfs too: this row is about the copy, not journal creation.
-		warm_tmpfs $((vol_mib + 512))
-		SERVER_DATA=$SHM/mirror-c start_server
-		t0=$(now)
-		JOURNAL=$SHM/copy.journal start_client copy "$SHM/random.img" master-1 \
-			--journal-size "${journal_mib}M"
-		wait_status copy state INSYNC 300
-		t1=$(log_time "$T/client-copy.log" 'state [A-Z]+ -> INSYNC')
-		copy_ms=$(sed -n 's/.*copy walked [0-9]* bytes ([0-9]* data) in \([0-9]*\) ms.*/\1/p' "$T/client-copy.log")
-		cmp "$SHM/random.img" "$SHM/mirror-c/copy/extent.0" || fail "the mirror differs from the master"
 		# Copy phase against the pipe (neither counts process start and handshake);
 		# start to INSYNC against rsync (both count everything).
-		[ -z "$copy_ms" ] || record copy_mbps "$(mbps "$copy_bytes" "$(awk -v ms="$copy_ms" 'BEGIN { print ms / 1000 }')")"
-		record insync_mbps "$(mbps "$copy_bytes" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")"
-		stop "$CLIENT_PID"
-		stop "$SERVER_PID"
-		PIDS=("$sshd_pid")
-		rm -rf "$SHM/mirror-c" "$SHM/copy.journal" "$T/client-copy.log" "$T/server.log"
+		copy_pass "$SHM/random.img" "$vol_mib"
+		[ -z "$PASS_COPY_S" ] || record copy_mbps "$(mbps "$copy_bytes" "$PASS_COPY_S")"
+		record insync_mbps "$(mbps "$copy_bytes" "$PASS_S")"
 	done
 	kill -TERM "$sshd_pid"
 	wait "$sshd_pid" 2>/dev/null || true
 	PIDS=()
+fi
+
+# --- lanes (issue 12): REPLICATE of the dense volume with 1, 2 and 4 TLS lanes ------
+# Incompressible data, unthrottled, --compress none: the lanes are all that differs.
+# The lanes the session got (the mirror may grant fewer) are recorded beside each figure.
+if want lanes; then
+	copy_bytes=$((vol_mib << 20))
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: lanes, round $r of $rounds" >&2
+		if ((r % 2)); then order=(1 2 4); else order=(4 2 1); fi
+		for n in "${order[@]}"; do
+			copy_pass "$SHM/random.img" "$vol_mib" --lanes "$n" --compress none
+			record "ln${n}_mbps" "$(mbps "$copy_bytes" "$PASS_S")"
+			[ -z "$PASS_COPY_S" ] || record "ln${n}_copy_mbps" "$(mbps "$copy_bytes" "$PASS_COPY_S")"
+			record "ln${n}_got" "$(peer_field lanes)"
+		done
+	done
+fi
+
+# --- compression (issue 12): an ext4 image of real files over a capped link --------
+# The image is built once per run with mke2fs -d from a directory of ordinary files
+# (/usr/share: text, man pages, locales, icons; some already compressed), sparse as
+# mke2fs leaves it, so the copy walks only what the file system holds. Each pass is a
+# full REPLICATE with --max-rate, which counts bytes on the wire: the saving is time.
+if want compress; then
+	echo "bench: compress: building an ext4 image of $compress_src" >&2
+	src_mib=$(du -sm "$compress_src" | cut -f1)
+	src_files=$(find "$compress_src" | wc -l)
+	# 20% more than the files' own size, and inodes for all of them: mke2fs's default
+	# of one inode per 16 KiB runs short on a tree of small files.
+	cz_mib=$((src_mib * 6 / 5 + 64))
+	cz_img=$SHM/compress.img
+	mke2fs -F -t ext4 -N $((src_files * 6 / 5 + 1024)) -d "$compress_src" "$cz_img" "${cz_mib}M" \
+		>"$T/mke2fs.log" 2>&1 || fail "mke2fs -d $compress_src failed: $(tail -n3 "$T/mke2fs.log")"
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: compress, round $r of $rounds" >&2
+		if ((r % 2)); then order=(none zstd lz4); else order=(lz4 zstd none); fi
+		for alg in "${order[@]}"; do
+			copy_pass "$cz_img" "$cz_mib" --compress "$alg" --max-rate "$compress_rate"
+			[ "$(peer_field compression)" = "$alg" ] ||
+				fail "--compress $alg: the session negotiated '$(peer_field compression)' (protocol $(peer_field protocol))"
+			record "cz_${alg}_s" "$PASS_S"
+			[ -z "$PASS_COPY_S" ] || record "cz_${alg}_copy_s" "$PASS_COPY_S"
+			record "cz_${alg}_wire_mb" "$(awk -v b="$(peer_field wire_bytes)" 'BEGIN { printf "%.1f", b / 1e6 }')"
+			record "cz_${alg}_data_mb" "$(awk -v b="$(peer_field data_bytes)" 'BEGIN { printf "%.1f", b / 1e6 }')"
+		done
+	done
+	rm -f "$cz_img"
+fi
+
+# --- crypto per core (issue 12): what one core encrypts, to size lanes by -----------
+# tls-pipe --aead: each AEAD of frep's suites alone, 16 KiB records as TLS seals them,
+# one thread, per CPU-second (a shared machine's other load does not count). Then one TLS connection (the suite frep negotiates) with both ends pinned
+# to one core: its wall-clock rate is one core doing both ends; each end's own CPU
+# time (its kernel TCP work included) gives what one core carries at that end.
+if want crypto; then
+	cpu=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*\([0-9]*\).*/\1/p' /proc/self/status)
+	for ((r = 1; r <= rounds; r++)); do
+		echo "bench: crypto, round $r of $rounds" >&2
+		"$BIN/bench/tls-pipe" --aead --bytes "${crypto_mib}M" >"$T/aead.out" || fail "tls-pipe --aead failed"
+		/usr/bin/python3 - "$T/aead.out" >>"$RESULTS" <<'PY'
+import sys
+for line in open(sys.argv[1]):
+    f = dict(w.split("=", 1) for w in line.split()[1:])
+    name, mb = f["aead"], int(f["bytes"]) / 1e6
+    print(f"aead_{name}_seal {mb / float(f['seal_cpu_s']):.1f}")
+    print(f"aead_{name}_open {mb / float(f['open_cpu_s']):.1f}")
+PY
+		one=$(taskset -c "$cpu" "$BIN/bench/tls-pipe" --bytes "${crypto_mib}M" --chunk 4M --certs "$PKI") ||
+			fail "tls-pipe on one core failed"
+		crypto_cipher=$(sed -n 's/.*cipher=\([^ ]*\).*/\1/p' <<<"$one")
+		one_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$one"; }
+		record tls1_mbps "$(one_field MBps)"
+		record tls1_send_core "$(mbps "$(one_field bytes)" "$(one_field send_cpu_s)")"
+		record tls1_recv_core "$(mbps "$(one_field bytes)" "$(one_field recv_cpu_s)")"
+	done
 fi
 
 # --- online verify: both copies on tmpfs, against xxhsum -H2 over both in turn ----
@@ -517,6 +628,14 @@ if want write; then
 fi
 ! want replicate ||
 	echo "REPLICATE: ${vol_mib} MiB dense on tmpfs, cipher ${cipher}; rsync over ssh with chacha20-poly1305"
+! want lanes ||
+	echo "lanes: REPLICATE of ${vol_mib} MiB dense on tmpfs, --compress none, unthrottled; ${rounds} interleaved rounds"
+if want compress; then
+	echo "compress: ext4 image of $compress_src (mke2fs -d, ${cz_mib} MiB, sparse), on tmpfs like the mirror;"
+	echo "  REPLICATE start->INSYNC with --max-rate ${compress_rate} (wire bytes); ${rounds} interleaved rounds; mirror cmp'd"
+fi
+! want crypto ||
+	echo "crypto: mbedTLS $(dpkg-query -W -f='${Version}' libmbedtls-dev 2>/dev/null), one core ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')); ${crypto_mib} MiB a measurement, 16 KiB records"
 ! want verify ||
 	echo "verify: ${vol_mib} MiB dense, master and mirror on tmpfs, unthrottled; xxhsum -H2 over both copies in turn"
 if want snapshot; then
@@ -537,11 +656,12 @@ if want sustained; then
 fi
 echo
 /usr/bin/python3 - "$RESULTS" "$vol_mib" "$sparse_gib" "$sections" "$cap_mbps" "$sus_s" "$overload_s" \
-	"$insync_wait_s" <<'PY'
+	"$insync_wait_s" "$compress_rate" "${crypto_cipher:-}" <<'PY'
 import statistics, sys
 small, big = f"{sys.argv[2]} MiB", f"{sys.argv[3]} GiB"
 sections = sys.argv[4].split()
 cap, sus_s, overload_s, insync_wait_s = (float(a) for a in sys.argv[5:9])
+rate, cipher = sys.argv[9], sys.argv[10]
 vals = {}
 for line in open(sys.argv[1]):
     k, v = line.split()
@@ -586,6 +706,35 @@ if "write" in sections:
 if "replicate" in sections:
     row("REPLICATE copy phase MB/s", "copy_mbps", "pipe_mbps", "mbedTLS pipe", ">= 0.9", 1)
     row("REPLICATE start->INSYNC MB/s", "insync_mbps", "rsync_mbps", "rsync/ssh", ">= 1.0", 1)
+if "lanes" in sections:
+    def granted(n):
+        got = sorted({int(x) for x in vals.get(f"ln{n}_got", [])})
+        return "granted " + "/".join(map(str, got)) if got else "granted n/a"
+    for n in (2, 4):
+        row(f"REPLICATE {n} lanes start->INSYNC MB/s", f"ln{n}_mbps", "ln1_mbps", "1 lane", ">= 0.95", 1)
+        rows[-1] = rows[-1][:5] + (f"asked {n}, {granted(n)} (1 lane: {granted(1)}); copy phase "
+                                   f"{fmt(vals.get(f'ln{n}_copy_mbps', []), 1)} vs "
+                                   f"{fmt(vals.get('ln1_copy_mbps', []), 1)} MB/s",)
+if "compress" in sections:
+    def wire(a):
+        w, d = vals.get(f"cz_{a}_wire_mb", []), vals.get(f"cz_{a}_data_mb", [])
+        return (f"wire {fmt(w, 0)} MB of {fmt(d, 0)} MB ({fmt([x / y for x, y in zip(d, w)], 2)}x)"
+                f", copy phase {fmt(vals.get(f'cz_{a}_copy_s', []), 1)} s")
+    for a in ("zstd", "lz4"):
+        rows.append((f"compress {a}, {rate} cap: start->INSYNC s", fmt(vals.get(f"cz_{a}_s", []), 1),
+                     f"none {fmt(vals.get('cz_none_s', []), 1)}", fmt(pair(f"cz_{a}_s", "cz_none_s"), 2),
+                     "<= 0.6", wire(a) + ("; none: " + wire("none") if a == "zstd" else "")))
+if "crypto" in sections:
+    def mb(k):
+        return fmt(vals.get(k, []), 0)
+    rows.append((f"one core: TLS send end MB/s ({cipher})", mb("tls1_send_core"),
+                 f"receive end {mb('tls1_recv_core')}", "-", "-",
+                 f"per CPU-second of each end's thread; both ends on one core {mb('tls1_mbps')} MB/s"))
+    aeads = sorted({k[5:-5] for k in vals if k.startswith("aead_") and k.endswith("_seal")},
+                   key=lambda n: (not n.startswith("CHACHA"), n))
+    for n in aeads:
+        rows.append((f"one core: {n} seal MB/s", mb(f"aead_{n}_seal"), f"open {mb(f'aead_{n}_open')}",
+                     "-", "-", "the AEAD alone, 16 KiB records, per CPU-second (tls-pipe --aead)"))
 if "verify" in sections:
     # The ratio is xxhsum's time over verify's: at least 0.8 means verify takes at most
     # 1.25 times as long as hashing both copies in turn.

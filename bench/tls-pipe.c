@@ -1,6 +1,10 @@
-/* Raw TLS pipe through common/tls.c: the replication throughput baseline, and a TLS test peer. */
+/*
+ * Raw TLS pipe through common/tls.c: the replication throughput baseline, and a TLS
+ * test peer; --aead measures the record ciphers alone, one core (bench/run.sh crypto).
+ */
 #include <errno.h>
 #include <getopt.h>
+#include <mbedtls/cipher.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,6 +32,8 @@ enum pipe_limits {
 	IDLE_TIMEOUT_MS = 30000,
 	ACCEPT_POLL_MS = 200,
 	DRAIN_WAIT_MS = 3000, /* server mode: how long shutdown waits for open connections */
+	AEAD_RECORD = 16384,  /* TLS's largest record plaintext: what a bulk transfer seals */
+	AEAD_TAG = 16,
 };
 
 static const char *usage_text =
@@ -35,8 +41,13 @@ static const char *usage_text =
 	"       tls-pipe --server HOST:PORT --certs DIR [--ca FILE] [--keylog FILE] [--timeout MS]\n"
 	"       tls-pipe --connect HOST:PORT --certs DIR [--server-name NAME] [--cn CN]\n"
 	"                [--ca FILE] [--bytes N] [--chunk N]\n"
+	"       tls-pipe --aead [--bytes N]\n"
 	"Bench (default): a server and a client thread move N bytes (default 1G) over\n"
-	"loopback and print one line: tls-pipe bytes= seconds= MBps= cipher= chunk=.\n"
+	"loopback and print one line: tls-pipe bytes= seconds= MBps= cipher= chunk=\n"
+	"send_cpu_s= recv_cpu_s= (each end's own CPU time, its kernel work included).\n"
+	"--aead seals then opens N bytes (default 1G) of 16 KiB records, as TLS does, with\n"
+	"each AEAD of frep's suites, in this thread; one line each, in CPU seconds (so\n"
+	"other load does not count): tls-pipe aead=NAME bytes= seal_cpu_s= open_cpu_s=.\n"
 	"--server accepts connections until SIGTERM and logs each rejection.\n"
 	"--connect sends N bytes (default 0) to a --server and exits 0 on success.\n"
 	"--timeout bounds each TLS handshake (default 10000 ms).\n"
@@ -47,7 +58,7 @@ struct args {
 	int timeout_ms; /* handshake limit */
 	uint64_t bytes;
 	uint64_t chunk;
-	bool bytes_set;
+	bool bytes_set, aead;
 };
 
 static void usage(int rc)
@@ -69,6 +80,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		{ "ca", required_argument, NULL, 'a' },
 		{ "keylog", required_argument, NULL, 'k' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "aead", no_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -85,6 +97,7 @@ static void parse_args(struct args *a, int argc, char **argv)
 		case 'u': a->cn = optarg; break;
 		case 'a': a->ca = optarg; break;
 		case 'k': a->keylog = optarg; break;
+		case 'A': a->aead = true; break;
 		case 't':
 			a->timeout_ms = atoi(optarg);
 			if (a->timeout_ms <= 0) {
@@ -109,7 +122,8 @@ static void parse_args(struct args *a, int argc, char **argv)
 		default: usage(2);
 		}
 	}
-	if (optind != argc || !a->certs || (a->server && a->connect))
+	if (optind != argc || (!a->certs && !a->aead) || (a->server && a->connect) ||
+	    (a->aead && (a->server || a->connect)))
 		usage(2);
 	if (a->connect && !a->bytes_set)
 		a->bytes = 0;
@@ -255,7 +269,17 @@ struct bench_server {
 	uint64_t chunk;
 	int64_t received;
 	uint64_t done_ns;
+	uint64_t cpu_ns; /* the receiving thread's, from the handshake's end to close_notify */
 };
+
+/* CPU time of the calling thread: user and system, so each end's TCP work counts. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void *bench_server_main(void *p)
 {
@@ -275,7 +299,9 @@ static void *bench_server_main(void *p)
 		return NULL;
 	}
 	tls_set_read_timeout(c, IDLE_TIMEOUT_MS);
+	uint64_t cpu0 = thread_cpu_ns();
 	b->received = serve_conn(c, b->chunk, &b->done_ns);
+	b->cpu_ns = thread_cpu_ns() - cpu0;
 	tls_close(c);
 	return NULL;
 }
@@ -287,7 +313,7 @@ static int run_bench(const struct args *a)
 	struct tls_conn *c = NULL;
 	char bound[NI_MAXHOST + NI_MAXSERV + 2], host[NI_MAXHOST], port[NI_MAXSERV], err[512];
 	char cipher[128] = "";
-	uint64_t start_ns = 0;
+	uint64_t start_ns = 0, send_cpu_ns = 0;
 	pthread_t t;
 	bool started = false;
 	int rc = 1;
@@ -313,8 +339,10 @@ static int run_bench(const struct args *a)
 		goto out;
 	}
 	snprintf(cipher, sizeof(cipher), "%s", tls_cipher(c));
+	send_cpu_ns = thread_cpu_ns();
 	if (send_all(c, a->bytes, a->chunk, &start_ns) < 0)
 		goto out;
+	send_cpu_ns = thread_cpu_ns() - send_cpu_ns;
 	rc = 0;
 out:
 	tls_close(c);
@@ -327,14 +355,106 @@ out:
 	}
 	if (rc == 0) {
 		double s = (double)(b.done_ns - start_ns) / 1e9;
-		printf("tls-pipe bytes=%llu seconds=%.3f MBps=%.1f cipher=%s chunk=%llu\n",
+		printf("tls-pipe bytes=%llu seconds=%.3f MBps=%.1f cipher=%s chunk=%llu "
+		       "send_cpu_s=%.3f recv_cpu_s=%.3f\n",
 		       (unsigned long long)a->bytes, s, s > 0 ? (double)a->bytes / 1e6 / s : 0.0,
-		       cipher, (unsigned long long)a->chunk);
+		       cipher, (unsigned long long)a->chunk, (double)send_cpu_ns / 1e9,
+		       (double)b.cpu_ns / 1e9);
 	}
 	if (b.lfd >= 0)
 		close(b.lfd);
 	tls_config_free(ccfg);
 	tls_config_free(b.cfg);
+	return rc;
+}
+
+/* ---- AEAD alone -------------------------------------------------------------- */
+
+/*
+ * The record cipher without the rest of TLS: what one core can seal and open, the
+ * ceiling of one connection's end (and so of one lane). Same calls as mbedTLS's
+ * record layer: a 12-byte nonce, the 13-byte record header as additional data, a
+ * 16-byte tag. The key is random; the nonce changes per record as TLS's would.
+ * Timed in this thread's CPU time: on a shared machine, other load does not count.
+ */
+static int aead_one(mbedtls_cipher_type_t type, const char *name, uint64_t bytes)
+{
+	mbedtls_cipher_context_t ctx;
+	const mbedtls_cipher_info_t *info = mbedtls_cipher_info_from_type(type);
+	unsigned char key[32], iv[12] = { 0 }, ad[13] = { 0x17, 0x03, 0x03 };
+	unsigned char *plain = malloc(AEAD_RECORD), *sealed = malloc(AEAD_RECORD + AEAD_TAG),
+		      *opened = malloc(AEAD_RECORD);
+	uint64_t records = (bytes + AEAD_RECORD - 1) / AEAD_RECORD, t0, t1, t2;
+	size_t olen;
+	int rc = 1, ret = 0;
+
+	mbedtls_cipher_init(&ctx);
+	if (!plain || !sealed || !opened) {
+		log_error(NULL, "aead %s: out of memory", name);
+		goto out;
+	}
+	if (!info) {
+		log_error(NULL, "aead %s: not in this mbedTLS build", name);
+		goto out;
+	}
+	random_bytes(key, sizeof(key));
+	random_bytes(plain, AEAD_RECORD);
+	if ((ret = mbedtls_cipher_setup(&ctx, info)) ||
+	    (ret = mbedtls_cipher_setkey(&ctx, key, (int)info->key_bitlen, MBEDTLS_ENCRYPT)))
+		goto fail;
+	t0 = thread_cpu_ns();
+	for (uint64_t i = 0; i < records; i++) {
+		memcpy(iv + 4, &i, sizeof(i));
+		if ((ret = mbedtls_cipher_auth_encrypt_ext(&ctx, iv, sizeof(iv), ad, sizeof(ad), plain,
+							   AEAD_RECORD, sealed, AEAD_RECORD + AEAD_TAG,
+							   &olen, AEAD_TAG)))
+			goto fail;
+	}
+	t1 = thread_cpu_ns();
+	/* The last record sealed, opened again and again: each open checks its tag. */
+	if ((ret = mbedtls_cipher_setkey(&ctx, key, (int)info->key_bitlen, MBEDTLS_DECRYPT)))
+		goto fail;
+	for (uint64_t i = 0; i < records; i++) {
+		if ((ret = mbedtls_cipher_auth_decrypt_ext(&ctx, iv, sizeof(iv), ad, sizeof(ad), sealed,
+							   AEAD_RECORD + AEAD_TAG, opened, AEAD_RECORD,
+							   &olen, AEAD_TAG)))
+			goto fail;
+	}
+	t2 = thread_cpu_ns();
+	if (memcmp(opened, plain, AEAD_RECORD) != 0) {
+		log_error(NULL, "aead %s: opened record differs from the sealed one", name);
+		goto out;
+	}
+	printf("tls-pipe aead=%s bytes=%llu seal_cpu_s=%.3f open_cpu_s=%.3f\n", name,
+	       (unsigned long long)(records * AEAD_RECORD), (double)(t1 - t0) / 1e9,
+	       (double)(t2 - t1) / 1e9);
+	rc = 0;
+	goto out;
+fail:
+	log_error(NULL, "aead %s: mbedTLS error -0x%04x", name, (unsigned)-ret);
+out:
+	mbedtls_cipher_free(&ctx);
+	free(plain);
+	free(sealed);
+	free(opened);
+	return rc;
+}
+
+static int run_aead(const struct args *a)
+{
+	/* The AEADs of common/tls.c's suites, in its order of preference. */
+	static const struct {
+		mbedtls_cipher_type_t type;
+		const char *name;
+	} aeads[] = {
+		{ MBEDTLS_CIPHER_CHACHA20_POLY1305, "CHACHA20-POLY1305" },
+		{ MBEDTLS_CIPHER_AES_128_GCM, "AES-128-GCM" },
+		{ MBEDTLS_CIPHER_AES_256_GCM, "AES-256-GCM" },
+	};
+	int rc = 0;
+
+	for (size_t i = 0; i < sizeof(aeads) / sizeof(aeads[0]); i++)
+		rc |= aead_one(aeads[i].type, aeads[i].name, a->bytes);
 	return rc;
 }
 
@@ -506,6 +626,8 @@ int main(int argc, char **argv)
 	parse_args(&a, argc, argv);
 	log_init("tls-pipe", LOG_INFO);
 	signal(SIGPIPE, SIG_IGN);
+	if (a.aead)
+		return run_aead(&a);
 	if (a.server)
 		return run_server(&a);
 	if (a.connect)
