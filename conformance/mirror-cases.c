@@ -1920,6 +1920,19 @@ static int lane_copy_done(struct cctx *x, uint64_t t_c, const uint64_t *counts, 
 	return cx_send(x, FREP_MSG_COPY_DONE, &d.base, NULL, 0);
 }
 
+/* Lane 0 and lane 1 of a two-lane session in its first pass, lane 1 current. */
+static int lanes_copying(struct cctx *x)
+{
+	uint32_t lanes = 0;
+	STEP(lane0(x, 2, &lanes));
+	STEP(lane_join(x, 1, 2));
+	cx_lane(x, 0);
+	STEP(m_parts(x, NULL, 0, NULL));
+	STEP(m_start_copy(x, PH_REPLICATE, 0, true, 0));
+	cx_lane(x, 1);
+	return 0;
+}
+
 /*
  * LANE-5..8: records of one pass on two lanes, out of order (seq 2 on lane 1
  * before seq 1 on lane 0), then a TX over seq 2's range: the mirror holds
@@ -1929,16 +1942,11 @@ static int lanes_copy(struct cctx *x)
 {
 	enum { R = 256 << 10 };
 	uint8_t *img = calloc(1, 2 * R), hash[FREP_VERIFY_HASH_SIZE];
-	uint32_t lanes = 0;
 	int rc = -1;
 	if (!img)
 		return cx_fail(x, "out of memory");
-	if (lane0(x, 2, &lanes) < 0 || lane_join(x, 1, 2) < 0)
+	if (lanes_copying(x) < 0)
 		goto out;
-	cx_lane(x, 0);
-	if (m_parts(x, NULL, 0, NULL) < 0 || m_start_copy(x, PH_REPLICATE, 0, true, 0) < 0)
-		goto out;
-	cx_lane(x, 1);
 	if (lane_record(x, R, R, 0, 32, 1, 2, img) < 0 ||
 	    lane_record(x, 2 * R, 0, x->volume_size - 2 * R, 0, 1, 3, img) < 0)
 		goto out;
@@ -2043,16 +2051,11 @@ static int lanes_unexpected(struct cctx *x)
 static int lanes_count(struct cctx *x)
 {
 	uint8_t *img = calloc(1, 65536);
-	uint32_t lanes = 0;
 	int rc = -1;
 	if (!img)
 		return cx_fail(x, "out of memory");
-	if (lane0(x, 2, &lanes) < 0 || lane_join(x, 1, 2) < 0)
+	if (lanes_copying(x) < 0)
 		goto out;
-	cx_lane(x, 0);
-	if (m_parts(x, NULL, 0, NULL) < 0 || m_start_copy(x, PH_REPLICATE, 0, true, 0) < 0)
-		goto out;
-	cx_lane(x, 1);
 	if (lane_record(x, 0, 65536, 0, 5, 1, 1, img) < 0 ||
 	    lane_record(x, 65536, 0, x->volume_size - 65536, 0, 1, 2, img) < 0)
 		goto out;
@@ -2069,13 +2072,7 @@ out:
 /* LANE-9: a joining lane lost mid-copy ends the whole session: lane 0 is closed too. */
 static int lanes_lost(struct cctx *x)
 {
-	uint32_t lanes = 0;
-	STEP(lane0(x, 2, &lanes));
-	STEP(lane_join(x, 1, 2));
-	cx_lane(x, 0);
-	STEP(m_parts(x, NULL, 0, NULL));
-	STEP(m_start_copy(x, PH_REPLICATE, 0, true, 0));
-	cx_lane(x, 1);
+	STEP(lanes_copying(x));
 	cx_abort(x);
 	cx_lane(x, 0);
 	/* An ERROR first is allowed; then the close. */
